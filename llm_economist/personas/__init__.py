@@ -1,0 +1,34 @@
+"""Census-calibrated worker personas: population sampler, shipped source tables, persona text."""
+
+from .population import (
+    GB2_ACS_2023,
+    INCOME_MODELS,
+    MIN_HOURLY_WAGE,
+    GB2Params,
+    PersonaTables,
+    Population,
+    gb2_mean,
+    gb2_sample,
+    load_tables,
+    sample_population,
+    state_name,
+)
+from .text import occupation_phrase, persona_text, persona_texts
+
+__all__ = [
+    "Population",
+    "sample_population",
+    "gb2_sample",
+    "gb2_mean",
+    "GB2Params",
+    "GB2_ACS_2023",
+    "INCOME_MODELS",
+    "MIN_HOURLY_WAGE",
+    "PersonaTables",
+    "load_tables",
+    "state_name",
+    "persona_text",
+    "persona_texts",
+    "occupation_phrase",
+]
+from .graph import SocialGraph, build_social_graph, EDGE_TYPES

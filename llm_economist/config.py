@@ -1,0 +1,168 @@
+"""Run configuration: a YAML file validated into typed sections, with `key.path=value` overrides.
+
+Every field has a default, a range, and a description that the README reproduces; errors name
+the field (e.g. `economy.years: Input should be greater than or equal to 1`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PopulationConfig(Section):
+    n_agents: int = Field(1000, ge=1, le=10_000_000, description="number of worker agents")
+    income_model: Literal["census", "gb2"] = Field("census", description="wages from census tables, or GB2 incomes by rank")
+
+
+class EconomyConfig(Section):
+    years: int = Field(5, ge=1, le=1000, description="tax years; the planner acts at the start of each")
+    steps_per_year: int = Field(4, ge=1, le=365, description="work periods per tax year")
+    eta: float = Field(0.0, ge=0.0, le=5.0, description="curvature of consumption utility (0 = quasi-linear)")
+    elasticity: float = Field(0.5, gt=0.0, le=5.0, description="labour-supply elasticity eps in the disutility")
+    max_hours: float = Field(80.0, gt=0.0, le=168.0, description="weekly hours cap")
+    target_median_hours: float = Field(40.0, gt=0.0, description="median hours under the US 2024 schedule (sets psi)")
+    dtype: Literal["float64", "float32"] = Field("float64", description="floating-point precision of the simulation")
+
+    @model_validator(mode="after")
+    def _median_below_cap(self) -> "EconomyConfig":
+        if not self.target_median_hours < self.max_hours:
+            raise ValueError(f"target_median_hours ({self.target_median_hours}) must be below max_hours ({self.max_hours})")
+        return self
+
+
+class WelfareConfig(Section):
+    name: Literal["utilitarian", "inverse_income", "rawlsian", "atkinson", "equality_productivity"] = "inverse_income"
+    income_floor: float = Field(10_000.0, gt=0.0, description="inverse_income: incomes below this weigh as this ($/yr)")
+    inequality_aversion: float = Field(1.0, ge=0.0, description="atkinson: inequality aversion e")
+
+    def params(self) -> dict[str, float]:
+        return {
+            "inverse_income": {"income_floor": self.income_floor},
+            "atkinson": {"inequality_aversion": self.inequality_aversion},
+        }.get(self.name, {})
+
+
+class MechanismConfig(Section):
+    name: str = Field("three_bracket", description="registered mechanism name")
+    options: dict[str, Any] = Field(default_factory=dict, description="keyword options for the mechanism")
+
+
+class WorkersConfig(Section):
+    kind: Literal["rational", "bounded"] = "rational"
+    temperature: float = Field(0.05, gt=0.0, le=10.0, description="bounded: logit noise relative to full-time utility")
+    hour_bins: int = Field(17, ge=2, le=1000, description="bounded: number of hour choices from 0 to max_hours")
+
+
+class PlannerConfig(Section):
+    model_config = ConfigDict(extra="allow")
+    kind: Literal["fixed", "us_federal", "flat", "saez", "search", "grid"]
+    label: str | None = Field(None, description="name in tables and plots (default: kind)")
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+    @property
+    def name(self) -> str:
+        return self.label or self.kind
+
+
+class OutputConfig(Section):
+    traces: bool = Field(True, description="write traces.parquet (one row per agent and step)")
+    trace_agents: int = Field(2000, ge=0, description="trace at most this many agents (the first ones)")
+
+
+class RunConfig(Section):
+    name: str = "run"
+    seed: int = Field(0, ge=0, description="seeds population, graph and worker randomness")
+    population: PopulationConfig = PopulationConfig()
+    economy: EconomyConfig = EconomyConfig()
+    welfare: WelfareConfig = WelfareConfig()
+    mechanism: MechanismConfig = MechanismConfig()
+    workers: WorkersConfig = WorkersConfig()
+    planners: list[PlannerConfig] = Field(default_factory=lambda: [PlannerConfig(kind="saez")], min_length=1)
+    output: OutputConfig = OutputConfig()
+
+    @model_validator(mode="after")
+    def _unique_labels(self) -> "RunConfig":
+        for planner in self.planners:
+            planner.label = planner.name
+        names = [p.name for p in self.planners]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"planners: labels must be unique, repeated: {dupes} (set `label` to tell them apart)")
+        return self
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names the field."""
+
+
+def _format(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        lines.append(f"{where}: {e['msg']}")
+    return "invalid config:\n  " + "\n  ".join(lines)
+
+
+def apply_override(data: dict, assignment: str) -> None:
+    """Set a dotted key (`economy.years=3`, `planners.0.budget=50`) to a YAML-parsed value."""
+    if "=" not in assignment:
+        raise ConfigError(f"override {assignment!r}: expected key.path=value")
+    path, raw = assignment.split("=", 1)
+    keys = path.strip().split(".")
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"override {assignment!r}: value is not valid YAML: {err}") from None
+    node: Any = data
+    for i, key in enumerate(keys[:-1]):
+        if isinstance(node, list):
+            if not key.isdigit() or int(key) >= len(node):
+                raise ConfigError(f"override {path}: {'.'.join(keys[: i + 1])} is not an index of the list")
+            node = node[int(key)]
+        else:
+            node = node.setdefault(key, {})
+            if not isinstance(node, (dict, list)):
+                raise ConfigError(f"override {path}: {'.'.join(keys[: i + 1])} is not a section")
+    last = keys[-1]
+    if isinstance(node, list):
+        if not last.isdigit() or int(last) >= len(node):
+            raise ConfigError(f"override {path}: {last} is not an index of the list")
+        node[int(last)] = value
+    else:
+        node[last] = value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Read YAML (or start from defaults), apply overrides, validate."""
+    data: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"config {path}: not valid YAML: {err}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"config {path}: the top level must be a mapping of sections")
+    for assignment in overrides or []:
+        apply_override(data, assignment)
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format(err)) from None
+
+
+def dump_config(config: RunConfig) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,143 @@
+"""Labour supply: the exact best response to a piecewise-linear schedule, and a logit response.
+
+Exact: on bracket j the budget is linear in hours, c = a_j h + b_j with
+    a_j = 52 w (1 - tau_j),   b_j = transfer - T(c_j) + tau_j c_j   (virtual income),
+and hours run over [c_j, c_{j+1}] / (52 w) intersected with [0, max_hours]. The optimum on a
+segment solves a_j u'(a_j h + b_j) = psi h^(1/eps) (closed form when eta = 0, bisection
+otherwise) or sits at an end of the segment; the best of the K segment optima is the global
+optimum, kinks and corners included, for any schedule (also non-convex budget sets).
+
+Logit (bounded rationality): P(h_b) proportional to exp(u(h_b) / (temperature * scale)), over a
+grid of hour bins, with scale the utility of full-time earnings; expected hours are smooth in
+the rates, which is what gradient planners and the surrogate need.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .tax import TaxSchedule
+from .utility import (
+    WEEKS_PER_YEAR,
+    Preferences,
+    consumption_utility,
+    labour_disutility,
+    marginal_consumption_utility,
+    utility,
+    utility_scale,
+)
+
+Tensor = torch.Tensor
+_BISECTION_STEPS = 60
+
+
+def _transfer_per_choice(transfer, like: Tensor) -> Tensor:
+    """A scalar or (..., 1) per-agent transfer, shaped (..., 1, 1) to broadcast over agents x choices."""
+    t = torch.as_tensor(transfer, dtype=like.dtype, device=like.device)
+    if t.ndim and t.shape[-1] != 1:
+        raise ValueError(f"transfer must be a scalar or have shape (..., 1), got {tuple(t.shape)}")
+    return t.unsqueeze(-1) if t.ndim else t
+
+
+def _segment_optimum(a: Tensor, b: Tensor, lo: Tensor, hi: Tensor, prefs: Preferences) -> Tensor:
+    """Hours maximising u(a h + b) - v(h) on [lo, hi]; the objective is strictly concave in h."""
+    if prefs.eta == 0.0:
+        return torch.minimum(torch.maximum((a / prefs.psi).pow(prefs.elasticity), lo), hi)
+    inv_eps = 1.0 / prefs.elasticity
+
+    def foc(h: Tensor) -> Tensor:  # decreasing in h
+        return a * marginal_consumption_utility(a * h + b, prefs.eta) - prefs.psi * h.pow(inv_eps)
+
+    left, right = lo.clone(), hi.clone()
+    for _ in range(_BISECTION_STEPS):
+        mid = 0.5 * (left + right)
+        up = foc(mid) > 0
+        left = torch.where(up, mid, left)
+        right = torch.where(up, right, mid)
+    interior = 0.5 * (left + right)
+    return torch.where(foc(lo) <= 0, lo, torch.where(foc(hi) >= 0, hi, interior))
+
+
+def _quasi_linear_convex_hours(wage: Tensor, schedule: TaxSchedule, prefs: Preferences) -> Tensor:
+    """Best response when eta = 0 and rates never fall: the budget set is convex, so
+
+        z = min_j max(z*(tau_j), c_j),   z*(tau) = 52 w (52 w (1 - tau) / psi)^eps,
+
+    (desired income at each bracket's rate, pushed up to the bracket's floor: the first bracket
+    whose floor binds is a kink where the worker bunches), then hours are capped.
+    """
+    per_hour = WEEKS_PER_YEAR * wage  # (N,)
+    keep = (1.0 - schedule.rates).clamp(min=0.0).pow(prefs.elasticity).unsqueeze(-2)  # (..., 1, K)
+    desired = (per_hour * (per_hour / prefs.psi).pow(prefs.elasticity)).unsqueeze(-1) * keep  # (..., N, K)
+    z = torch.maximum(desired, schedule.cutoffs).min(dim=-1).values
+    return (z / per_hour).clamp(max=prefs.max_hours)
+
+
+def best_response_hours(wage: Tensor, schedule: TaxSchedule, transfer, prefs: Preferences) -> Tensor:
+    """Utility-maximising weekly hours (..., N) for wages (N,) under rates (..., K)."""
+    if prefs.eta == 0.0 and bool((schedule.rates[..., 1:] >= schedule.rates[..., :-1]).all()):
+        return _quasi_linear_convex_hours(wage, schedule, prefs)
+    return _best_of_segments(wage, schedule, transfer, prefs)
+
+
+def _best_of_segments(wage: Tensor, schedule: TaxSchedule, transfer, prefs: Preferences) -> Tensor:
+    """The general case: optimise on every bracket's linear segment, keep the best."""
+    income_per_hour = (WEEKS_PER_YEAR * wage).unsqueeze(-1)  # (N, 1)
+    cut = schedule.cutoffs
+    upper = torch.cat([cut[1:], cut.new_full((1,), float("inf"))])
+    lo_full = cut / income_per_hour  # (N, K)
+    lo = lo_full.clamp(max=prefs.max_hours)
+    hi = (upper / income_per_hour).clamp(max=prefs.max_hours)
+    reachable = lo_full < prefs.max_hours  # bracket 0 always reachable (lo = 0)
+
+    rates = schedule.rates.unsqueeze(-2)  # (..., 1, K)
+    a = income_per_hour * (1.0 - rates)  # (..., N, K)
+    b = _transfer_per_choice(transfer, rates) - schedule.tax_at_cutoffs().unsqueeze(-2) + rates * cut  # (..., 1, K)
+    a, b, lo, hi = torch.broadcast_tensors(a, b, lo, hi)
+    h = _segment_optimum(a, b, lo, hi, prefs)
+    u = consumption_utility(a * h + b, prefs.eta) - labour_disutility(h, prefs.psi, prefs.elasticity)
+    u = u.masked_fill(~reachable, float("-inf"))
+    best = u.argmax(dim=-1, keepdim=True)
+    return torch.gather(h, -1, best).squeeze(-1)
+
+
+def hour_bins(max_hours: float, n_bins: int, dtype=torch.float64) -> Tensor:
+    """Evenly spaced hour choices 0, ..., max_hours."""
+    if n_bins < 2:
+        raise ValueError(f"hour bins: n_bins must be at least 2, got {n_bins}")
+    return torch.linspace(0.0, max_hours, n_bins, dtype=dtype)
+
+
+def logit_hour_probabilities(
+    wage: Tensor, schedule: TaxSchedule, transfer, prefs: Preferences, bins: Tensor, temperature: float
+) -> Tensor:
+    """(..., N, B) choice probabilities over hour bins: softmax of u(h_b) / (temperature * scale)."""
+    if not temperature > 0:
+        raise ValueError(f"logit response: temperature must be positive, got {temperature}")
+    z = WEEKS_PER_YEAR * wage.unsqueeze(-1) * bins  # (N, B)
+    batch = schedule.rates.shape[:-1]
+    flat = z.reshape(*([1] * len(batch)), -1).expand(*batch, z.numel()) if batch else z.reshape(-1)
+    taxes = schedule.tax(flat).reshape(*batch, *z.shape)  # (..., N, B)
+    u = utility(z - taxes + _transfer_per_choice(transfer, z), bins, prefs)  # (..., N, B)
+    scale = utility_scale(wage, prefs.eta).unsqueeze(-1)  # (N, 1)
+    return torch.softmax(u / (temperature * scale), dim=-1)
+
+
+def calibrate_psi(
+    wage: Tensor, schedule: TaxSchedule, prefs: Preferences, target_median_hours: float = 40.0, transfer: float = 0.0
+) -> Preferences:
+    """Preferences whose psi makes the median worker's best response `target_median_hours`.
+
+    Median hours fall monotonically as psi rises, so bisection on log psi finds it.
+    """
+    if not 0 < target_median_hours < prefs.max_hours:
+        raise ValueError(f"calibration: target median hours must lie in (0, {prefs.max_hours}), got {target_median_hours}")
+    lo, hi = -40.0, 40.0  # log psi
+    for _ in range(80):
+        mid = 0.5 * (lo + hi)
+        hours = best_response_hours(wage, schedule, transfer, prefs.with_psi(float(torch.exp(torch.tensor(mid)))))
+        if hours.median() > target_median_hours:
+            lo = mid
+        else:
+            hi = mid
+    return prefs.with_psi(float(torch.exp(torch.tensor(0.5 * (lo + hi)))))

@@ -1,0 +1,83 @@
+"""Worker utility: isoelastic consumption utility minus isoelastic labour disutility.
+
+    u(c, h) = (c^(1-eta) - 1) / (1 - eta) - psi * h^(1 + 1/eps) / (1 + 1/eps)
+
+eta is the curvature of consumption utility (eta = 1 is log; eta = 0 is quasi-linear, where the
+elasticity of taxable income is exactly eps and there are no income effects). Hours are per week,
+consumption and income per year: z = WEEKS_PER_YEAR * wage * hours.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+
+Tensor = torch.Tensor
+
+WEEKS_PER_YEAR = 52.0
+FULL_TIME_HOURS = 40.0
+# Consumption is floored at $1/year inside the utility so that a worker with no income and a
+# negative transfer has a finite (very low) utility instead of NaN.
+MIN_CONSUMPTION = 1.0
+
+
+@dataclass(frozen=True)
+class Preferences:
+    """Shared preference parameters; psi is usually set by `calibrate_psi`."""
+
+    eta: float = 0.0
+    elasticity: float = 0.5
+    psi: float = 1.0
+    max_hours: float = 80.0
+
+    def __post_init__(self) -> None:
+        checks = {
+            "eta": (self.eta, 0.0, 5.0),
+            "elasticity": (self.elasticity, 0.01, 5.0),
+            "max_hours": (self.max_hours, 1.0, 168.0),
+        }
+        for name, (value, lo, hi) in checks.items():
+            if not lo <= value <= hi:
+                raise ValueError(f"preferences: {name} must lie in [{lo}, {hi}], got {value}")
+        if not self.psi > 0:
+            raise ValueError(f"preferences: psi must be positive, got {self.psi}")
+
+    def with_psi(self, psi: float) -> "Preferences":
+        return replace(self, psi=float(psi))
+
+
+def annual_income(wage: Tensor, hours: Tensor) -> Tensor:
+    """z = 52 * wage * weekly hours."""
+    return WEEKS_PER_YEAR * wage * hours
+
+
+def consumption_utility(c: Tensor, eta: float) -> Tensor:
+    """(c^(1-eta) - 1) / (1 - eta), log c at eta = 1, with c floored at MIN_CONSUMPTION."""
+    c = c.clamp(min=MIN_CONSUMPTION)
+    if eta == 0.0:
+        return c - 1.0
+    if abs(eta - 1.0) < 1e-12:
+        return torch.log(c)
+    return (c.pow(1.0 - eta) - 1.0) / (1.0 - eta)
+
+
+def marginal_consumption_utility(c: Tensor, eta: float) -> Tensor:
+    """u'(c) = c^(-eta)."""
+    return c.clamp(min=MIN_CONSUMPTION).pow(-eta)
+
+
+def labour_disutility(h: Tensor, psi: float, elasticity: float) -> Tensor:
+    """psi * h^(1 + 1/eps) / (1 + 1/eps)."""
+    k = 1.0 + 1.0 / elasticity
+    return psi * h.clamp(min=0.0).pow(k) / k
+
+
+def utility(c: Tensor, h: Tensor, prefs: Preferences) -> Tensor:
+    return consumption_utility(c, prefs.eta) - labour_disutility(h, prefs.psi, prefs.elasticity)
+
+
+def utility_scale(wage: Tensor, eta: float) -> Tensor:
+    """Utility value of full-time earnings, (52 * 40 * w)^(1-eta): the natural unit for logit noise."""
+    full_time = WEEKS_PER_YEAR * FULL_TIME_HOURS * wage
+    return full_time.clamp(min=MIN_CONSUMPTION).pow(1.0 - eta)

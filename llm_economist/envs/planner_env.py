@@ -1,0 +1,150 @@
+"""The planner's problem as a single-agent Gymnasium environment; the worker population lives inside.
+
+One step is one tax year. The action is the mechanism's parameter vector (Box with its bounds,
+float32; clipped to the bounds). The workers, any `WorkerPolicy`, then act for
+`steps_per_year` periods under that policy, each period settled by `economy.settle`, each
+expecting last period's transfer. Their randomness (e.g. bounded-rational choices) draws from
+a torch.Generator seeded from the environment's `np_random`, so `reset(seed=s)` followed by the
+same actions reproduces a trajectory exactly.
+
+Observation, float32 (P + 6,): the parameters in force (the mechanism's initial ones after
+reset), then the last year's means over its periods of
+    mean_hours (h/week), mean_income ($/year), revenue (mean tax per worker, $/year),
+    transfer (per worker, $/year), income_gini (Gini of pre-tax income), welfare (scaled),
+all zero before the first year.
+
+Reward: the year's mean social welfare divided by `welfare_scale`, |W| of an equal reference
+society in which every worker has the median wage and works 40 hours untaxed (see
+`labour_market`), so rewards are of order one. The episode is truncated after `years` years.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from ..economy.outcome import Outcome, settle
+from ..economy.utility import Preferences
+from ..economy.welfare import social_welfare
+from ..mechanisms.base import Mechanism
+from ..workers.base import Observation, WorkerPolicy
+from ..workers.rational import RationalWorkers
+from .labour_market import (
+    AGGREGATES,
+    aggregate_bounds,
+    check_count,
+    check_mechanism,
+    check_preferences,
+    check_render_mode,
+    check_wage,
+    period_aggregates,
+    reward_scales,
+)
+
+Tensor = torch.Tensor
+
+
+class PlannerEnv(gym.Env):
+    """Choose the mechanism parameters once a year to maximise the population's social welfare.
+
+    Arguments as for `LabourMarketEnv`, plus `workers`, the population (RationalWorkers under
+    `prefs` by default); a worker policy sees `Observation.step` as periods since reset.
+    """
+
+    # render_fps only matters to human renderers; it is declared because Gymnasium expects it.
+    metadata = {"render_modes": ["ansi"], "render_fps": 1}
+
+    def __init__(
+        self,
+        wage,
+        mechanism: Mechanism | str = "three_bracket",
+        prefs: Preferences | None = None,
+        workers: WorkerPolicy | None = None,
+        steps_per_year: int = 4,
+        years: int = 5,
+        welfare_name: str = "inverse_income",
+        welfare_params: dict | None = None,
+        render_mode: str | None = None,
+    ) -> None:
+        self.wage = check_wage(wage)
+        self.mechanism = check_mechanism(mechanism)
+        self.prefs = check_preferences(prefs, self.wage)
+        if workers is None:
+            workers = RationalWorkers(self.prefs)
+        if not isinstance(workers, WorkerPolicy):
+            raise ValueError(f"workers: expected a WorkerPolicy or None, got {type(workers).__name__}")
+        self.workers = workers
+        self.steps_per_year = check_count("steps_per_year", steps_per_year)
+        self.years = check_count("years", years)
+        self.welfare_name = welfare_name
+        self.welfare_params = dict(welfare_params or {})
+        self.render_mode = check_render_mode(render_mode, self.metadata)
+        _, self.welfare_scale = reward_scales(self.wage, self.prefs, self.welfare_name, self.welfare_params)
+
+        low, high = (b.numpy() for b in self.mechanism.bounds(torch.float32))
+        agg_low, agg_high = aggregate_bounds(self.prefs.max_hours)
+        self.action_space = spaces.Box(low, high, dtype=np.float32)
+        self.observation_space = spaces.Box(np.concatenate([low, agg_low]), np.concatenate([high, agg_high]), dtype=np.float32)
+
+        self._generator = torch.Generator()
+        self._year: int | None = None
+        self._theta = self.mechanism.initial()
+        self._last: Outcome | None = None
+        self._aggregates = np.zeros(len(AGGREGATES))
+
+    @property
+    def parameters(self) -> Tensor:
+        """The mechanism parameters in force (P,)."""
+        return self._theta.clone()
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self._generator = torch.Generator().manual_seed(int(self.np_random.integers(2**63 - 1)))
+        self._year = 0
+        self._theta = self.mechanism.initial()
+        self._last = None
+        self._aggregates = np.zeros(len(AGGREGATES))
+        return self._observation(), {}
+
+    def step(self, action):
+        if self._year is None or self._year >= self.years:
+            raise RuntimeError("planner env: no episode is running; call reset() first")
+        theta = torch.as_tensor(np.asarray(action, dtype=np.float64).reshape(-1))
+        if theta.numel() != self.mechanism.size:
+            raise ValueError(f"action: expected {self.mechanism.size} parameters {self.mechanism.names}, got {theta.numel()}")
+        self._theta = self.mechanism.clip(theta)
+        policy = self.mechanism.policy(self._theta)
+
+        periods, welfare = [], []
+        for period in range(self.steps_per_year):
+            transfer = self._last.transfer if self._last is not None else torch.zeros(1, dtype=self.wage.dtype)
+            seen = Observation(self.wage, policy, transfer, self._last, self._year, self._year * self.steps_per_year + period)
+            # A learned population may stray outside the feasible hours.
+            hours = self.workers.act(seen, self._generator).clamp(0.0, self.prefs.max_hours)
+            self._last = settle(self.wage, hours, policy, self.prefs)
+            welfare.append(float(social_welfare(self._last, self.welfare_name, **self.welfare_params)))
+            periods.append(period_aggregates(self._last, welfare[-1] / self.welfare_scale))
+        self._aggregates = np.mean(periods, axis=0)
+        self._year += 1
+
+        info = {"year": self._year - 1, **dict(zip(AGGREGATES[:-1], self._aggregates[:-1].tolist()))}
+        info["welfare"] = float(np.mean(welfare))
+        reward = float(self._aggregates[-1])
+        return self._observation(), reward, False, self._year >= self.years, info
+
+    def render(self) -> str | None:
+        if self.render_mode is None:
+            return None
+        params = " ".join(f"{n}={v:.4g}" for n, v in zip(self.mechanism.names, self._theta.tolist()))
+        if not self._year:
+            return f"before year 1/{self.years} | {params}"
+        hours, income, revenue, transfer, g, welfare = self._aggregates.tolist()
+        return (
+            f"year {self._year}/{self.years} | {params} | hours {hours:.1f} h/wk, income ${income:,.0f}, "
+            f"revenue ${revenue:,.0f}, transfer ${transfer:,.0f}, Gini {g:.3f}, welfare {welfare:.4f}"
+        )
+
+    def _observation(self) -> np.ndarray:
+        return np.concatenate([self._theta.numpy(), self._aggregates]).astype(np.float32)

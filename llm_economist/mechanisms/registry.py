@@ -1,0 +1,50 @@
+"""Find mechanisms by name: the built-ins plus any registered under the entry-point group
+`llm_economist.mechanisms` by another installed package (value: a Mechanism subclass or a
+factory that takes keyword options and returns a Mechanism)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from importlib.metadata import EntryPoint, entry_points
+
+from .base import Mechanism
+from .builtin import BracketTax, NegativeIncomeTax, flat, three_bracket, us_federal_2024
+
+ENTRY_POINT_GROUP = "llm_economist.mechanisms"
+
+BUILTIN_MECHANISMS: dict[str, Callable[..., Mechanism]] = {
+    "bracket_tax": BracketTax,
+    "us_federal_2024": us_federal_2024,
+    "three_bracket": three_bracket,
+    "flat": flat,
+    "negative_income_tax": NegativeIncomeTax,
+}
+
+
+def available_mechanisms() -> dict[str, Callable[..., Mechanism]]:
+    """Built-ins first; a plug-in may not shadow a built-in name."""
+    found = dict(BUILTIN_MECHANISMS)
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name not in found:
+            found[ep.name] = ep
+    return found
+
+
+def make_mechanism(name: str, **options) -> Mechanism:
+    """Build a mechanism by name with its options; errors name what was wrong."""
+    registry = available_mechanisms()
+    if name not in registry:
+        raise ValueError(f"mechanism: unknown name {name!r}; available: {sorted(registry)}")
+    factory = registry[name]
+    if isinstance(factory, EntryPoint):
+        try:
+            factory = factory.load()
+        except Exception as err:  # a broken plug-in must not look like our bug
+            raise ValueError(f"mechanism: plug-in {name!r} failed to load: {err}") from err
+    try:
+        mechanism = factory(**options)
+    except TypeError as err:
+        raise ValueError(f"mechanism {name!r}: bad options {sorted(options)}: {err}") from err
+    if not isinstance(mechanism, Mechanism):
+        raise ValueError(f"mechanism: plug-in {name!r} returned {type(mechanism).__name__}, not a Mechanism")
+    return mechanism

@@ -1,0 +1,34 @@
+"""Fixed schedules: the 2024 US federal rates and a flat rate, never changed."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from ..mechanisms.base import Mechanism
+from ..mechanisms.builtin import flat, us_federal_2024
+from ..world import World
+from .base import Planner, YearRecord
+
+Tensor = torch.Tensor
+
+
+class FixedPlanner(Planner):
+    kind = "fixed"
+
+    def __init__(self, mechanism: Mechanism, parameters: Sequence[float] | None = None) -> None:
+        super().__init__(mechanism)
+        self.theta = mechanism.validate(mechanism.initial() if parameters is None else list(parameters))
+
+    def propose(self, year: int, history: list[YearRecord], world: World) -> Tensor:
+        return self.theta.clone()
+
+
+def us_federal_planner(rebate_share: float = 1.0) -> FixedPlanner:
+    """US 2024 single-filer rates on their own brackets; revenue is rebated like every mechanism's."""
+    return FixedPlanner(us_federal_2024(rebate_share=rebate_share))
+
+
+def flat_planner(rate: float = 0.2, rebate_share: float = 1.0) -> FixedPlanner:
+    return FixedPlanner(flat(initial_rates=[rate], rebate_share=rebate_share), [rate])

@@ -1,0 +1,104 @@
+"""The Saez baseline: the discrete-bracket optimal-rate formula iterated to a damped fixed point.
+
+Each iteration queries the population model for incomes under the current rates, computes the
+social marginal welfare weights of those outcomes, and moves part of the way (`damping`) to
+the rates the formula gives. The elasticity is the analytic one where utilities are known
+(quasi-linear rational workers: exactly eps), otherwise estimated by a symmetric +/- 5 point
+perturbation of the net-of-tax rates on the same agents, interior agents only.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..economy.policy import Policy
+from ..economy.saez import arc_elasticity, saez_bracket_rates
+from ..economy.tax import TaxSchedule
+from ..economy.welfare import marginal_welfare_weights
+from ..mechanisms.base import Mechanism
+from ..mechanisms.builtin import BracketTax
+from ..workers.rational import RationalWorkers
+from ..world import World
+from .base import Planner, YearRecord
+
+Tensor = torch.Tensor
+
+PERTURBATION = 0.05
+
+
+def estimate_elasticity(world: World, policy: Policy) -> float:
+    """Arc elasticity of taxable income from (1 - tau) +/- 0.05 around the policy's rates."""
+    schedule = policy.schedule
+    keep = 1.0 - schedule.rates
+    up = Policy(TaxSchedule(schedule.cutoffs, (1.0 - (keep + PERTURBATION)).clamp(0.0, 1.0)), policy.lump_sum, policy.rebate_share)
+    down = Policy(TaxSchedule(schedule.cutoffs, (1.0 - (keep - PERTURBATION)).clamp(0.0, 1.0)), policy.lump_sum, policy.rebate_share)
+    z_up, z_down = world.respond(up).income, world.respond(down).income
+    idx_up, idx_down = schedule.bracket_index(z_up), schedule.bracket_index(z_down)
+    tol = 0.01
+    at_kink = lambda z: (z.unsqueeze(-1) - schedule.cutoffs).abs().min(dim=-1).values < tol  # noqa: E731
+    interior = (idx_up == idx_down) & ~at_kink(z_up) & ~at_kink(z_down)
+    return arc_elasticity(z_up, z_down, 1.0 - up.schedule.rates[idx_up], 1.0 - down.schedule.rates[idx_down], interior)
+
+
+def analytic_elasticity(world: World) -> float | None:
+    """eps when workers maximise quasi-linear utility exactly, else None (unknown)."""
+    if isinstance(world.workers, RationalWorkers) and world.prefs.eta == 0.0:
+        return world.prefs.elasticity
+    return None
+
+
+class SaezPlanner(Planner):
+    kind = "saez"
+    uses_population_model = True
+
+    def __init__(
+        self,
+        mechanism: Mechanism,
+        damping: float = 0.5,
+        max_iterations: int = 200,
+        tolerance: float = 1e-5,
+        elasticity: float | str = "auto",
+        max_rate: float | None = None,
+    ) -> None:
+        if not isinstance(mechanism, BracketTax) or mechanism.rebate_share != 1.0:
+            raise ValueError("saez planner: needs a bracket_tax mechanism with all revenue rebated (rebate_share = 1)")
+        if not 0 < damping <= 1:
+            raise ValueError(f"saez planner: damping must lie in (0, 1], got {damping}")
+        if not (elasticity == "auto" or elasticity == "estimate" or (isinstance(elasticity, (int, float)) and elasticity > 0)):
+            raise ValueError(f"saez planner: elasticity must be 'auto', 'estimate' or a positive number, got {elasticity!r}")
+        super().__init__(mechanism)
+        self.damping = damping
+        self.max_iterations = max_iterations
+        self.tolerance = tolerance
+        self.elasticity_setting = elasticity
+        self.max_rate = max_rate if max_rate is not None else float(mechanism.bounds()[1].max())
+        self.theta: Tensor | None = None
+        self.elasticity: float | None = None
+        self.iterations = 0
+
+    def _elasticity(self, world: World, policy: Policy) -> float:
+        if isinstance(self.elasticity_setting, (int, float)):
+            return float(self.elasticity_setting)
+        known = analytic_elasticity(world) if self.elasticity_setting == "auto" else None
+        return known if known is not None else estimate_elasticity(world, policy)
+
+    def propose(self, year: int, history: list[YearRecord], world: World) -> Tensor:
+        if self.theta is None:
+            self.theta = self.fixed_point(world, self.mechanism.initial())
+        return self.theta.clone()
+
+    def fixed_point(self, world: World, theta: Tensor) -> Tensor:
+        """Iterate tau <- tau + damping * (saez(tau) - tau) until the largest change is below tolerance."""
+        before = world.evaluations
+        for self.iterations in range(1, self.max_iterations + 1):
+            policy = self.mechanism.policy(theta)
+            outcome = world.respond(policy)
+            weights = marginal_welfare_weights(outcome, world.prefs, world.welfare_name, **world.welfare_params)
+            self.elasticity = self._elasticity(world, policy)
+            target = saez_bracket_rates(outcome.income, weights, self.mechanism.cutoffs, self.elasticity, self.max_rate)
+            step = self.damping * (target - theta)
+            theta = self.mechanism.clip(theta + step)
+            if step.abs().max() < self.tolerance:
+                break
+        self.evaluations += world.evaluations - before
+        return theta

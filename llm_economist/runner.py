@@ -1,0 +1,287 @@
+"""The simulation loop: each planner faces the same population and seeds, year by year.
+
+At the start of each tax year the planner proposes parameters; for every step of the year the
+workers act on a batch of observations, the economy settles incomes, taxes, transfers and
+utilities, and metrics and traces are recorded. A checkpoint after each year lets `resume`
+continue an interrupted run without redoing finished years; traces go to disk year by year.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from .config import RunConfig, dump_config
+from .economy.inequality import gini
+from .economy.outcome import Outcome, settle
+from .economy.policy import Policy
+from .economy.tax import TaxSchedule
+from .factory import DTYPES, make_planner, make_world
+from .personas.population import Population, sample_population
+from .planners.base import Planner, YearRecord
+from .workers.base import Observation
+from .world import World
+
+CHECKPOINT_DIR = "checkpoints"
+TRACE_DIR = "trace_parts"
+TRACE_COLUMNS = ["hours", "income", "tax", "consumption", "utility"]
+
+
+class ResumeError(RuntimeError):
+    """A checkpoint exists but cannot be continued (for example, the config changed)."""
+
+
+@dataclass
+class PlannerRun:
+    """Everything a planner's run has produced so far; checkpointed after each year."""
+
+    label: str
+    planner: Planner
+    year: int = 0  # next year to play
+    history: list[YearRecord] = field(default_factory=list)
+    metrics: list[dict] = field(default_factory=list)
+    parameters: list[dict] = field(default_factory=list)
+    generator_state: torch.Tensor | None = None
+    last: Outcome | None = None
+    wall_s: float = 0.0
+
+
+def config_fingerprint(config: RunConfig) -> str:
+    """Hash of everything that changes results (not the output options)."""
+    data = config.model_dump(mode="json")
+    data.pop("output")
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def step_metrics(outcome: Outcome, welfare: float, max_hours: float) -> dict[str, float]:
+    h = outcome.hours
+    return {
+        "welfare": welfare,
+        "mean_hours": float(h.mean()),
+        "output": float(outcome.income.mean()),
+        "revenue": float(outcome.tax.mean()),
+        "transfer": float(outcome.transfer.reshape(-1)[0]),
+        "gini_income": float(gini(outcome.income)),
+        "gini_consumption": float(gini(outcome.consumption)),
+        "share_zero_hours": float((h <= 1e-9).double().mean()),
+        "share_at_cap": float((h >= max_hours - 1e-9).double().mean()),
+    }
+
+
+def outcome_frame(outcome: Outcome, policy: Policy, label: str, year: int, step: int, limit: int | None) -> pd.DataFrame:
+    """Tidy rows (one per agent) of one step, for at most `limit` agents."""
+    n = outcome.hours.shape[-1] if limit is None else min(limit, outcome.hours.shape[-1])
+    frame = pd.DataFrame({name: getattr(outcome, name)[:n].detach().cpu().numpy() for name in TRACE_COLUMNS})
+    frame.insert(0, "agent_id", range(n))
+    frame.insert(0, "step", step)
+    frame.insert(0, "year", year)
+    frame.insert(0, "planner", label)
+    frame["transfer"] = float(outcome.transfer.reshape(-1)[0])
+    frame["marginal_rate"] = policy.schedule.marginal_rate(outcome.income[:n]).detach().cpu().numpy()
+    return frame
+
+
+class Runner:
+    """Runs the configured planners into one output directory."""
+
+    def __init__(self, config: RunConfig, out_dir: str | Path, resume: bool = False, progress: bool = True) -> None:
+        self.config = config
+        self.out = Path(out_dir)
+        self.resume = resume
+        self.progress = progress
+        self.fingerprint = config_fingerprint(config)
+        self.population: Population | None = None
+        self.world: World | None = None
+        self.calibration: dict[str, float] = {}
+
+    # -- set-up -----------------------------------------------------------------------------
+    def prepare(self) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / CHECKPOINT_DIR).mkdir(exist_ok=True)
+        (self.out / "config.yaml").write_text(dump_config(self.config))
+        pop = self.config.population
+        self.population = sample_population(pop.n_agents, self.config.seed, pop.income_model)
+        wage = self.population.wage(dtype=DTYPES[self.config.economy.dtype])
+        self.world, self.calibration = make_world(self.config, wage)
+
+    def _checkpoint_path(self, label: str) -> Path:
+        return self.out / CHECKPOINT_DIR / f"{label}.pt"
+
+    def _start(self, index: int) -> PlannerRun:
+        planner_config = self.config.planners[index]
+        path = self._checkpoint_path(planner_config.name)
+        if self.resume and path.exists():
+            saved = torch.load(path, weights_only=False)
+            if saved["fingerprint"] != self.fingerprint:
+                raise ResumeError(f"{path}: written by a different config; rerun without --resume or use a new --out")
+            return saved["run"]
+        stale = self.out / TRACE_DIR / planner_config.name
+        if stale.exists():
+            for part in stale.glob("*.parquet"):
+                part.unlink()
+        run = PlannerRun(planner_config.name, make_planner(planner_config, self.config))
+        run.generator_state = torch.Generator().manual_seed(self.config.seed + 1).get_state()
+        return run
+
+    def _save(self, run: PlannerRun) -> None:
+        path = self._checkpoint_path(run.label)
+        tmp = path.with_suffix(".tmp")
+        torch.save({"fingerprint": self.fingerprint, "run": run}, tmp)
+        tmp.replace(path)  # atomic: a crash mid-write never corrupts the last good checkpoint
+
+    # -- the loop ---------------------------------------------------------------------------
+    def play_year(self, run: PlannerRun) -> None:
+        """One tax year: propose, then steps_per_year settled periods; appends metrics and traces."""
+        assert self.world is not None
+        e, world, year = self.config.economy, self.world, run.year
+        started = time.perf_counter()
+        theta = run.planner.mechanism.validate(run.planner.propose(year, run.history, world))
+        policy = run.planner.mechanism.policy(theta.to(world.wage.dtype))
+        generator = torch.Generator()
+        generator.set_state(run.generator_state)
+        year_metrics, traces = [], []
+        for k in range(e.steps_per_year):
+            step = year * e.steps_per_year + k
+            expected = run.last.transfer if run.last is not None else torch.zeros(1, dtype=world.wage.dtype)
+            obs = Observation(world.wage, policy, expected, run.last, year, step)
+            hours = world.workers.act(obs, generator).clamp(0.0, e.max_hours)
+            outcome = settle(world.wage, hours, policy, world.prefs)
+            metrics = step_metrics(outcome, float(world.welfare(outcome)), e.max_hours)
+            year_metrics.append(metrics)
+            run.metrics.append({"planner": run.label, "year": year, "step": step, "step_in_year": k, **metrics})
+            if self.config.output.traces:
+                traces.append(outcome_frame(outcome, policy, run.label, year, step, self.config.output.trace_agents))
+            run.last = outcome
+        if traces:
+            part = self.out / TRACE_DIR / run.label / f"year_{year:05d}.parquet"
+            part.parent.mkdir(parents=True, exist_ok=True)
+            pd.concat(traces, ignore_index=True).to_parquet(part, index=False)
+        mean = {key: sum(m[key] for m in year_metrics) / len(year_metrics) for key in year_metrics[0]}
+        run.history.append(YearRecord(year, theta.clone(), mean["welfare"], mean))
+        run.parameters.extend(
+            {"planner": run.label, "year": year, "parameter": name, "value": value}
+            for name, value in run.planner.mechanism.as_dict(theta).items()
+        )
+        run.generator_state = generator.get_state()
+        run.year += 1
+        run.wall_s += time.perf_counter() - started
+
+    def run(self, labels: list[str] | None = None, on_year_end: Callable[[PlannerRun], None] | None = None) -> dict:
+        """Play every selected planner to the last year, then write the result files."""
+        self.prepare()
+        indices = self._select(labels)
+        runs = []
+        total = len(indices) * self.config.economy.years
+        with tqdm(total=total, desc="tax years", disable=not self.progress, unit="year") as bar:
+            for index in indices:
+                run = self._start(index)
+                bar.update(run.year)
+                while run.year < self.config.economy.years:
+                    bar.set_postfix_str(f"{run.label} year {run.year + 1}")
+                    self.play_year(run)
+                    self._save(run)
+                    bar.update(1)
+                    if on_year_end is not None:
+                        on_year_end(run)
+                runs.append(run)
+        return self.write_results(runs)
+
+    def _select(self, labels: list[str] | None) -> list[int]:
+        names = [p.name for p in self.config.planners]
+        if not labels:
+            return list(range(len(names)))
+        unknown = [l for l in labels if l not in names]
+        if unknown:
+            raise ValueError(f"planners {unknown} are not in the config; it has {names}")
+        return [names.index(l) for l in labels]
+
+    # -- results ----------------------------------------------------------------------------
+    def write_results(self, runs: list[PlannerRun]) -> dict:
+        assert self.world is not None and self.population is not None
+        pd.DataFrame([m for r in runs for m in r.metrics]).to_csv(self.out / "metrics.csv", index=False)
+        pd.DataFrame([p for r in runs for p in r.parameters]).to_csv(self.out / "parameters.csv", index=False)
+        finals = []
+        for r in runs:
+            policy = r.planner.mechanism.policy(r.history[-1].theta.to(self.world.wage.dtype))
+            finals.append(outcome_frame(r.last, policy, r.label, r.year - 1, len(r.metrics) - 1, None))
+        pd.concat(finals, ignore_index=True).to_parquet(self.out / "final_outcomes.parquet", index=False)
+        if self.config.output.traces:
+            parts = sorted((self.out / TRACE_DIR).glob("*/year_*.parquet"))
+            wanted = {r.label for r in runs}
+            frames = [pd.read_parquet(p) for p in parts if p.parent.name in wanted]
+            pd.concat(frames, ignore_index=True).to_parquet(self.out / "traces.parquet", index=False)
+        summary = self.summarise(runs)
+        (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
+        return summary
+
+    def summarise(self, runs: list[PlannerRun]) -> dict:
+        assert self.world is not None and self.population is not None
+        world = self.world
+        laissez_faire = Policy(TaxSchedule.from_lists([0.0], [0.0], dtype=world.wage.dtype), rebate_share=0.0)
+        baseline = float(world.welfare(world.respond(laissez_faire)))
+        planners = {}
+        for r in runs:
+            final_year = [m for m in r.metrics if m["year"] == r.year - 1]
+            final = {k: sum(m[k] for m in final_year) / len(final_year) for k in final_year[0] if k not in ("planner", "year", "step", "step_in_year")}
+            policy = r.planner.mechanism.policy(r.history[-1].theta.to(world.wage.dtype))
+            schedule = policy.schedule
+            planners[r.label] = {
+                "kind": r.planner.kind,
+                "mechanism": r.planner.mechanism.name,
+                "final_welfare": final["welfare"],
+                **{k: v for k, v in final.items() if k != "welfare"},
+                "parameters": r.planner.mechanism.as_dict(r.history[-1].theta),
+                "schedule": {
+                    "cutoffs": schedule.cutoffs.tolist(),
+                    "rates": schedule.rates.detach().tolist(),
+                    "lump_sum": float(torch.as_tensor(policy.lump_sum)),
+                },
+                "uses_population_model": r.planner.uses_population_model,
+                "evaluations": r.planner.evaluations,
+                "wall_s": r.wall_s,
+            }
+        best_label = max(planners, key=lambda k: planners[k]["final_welfare"])
+        best = planners[best_label]["final_welfare"]
+        for p in planners.values():
+            p["welfare_pct_of_best"] = 100.0 * p["final_welfare"] / best if best > 0 else None
+            gain = best - baseline
+            p["gain_captured_pct"] = 100.0 * (p["final_welfare"] - baseline) / gain if gain > 0 else None
+        wage = self.population.table["hourly_wage"]
+        return {
+            "name": self.config.name,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "config_fingerprint": self.fingerprint,
+            "population": {
+                "n_agents": self.population.n,
+                "income_model": self.config.population.income_model,
+                "median_wage": float(wage.median()),
+                "mean_wage": float(wage.mean()),
+            },
+            "calibration": self.calibration,
+            "welfare": {"name": self.config.welfare.name, **self.config.welfare.params(), "laissez_faire": baseline},
+            "best": {"planner": best_label, "welfare": best},
+            "planners": planners,
+            "caveats": self.caveats(),
+        }
+
+    def caveats(self) -> list[str]:
+        notes = [
+            "Workers are simulated, not people: hours follow the stated utility model, calibrated only so that the "
+            "median worker works the target hours under the 2024 US schedule.",
+            "Every mechanism rebates its net revenue equally, including the US-federal baseline, whose real revenue "
+            "funds public spending; welfare comparisons are between rebated schedules.",
+        ]
+        if self.config.workers.kind == "bounded":
+            notes.append("Bounded-rational workers draw hours at random: realised welfare carries sampling noise of the period.")
+        if self.config.economy.eta == 0.0:
+            notes.append("Utility is quasi-linear (eta = 0): no income effects, so a utilitarian planner would not redistribute.")
+        return notes

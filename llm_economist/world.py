@@ -1,0 +1,61 @@
+"""The economy a planner can query: wages, preferences, a worker population and the welfare goal.
+
+`respond` is the population model: the period outcome a policy leads to once the equal
+transfer workers expect matches the one the budget pays (a fixed point, reached in one pass
+when utility is quasi-linear). Model-based planners (Saez, search, grid) query it; the runner
+plays the real dynamics step by step instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from .economy.outcome import Outcome, settle
+from .economy.policy import Policy
+from .economy.utility import Preferences
+from .economy.welfare import social_welfare
+from .mechanisms.base import Mechanism
+from .workers.base import WorkerPolicy
+
+Tensor = torch.Tensor
+
+TRANSFER_TOLERANCE = 0.01  # $/year
+MAX_TRANSFER_ITERATIONS = 100
+EVALUATION_CHUNK = 256
+
+
+@dataclass
+class World:
+    wage: Tensor
+    prefs: Preferences
+    workers: WorkerPolicy
+    welfare_name: str = "inverse_income"
+    welfare_params: dict = field(default_factory=dict)
+    evaluations: int = 0  # policies evaluated through `respond`, for reporting planner cost
+
+    def respond(self, policy: Policy) -> Outcome:
+        """Outcome (..., N) of a (possibly batched) policy at the transfer fixed point."""
+        transfer = torch.zeros(*policy.schedule.rates.shape[:-1], 1, dtype=self.wage.dtype)
+        for _ in range(MAX_TRANSFER_ITERATIONS if self.prefs.eta > 0 else 1):
+            hours = self.workers.expected_hours(self.wage, policy, transfer)
+            outcome = settle(self.wage, hours, policy, self.prefs)
+            converged = (outcome.transfer - transfer).abs().max() < TRANSFER_TOLERANCE
+            transfer = outcome.transfer
+            if converged:
+                break
+        self.evaluations += max(1, int(torch.tensor(policy.schedule.rates.shape[:-1]).prod()))
+        return outcome
+
+    def welfare(self, outcome: Outcome) -> Tensor:
+        return social_welfare(outcome, self.welfare_name, **self.welfare_params)
+
+    def evaluate(self, mechanism: Mechanism, thetas: Tensor) -> Tensor:
+        """(G,) welfare of each parameter vector in thetas (G, P)."""
+        thetas = mechanism.validate(thetas)
+        if mechanism.batched:
+            chunks = [self.welfare(self.respond(mechanism.policy(t))) for t in thetas.split(EVALUATION_CHUNK)]
+        else:
+            chunks = [self.welfare(self.respond(mechanism.policy(t))).reshape(1) for t in thetas]
+        return torch.cat(chunks)

@@ -1,0 +1,208 @@
+"""The vectorised economy against hand computations, closed forms and brute force."""
+
+import pytest
+import torch
+
+from llm_economist.economy import (
+    WEEKS_PER_YEAR,
+    Outcome,
+    Policy,
+    Preferences,
+    TaxSchedule,
+    best_response_hours,
+    calibrate_psi,
+    gini,
+    hour_bins,
+    logit_hour_probabilities,
+    marginal_welfare_weights,
+    settle,
+    social_welfare,
+    utility,
+)
+
+D = torch.float64
+
+
+def t(values):
+    return torch.tensor(values, dtype=D)
+
+
+def test_us_2024_tax_on_hand_computed_incomes():
+    us = TaxSchedule.us_federal_2024()
+    # 10% of 11,600; + 12% of 35,550; + 22% of 2,850; and every bracket up to $1M.
+    expected = [0.0, 1_160.0, 1_160.0 + 4_266.0 + 627.0, 328_187.75]
+    assert torch.allclose(us.tax(t([0.0, 11_600.0, 50_000.0, 1_000_000.0])), t(expected))
+
+
+def test_marginal_rate_at_a_cutoff_is_the_upper_brackets():
+    us = TaxSchedule.us_federal_2024()
+    assert us.marginal_rate(t([0.0, 11_599.0, 11_600.0, 5e6])).tolist() == [0.10, 0.10, 0.12, 0.37]
+
+
+def test_average_rate_is_tax_over_income_and_tau0_at_zero():
+    us = TaxSchedule.us_federal_2024()
+    z = t([0.0, 50_000.0])
+    assert torch.allclose(us.average_rate(z), t([0.10, 6_053.0 / 50_000.0]))
+
+
+def test_batched_rates_equal_one_schedule_at_a_time():
+    cut = t([0.0, 30_000.0, 90_000.0])
+    rates = torch.rand(6, 3, dtype=D)
+    z = torch.rand(6, 50, dtype=D) * 200_000
+    batched = TaxSchedule(cut, rates).tax(z)
+    for i in range(6):
+        assert torch.allclose(batched[i], TaxSchedule(cut, rates[i]).tax(z[i]))
+
+
+def test_tax_equals_sum_of_bracket_exposures():
+    s = TaxSchedule(t([0.0, 10_000.0, 40_000.0]), t([0.1, 0.3, 0.5]))
+    z = torch.rand(100, dtype=D) * 100_000
+    assert torch.allclose(s.tax(z), (s.exposure(z) * s.rates).sum(-1))
+
+
+@pytest.mark.parametrize(
+    "cutoffs, rates, field",
+    [
+        ([0.0, 10.0], [0.1, 1.5], "marginal rates must lie in \\[0, 1\\]"),
+        ([0.0, 10.0], [-0.1, 0.2], "marginal rates must lie in \\[0, 1\\]"),
+        ([0.0, 10.0, 5.0], [0.1, 0.2, 0.3], "strictly increasing"),
+        ([0.0, 10.0], [0.1], "2 cutoffs need 2 rates"),
+        ([5.0, 10.0], [0.1, 0.2], "first cutoff must be 0"),
+    ],
+)
+def test_invalid_schedules_raise_errors_naming_the_problem(cutoffs, rates, field):
+    with pytest.raises(ValueError, match=field):
+        TaxSchedule(t(cutoffs), t(rates))
+
+
+def test_quasi_linear_best_response_matches_closed_form_under_a_flat_tax(wages):
+    prefs = Preferences(eta=0.0, elasticity=0.5, psi=0.6, max_hours=80.0)
+    flat = TaxSchedule(t([0.0]), t([0.3]))
+    closed_form = (WEEKS_PER_YEAR * wages * 0.7 / prefs.psi).pow(prefs.elasticity).clamp(max=80.0)
+    assert torch.allclose(best_response_hours(wages, flat, 0.0, prefs), closed_form)
+
+
+def _brute_force_hours(wage, schedule, transfer, prefs, grid=40_001):
+    h = torch.linspace(0.0, prefs.max_hours, grid, dtype=D)
+    z = WEEKS_PER_YEAR * wage.unsqueeze(-1) * h
+    u = utility(z - schedule.tax(z.reshape(-1)).reshape(z.shape) + transfer, h, prefs)
+    return u.max(dim=-1).values
+
+
+@pytest.mark.parametrize("eta", [0.0, 0.5, 1.0])
+def test_best_response_is_the_global_optimum_on_convex_and_nonconvex_schedules(eta):
+    g = torch.Generator().manual_seed(3)
+    wage = torch.exp(3.0 + 0.7 * torch.randn(60, generator=g, dtype=D))
+    base = Preferences(eta=eta, elasticity=0.5)
+    prefs = calibrate_psi(wage, TaxSchedule.us_federal_2024(), base)
+    schedules = [
+        TaxSchedule.us_federal_2024(),
+        TaxSchedule(t([0.0, 20_000.0, 60_000.0]), t([0.6, 0.1, 0.45])),  # phase-out then lower rate: non-convex
+        TaxSchedule(t([0.0, 40_000.0]), t([0.0, 0.9])),
+    ]
+    for schedule in schedules:
+        h = best_response_hours(wage, schedule, 5_000.0, prefs)
+        z = WEEKS_PER_YEAR * wage * h
+        u_best = utility(z - schedule.tax(z) + 5_000.0, h, prefs)
+        u_grid = _brute_force_hours(wage, schedule, 5_000.0, prefs)
+        scale = u_grid.abs().clamp(min=1.0)
+        assert ((u_grid - u_best) / scale).max() < 1e-6  # never worse than the finest grid point
+        assert (h >= 0).all() and (h <= prefs.max_hours).all()
+
+
+def test_workers_bunch_at_a_kink_when_rates_jump():
+    prefs = Preferences(eta=0.0, elasticity=0.5, psi=1.0, max_hours=80.0)
+    wage = t([20.0])
+    # Unconstrained hours at 10% would be (52*20*0.9)^0.5 = 30.6 h (z = 31,800); at 80% 14.4 h (z = 15,000).
+    schedule = TaxSchedule(t([0.0, 20_000.0]), t([0.1, 0.8]))
+    h = best_response_hours(wage, schedule, 0.0, prefs)
+    assert torch.allclose(WEEKS_PER_YEAR * wage * h, t([20_000.0]))
+
+
+def test_calibration_hits_the_median_and_hours_respond_to_taxes(wages):
+    us = TaxSchedule.us_federal_2024()
+    prefs = calibrate_psi(wages, us, Preferences())
+    hours = best_response_hours(wages, us, 0.0, prefs)
+    assert abs(float(hours.median()) - 40.0) < 0.01
+    assert float((hours >= prefs.max_hours - 1e-9).double().mean()) < 0.05  # not everyone at the cap
+    higher = TaxSchedule(us.cutoffs, us.rates + 0.1)
+    assert float(best_response_hours(wages, higher, 0.0, prefs).mean()) < float(hours.mean()) - 1.0
+
+
+def test_logit_probabilities_sum_to_one_and_concentrate_as_temperature_falls(wages):
+    prefs = calibrate_psi(wages, TaxSchedule.us_federal_2024(), Preferences())
+    schedule = TaxSchedule(t([0.0, 50_000.0]), t([0.2, 0.4]))
+    bins = hour_bins(80.0, 161)
+    cold = logit_hour_probabilities(wages, schedule, 0.0, prefs, bins, 1e-5)
+    warm = logit_hour_probabilities(wages, schedule, 0.0, prefs, bins, 0.2)
+    assert torch.allclose(cold.sum(-1), torch.ones(len(wages), dtype=D))
+    exact = best_response_hours(wages, schedule, 0.0, prefs)
+    assert (cold @ bins - exact).abs().max() <= 0.5 + 1e-9  # within half a bin of the optimum
+    assert (warm.max(-1).values < cold.max(-1).values).all()
+
+
+def test_expected_logit_hours_are_differentiable_in_the_rates(wages):
+    prefs = calibrate_psi(wages, TaxSchedule.us_federal_2024(), Preferences())
+    rates = t([0.2, 0.3]).requires_grad_(True)
+    schedule = TaxSchedule(t([0.0, 50_000.0]), rates)
+    bins = hour_bins(80.0, 33)
+    mean_hours = (logit_hour_probabilities(wages, schedule, 0.0, prefs, bins, 0.05) @ bins).mean()
+    (grad,) = torch.autograd.grad(mean_hours, rates)
+    assert torch.isfinite(grad).all() and (grad < 0).all()  # higher rates, fewer hours
+
+
+def _outcome(income, consumption, utility_values):
+    z, c, u = t(income), t(consumption), t(utility_values)
+    return Outcome(torch.zeros_like(z), z, torch.zeros_like(z), torch.zeros(1, dtype=D), c, u)
+
+
+def test_welfare_functions_against_their_definitions():
+    o = _outcome([0.0, 20_000.0, 80_000.0], [10_000.0, 25_000.0, 70_000.0], [1.0, 2.0, 6.0])
+    assert social_welfare(o, "utilitarian").item() == pytest.approx(3.0)
+    assert social_welfare(o, "rawlsian").item() == pytest.approx(1.0)
+    w = [1 / 10_000, 1 / 20_000, 1 / 80_000]  # the zero income weighs as the floor
+    expected = (w[0] * 1 + w[1] * 2 + w[2] * 6) / sum(w)
+    assert social_welfare(o, "inverse_income", income_floor=10_000.0).item() == pytest.approx(expected)
+    assert social_welfare(o, "atkinson", inequality_aversion=0.0).item() == pytest.approx(35_000.0)
+    geometric = (10_000.0 * 25_000.0 * 70_000.0) ** (1 / 3)
+    assert social_welfare(o, "atkinson", inequality_aversion=1.0).item() == pytest.approx(geometric)
+    gini_c = float(gini(t([10_000.0, 25_000.0, 70_000.0])))
+    assert social_welfare(o, "equality_productivity").item() == pytest.approx((1 - gini_c) * 100_000.0 / 3)
+    with pytest.raises(ValueError, match="unknown function 'nope'"):
+        social_welfare(o, "nope")
+
+
+def test_gini_matches_the_pairwise_definition():
+    x = torch.rand(200, dtype=D) * 1000
+    pairwise = (x.unsqueeze(0) - x.unsqueeze(1)).abs().sum() / (2 * len(x) ** 2 * x.mean())
+    assert float(gini(x)) == pytest.approx(float(pairwise))
+    assert float(gini(torch.ones(10, dtype=D))) == pytest.approx(0.0)
+    assert float(gini(t([0.0, 0.0, 0.0, 5.0]))) == pytest.approx(0.75)
+
+
+def test_marginal_welfare_weights_are_inverse_income_in_the_quasi_linear_case():
+    prefs = Preferences(eta=0.0, psi=1.0)
+    o = _outcome([5_000.0, 20_000.0, 40_000.0], [9_000.0, 20_000.0, 35_000.0], [0.0, 0.0, 0.0])
+    g = marginal_welfare_weights(o, prefs, "inverse_income", income_floor=10_000.0)
+    raw = t([1 / 10_000, 1 / 20_000, 1 / 40_000])
+    assert torch.allclose(g, raw / raw.mean())
+
+
+def test_settle_balances_the_budget_when_revenue_is_rebated(wages):
+    prefs = Preferences(psi=0.6)
+    policy = Policy(TaxSchedule.us_federal_2024(), rebate_share=1.0)
+    hours = torch.full_like(wages, 40.0)
+    o = settle(wages, hours, policy, prefs)
+    assert torch.allclose(o.consumption.sum(), o.income.sum())  # taxes come back as transfers
+    assert torch.allclose(o.transfer, o.tax.mean().reshape(1))
+
+
+def test_convex_quasi_linear_shortcut_agrees_with_the_segment_search(wages):
+    from llm_economist.economy.labour import _best_of_segments, _quasi_linear_convex_hours
+
+    prefs = calibrate_psi(wages, TaxSchedule.us_federal_2024(), Preferences())
+    g = torch.Generator().manual_seed(5)
+    cutoffs = torch.tensor([0.0, 30_000.0, 70_000.0, 150_000.0], dtype=D)
+    rates = torch.sort(torch.rand(32, 4, generator=g, dtype=D), dim=-1).values  # non-decreasing: convex
+    schedule = TaxSchedule(cutoffs, rates)
+    assert torch.allclose(_quasi_linear_convex_hours(wages, schedule, prefs), _best_of_segments(wages, schedule, 0.0, prefs), atol=1e-9)

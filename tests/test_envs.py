@@ -1,0 +1,275 @@
+"""Specification of the environments: the PettingZoo labour market and the Gymnasium planner env."""
+
+from __future__ import annotations
+
+import gymnasium
+import numpy as np
+import pytest
+import torch
+from gymnasium.utils.env_checker import check_env, data_equivalence
+from pettingzoo.test import api_test, parallel_api_test, parallel_seed_test
+from pettingzoo.utils import parallel_to_aec
+
+from llm_economist.economy import Preferences, TaxSchedule, calibrate_psi, settle, social_welfare
+from llm_economist.economy.utility import utility
+from llm_economist.envs import PLANNER, PLANNER_ENV_ID, LabourMarketEnv, PlannerEnv
+from llm_economist.mechanisms import make_mechanism
+from llm_economist.mechanisms.builtin import THREE_BRACKET_CUTOFFS
+from llm_economist.workers import BoundedRationalWorkers, RationalWorkers
+
+# Expected advice from the API checkers: some observations (transfers, welfare) are unbounded,
+# the planner is not numbered, and workers and planner see vectors of different lengths.
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:.*infinity"),
+    pytest.mark.filterwarnings("ignore:We recommend agents to be named"),
+    pytest.mark.filterwarnings("ignore:Agents have different observation space sizes"),
+    pytest.mark.filterwarnings("ignore:Observations are different shapes"),
+]
+
+N = 5
+STEPS_PER_YEAR = 3
+YEARS = 2
+
+
+def wages(n: int = N, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.exp(3.2 + 0.6 * torch.randn(n, generator=g, dtype=torch.float64))
+
+
+@pytest.fixture(scope="module")
+def prefs() -> Preferences:
+    return calibrate_psi(wages(), TaxSchedule.us_federal_2024(), Preferences())
+
+
+def market(prefs: Preferences, wage=None, **options) -> LabourMarketEnv:
+    settings = dict(mechanism="three_bracket", prefs=prefs, steps_per_year=STEPS_PER_YEAR, years=YEARS)
+    return LabourMarketEnv(wages() if wage is None else wage, **{**settings, **options})
+
+
+def fixed_hours(env: LabourMarketEnv) -> dict[str, np.ndarray]:
+    """Hours spread from 10 to 70 a week so that incomes fall in several brackets."""
+    return {a: np.array([h], dtype=np.float32) for a, h in zip(env.worker_ids, np.linspace(10.0, 70.0, env.n_workers))}
+
+
+def market_rollout(env: LabourMarketEnv, seed: int) -> list:
+    history = [env.reset(seed=seed)]
+    for i, agent in enumerate(env.possible_agents):
+        env.action_space(agent).seed(seed + i)
+    while env.agents:
+        history.append(env.step({a: env.action_space(a).sample() for a in env.agents}))
+    return history
+
+
+# ---- LabourMarketEnv ---------------------------------------------------------------------------
+
+
+def test_market_passes_the_pettingzoo_parallel_api_test(prefs):
+    parallel_api_test(market(prefs), num_cycles=2 * STEPS_PER_YEAR * YEARS)
+
+
+def test_market_passes_the_pettingzoo_seed_test(prefs):
+    parallel_seed_test(lambda: market(prefs), num_cycles=STEPS_PER_YEAR * YEARS)
+
+
+def test_market_as_aec_passes_the_pettingzoo_api_test(prefs):
+    api_test(parallel_to_aec(market(prefs)), num_cycles=STEPS_PER_YEAR * YEARS)
+
+
+def test_market_spaces_are_built_once_and_hold_every_observation_and_action(prefs):
+    env = market(prefs)
+    for agent in env.possible_agents:
+        assert env.observation_space(agent) is env.observation_space(agent)
+        assert env.action_space(agent) is env.action_space(agent)
+    assert env.action_space(PLANNER).shape == (env.mechanism.size,)
+    assert env.action_space("worker_0").high[0] == pytest.approx(prefs.max_hours)
+    for observations, *_ in market_rollout(env, seed=3):
+        for agent, obs in observations.items():
+            assert obs in env.observation_space(agent), agent
+
+
+def test_market_episode_is_identical_under_the_same_seed_and_actions(prefs):
+    first = market_rollout(market(prefs), seed=11)
+    second = market_rollout(market(prefs), seed=11)
+    assert len(first) == 1 + STEPS_PER_YEAR * YEARS
+    assert data_equivalence(first, second, exact=True)
+
+
+def test_planner_action_takes_effect_only_at_year_starts(prefs):
+    env = market(prefs)
+    env.reset(seed=0)
+    hours = fixed_hours(env)
+    first = np.array([0.05, 0.25, 0.45], dtype=np.float32)
+    later = np.array([0.30, 0.40, 0.50], dtype=np.float32)
+    for t in range(STEPS_PER_YEAR * YEARS):
+        proposed = first if t == 0 else later
+        observations, _, _, _, infos = env.step({**hours, PLANNER: proposed})
+        in_force = first if t < STEPS_PER_YEAR else later
+        schedule = TaxSchedule.from_lists(THREE_BRACKET_CUTOFFS, in_force.astype(np.float64))
+        income = torch.tensor([infos[a]["income"] for a in env.worker_ids], dtype=torch.float64)
+        tax = torch.tensor([infos[a]["tax"] for a in env.worker_ids], dtype=torch.float64)
+        torch.testing.assert_close(tax, schedule.tax(income), rtol=1e-12, atol=1e-6)
+        np.testing.assert_array_equal(observations[PLANNER][: env.mechanism.size], in_force)
+
+
+def test_planner_action_is_clipped_to_the_mechanism_bounds(prefs):
+    env = market(prefs)
+    env.reset(seed=0)
+    env.step({**fixed_hours(env), PLANNER: np.array([-0.5, 0.2, 7.0])})
+    np.testing.assert_array_equal(env.parameters.numpy(), [0.0, 0.2, 1.0])
+
+
+def test_worker_rewards_are_settle_utilities_over_the_utility_scale(prefs):
+    env = market(prefs)
+    env.reset(seed=0)
+    hours = fixed_hours(env)
+    theta = np.array([0.1, 0.3, 0.5], dtype=np.float32)
+    _, rewards, _, _, _ = env.step({**hours, PLANNER: theta})
+    policy = env.mechanism.policy(torch.as_tensor(theta, dtype=torch.float64))
+    chosen = torch.tensor([hours[a][0] for a in env.worker_ids], dtype=torch.float64)
+    outcome = settle(wages(), chosen, policy, prefs)
+    got = torch.tensor([rewards[a] for a in env.worker_ids], dtype=torch.float64)
+    torch.testing.assert_close(got, outcome.utility / env.utility_scale, rtol=1e-12, atol=0.0)
+
+
+def test_utility_scale_is_the_median_wage_full_time_worker_untaxed(prefs):
+    env = market(prefs)
+    full_time_income = 52.0 * 40.0 * wages().median()
+    expected = abs(float(utility(full_time_income, torch.tensor(40.0, dtype=torch.float64), prefs)))
+    assert env.utility_scale == pytest.approx(expected, rel=1e-12)
+    assert 0.1 < env.utility_scale / float(full_time_income) < 10  # rewards of order one
+
+
+def test_planner_reward_is_the_scaled_social_welfare_of_the_period(prefs):
+    env = market(prefs, welfare_name="utilitarian")
+    env.reset(seed=0)
+    hours = fixed_hours(env)
+    _, rewards, _, _, infos = env.step(hours)  # no planner action: the initial parameters stay
+    policy = env.mechanism.policy(env.mechanism.initial())
+    chosen = torch.tensor([hours[a][0] for a in env.worker_ids], dtype=torch.float64)
+    welfare = float(social_welfare(settle(wages(), chosen, policy, prefs), "utilitarian"))
+    assert infos[PLANNER]["welfare"] == pytest.approx(welfare, rel=1e-12)
+    assert rewards[PLANNER] == pytest.approx(welfare / env.welfare_scale, rel=1e-12)
+
+
+def test_everyone_is_truncated_after_the_last_year_and_nobody_terminates(prefs):
+    env = market(prefs)
+    env.reset(seed=0)
+    for t in range(STEPS_PER_YEAR * YEARS):
+        _, _, terminations, truncations, _ = env.step(fixed_hours(env))
+        last = t == STEPS_PER_YEAR * YEARS - 1
+        assert set(truncations) == set(env.possible_agents)
+        assert not any(terminations.values())
+        assert all(v == last for v in truncations.values())
+    assert env.agents == []
+    with pytest.raises(RuntimeError, match="reset"):
+        env.step(fixed_hours(env))
+
+
+def test_every_worker_must_choose_hours(prefs):
+    env = market(prefs)
+    env.reset(seed=0)
+    actions = fixed_hours(env)
+    del actions["worker_3"]
+    with pytest.raises(ValueError, match="worker_3"):
+        env.step(actions)
+
+
+def test_market_renders_a_text_summary_in_ansi_mode_and_nothing_otherwise(prefs):
+    env = market(prefs, render_mode="ansi")
+    env.reset(seed=0)
+    env.step(fixed_hours(env))
+    assert env.render().startswith("year 1/2, period 1/3 | rate_0=0.1 rate_1=0.2 rate_2=0.3 | hours")
+    quiet = market(prefs)
+    quiet.reset(seed=0)
+    assert quiet.render() is None
+
+
+# ---- PlannerEnv --------------------------------------------------------------------------------
+
+
+def planner_env(prefs: Preferences, wage=None, **options) -> PlannerEnv:
+    settings = dict(mechanism="three_bracket", prefs=prefs, steps_per_year=STEPS_PER_YEAR, years=YEARS)
+    return PlannerEnv(wages() if wage is None else wage, **{**settings, **options})
+
+
+def planner_rollout(env: PlannerEnv, seed: int, actions: list[np.ndarray]) -> list:
+    history = [env.reset(seed=seed)]
+    for action in actions:
+        history.append(env.step(action))
+    return history
+
+
+def test_planner_env_passes_the_gymnasium_env_checker(prefs):
+    env = gymnasium.make(PLANNER_ENV_ID, wage=wages(), prefs=prefs, steps_per_year=STEPS_PER_YEAR, years=YEARS)
+    check_env(env.unwrapped)
+
+
+def test_planner_env_random_rollout_is_truncated_after_the_last_year(prefs):
+    env = planner_env(prefs, render_mode="ansi")
+    obs, info = env.reset(seed=0)
+    assert obs in env.observation_space and info == {}
+    env.action_space.seed(0)
+    for year in range(YEARS):
+        obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+        assert obs in env.observation_space
+        assert np.isfinite(reward) and abs(reward) < 10
+        assert not terminated and truncated == (year == YEARS - 1)
+        assert info["year"] == year
+    assert f"year {YEARS}/{YEARS}" in env.render()
+
+
+def test_planner_env_episode_is_identical_under_the_same_seed_and_actions(prefs):
+    env = planner_env(prefs, workers=BoundedRationalWorkers(prefs, temperature=0.2))
+    env.action_space.seed(5)
+    actions = [env.action_space.sample() for _ in range(YEARS)]
+    first = planner_rollout(env, seed=7, actions=actions)
+    second = planner_rollout(env, seed=7, actions=actions)
+    other = planner_rollout(env, seed=8, actions=actions)
+    assert data_equivalence(first, second, exact=True)
+    assert not data_equivalence(first, other)  # the workers' draws depend on the seed
+
+
+def test_planner_env_reward_is_the_years_mean_welfare_over_the_welfare_scale(prefs):
+    # Quasi-linear utility: rational hours do not depend on the expected transfer, so every
+    # period of the year is the same best response.
+    env = planner_env(prefs, workers=RationalWorkers(prefs))
+    env.reset(seed=0)
+    theta = np.array([0.2, 0.35, 0.5], dtype=np.float32)
+    obs, reward, _, _, info = env.step(theta)
+    policy = env.mechanism.policy(torch.as_tensor(theta, dtype=torch.float64))
+    hours = RationalWorkers(prefs).expected_hours(wages(), policy, 0.0)
+    outcome = settle(wages(), hours, policy, prefs)
+    welfare = float(social_welfare(outcome, "inverse_income"))
+    assert info["welfare"] == pytest.approx(welfare, rel=1e-9)
+    assert reward == pytest.approx(welfare / env.welfare_scale, rel=1e-9)
+    np.testing.assert_array_equal(obs[:3], theta)
+    assert obs[3] == pytest.approx(float(hours.mean()), rel=1e-6)
+
+
+def test_planner_env_works_with_a_non_default_mechanism(prefs):
+    env = planner_env(prefs, mechanism=make_mechanism("negative_income_tax"))
+    env.reset(seed=0)
+    obs, *_ = env.step(env.action_space.sample())
+    assert obs in env.observation_space
+
+
+# ---- invalid input -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("make", [market, planner_env], ids=["market", "planner_env"])
+@pytest.mark.parametrize(
+    "options, argument",
+    [
+        ({"wage": torch.empty(0, dtype=torch.float64)}, "wage"),
+        ({"wage": torch.ones(N, 1, dtype=torch.float64)}, "wage"),
+        ({"wage": -torch.ones(N, dtype=torch.float64)}, "wage"),
+        ({"steps_per_year": 0}, "steps_per_year"),
+        ({"years": 0}, "years"),
+        ({"welfare_name": "happiness"}, "welfare_name"),
+        ({"render_mode": "human"}, "render_mode"),
+        ({"mechanism": 3}, "mechanism"),
+    ],
+)
+def test_invalid_constructor_input_raises_value_error_naming_the_argument(make, prefs, options, argument):
+    with pytest.raises(ValueError, match=argument):
+        make(prefs, **options)

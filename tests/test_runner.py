@@ -1,0 +1,122 @@
+"""The runner end to end: outputs, determinism, checkpoint/resume, and the CLI's contract."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from llm_economist.config import ConfigError, load_config
+from llm_economist.runner import ResumeError, Runner
+
+SMALL = [
+    "population.n_agents=150",
+    "economy.years=3",
+    "economy.steps_per_year=2",
+    "workers.kind=bounded",
+    "planners=[{kind: saez}, {kind: search, budget: 40, batch: 20}, {kind: us_federal}]",
+]
+
+
+def small_config(*extra):
+    return load_config(None, SMALL + list(extra))
+
+
+def strip_timing(summary):
+    for p in summary["planners"].values():
+        p.pop("wall_s")
+    summary.pop("created")
+    return summary
+
+
+def test_outputs_have_one_row_per_planner_step_and_agent_step(tmp_path):
+    config = small_config()
+    summary = Runner(config, tmp_path, progress=False).run()
+    metrics = pd.read_csv(tmp_path / "metrics.csv")
+    assert len(metrics) == 3 * 3 * 2  # planners x years x steps
+    traces = pd.read_parquet(tmp_path / "traces.parquet")
+    assert len(traces) == 3 * 3 * 2 * 150
+    assert set(summary["planners"]) == {"saez", "search", "us_federal"}
+    assert max(p["welfare_pct_of_best"] for p in summary["planners"].values()) == pytest.approx(100.0)
+    params = pd.read_csv(tmp_path / "parameters.csv")
+    assert set(params[params.planner == "us_federal"].parameter) == {f"rate_{j}" for j in range(7)}
+    # Budget balance in every traced step: consumption adds up to income.
+    sums = traces.groupby(["planner", "step"])[["income", "consumption"]].sum()
+    assert (sums.income - sums.consumption).abs().max() < 1e-6 * sums.income.max()
+
+
+def test_same_seed_same_run_and_another_seed_differs(tmp_path):
+    a = strip_timing(Runner(small_config(), tmp_path / "a", progress=False).run())
+    b = strip_timing(Runner(small_config(), tmp_path / "b", progress=False).run())
+    c = strip_timing(Runner(small_config("seed=7"), tmp_path / "c", progress=False).run())
+    assert a["planners"] == b["planners"]
+    assert pd.read_parquet(tmp_path / "a/traces.parquet").equals(pd.read_parquet(tmp_path / "b/traces.parquet"))
+    assert a["planners"]["saez"]["final_welfare"] != c["planners"]["saez"]["final_welfare"]
+
+
+def test_interrupted_run_resumes_to_the_uninterrupted_result_without_redoing_years(tmp_path):
+    full = strip_timing(Runner(small_config(), tmp_path / "full", progress=False).run())
+
+    def interrupt(run):
+        if run.label == "search" and run.year == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        Runner(small_config(), tmp_path / "cut", progress=False).run(on_year_end=interrupt)
+    played = []
+    resumed = strip_timing(Runner(small_config(), tmp_path / "cut", resume=True, progress=False).run(on_year_end=lambda r: played.append((r.label, r.year))))
+    assert played == [("search", 3), ("us_federal", 1), ("us_federal", 2), ("us_federal", 3)]
+    assert resumed["planners"] == full["planners"]
+    for name in ("metrics.csv", "parameters.csv"):
+        assert (tmp_path / "full" / name).read_text() == (tmp_path / "cut" / name).read_text()
+    assert pd.read_parquet(tmp_path / "full/traces.parquet").equals(pd.read_parquet(tmp_path / "cut/traces.parquet"))
+
+
+def test_resume_refuses_a_checkpoint_from_another_config(tmp_path):
+    Runner(small_config(), tmp_path, progress=False).run()
+    with pytest.raises(ResumeError, match="different config"):
+        Runner(small_config("economy.elasticity=0.3"), tmp_path, resume=True, progress=False).run()
+
+
+@pytest.mark.parametrize(
+    "override, field",
+    [
+        ("economy.years=0", "economy.years"),
+        ("welfare.name=happiness", "welfare.name"),
+        ("population.n_agents=-5", "population.n_agents"),
+        ("mechanism.colour=red", "mechanism.colour"),
+        ("planners=[{kind: oracle}]", "planners.0.kind"),
+        ("economy.max_hours=30", "target_median_hours"),
+    ],
+)
+def test_invalid_configs_name_the_field(override, field):
+    with pytest.raises(ConfigError, match=field.replace(".", "\\.")):
+        load_config(None, [override])
+
+
+def test_bad_mechanism_parameters_in_a_planner_name_the_parameter(tmp_path):
+    config = small_config("planners=[{kind: fixed, parameters: [0.1, 0.2, 1.7]}]")
+    with pytest.raises(ValueError, match="rate_2 must lie in"):
+        Runner(config, tmp_path, progress=False).run()
+
+
+def _cli(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "llm_economist.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+def test_cli_compare_writes_the_report_and_exit_codes_mean_something(tmp_path):
+    config = Path(__file__).resolve().parents[1] / "experiments/configs/quickstart.yaml"
+    sets = ["--set", "population.n_agents=120", "--set", "economy.years=2", "--set", "planners.4.points_per_parameter=6"]
+    ok = _cli("compare", str(config), "--out", str(tmp_path / "run"), "--quiet", *sets, cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    summary = json.loads((tmp_path / "run/summary.json").read_text())
+    assert set(summary["planners"]) == {"us_federal", "flat", "saez", "search", "grid"}
+    report = (tmp_path / "run/report.md").read_text()
+    assert "saez" in report and (tmp_path / "run/welfare_over_time.png").exists()
+
+    bad = _cli("compare", str(config), "--set", "economy.years=0", cwd=tmp_path)
+    assert bad.returncode == 2 and "economy.years" in bad.stderr
+    unknown = _cli("compare", str(config), "--planners", "nobody", "--out", str(tmp_path / "x"), *sets, cwd=tmp_path)
+    assert unknown.returncode == 2 and "nobody" in unknown.stderr
