@@ -26,7 +26,7 @@ def _setup(n: int, dtype: torch.dtype):
     from llm_economist.mechanisms import make_mechanism
     from llm_economist.personas import sample_population
 
-    wage = sample_population(n, seed=0).wage(dtype=dtype).clone()
+    wage = sample_population(n, seed=0).wage(dtype=dtype)
     prefs = calibrate_psi(wage[:20_000].double(), TaxSchedule.us_federal_2024(), Preferences())
     mechanism = make_mechanism("us_federal_2024")
     return wage, prefs, mechanism.policy(mechanism.initial().to(dtype))

@@ -165,9 +165,11 @@ def persona_texts(population: Population) -> list[str]:
     def mapped(col: str, fn) -> pd.Series:
         # Apply fn once per distinct value, then broadcast: the cost is per category, not per agent.
         values = t[col].astype("category")
-        cats = values.cat.categories
-        return pd.Series(np.asarray([fn(c) for c in cats], dtype=object)[values.cat.codes.to_numpy()],
-                         index=t.index)
+        codes = values.cat.codes.to_numpy()
+        if (codes < 0).any():
+            raise ValueError(f"population column {col!r} has missing values; persona text needs every field")
+        phrases = np.asarray([fn(c) for c in values.cat.categories], dtype=object)
+        return pd.Series(phrases[codes], index=t.index)
 
     earners = t["earners"].to_numpy() if "earners" in t.columns else np.ones(len(t), np.int64)
     size = t["household_size"].to_numpy().astype(np.int64)

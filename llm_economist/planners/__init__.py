@@ -1,11 +1,11 @@
 """Planners: fixed schedules, the Saez formula, black-box search and the exhaustive grid."""
 
-from .base import Planner, YearRecord
+from .base import OneShotPlanner, Planner, YearRecord
 from .fixed import FixedPlanner, flat_planner, us_federal_planner
 from .saez import SaezPlanner, analytic_elasticity, estimate_elasticity
 from .search import GridPlanner, SearchPlanner
 
 __all__ = [
-    "Planner", "YearRecord", "FixedPlanner", "flat_planner", "us_federal_planner", "SaezPlanner",
+    "OneShotPlanner", "Planner", "YearRecord", "FixedPlanner", "flat_planner", "us_federal_planner", "SaezPlanner",
     "analytic_elasticity", "estimate_elasticity", "GridPlanner", "SearchPlanner",
 ]

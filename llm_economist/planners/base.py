@@ -38,3 +38,22 @@ class Planner(ABC):
     @abstractmethod
     def propose(self, year: int, history: list[YearRecord], world: World) -> Tensor:
         """(P,) parameters for this year, within the mechanism's bounds."""
+
+
+class OneShotPlanner(Planner):
+    """Optimises once against the population model before the first year, then holds the result."""
+
+    uses_population_model = True
+
+    def __init__(self, mechanism: Mechanism) -> None:
+        super().__init__(mechanism)
+        self.theta: Tensor | None = None
+
+    def propose(self, year: int, history: list[YearRecord], world: World) -> Tensor:
+        if self.theta is None:
+            self.theta = self.plan(world)
+        return self.theta.clone()
+
+    @abstractmethod
+    def plan(self, world: World) -> Tensor:
+        """(P,) the parameters to hold."""

@@ -19,7 +19,7 @@ from ..mechanisms.base import Mechanism
 from ..mechanisms.builtin import BracketTax
 from ..workers.rational import RationalWorkers
 from ..world import World
-from .base import Planner, YearRecord
+from .base import OneShotPlanner
 
 Tensor = torch.Tensor
 
@@ -47,9 +47,8 @@ def analytic_elasticity(world: World) -> float | None:
     return None
 
 
-class SaezPlanner(Planner):
+class SaezPlanner(OneShotPlanner):
     kind = "saez"
-    uses_population_model = True
 
     def __init__(
         self,
@@ -72,7 +71,6 @@ class SaezPlanner(Planner):
         self.tolerance = tolerance
         self.elasticity_setting = elasticity
         self.max_rate = max_rate if max_rate is not None else float(mechanism.bounds()[1].max())
-        self.theta: Tensor | None = None
         self.elasticity: float | None = None
         self.iterations = 0
 
@@ -82,10 +80,8 @@ class SaezPlanner(Planner):
         known = analytic_elasticity(world) if self.elasticity_setting == "auto" else None
         return known if known is not None else estimate_elasticity(world, policy)
 
-    def propose(self, year: int, history: list[YearRecord], world: World) -> Tensor:
-        if self.theta is None:
-            self.theta = self.fixed_point(world, self.mechanism.initial())
-        return self.theta.clone()
+    def plan(self, world: World) -> Tensor:
+        return self.fixed_point(world, self.mechanism.initial())
 
     def fixed_point(self, world: World, theta: Tensor) -> Tensor:
         """Iterate tau <- tau + damping * (saez(tau) - tau) until the largest change is below tolerance."""

@@ -9,12 +9,12 @@ import torch
 
 from ..mechanisms.base import Mechanism
 from ..world import World
-from .base import Planner, YearRecord
+from .base import OneShotPlanner
 
 Tensor = torch.Tensor
 
 
-class SearchPlanner(Planner):
+class SearchPlanner(OneShotPlanner):
     """Cross-entropy method: sample candidates from a Gaussian, refit it to the best quarter, repeat.
 
     Spends exactly `budget` population-model evaluations before the first year, then holds the
@@ -22,7 +22,6 @@ class SearchPlanner(Planner):
     """
 
     kind = "search"
-    uses_population_model = True
 
     def __init__(self, mechanism: Mechanism, budget: int = 400, batch: int = 40, elite_fraction: float = 0.25, seed: int = 0) -> None:
         if budget < 2 or batch < 2 or batch > budget:
@@ -31,15 +30,9 @@ class SearchPlanner(Planner):
             raise ValueError(f"search planner: elite_fraction must lie in (0, 1), got {elite_fraction}")
         super().__init__(mechanism)
         self.budget, self.batch, self.elite_fraction, self.seed = budget, batch, elite_fraction, seed
-        self.theta: Tensor | None = None
         self.best_welfare = float("-inf")
 
-    def propose(self, year: int, history: list[YearRecord], world: World) -> Tensor:
-        if self.theta is None:
-            self.theta = self.search(world)
-        return self.theta.clone()
-
-    def search(self, world: World) -> Tensor:
+    def plan(self, world: World) -> Tensor:
         generator = torch.Generator().manual_seed(self.seed)
         low, high = self.mechanism.bounds()
         mean, std = self.mechanism.initial(), (high - low) / 4.0
@@ -60,7 +53,7 @@ class SearchPlanner(Planner):
         return best
 
 
-class GridPlanner(Planner):
+class GridPlanner(OneShotPlanner):
     """Every point of a regular grid over the parameter box, then a finer grid around the best.
 
     The reference optimum that other planners are measured against. Refuses grids larger than
@@ -68,7 +61,6 @@ class GridPlanner(Planner):
     """
 
     kind = "grid"
-    uses_population_model = True
 
     def __init__(self, mechanism: Mechanism, points_per_parameter: int = 21, refine_points: int = 11, max_points: int = 200_000) -> None:
         total = points_per_parameter ** mechanism.size
@@ -81,13 +73,7 @@ class GridPlanner(Planner):
             )
         super().__init__(mechanism)
         self.points, self.refine_points, self.max_points = points_per_parameter, refine_points, max_points
-        self.theta: Tensor | None = None
         self.best_welfare = float("-inf")
-
-    def propose(self, year: int, history: list[YearRecord], world: World) -> Tensor:
-        if self.theta is None:
-            self.theta = self.search(world)
-        return self.theta.clone()
 
     def _best_on_grid(self, world: World, axes: list[Tensor]) -> tuple[Tensor, float]:
         grid = torch.tensor(list(itertools.product(*(a.tolist() for a in axes))), dtype=torch.float64)
@@ -96,7 +82,7 @@ class GridPlanner(Planner):
         top = int(welfare.argmax())
         return grid[top], float(welfare[top])
 
-    def search(self, world: World) -> Tensor:
+    def plan(self, world: World) -> Tensor:
         low, high = self.mechanism.bounds()
         coarse = [torch.linspace(lo, hi, self.points, dtype=torch.float64) for lo, hi in zip(low.tolist(), high.tolist())]
         best, self.best_welfare = self._best_on_grid(world, coarse)
