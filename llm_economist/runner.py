@@ -28,7 +28,7 @@ from .economy.tax import TaxSchedule
 from .factory import DTYPES, make_planner, make_world
 from .personas.population import Population, sample_population
 from .planners.base import Planner, YearRecord
-from .workers.base import Observation
+from .workers.base import Decisions, Observation
 from .world import World
 
 CHECKPOINT_DIR = "checkpoints"
@@ -51,8 +51,14 @@ class PlannerRun:
     metrics: list[dict] = field(default_factory=list)
     parameters: list[dict] = field(default_factory=list)
     generator_state: torch.Tensor | None = None
-    last: Outcome | None = None
+    recent: list[Outcome] = field(default_factory=list)  # the workers' memory of recent periods
+    last_decisions: Decisions | None = None
+    diagnostics: dict[str, float] = field(default_factory=dict)  # summed over steps
     wall_s: float = 0.0
+
+    @property
+    def last(self) -> Outcome | None:
+        return self.recent[-1] if self.recent else None
 
 
 def config_fingerprint(config: RunConfig) -> str:
@@ -77,8 +83,10 @@ def step_metrics(outcome: Outcome, welfare: float, max_hours: float) -> dict[str
     }
 
 
-def outcome_frame(outcome: Outcome, policy: Policy, label: str, year: int, step: int, limit: int | None) -> pd.DataFrame:
-    """Tidy rows (one per agent) of one step, for at most `limit` agents."""
+def outcome_frame(
+    outcome: Outcome, policy: Policy, label: str, year: int, step: int, limit: int | None, columns: dict[str, list] | None = None
+) -> pd.DataFrame:
+    """Tidy rows (one per agent) of one step, for at most `limit` agents, with the decisions' extra columns."""
     n = outcome.hours.shape[-1] if limit is None else min(limit, outcome.hours.shape[-1])
     frame = pd.DataFrame({name: getattr(outcome, name)[:n].detach().cpu().numpy() for name in TRACE_COLUMNS})
     frame.insert(0, "agent_id", range(n))
@@ -87,6 +95,8 @@ def outcome_frame(outcome: Outcome, policy: Policy, label: str, year: int, step:
     frame.insert(0, "planner", label)
     frame["transfer"] = float(outcome.transfer.reshape(-1)[0])
     frame["marginal_rate"] = policy.schedule.marginal_rate(outcome.income[:n]).detach().cpu().numpy()
+    for name, values in (columns or {}).items():
+        frame[name] = list(values[:n])
     return frame
 
 
@@ -152,15 +162,18 @@ class Runner:
         for k in range(e.steps_per_year):
             step = year * e.steps_per_year + k
             expected = run.last.transfer if run.last is not None else torch.zeros(1, dtype=world.wage.dtype)
-            obs = Observation(world.wage, policy, expected, run.last, year, step)
-            hours = world.workers.act(obs, generator).clamp(0.0, e.max_hours)
-            outcome = settle(world.wage, hours, policy, world.prefs)
+            obs = Observation(world.wage, policy, expected, tuple(run.recent), run.last_decisions, year, step)
+            decisions = world.workers.act(obs, generator)
+            outcome = settle(world.wage, decisions.hours.clamp(0.0, e.max_hours), policy, world.prefs)
             metrics = step_metrics(outcome, float(world.welfare(outcome)), e.max_hours)
             year_metrics.append(metrics)
             run.metrics.append({"planner": run.label, "year": year, "step": step, "step_in_year": k, **metrics})
             if self.config.output.traces:
-                traces.append(outcome_frame(outcome, policy, run.label, year, step, self.config.output.trace_agents))
-            run.last = outcome
+                traces.append(outcome_frame(outcome, policy, run.label, year, step, self.config.output.trace_agents, decisions.columns))
+            run.recent = (run.recent + [outcome])[-world.workers.memory :]
+            run.last_decisions = decisions
+            for key, value in decisions.diagnostics.items():
+                run.diagnostics[key] = run.diagnostics.get(key, 0.0) + value
         if traces:
             part = self.out / TRACE_DIR / run.label / f"year_{year:05d}.parquet"
             part.parent.mkdir(parents=True, exist_ok=True)
@@ -212,7 +225,8 @@ class Runner:
         finals = []
         for r in runs:
             policy = r.planner.mechanism.policy(r.history[-1].theta.to(self.world.wage.dtype))
-            finals.append(outcome_frame(r.last, policy, r.label, r.year - 1, len(r.metrics) - 1, None))
+            columns = r.last_decisions.columns if r.last_decisions is not None else None
+            finals.append(outcome_frame(r.last, policy, r.label, r.year - 1, len(r.metrics) - 1, None, columns))
         pd.concat(finals, ignore_index=True).to_parquet(self.out / "final_outcomes.parquet", index=False)
         if self.config.output.traces:
             parts = sorted((self.out / TRACE_DIR).glob("*/year_*.parquet"))
@@ -247,6 +261,7 @@ class Runner:
                 },
                 "uses_population_model": r.planner.uses_population_model,
                 "evaluations": r.planner.evaluations,
+                "worker_diagnostics": r.diagnostics,
                 "wall_s": r.wall_s,
             }
         best_label = max(planners, key=lambda k: planners[k]["final_welfare"])

@@ -29,7 +29,7 @@ from ..economy.outcome import Outcome, settle
 from ..economy.utility import Preferences
 from ..economy.welfare import social_welfare
 from ..mechanisms.base import Mechanism
-from ..workers.base import Observation, WorkerPolicy
+from ..workers.base import Decisions, Observation, WorkerPolicy
 from ..workers.rational import RationalWorkers
 from .labour_market import (
     AGGREGATES,
@@ -92,6 +92,7 @@ class PlannerEnv(gym.Env):
         self._year: int | None = None
         self._theta = self.mechanism.initial()
         self._last: Outcome | None = None
+        self._decisions: Decisions | None = None
         self._aggregates = np.zeros(len(AGGREGATES))
 
     @property
@@ -105,6 +106,7 @@ class PlannerEnv(gym.Env):
         self._year = 0
         self._theta = self.mechanism.initial()
         self._last = None
+        self._decisions = None
         self._aggregates = np.zeros(len(AGGREGATES))
         return self._observation(), {}
 
@@ -120,9 +122,12 @@ class PlannerEnv(gym.Env):
         periods, welfare = [], []
         for period in range(self.steps_per_year):
             transfer = self._last.transfer if self._last is not None else torch.zeros(1, dtype=self.wage.dtype)
-            seen = Observation(self.wage, policy, transfer, self._last, self._year, self._year * self.steps_per_year + period)
+            recent = (self._last,) if self._last is not None else ()
+            step = self._year * self.steps_per_year + period
+            seen = Observation(self.wage, policy, transfer, recent, self._decisions, self._year, step)
+            self._decisions = self.workers.act(seen, self._generator)
             # A learned population may stray outside the feasible hours.
-            hours = self.workers.act(seen, self._generator).clamp(0.0, self.prefs.max_hours)
+            hours = self._decisions.hours.clamp(0.0, self.prefs.max_hours)
             self._last = settle(self.wage, hours, policy, self.prefs)
             welfare.append(float(social_welfare(self._last, self.welfare_name, **self.welfare_params)))
             periods.append(period_aggregates(self._last, welfare[-1] / self.welfare_scale))

@@ -31,4 +31,6 @@ __all__ = [
     "persona_texts",
     "occupation_phrase",
 ]
-from .graph import SocialGraph, build_social_graph, EDGE_TYPES
+from .graph import EDGE_TYPES, SocialGraph, build_social_graph, population_graph
+
+__all__ += ["EDGE_TYPES", "SocialGraph", "build_social_graph", "population_graph"]

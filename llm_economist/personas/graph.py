@@ -38,6 +38,7 @@ HOUSEHOLD, COWORKER, FRIEND, WEAK_TIE = range(len(EDGE_TYPES))
 AGE_BAND_YEARS = 10
 
 __all__ = [
+    "population_graph",
     "EDGE_TYPES",
     "HOUSEHOLD",
     "COWORKER",
@@ -366,3 +367,18 @@ def build_social_graph(
     del parts
     neighbours, edge_type = _pack(n, width, src, dst, typ)
     return SocialGraph(torch.from_numpy(neighbours), torch.from_numpy(edge_type))
+
+
+def population_graph(population, seed: int, **counts) -> SocialGraph:
+    """The social graph of a sampled Population (categorical fields passed as integer codes)."""
+    table = population.table
+    codes = lambda column: table[column].astype("category").cat.codes.to_numpy(np.int64)  # noqa: E731
+    return build_social_graph(
+        household_id=table["household_id"].to_numpy(np.int64),
+        occupation=codes("occupation_code"),
+        state=codes("state"),
+        age=table["age"].to_numpy(np.int64),
+        education=codes("education"),
+        seed=seed,
+        **counts,
+    )

@@ -1,9 +1,9 @@
-"""What a worker policy sees each period, and the interface every population implements."""
+"""What a worker population sees each period, what it returns, and the interface it implements."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -14,25 +14,40 @@ Tensor = torch.Tensor
 
 
 @dataclass(frozen=True)
+class Decisions:
+    """One period's choices: hours for every agent, plus per-agent trace columns (LLM fields)."""
+
+    hours: Tensor  # (N,)
+    columns: dict[str, list] = field(default_factory=dict)  # name -> N values, written to the traces
+    diagnostics: dict[str, float] = field(default_factory=dict)  # run-level figures (e.g. fallbacks)
+
+
+@dataclass(frozen=True)
 class Observation:
     """The period's decision context for all agents at once."""
 
     wage: Tensor  # (N,) hourly wage
     policy: Policy  # the mechanism in force this year
     expected_transfer: Tensor  # (1,) transfer a worker expects this period (last period's)
-    last: Outcome | None  # last period's outcome, None in the first period
+    recent: tuple[Outcome, ...]  # the last few periods' outcomes, oldest first (empty at the start)
+    last_decisions: Decisions | None  # what everyone chose and said last period
     year: int
     step: int
 
+    @property
+    def last(self) -> Outcome | None:
+        return self.recent[-1] if self.recent else None
+
 
 class WorkerPolicy(ABC):
-    """Maps a batch of observations to weekly hours for every agent in one call."""
+    """Maps a batch of observations to hours for every agent in one call."""
 
     name: str = ""
+    memory: int = 1  # how many recent outcomes the runner keeps in observations
 
     @abstractmethod
-    def act(self, obs: Observation, generator: torch.Generator) -> Tensor:
-        """(N,) hours this period; any randomness draws from `generator`."""
+    def act(self, obs: Observation, generator: torch.Generator) -> Decisions:
+        """This period's decisions; any randomness draws from `generator`."""
 
     @abstractmethod
     def expected_hours(self, wage: Tensor, policy: Policy, transfer) -> Tensor:

@@ -7,7 +7,7 @@ import torch
 from ..economy.labour import best_response_hours, hour_bins, logit_hour_probabilities
 from ..economy.policy import Policy
 from ..economy.utility import Preferences
-from .base import Observation, WorkerPolicy
+from .base import Decisions, Observation, WorkerPolicy
 
 Tensor = torch.Tensor
 
@@ -20,8 +20,8 @@ class RationalWorkers(WorkerPolicy):
     def __init__(self, prefs: Preferences) -> None:
         self.prefs = prefs
 
-    def act(self, obs: Observation, generator: torch.Generator) -> Tensor:
-        return best_response_hours(obs.wage, obs.policy.schedule, obs.expected_transfer, self.prefs)
+    def act(self, obs: Observation, generator: torch.Generator) -> Decisions:
+        return Decisions(best_response_hours(obs.wage, obs.policy.schedule, obs.expected_transfer, self.prefs))
 
     def expected_hours(self, wage: Tensor, policy: Policy, transfer) -> Tensor:
         return best_response_hours(wage, policy.schedule, transfer, self.prefs)
@@ -48,10 +48,10 @@ class BoundedRationalWorkers(WorkerPolicy):
         bins = self.bins.to(wage.dtype)
         return logit_hour_probabilities(wage, policy.schedule, transfer, self.prefs, bins, self.temperature)
 
-    def act(self, obs: Observation, generator: torch.Generator) -> Tensor:
+    def act(self, obs: Observation, generator: torch.Generator) -> Decisions:
         probs = self.probabilities(obs.wage, obs.policy, obs.expected_transfer)
         choice = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-        return self.bins.to(obs.wage.dtype)[choice]
+        return Decisions(self.bins.to(obs.wage.dtype)[choice])
 
     def expected_hours(self, wage: Tensor, policy: Policy, transfer) -> Tensor:
         return self.probabilities(wage, policy, transfer) @ self.bins.to(wage.dtype)
