@@ -85,6 +85,40 @@ def compare(config: str, planners: str | None, out: str | None, overrides: tuple
 
 @main.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--agent", type=int, required=True, help="Agent id (row of the population) to narrate.")
+@click.option("--planner", default=None, help="Planner label whose run to narrate [default: the first in the traces].")
+def narrate(run_dir: str, agent: int, planner: str | None) -> None:
+    """Write a first-person account of one agent's run, grounded in its trace rows.
+
+    Uses the run's `llm` settings (the embedded model unless the config names a server).
+    """
+    from .config import load_config
+    from .factory import llm_settings
+    from .llm import open_client
+    from .reporting.narrate import narrate as write_narrative
+
+    config = load_config(Path(run_dir) / "config.yaml")
+    try:
+        with open_client(llm_settings(config, str(Path(run_dir) / "llm_cache.sqlite"))) as client:
+            path = write_narrative(run_dir, agent, client, planner)
+    except (FileNotFoundError, ValueError) as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(2)
+    click.echo(f"narrative: {path}")
+
+
+@main.command()
+@click.option("--port", type=int, default=8080, help="Port on 127.0.0.1.")
+@click.option("--parallel", type=int, default=4, help="Requests served at once.")
+def serve(port: int, parallel: int) -> None:
+    """Serve the embedded SmolLM2-135M-Instruct model as an OpenAI-compatible endpoint until Ctrl-C."""
+    from .llm import serve as serve_embedded
+
+    serve_embedded(port=port, parallel=parallel)
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 def report(run_dir: str) -> None:
     """Rebuild report.md and the plots of a finished run directory."""
     from .reporting import write_report

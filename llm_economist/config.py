@@ -56,14 +56,54 @@ class MechanismConfig(Section):
 
 
 class WorkersConfig(Section):
-    kind: Literal["rational", "bounded"] = "rational"
+    kind: Literal["rational", "bounded", "llm"] = "rational"
     temperature: float = Field(0.05, gt=0.0, le=10.0, description="bounded: logit noise relative to full-time utility")
     hour_bins: int = Field(17, ge=2, le=1000, description="bounded: number of hour choices from 0 to max_hours")
+    memory: int = Field(3, ge=1, le=50, description="llm: recent periods a worker remembers")
+    neighbours: int = Field(3, ge=0, le=20, description="llm: contacts whose hours and messages a worker reads")
+    archetypes: int = Field(0, ge=0, description="llm: 0 = one call per agent, K = one call per archetype")
+    archetype_check: int = Field(24, ge=0, description="llm: agents also asked one by one to measure archetype error")
+    raw_text: bool = Field(False, description="llm: keep each reply's raw text in the traces")
+
+
+class LLMConfig(Section):
+    base_urls: list[str] = Field(default_factory=list, description="OpenAI-compatible endpoints; empty = embedded model")
+    model: str = Field("smollm2-135m-instruct", description="model name sent to the server")
+    api_key_env: str = Field("OPENAI_API_KEY", description="name of the environment variable holding the key")
+    backend: Literal["openai", "transformers"] = "openai"
+    transformers_model: str | None = Field(None, description="transformers backend: local model path or GGUF file")
+    temperature: float = Field(0.7, ge=0.0, le=2.0)
+    max_tokens: int = Field(160, ge=16, le=4096)
+    timeout_s: float = Field(60.0, gt=0.0)
+    max_retries: int = Field(3, ge=0, le=10)
+    concurrency: int = Field(4, ge=1, le=256)
+    cache_path: str | None = Field(None, description="SQLite response cache; default <out>/llm_cache.sqlite")
+    price_prompt_per_million: float | None = Field(None, ge=0.0)
+    price_completion_per_million: float | None = Field(None, ge=0.0)
+
+    @model_validator(mode="after")
+    def _no_keys_in_config(self) -> "LLMConfig":
+        if any(("@" in url.split("//")[-1].split("/")[0]) for url in self.base_urls):
+            raise ValueError("base_urls must not carry credentials; put the key in the variable named by api_key_env")
+        return self
+
+
+class PlatformConfig(Section):
+    name: str
+    parameters: list[float]
+
+
+class GovernanceConfig(Section):
+    every_years: int = Field(0, ge=0, description="hold an election every k tax years (0 = no elections)")
+    rule: Literal["plurality", "instant_runoff", "approval"] = "plurality"
+    planner_platform: bool = Field(True, description="the planner's proposal is a candidate")
+    worker_platforms: int = Field(0, ge=0, le=20, description="workers at spread income quantiles propose platforms")
+    platforms: list[PlatformConfig] = Field(default_factory=list, description="fixed candidate platforms")
 
 
 class PlannerConfig(Section):
     model_config = ConfigDict(extra="allow")
-    kind: Literal["fixed", "us_federal", "flat", "saez", "search", "grid"]
+    kind: Literal["fixed", "us_federal", "flat", "saez", "search", "grid", "llm"]
     label: str | None = Field(None, description="name in tables and plots (default: kind)")
 
     @property
@@ -89,7 +129,13 @@ class RunConfig(Section):
     mechanism: MechanismConfig = MechanismConfig()
     workers: WorkersConfig = WorkersConfig()
     planners: list[PlannerConfig] = Field(default_factory=lambda: [PlannerConfig(kind="saez")], min_length=1)
+    llm: LLMConfig = LLMConfig()
+    governance: GovernanceConfig = GovernanceConfig()
     output: OutputConfig = OutputConfig()
+
+    @property
+    def needs_llm(self) -> bool:
+        return self.workers.kind == "llm" or any(p.kind == "llm" for p in self.planners)
 
     @model_validator(mode="after")
     def _unique_labels(self) -> "RunConfig":

@@ -8,13 +8,17 @@ from .config import PlannerConfig, RunConfig
 from .economy.labour import best_response_hours, calibrate_psi
 from .economy.tax import TaxSchedule
 from .economy.utility import Preferences
+from .llm import LLMClient, LLMSettings
 from .mechanisms.base import Mechanism
 from .mechanisms.registry import make_mechanism
 from .planners.base import Planner
+from .personas import Population, population_graph
 from .planners.fixed import FixedPlanner, flat_planner, us_federal_planner
+from .planners.llm import LLMPlanner
 from .planners.saez import SaezPlanner
 from .planners.search import GridPlanner, SearchPlanner
 from .workers.base import WorkerPolicy
+from .workers.llm import LLMWorkers
 from .workers.rational import BoundedRationalWorkers, RationalWorkers
 from .world import World
 
@@ -37,16 +41,36 @@ def calibrated_preferences(config: RunConfig, wage: torch.Tensor) -> tuple[Prefe
     }
 
 
-def make_workers(config: RunConfig, prefs: Preferences) -> WorkerPolicy:
+def llm_settings(config: RunConfig, cache_path: str | None) -> LLMSettings:
+    c = config.llm
+    return LLMSettings(
+        base_urls=tuple(c.base_urls), model=c.model, api_key_env=c.api_key_env, backend=c.backend,
+        transformers_model=c.transformers_model, temperature=c.temperature, max_tokens=c.max_tokens,
+        timeout_s=c.timeout_s, max_retries=c.max_retries, concurrency=c.concurrency,
+        cache_path=c.cache_path or cache_path, price_prompt_per_million=c.price_prompt_per_million,
+        price_completion_per_million=c.price_completion_per_million, seed=config.seed,
+    )
+
+
+def make_workers(config: RunConfig, prefs: Preferences, population: Population, client: LLMClient | None) -> WorkerPolicy:
     w = config.workers
     if w.kind == "rational":
         return RationalWorkers(prefs)
-    return BoundedRationalWorkers(prefs, w.temperature, w.hour_bins)
+    if w.kind == "bounded":
+        return BoundedRationalWorkers(prefs, w.temperature, w.hour_bins)
+    if client is None:
+        raise ValueError("workers.kind = llm needs a language-model client")
+    graph = population_graph(population, config.seed)
+    return LLMWorkers(
+        population, graph, client, prefs, seed=config.seed, memory=w.memory, neighbours=w.neighbours,
+        archetypes=w.archetypes, archetype_check=w.archetype_check, raw_text=w.raw_text,
+    )
 
 
-def make_world(config: RunConfig, wage: torch.Tensor) -> tuple[World, dict[str, float]]:
+def make_world(config: RunConfig, population: Population, wage: torch.Tensor, client: LLMClient | None = None) -> tuple[World, dict[str, float]]:
     prefs, calibration = calibrated_preferences(config, wage)
-    world = World(wage, prefs, make_workers(config, prefs), config.welfare.name, config.welfare.params())
+    workers = make_workers(config, prefs, population, client)
+    world = World(wage, prefs, workers, config.welfare.name, config.welfare.params(), llm=client)
     return world, calibration
 
 
@@ -63,8 +87,8 @@ def make_planner(planner: PlannerConfig, config: RunConfig) -> Planner:
         if planner.kind == "flat":
             return flat_planner(**options)
         mechanism = make_config_mechanism(config)
-        kinds = {"fixed": FixedPlanner, "saez": SaezPlanner, "search": SearchPlanner, "grid": GridPlanner}
-        if planner.kind == "search":
+        kinds = {"fixed": FixedPlanner, "saez": SaezPlanner, "search": SearchPlanner, "grid": GridPlanner, "llm": LLMPlanner}
+        if planner.kind in ("search", "llm"):
             options.setdefault("seed", config.seed)
         return kinds[planner.kind](mechanism, **options)
     except TypeError as err:

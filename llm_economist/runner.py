@@ -25,10 +25,21 @@ from .economy.inequality import gini
 from .economy.outcome import Outcome, settle
 from .economy.policy import Policy
 from .economy.tax import TaxSchedule
-from .factory import DTYPES, make_planner, make_world
+from .factory import DTYPES, llm_settings, make_planner, make_world
+from .llm import LLMClient, open_client
+from .mechanisms.governance import (
+    ElectionResult,
+    Platform,
+    config_platforms,
+    default_proposers,
+    hold_election,
+    rational_ballots,
+    worker_platforms,
+)
 from .personas.population import Population, sample_population
 from .planners.base import Planner, YearRecord
 from .workers.base import Decisions, Observation
+from .workers.llm import LLMWorkers
 from .world import World
 
 CHECKPOINT_DIR = "checkpoints"
@@ -54,6 +65,7 @@ class PlannerRun:
     recent: list[Outcome] = field(default_factory=list)  # the workers' memory of recent periods
     last_decisions: Decisions | None = None
     diagnostics: dict[str, float] = field(default_factory=dict)  # summed over steps
+    elections: list[dict] = field(default_factory=list)
     wall_s: float = 0.0
 
     @property
@@ -62,9 +74,11 @@ class PlannerRun:
 
 
 def config_fingerprint(config: RunConfig) -> str:
-    """Hash of everything that changes results (not the output options)."""
+    """Hash of everything that changes results (not output options or how calls are transported)."""
     data = config.model_dump(mode="json")
     data.pop("output")
+    for transport in ("timeout_s", "max_retries", "concurrency", "cache_path", "price_prompt_per_million", "price_completion_per_million"):
+        data["llm"].pop(transport)
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -112,6 +126,7 @@ class Runner:
         self.population: Population | None = None
         self.world: World | None = None
         self.calibration: dict[str, float] = {}
+        self.client: LLMClient | None = None
 
     # -- set-up -----------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -121,7 +136,9 @@ class Runner:
         pop = self.config.population
         self.population = sample_population(pop.n_agents, self.config.seed, pop.income_model)
         wage = self.population.wage(dtype=DTYPES[self.config.economy.dtype])
-        self.world, self.calibration = make_world(self.config, wage)
+        if self.config.needs_llm and self.client is None:
+            self.client = open_client(llm_settings(self.config, str(self.out / "llm_cache.sqlite")))
+        self.world, self.calibration = make_world(self.config, self.population, wage, self.client)
 
     def _checkpoint_path(self, label: str) -> Path:
         return self.out / CHECKPOINT_DIR / f"{label}.pt"
@@ -154,10 +171,10 @@ class Runner:
         assert self.world is not None
         e, world, year = self.config.economy, self.world, run.year
         started = time.perf_counter()
-        theta = run.planner.mechanism.validate(run.planner.propose(year, run.history, world))
-        policy = run.planner.mechanism.policy(theta.to(world.wage.dtype))
         generator = torch.Generator()
         generator.set_state(run.generator_state)
+        theta = run.planner.mechanism.validate(self.choose_parameters(run, generator))
+        policy = run.planner.mechanism.policy(theta.to(world.wage.dtype))
         year_metrics, traces = [], []
         for k in range(e.steps_per_year):
             step = year * e.steps_per_year + k
@@ -188,8 +205,52 @@ class Runner:
         run.year += 1
         run.wall_s += time.perf_counter() - started
 
+    def choose_parameters(self, run: PlannerRun, generator: torch.Generator) -> torch.Tensor:
+        """The planner's proposal, or, in an election year, the winning platform (held until the next)."""
+        assert self.world is not None
+        g, year = self.config.governance, run.year
+        if not g.every_years:
+            return run.planner.propose(year, run.history, self.world)
+        if year % g.every_years:
+            return run.history[-1].theta
+        result = self.elect(run, generator)
+        run.elections.append({"year": year, **result.to_dict(run.planner.mechanism)})
+        return result.winning_platform.theta
+
+    def elect(self, run: PlannerRun, generator: torch.Generator) -> ElectionResult:
+        """Candidates: the status quo, the planner's proposal, config platforms, workers' proposals."""
+        assert self.world is not None
+        g, world, mechanism = self.config.governance, self.world, run.planner.mechanism
+        status_quo = run.history[-1].theta if run.history else mechanism.initial()
+        platforms = [Platform("status quo", "status_quo", status_quo)]
+        if g.planner_platform:
+            platforms.append(Platform("planner", "planner", run.planner.propose(run.year, run.history, world)))
+        if g.platforms and mechanism.name == self.config.mechanism.name:
+            platforms += config_platforms(mechanism, {p.name: p.parameters for p in g.platforms})
+        if g.worker_platforms:
+            income = run.last.income if run.last is not None else world.respond(mechanism.policy(status_quo)).income
+            proposers = default_proposers(income, g.worker_platforms)
+            platforms += worker_platforms(world, mechanism, proposers, seed=self.config.seed + run.year)
+        if len(platforms) < 2:
+            raise ValueError("governance: an election needs at least two platforms; enable planner_platform, platforms or worker_platforms")
+        if isinstance(world.workers, LLMWorkers):
+            ballots, diagnostics = world.workers.ballots(platforms, mechanism, world, run.last, run.year)
+            for key, value in diagnostics.items():
+                run.diagnostics[key] = run.diagnostics.get(key, 0.0) + value
+        else:
+            ballots = rational_ballots(world, mechanism, platforms)
+        return hold_election(g.rule, platforms, ballots)
+
     def run(self, labels: list[str] | None = None, on_year_end: Callable[[PlannerRun], None] | None = None) -> dict:
         """Play every selected planner to the last year, then write the result files."""
+        try:
+            return self._run(labels, on_year_end)
+        finally:
+            if self.client is not None:
+                self.client.close()  # also stops the embedded server
+                self.client = None
+
+    def _run(self, labels: list[str] | None, on_year_end: Callable[[PlannerRun], None] | None) -> dict:
         self.prepare()
         indices = self._select(labels)
         runs = []
@@ -222,6 +283,12 @@ class Runner:
         assert self.world is not None and self.population is not None
         pd.DataFrame([m for r in runs for m in r.metrics]).to_csv(self.out / "metrics.csv", index=False)
         pd.DataFrame([p for r in runs for p in r.parameters]).to_csv(self.out / "parameters.csv", index=False)
+        elections = {r.label: r.elections for r in runs if r.elections}
+        if elections:
+            (self.out / "elections.json").write_text(json.dumps(elections, indent=2))
+        log = [{"planner": r.label, **row} for r in runs for row in getattr(r.planner, "log", [])]
+        if log:
+            pd.DataFrame(log).to_csv(self.out / "planner_log.csv", index=False)
         finals = []
         for r in runs:
             policy = r.planner.mechanism.policy(r.history[-1].theta.to(self.world.wage.dtype))
@@ -284,8 +351,21 @@ class Runner:
             "calibration": self.calibration,
             "welfare": {"name": self.config.welfare.name, **self.config.welfare.params(), "laissez_faire": baseline},
             "best": {"planner": best_label, "welfare": best},
+            "llm": self.llm_summary(),
             "planners": planners,
             "caveats": self.caveats(),
+        }
+
+    def llm_summary(self) -> dict | None:
+        """Model, endpoints (never the key) and usage of the run's language-model calls."""
+        if self.client is None:
+            return None
+        c = self.config.llm
+        return {
+            "model": c.model,
+            "endpoints": c.base_urls or ["embedded SmolLM2-135M-Instruct (llama.cpp on 127.0.0.1)"],
+            "backend": c.backend,
+            "usage": self.client.usage.as_dict(),
         }
 
     def caveats(self) -> list[str]:
@@ -297,6 +377,16 @@ class Runner:
         ]
         if self.config.workers.kind == "bounded":
             notes.append("Bounded-rational workers draw hours at random: realised welfare carries sampling noise of the period.")
+        if self.config.needs_llm and not self.config.llm.base_urls and self.config.llm.backend == "openai":
+            notes.append(
+                "The language model is the embedded SmolLM2-135M-Instruct: a tiny model that exercises the pipeline, "
+                "not one whose choices mean anything economically. Set llm.base_urls and llm.model to use a real model."
+            )
+        if self.config.workers.kind == "llm":
+            notes.append(
+                "Model-based planners (Saez, search, grid) plan against the rational model of these workers, "
+                "not against the language model's choices; they are then judged on the language-model workers."
+            )
         if self.config.economy.eta == 0.0:
             notes.append("Utility is quasi-linear (eta = 0): no income effects, so a utilitarian planner would not redistribute.")
         return notes

@@ -9,6 +9,7 @@ plays the real dynamics step by step instead.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -18,6 +19,9 @@ from .economy.utility import Preferences
 from .economy.welfare import social_welfare
 from .mechanisms.base import Mechanism
 from .workers.base import WorkerPolicy
+
+if TYPE_CHECKING:
+    from .llm import LLMClient
 
 Tensor = torch.Tensor
 
@@ -34,6 +38,7 @@ class World:
     welfare_name: str = "inverse_income"
     welfare_params: dict = field(default_factory=dict)
     evaluations: int = 0  # policies evaluated through `respond`, for reporting planner cost
+    llm: LLMClient | None = None  # the run's language-model client, for planners and voters that talk
 
     def respond(self, policy: Policy) -> Outcome:
         """Outcome (..., N) of a (possibly batched) policy at the transfer fixed point."""

@@ -107,7 +107,7 @@ def _cli(*args, cwd):
 
 
 def test_cli_compare_writes_the_report_and_exit_codes_mean_something(tmp_path):
-    config = Path(__file__).resolve().parents[1] / "experiments/configs/quickstart.yaml"
+    config = Path(__file__).resolve().parents[1] / "experiments/configs/bounded_rational.yaml"
     sets = ["--set", "population.n_agents=120", "--set", "economy.years=2", "--set", "planners.4.points_per_parameter=6"]
     ok = _cli("compare", str(config), "--out", str(tmp_path / "run"), "--quiet", *sets, cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr

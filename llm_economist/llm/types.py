@@ -1,0 +1,208 @@
+"""Typed settings, requests, replies and usage counters of the language-model layer."""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from .schema import check_schema
+
+BACKENDS = ("openai", "transformers")
+ROLES = ("system", "user", "assistant")
+
+
+class LLMError(Exception):
+    """Base class of the errors this package raises (bad replies are returned, never raised)."""
+
+
+class CacheError(LLMError):
+    """The response cache file cannot be used (not SQLite, or written by an incompatible version)."""
+
+
+class EmbeddedServerError(LLMError):
+    """The embedded llama.cpp server could not start."""
+
+
+@dataclass(frozen=True)
+class LLMSettings:
+    """How to reach a model and how hard to try; never holds the API key itself."""
+
+    base_urls: tuple[str, ...] = ()  # empty: start the embedded server (backend "openai")
+    model: str = "smollm2-135m-instruct"
+    api_key_env: str = "OPENAI_API_KEY"  # the NAME of the variable that holds the key
+    backend: str = "openai"  # "openai" (any OpenAI-compatible server) or "transformers" (in-process)
+    transformers_model: str | None = None  # model directory or .gguf file; None: the embedded GGUF
+    temperature: float = 0.7
+    max_tokens: int = 160
+    timeout_s: float = 60.0
+    max_retries: int = 3  # retries after the first attempt, shared by transport and content failures
+    backoff_s: float = 0.5  # delay before retry k (k = 0, 1, ...) is backoff_s * 2**k plus up to 25 % jitter
+    concurrency: int = 4  # requests in flight per event loop; also the embedded server's slots
+    top_logprobs: int = 20
+    cache_path: str | None = None  # SQLite response cache; None disables caching
+    price_prompt_per_million: float | None = None  # USD per million prompt tokens
+    price_completion_per_million: float | None = None  # USD per million completion tokens
+    seed: int = 0  # default sampling seed of requests without one; seeds the backoff jitter
+
+    def __post_init__(self) -> None:
+        if isinstance(self.base_urls, str):
+            raise ValueError("base_urls: expected a tuple of URLs, got a single string")
+        urls = tuple(self.base_urls)
+        for url in urls:
+            if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+                raise ValueError(f"base_urls: {url!r} is not an http(s) URL")
+            if "@" in url.split("//", 1)[1].split("/", 1)[0]:
+                raise ValueError("base_urls: URLs must not carry credentials; put the key in the variable named by api_key_env")
+        object.__setattr__(self, "base_urls", urls)
+        if not self.model:
+            raise ValueError("model: must be a non-empty model name")
+        if not self.api_key_env or not self.api_key_env.replace("_", "").isalnum():
+            raise ValueError(f"api_key_env: {self.api_key_env!r} is not an environment variable name")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend: {self.backend!r} is not one of {BACKENDS}")
+        _check_range("temperature", self.temperature, 0.0, 2.0)
+        _check_int("max_tokens", self.max_tokens, 1, 32768)
+        _check_range("timeout_s", self.timeout_s, 0.0, 3600.0, low_open=True)
+        _check_int("max_retries", self.max_retries, 0, 20)
+        _check_range("backoff_s", self.backoff_s, 0.0, 60.0)
+        _check_int("concurrency", self.concurrency, 1, 1024)
+        _check_int("top_logprobs", self.top_logprobs, 0, 20)
+        for name in ("price_prompt_per_million", "price_completion_per_million"):
+            value = getattr(self, name)
+            if value is not None:
+                _check_range(name, value, 0.0, math.inf)
+        _check_int("seed", self.seed, 0, 2**63 - 1)
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """One chat completion to make; everything but `tag` decides the reply and its cache key."""
+
+    messages: tuple[tuple[str, str], ...]  # (role, content) pairs
+    schema: dict | None = None  # JSON schema the reply must satisfy (structured output)
+    schema_name: str = "reply"
+    logprobs: bool = False
+    max_tokens: int | None = None  # None: the client's settings
+    temperature: float | None = None  # None: the client's settings
+    seed: int | None = None  # None: the client's settings
+    tag: str = ""  # what the call is for ("worker", "planner", ...); accounting only
+
+    def __post_init__(self) -> None:
+        if isinstance(self.messages, (str, bytes)) or not self.messages:
+            raise ValueError("messages: expected a non-empty sequence of (role, content) pairs")
+        messages = []
+        for i, pair in enumerate(self.messages):
+            if isinstance(pair, dict):
+                pair = (pair.get("role"), pair.get("content"))
+            if len(pair) != 2 or not all(isinstance(x, str) for x in pair):
+                raise ValueError(f"messages[{i}]: expected a (role, content) pair of strings, got {pair!r}")
+            if pair[0] not in ROLES:
+                raise ValueError(f"messages[{i}]: role {pair[0]!r} is not one of {ROLES}")
+            messages.append((pair[0], pair[1]))
+        object.__setattr__(self, "messages", tuple(messages))
+        if self.schema is not None:
+            if not isinstance(self.schema, dict) or self.schema.get("type") != "object":
+                raise ValueError("schema: the top level must be a JSON schema of type 'object'")
+            check_schema(self.schema)
+        if not self.schema_name or not self.schema_name.replace("_", "").replace("-", "").isalnum():
+            raise ValueError(f"schema_name: {self.schema_name!r} must be letters, digits, '_' or '-'")
+        if self.max_tokens is not None:
+            _check_int("max_tokens", self.max_tokens, 1, 32768)
+        if self.temperature is not None:
+            _check_range("temperature", self.temperature, 0.0, 2.0)
+        if self.seed is not None:
+            _check_int("seed", self.seed, 0, 2**63 - 1)
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """One generated token, its log-probability and the most likely alternatives, best first."""
+
+    token: str
+    logprob: float
+    top: tuple[tuple[str, float], ...]
+
+
+@dataclass(frozen=True)
+class ChatReply:
+    """What came back for one request; `ok` means `data` holds a schema-checked JSON object."""
+
+    text: str | None  # raw content of the last answer received; None when every attempt failed in transport
+    data: dict | None  # the parsed object that passed the schema check, else None
+    logprobs: tuple[TokenLogprob, ...] | None
+    prompt_tokens: int  # of the completion returned (not summed over retries; Usage has the totals)
+    completion_tokens: int
+    cached: bool
+    attempts: int  # calls to the backend for this reply (0 when served from the cache)
+    error: str | None  # why the reply is unusable; None when usable
+    key: str  # content address of the request (sha256 hex)
+
+    @property
+    def ok(self) -> bool:
+        return self.data is not None
+
+
+_COUNTERS = ("requests", "cache_hits", "http_calls", "retries", "failures", "prompt_tokens", "completion_tokens")
+
+
+@dataclass
+class Usage:
+    """Thread-safe counters of one client: calls, retries, failures, tokens spent and their cost.
+
+    Tokens count every backend call made (retries included); cache hits spend none.
+    `cost_usd` is None unless a price is configured (a missing price counts as zero).
+    """
+
+    requests: int = 0  # replies asked for
+    cache_hits: int = 0
+    http_calls: int = 0  # backend calls made (for the transformers backend: generations)
+    retries: int = 0
+    failures: int = 0  # replies returned unusable
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float | None = None
+    by_tag: dict[str, dict[str, int]] = field(default_factory=dict)
+    price_prompt_per_million: float | None = field(default=None, repr=False)
+    price_completion_per_million: float | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.price_prompt_per_million is not None or self.price_completion_per_million is not None:
+            self.cost_usd = 0.0
+
+    def add(self, tag: str, **counts: int) -> None:
+        """Add to the named counters, overall and for `tag`."""
+        unknown = set(counts) - set(_COUNTERS)
+        if unknown:
+            raise ValueError(f"unknown usage counters: {sorted(unknown)}")
+        with self._lock:
+            row = self.by_tag.setdefault(tag, dict.fromkeys(_COUNTERS, 0))
+            for name, n in counts.items():
+                setattr(self, name, getattr(self, name) + n)
+                row[name] += n
+            if self.cost_usd is not None:
+                self.cost_usd = (
+                    self.prompt_tokens * (self.price_prompt_per_million or 0.0)
+                    + self.completion_tokens * (self.price_completion_per_million or 0.0)
+                ) / 1e6
+
+    def as_dict(self) -> dict[str, Any]:
+        with self._lock:
+            out: dict[str, Any] = {name: getattr(self, name) for name in _COUNTERS}
+            out["cost_usd"] = self.cost_usd
+            out["by_tag"] = {tag: dict(row) for tag, row in self.by_tag.items()}
+            return out
+
+
+def _check_int(name: str, value: Any, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{name}: expected an integer in [{low}, {high}], got {value!r}")
+
+
+def _check_range(name: str, value: Any, low: float, high: float, low_open: bool = False) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or not (low < value if low_open else low <= value) or not value <= high:
+        bracket = "(" if low_open else "["
+        raise ValueError(f"{name}: expected a number in {bracket}{low:g}, {high:g}], got {value!r}")

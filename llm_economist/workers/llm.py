@@ -1,0 +1,369 @@
+"""Language-model workers: each persona reads its situation in plain words and chooses hours.
+
+The prompt is compact (a few hundred tokens): who the worker is, the tax rules in one line, its
+own last outcome, a short memory of earlier periods, and what a few social-graph neighbours did
+and said. The reply is structured (JSON schema): hours from a set of 10-hour bins, three
+readable reasoning channels on a 1-5 scale, a one-line reason and a short public message that
+the neighbours read next period. Where the server returns log-probabilities, the hours come with
+a probability distribution over the bins (scored choice), read off the first digit of the hours
+value: every bin 0, 10, ..., 90 starts with a different digit.
+
+A reply that stays unusable after the client's retries falls back to the worker's previous hours
+(40 in the first period); fallbacks are counted and flagged in the traces. In archetype mode one
+call per archetype serves all its members, who draw their hours from the archetype's
+distribution.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from ..economy.outcome import Outcome
+from ..economy.policy import Policy
+from ..economy.utility import Preferences
+from ..llm import ChatReply, ChatRequest, LLMClient, TokenLogprob
+from ..mechanisms.base import Mechanism
+from ..mechanisms.governance import Ballots, Platform
+from ..personas import EDGE_TYPES, Population, SocialGraph, persona_texts
+from .archetypes import assign_archetypes
+from .base import Decisions, Observation, WorkerPolicy
+from .rational import RationalWorkers
+
+if TYPE_CHECKING:
+    from ..world import World
+
+Tensor = torch.Tensor
+
+FALLBACK_HOURS = 40.0
+CHANNELS = ("fairness", "trust", "stress")
+SYSTEM_PROMPT = (
+    "You are {persona} Each week you decide how many hours to work. More hours mean more income "
+    "but less free time. Answer only with the JSON asked for."
+)
+INSTRUCTION = (
+    "Choose your hours for this week ({bins}). Also rate, from 1 (low) to 5 (high): fairness of the "
+    "taxes, trust in the government, your financial stress. Give a one-line reason and a short "
+    "message to your contacts."
+)
+
+
+def hour_bins_for(max_hours: float) -> tuple[int, ...]:
+    """Multiples of 10 up to max_hours; at most 90 so that the first digit names the bin."""
+    if max_hours < 10:
+        raise ValueError(f"llm workers: max_hours must be at least 10, got {max_hours}")
+    return tuple(range(0, int(min(max_hours, 90)) + 1, 10))
+
+
+def decision_schema(bins: Sequence[int]) -> dict:
+    channel = {"type": "integer", "minimum": 1, "maximum": 5}
+    return {
+        "type": "object",
+        "properties": {
+            "hours": {"type": "integer", "enum": list(bins)},
+            "fairness": channel,
+            "trust": channel,
+            "stress": channel,
+            "reason": {"type": "string", "maxLength": 100},
+            "message": {"type": "string", "maxLength": 80},
+        },
+        "required": ["hours", "fairness", "trust", "stress", "reason", "message"],
+        "additionalProperties": False,
+    }
+
+
+def hour_distribution(logprobs: Sequence[TokenLogprob] | None, bins: Sequence[int]) -> list[float] | None:
+    """Probabilities over `bins` from the alternatives at the first digit of the hours value."""
+    if not logprobs:
+        return None
+    text = ""
+    for position, token in enumerate(logprobs):
+        before = text
+        text += token.token
+        if '"hours"' not in before or not token.token.strip()[:1].isdigit():
+            continue
+        mass = dict.fromkeys(bins, 0.0)
+        for alternative, logprob in token.top or ((token.token, token.logprob),):
+            head = alternative.strip()[:1]
+            if head.isdigit() and int(head) * 10 in mass:
+                mass[int(head) * 10] += math.exp(logprob)
+        total = sum(mass.values())
+        return [mass[b] / total for b in bins] if total > 0 else None
+    return None
+
+
+def _money(x: float) -> str:
+    return f"-${-x / 1000:,.1f}k" if x < 0 else f"${x / 1000:,.1f}k"
+
+
+def schedule_line(policy: Policy) -> str:
+    """One line: brackets and rates, then the equal transfer."""
+    cut = policy.schedule.cutoffs.tolist()
+    rates = policy.schedule.rates.detach().reshape(-1, len(cut))[0].tolist()
+    parts = []
+    for j, rate in enumerate(rates):
+        span = f"{_money(cut[j])}-{_money(cut[j + 1])}" if j + 1 < len(cut) and cut[j + 1] < 1e11 else f"over {_money(cut[j])}"
+        parts.append(f"{span}: {100 * rate:.0f}%")
+    return "Income tax on yearly income: " + ", ".join(parts) + "."
+
+
+@dataclass(frozen=True)
+class ParsedDecision:
+    hours: float
+    distribution: list[float] | None
+    channels: tuple[int, int, int] | None
+    reason: str
+    message: str
+    fallback: bool
+
+
+class LLMWorkers(WorkerPolicy):
+    """Persona workers voiced by a language model through an OpenAI-compatible client."""
+
+    name = "llm"
+
+    def __init__(
+        self,
+        population: Population,
+        graph: SocialGraph,
+        client: LLMClient,
+        prefs: Preferences,
+        seed: int = 0,
+        memory: int = 3,
+        neighbours: int = 3,
+        archetypes: int = 0,
+        archetype_check: int = 24,
+        raw_text: bool = False,
+    ) -> None:
+        if memory < 1 or neighbours < 0 or archetypes < 0 or archetype_check < 0:
+            raise ValueError("llm workers: memory >= 1, neighbours >= 0, archetypes >= 0, archetype_check >= 0")
+        self.client = client
+        self.graph = graph
+        self.prefs = prefs
+        self.seed = seed
+        self.memory = memory
+        self.neighbours = neighbours
+        self.raw_text = raw_text
+        self.bins = hour_bins_for(prefs.max_hours)
+        self.schema = decision_schema(self.bins)
+        self.personas = persona_texts(population)
+        self.n = population.n
+        if archetypes:
+            self.labels, self.representatives = assign_archetypes(population.table, archetypes, seed)
+        else:
+            self.labels, self.representatives = np.arange(self.n), np.arange(self.n)
+        order = np.argsort(self.labels, kind="stable")
+        self.members = np.split(order, np.cumsum(np.bincount(self.labels))[:-1])
+        self.archetype_check = archetype_check if archetypes else 0
+        # Planners query a population model; for language-model workers that is the rational
+        # model with the same preferences (model-based planners say so in the report).
+        self._model = RationalWorkers(prefs)
+
+    def expected_hours(self, wage: Tensor, policy: Policy, transfer) -> Tensor:
+        return self._model.expected_hours(wage, policy, transfer)
+
+    # -- prompts ----------------------------------------------------------------------------
+    def situation(self, agent: int, obs: Observation, rules: str) -> str:
+        lines = [rules]
+        last = obs.last
+        if last is None:
+            lines.append("This is your first week under these rules.")
+        else:
+            z, tax, transfer = (float(last.income[agent]), float(last.tax[agent]), float(last.transfer.reshape(-1)[0]))
+            rate = float(obs.policy.schedule.marginal_rate(last.income[agent : agent + 1])[0])
+            lines.append(
+                f"Last week you worked {float(last.hours[agent]):.0f} h: yearly pace {_money(z)} earned, "
+                f"{_money(tax)} tax, {_money(transfer)} rebate, {_money(z - tax + transfer)} to spend; "
+                f"each extra dollar is taxed {100 * rate:.0f}%."
+            )
+            earlier = [f"{float(o.hours[agent]):.0f} h" for o in obs.recent[:-1]]
+            if earlier:
+                lines.append("Before that: " + ", ".join(earlier) + ".")
+        said = obs.last_decisions.columns.get("message") if obs.last_decisions is not None else None
+        if self.neighbours and last is not None:
+            row = self.graph.neighbours[agent].tolist()
+            kinds = self.graph.edge_type[agent].tolist()
+            heard = []
+            for j, kind in zip(row, kinds):
+                if j < 0 or len(heard) >= self.neighbours:
+                    continue
+                quote = f' and said "{said[j]}"' if said is not None and said[j] else ""
+                heard.append(f"a {EDGE_TYPES[kind].replace('_', ' ')} worked {float(last.hours[j]):.0f} h{quote}")
+            if heard:
+                lines.append("Your contacts: " + "; ".join(heard) + ".")
+        lines.append(INSTRUCTION.format(bins=", ".join(str(b) for b in self.bins) + " hours"))
+        return "\n".join(lines)
+
+    def request(self, agent: int, obs: Observation, rules: str) -> ChatRequest:
+        messages = (("system", SYSTEM_PROMPT.format(persona=self.personas[agent])), ("user", self.situation(agent, obs, rules)))
+        seed = (self.seed * 1_000_003 + obs.step * 100_003 + agent) % 2**31
+        return ChatRequest(messages, self.schema, "work_decision", logprobs=True, seed=seed, tag="worker")
+
+    # -- replies ----------------------------------------------------------------------------
+    def parse(self, reply: ChatReply, previous_hours: float) -> ParsedDecision:
+        data = reply.data
+        if not reply.ok or data.get("hours") not in self.bins:
+            return ParsedDecision(previous_hours, None, None, "", "", True)
+        channels = tuple(int(data[c]) for c in CHANNELS)
+        return ParsedDecision(
+            float(data["hours"]), hour_distribution(reply.logprobs, self.bins), channels,
+            str(data.get("reason", ""))[:100], str(data.get("message", ""))[:80], False,
+        )
+
+    def act(self, obs: Observation, generator: torch.Generator) -> Decisions:
+        rules = schedule_line(obs.policy)
+        speakers = [int(a) for a in self.representatives]
+        checked = self._check_agents(obs) if obs.step == 0 else []
+        replies = self.client.complete_many([self.request(a, obs, rules) for a in speakers + checked])
+        previous = obs.last.hours if obs.last is not None else torch.full((self.n,), FALLBACK_HOURS)
+        parsed = [self.parse(r, float(previous[a])) for r, a in zip(replies, speakers + checked)]
+        voices, checks = parsed[: len(speakers)], parsed[len(speakers) :]
+
+        hours = torch.empty(self.n, dtype=obs.wage.dtype)
+        for k, (voice, idx) in enumerate(zip(voices, self.members)):
+            if voice.fallback:
+                hours[idx] = previous[idx].to(hours.dtype)
+            elif voice.distribution is not None and len(idx) > 1:
+                probs = torch.tensor(voice.distribution, dtype=torch.float64).expand(len(idx), -1)
+                draws = torch.multinomial(probs, 1, replacement=True, generator=generator).squeeze(-1)
+                hours[idx] = torch.tensor(self.bins, dtype=hours.dtype)[draws]
+                hours[speakers[k]] = voice.hours  # the voice itself keeps what it said
+            else:
+                hours[idx] = voice.hours
+        columns = self._columns(voices, replies[: len(speakers)])
+        diagnostics = self._diagnostics(replies, voices)
+        if checks:
+            diagnostics.update(self._archetype_check(checked, checks, voices))
+        return Decisions(hours, columns, diagnostics)
+
+    def _columns(self, voices: list[ParsedDecision], replies: list[ChatReply]) -> dict[str, list]:
+        """Per-agent trace columns; members of an archetype carry their archetype's reply."""
+        of = self.labels
+        columns: dict[str, list] = {
+            "archetype": of.tolist(),
+            "prompt_hash": [replies[k].key for k in of],
+            "stated_hours": [voices[k].hours for k in of],
+            "hour_distribution": [voices[k].distribution for k in of],
+            "fallback": [voices[k].fallback for k in of],
+            "reason": [voices[k].reason for k in of],
+            "message": [voices[k].message for k in of],
+            "prompt_tokens": [replies[k].prompt_tokens for k in of],
+            "completion_tokens": [replies[k].completion_tokens for k in of],
+            "cached": [replies[k].cached for k in of],
+        }
+        for c, name in enumerate(CHANNELS):
+            columns[name] = [voices[k].channels[c] if voices[k].channels else None for k in of]
+        if self.raw_text:
+            columns["raw_text"] = [replies[k].text for k in of]
+        return columns
+
+    @staticmethod
+    def _diagnostics(replies: list[ChatReply], voices: list[ParsedDecision]) -> dict[str, float]:
+        return {
+            "llm_decisions": float(len(voices)),
+            "llm_fallbacks": float(sum(v.fallback for v in voices)),
+            "llm_scored": float(sum(v.distribution is not None for v in voices)),
+            "llm_cache_hits": float(sum(r.cached for r in replies)),
+            "llm_prompt_tokens": float(sum(r.prompt_tokens for r in replies)),
+            "llm_completion_tokens": float(sum(r.completion_tokens for r in replies)),
+        }
+
+    def _check_agents(self, obs: Observation) -> list[int]:
+        """Agents (not representatives) to also ask one by one, to measure the archetype shortcut."""
+        if not self.archetype_check:
+            return []
+        others = np.setdiff1d(np.arange(self.n), self.representatives)
+        rng = np.random.default_rng(self.seed)
+        return sorted(int(a) for a in rng.choice(others, size=min(self.archetype_check, len(others)), replace=False))
+
+    def _archetype_check(self, agents: list[int], own: list[ParsedDecision], voices: list[ParsedDecision]) -> dict[str, float]:
+        """How far per-agent answers fall from their archetype's: mean |hours gap| and Jensen-Shannon."""
+        gaps, divergences = [], []
+        for agent, mine in zip(agents, own):
+            theirs = voices[self.labels[agent]]
+            if mine.fallback or theirs.fallback:
+                continue
+            gaps.append(abs(mine.hours - theirs.hours))
+            if mine.distribution and theirs.distribution:
+                divergences.append(jensen_shannon(mine.distribution, theirs.distribution))
+        result = {"archetype_check_agents": float(len(gaps))}
+        if gaps:
+            result["archetype_check_mean_abs_hours_gap"] = float(np.mean(gaps))
+        if divergences:
+            result["archetype_check_mean_js_divergence"] = float(np.mean(divergences))
+        return result
+
+
+    # -- elections --------------------------------------------------------------------------
+    def ballots(
+        self, platforms: Sequence[Platform], mechanism: Mechanism, world: World, last: Outcome | None, year: int
+    ) -> tuple[Ballots, dict[str, float]]:
+        """Each voice ranks and approves the platforms after reading what each means for it.
+
+        A ranking that repeats or omits platforms is completed in order of the money the voter
+        would keep (counted as repaired); an unusable reply votes by that order outright and
+        approves only its first choice (counted as a fallback).
+        """
+        letters = [chr(ord("A") + c) for c in range(len(platforms))]
+        policies = [mechanism.policy(p.theta.to(world.wage.dtype)) for p in platforms]
+        transfers = [float(world.respond(policy).transfer.reshape(-1)[0]) for policy in policies]
+        income = last.income if last is not None else world.respond(policies[0]).income
+        keep = torch.stack([income - pol.schedule.tax(income) + t for pol, t in zip(policies, transfers)])  # (C, N)
+        schema = {
+            "type": "object",
+            "properties": {
+                "ranking": {"type": "array", "items": {"type": "string", "enum": letters}, "minItems": len(letters), "maxItems": len(letters)},
+                "approve": {"type": "array", "items": {"type": "string", "enum": letters}, "maxItems": len(letters)},
+                "reason": {"type": "string", "maxLength": 100},
+            },
+            "required": ["ranking", "approve", "reason"],
+            "additionalProperties": False,
+        }
+        requests = []
+        for a in (int(r) for r in self.representatives):
+            z = float(income[a])
+            options = [
+                f"{letter} ({p.name}): {schedule_line(pol)} For you at {_money(z)} a year: tax {_money(float(pol.schedule.tax(income[a : a + 1])[0]))}, "
+                f"rebate {_money(t)}, you keep {_money(float(keep[c, a]))}."
+                for c, (letter, p, pol, t) in enumerate(zip(letters, platforms, policies, transfers))
+            ]
+            user = "An election decides next year's taxes. The platforms:\n" + "\n".join(options) + (
+                "\nRank all platforms from best to worst for you (letters), list the ones you approve of, and give a one-line reason."
+            )
+            messages = (("system", SYSTEM_PROMPT.format(persona=self.personas[a])), ("user", user))
+            requests.append(ChatRequest(messages, schema, "ballot", seed=(self.seed * 7_919 + year * 104_729 + a) % 2**31, tag="vote"))
+        replies = self.client.complete_many(requests)
+        rankings, approvals, repaired, fallbacks = [], [], 0, 0
+        for k, reply in enumerate(replies):
+            by_money = [int(c) for c in torch.argsort(-keep[:, int(self.representatives[k])], stable=True)]
+            stated = [letters.index(x) for x in (reply.data or {}).get("ranking", []) if x in letters] if reply.ok else []
+            if not stated:
+                fallbacks += 1
+                rankings.append(by_money)
+                approvals.append([c == by_money[0] for c in range(len(letters))])
+                continue
+            order = list(dict.fromkeys(stated))
+            repaired += len(order) < len(letters)
+            order += [c for c in by_money if c not in order]
+            approved = {letters.index(x) for x in reply.data.get("approve", []) if x in letters}
+            rankings.append(order)
+            approvals.append([c in approved for c in range(len(letters))])
+        ballots = Ballots(torch.tensor(rankings)[self.labels], torch.tensor(approvals, dtype=torch.bool)[self.labels])
+        return ballots, {"vote_calls": float(len(replies)), "vote_repaired": float(repaired), "vote_fallbacks": float(fallbacks)}
+
+
+def jensen_shannon(p: Sequence[float], q: Sequence[float]) -> float:
+    """JS divergence in bits (0 identical, 1 disjoint)."""
+    p_, q_ = np.asarray(p, float), np.asarray(q, float)
+    m = 0.5 * (p_ + q_)
+
+    def kl(a: np.ndarray, b: np.ndarray) -> float:
+        mask = a > 0
+        return float((a[mask] * np.log2(a[mask] / b[mask])).sum())
+
+    return 0.5 * kl(p_, m) + 0.5 * kl(q_, m)

@@ -1,0 +1,197 @@
+"""A scripted OpenAI-compatible chat server on 127.0.0.1 for testing the client's failure handling.
+
+Each chat request takes the next behaviour from the script (then `default`):
+  "ok"         a JSON reply (`content`), with usage, and logprobs when asked for
+  "500"        HTTP 500
+  "429"        HTTP 429 with Retry-After: 0
+  "hang"       no answer for `hang_s` seconds (past the client's timeout), then a late reply
+  "malformed"  content that holds no JSON
+  "schema"     JSON without the required "hours"
+Every request is recorded (path, headers with lower-case names, parsed body). The server stops itself after
+`lifetime_s` seconds or `max_requests` requests, and only ever binds the loopback address.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+BEHAVIOURS = ("ok", "500", "429", "hang", "malformed", "schema")
+OK_CONTENT = '{"hours": 40, "reason": "steady week"}'
+MALFORMED_CONTENT = "I think I will work about forty hours."
+SCHEMA_CONTENT = '{"reason": "no hours given"}'
+CHAT_PATH = "/v1/chat/completions"
+
+
+@dataclass(frozen=True)
+class Recorded:
+    path: str
+    headers: dict[str, str]
+    body: Any
+    behaviour: str
+
+
+class FaultServer:
+    def __init__(
+        self,
+        script: list[str] | tuple[str, ...] = (),
+        default: str = "ok",
+        content: str = OK_CONTENT,
+        delay_s: float = 0.0,
+        hang_s: float = 3.0,
+        lifetime_s: float = 120.0,
+        max_requests: int = 1000,
+    ) -> None:
+        for b in (*script, default):
+            if b not in BEHAVIOURS:
+                raise ValueError(f"behaviour {b!r} is not one of {BEHAVIOURS}")
+        self.script = list(script)
+        self.default = default
+        self.content = content
+        self.delay_s = delay_s
+        self.hang_s = hang_s
+        self.max_requests = max_requests
+        self.requests: list[Recorded] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._httpd.daemon_threads = True
+        self.port = self._httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
+        self._timer = threading.Timer(lifetime_s, self.stop)
+        self._timer.daemon = True
+        self._timer.start()
+
+    @property
+    def chat_requests(self) -> list[Recorded]:
+        with self._lock:
+            return [r for r in self.requests if r.path == CHAT_PATH]
+
+    def _next(self, path: str, headers: dict[str, str], body: Any) -> str:
+        with self._lock:
+            if path != CHAT_PATH:
+                behaviour = "unrouted"
+            else:
+                behaviour = self.script.pop(0) if self.script else self.default
+            self.requests.append(Recorded(path, headers, body, behaviour))
+            if len(self.requests) >= self.max_requests:
+                threading.Thread(target=self.stop, daemon=True).start()
+            return behaviour
+
+    def _enter(self) -> None:
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def _leave(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:  # keep test output clean
+                pass
+
+            def do_GET(self) -> None:
+                server._next(self.path, {k.lower(): v for k, v in self.headers.items()}, None)
+                if self.path == "/v1/models":
+                    self._json(200, {"object": "list", "data": [{"id": "fault-model", "object": "model", "owned_by": "tests"}]})
+                else:
+                    self._json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length)
+                try:
+                    body = json.loads(raw)
+                except ValueError:
+                    body = raw.decode("utf-8", "replace")
+                behaviour = server._next(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                server._enter()
+                try:
+                    self._respond(behaviour, body)
+                finally:
+                    server._leave()
+
+            def _respond(self, behaviour: str, body: Any) -> None:
+                if behaviour == "unrouted":
+                    self._json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
+                elif behaviour == "500":
+                    self._json(500, {"error": {"message": "scripted internal error", "type": "server_error"}})
+                elif behaviour == "429":
+                    self._json(429, {"error": {"message": "scripted rate limit", "type": "rate_limit"}}, {"Retry-After": "0"})
+                elif behaviour == "hang":
+                    server._stopping.wait(server.hang_s)
+                    self._chat(body, server.content)
+                else:
+                    if server.delay_s:
+                        server._stopping.wait(server.delay_s)
+                    content = {"ok": server.content, "malformed": MALFORMED_CONTENT, "schema": SCHEMA_CONTENT}[behaviour]
+                    self._chat(body, content)
+
+            def _chat(self, body: dict, content: str) -> None:
+                pieces = [content[i : i + 4] for i in range(0, len(content), 4)]
+                logprobs = None
+                if body.get("logprobs"):
+                    top = int(body.get("top_logprobs") or 0)
+                    logprobs = {
+                        "content": [
+                            {
+                                "token": p, "logprob": -0.1, "bytes": list(p.encode()),
+                                "top_logprobs": [
+                                    {"token": p if k == 0 else f"alt{k}", "logprob": -0.1 - k, "bytes": None} for k in range(top)
+                                ],
+                            }
+                            for p in pieces
+                        ]
+                    }
+                prompt_tokens = sum(len(m.get("content", "").split()) for m in body.get("messages", []))
+                self._json(200, {
+                    "id": "chatcmpl-fault", "object": "chat.completion", "created": int(time.time()),
+                    "model": body.get("model", "fault-model"),
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
+                                 "logprobs": logprobs, "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(pieces),
+                              "total_tokens": prompt_tokens + len(pieces)},
+                })
+
+            def _json(self, status: int, payload: dict, headers: dict[str, str] | None = None) -> None:
+                data = json.dumps(payload).encode()
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    for k, v in (headers or {}).items():
+                        self.send_header(k, v)
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (timeout)
+
+        return Handler
+
+    def stop(self) -> None:
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        self._timer.cancel()
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def __enter__(self) -> FaultServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
