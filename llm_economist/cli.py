@@ -17,6 +17,7 @@ OVERRIDE_HELP = "Override a config field, e.g. --set economy.years=3 --set popul
 
 
 def _execute(config_path: str, out: str | None, overrides: tuple[str, ...], resume: bool, labels: list[str] | None, quiet: bool) -> None:
+    from .llm import LLMError
     from .reporting import write_report
     from .runner import ResumeError, Runner
 
@@ -31,9 +32,12 @@ def _execute(config_path: str, out: str | None, overrides: tuple[str, ...], resu
     except KeyboardInterrupt:
         click.echo(f"\ninterrupted; finished tax years are saved. Continue with --resume --out {out_dir}", err=True)
         sys.exit(130)
-    except (ResumeError, ValueError) as err:
+    except (LLMError, ResumeError, FileNotFoundError) as err:
         click.echo(f"error: {err}", err=True)
-        sys.exit(2 if isinstance(err, ValueError) else 1)
+        sys.exit(1)
+    except ValueError as err:  # bad input met while building the run: mechanism options, planner labels, parameters
+        click.echo(f"error: {err}", err=True)
+        sys.exit(2)
     report = write_report(out_dir)
     if not quiet:
         click.echo(_table(summary))
@@ -94,16 +98,16 @@ def narrate(run_dir: str, agent: int, planner: str | None) -> None:
     """
     from .config import load_config
     from .factory import llm_settings
-    from .llm import open_client
+    from .llm import LLMError, open_client
     from .reporting.narrate import narrate as write_narrative
 
-    config = load_config(Path(run_dir) / "config.yaml")
     try:
+        config = load_config(Path(run_dir) / "config.yaml")
         with open_client(llm_settings(config, str(Path(run_dir) / "llm_cache.sqlite"))) as client:
             path = write_narrative(run_dir, agent, client, planner)
-    except (FileNotFoundError, ValueError) as err:
+    except (FileNotFoundError, ValueError, LLMError) as err:
         click.echo(f"error: {err}", err=True)
-        sys.exit(2)
+        sys.exit(2 if isinstance(err, ValueError) else 1)
     click.echo(f"narrative: {path}")
 
 

@@ -6,6 +6,7 @@ the field (e.g. `economy.years: Input should be greater than or equal to 1`).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -64,6 +65,7 @@ class WorkersConfig(Section):
     archetypes: int = Field(0, ge=0, description="llm: 0 = one call per agent, K = one call per archetype")
     archetype_check: int = Field(24, ge=0, description="llm: agents also asked one by one to measure archetype error")
     raw_text: bool = Field(False, description="llm: keep each reply's raw text in the traces")
+    scored: bool = Field(True, description="llm: ask for log-probabilities to get an hour distribution")
 
 
 class LLMConfig(Section):
@@ -73,7 +75,7 @@ class LLMConfig(Section):
     backend: Literal["openai", "transformers"] = "openai"
     transformers_model: str | None = Field(None, description="transformers backend: local model path or GGUF file")
     temperature: float = Field(0.7, ge=0.0, le=2.0)
-    max_tokens: int = Field(160, ge=16, le=4096)
+    max_tokens: int = Field(200, ge=16, le=4096, description="room for the longest valid JSON reply")
     timeout_s: float = Field(60.0, gt=0.0)
     max_retries: int = Field(3, ge=0, le=10)
     concurrency: int = Field(4, ge=1, le=256)
@@ -83,8 +85,11 @@ class LLMConfig(Section):
 
     @model_validator(mode="after")
     def _no_keys_in_config(self) -> "LLMConfig":
-        if any(("@" in url.split("//")[-1].split("/")[0]) for url in self.base_urls):
-            raise ValueError("base_urls must not carry credentials; put the key in the variable named by api_key_env")
+        # Never echo the offending value: it may be a key typed into the wrong field.
+        if any("@" in url.split("//")[-1].split("/")[0] or "?" in url for url in self.base_urls):
+            raise ValueError("base_urls must not carry credentials or query strings; put the key in the variable named by api_key_env")
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.api_key_env):
+            raise ValueError("api_key_env must be the NAME of an environment variable (letters, digits, _), not the key")
         return self
 
 
@@ -98,13 +103,22 @@ class GovernanceConfig(Section):
     rule: Literal["plurality", "instant_runoff", "approval"] = "plurality"
     planner_platform: bool = Field(True, description="the planner's proposal is a candidate")
     worker_platforms: int = Field(0, ge=0, le=20, description="workers at spread income quantiles propose platforms")
-    platforms: list[PlatformConfig] = Field(default_factory=list, description="fixed candidate platforms")
+    platforms: list[PlatformConfig] = Field(default_factory=list, max_length=20, description="fixed candidate platforms")
+
+    @model_validator(mode="after")
+    def _distinct_names(self) -> "GovernanceConfig":
+        names = [p.name for p in self.platforms]
+        if len(set(names)) < len(names) or {"status quo", "planner"} & set(names):
+            raise ValueError("platforms: names must be distinct and not 'status quo' or 'planner'")
+        if self.every_years and not (self.planner_platform or self.platforms or self.worker_platforms):
+            raise ValueError("an election needs a challenger: enable planner_platform, platforms or worker_platforms")
+        return self
 
 
 class PlannerConfig(Section):
     model_config = ConfigDict(extra="allow")
     kind: Literal["fixed", "us_federal", "flat", "saez", "search", "grid", "llm"]
-    label: str | None = Field(None, description="name in tables and plots (default: kind)")
+    label: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$", description="name in tables, plots and file names (default: kind)")
 
     @property
     def options(self) -> dict[str, Any]:
@@ -132,6 +146,12 @@ class RunConfig(Section):
     llm: LLMConfig = LLMConfig()
     governance: GovernanceConfig = GovernanceConfig()
     output: OutputConfig = OutputConfig()
+
+    @model_validator(mode="after")
+    def _enough_proposers(self) -> "RunConfig":
+        if self.governance.worker_platforms > self.population.n_agents:
+            raise ValueError(f"governance.worker_platforms ({self.governance.worker_platforms}) exceeds population.n_agents")
+        return self
 
     @property
     def needs_llm(self) -> bool:

@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .config import RunConfig, dump_config
+from .config import RunConfig, dump_config, load_config
 from .economy.inequality import gini
 from .economy.outcome import Outcome, settle
 from .economy.policy import Policy
@@ -43,6 +43,7 @@ from .workers.llm import LLMWorkers
 from .world import World
 
 CHECKPOINT_DIR = "checkpoints"
+OWN_MECHANISM_KINDS = ("us_federal", "flat")  # planners that bring their own mechanism
 TRACE_DIR = "trace_parts"
 TRACE_COLUMNS = ["hours", "income", "tax", "consumption", "utility"]
 
@@ -74,9 +75,8 @@ class PlannerRun:
 
 
 def config_fingerprint(config: RunConfig) -> str:
-    """Hash of everything that changes results (not output options or how calls are transported)."""
+    """Hash of everything that changes results or files (not how language-model calls are transported)."""
     data = config.model_dump(mode="json")
-    data.pop("output")
     for transport in ("timeout_s", "max_retries", "concurrency", "cache_path", "price_prompt_per_million", "price_completion_per_million"):
         data["llm"].pop(transport)
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
@@ -132,7 +132,10 @@ class Runner:
     def prepare(self) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / CHECKPOINT_DIR).mkdir(exist_ok=True)
-        (self.out / "config.yaml").write_text(dump_config(self.config))
+        saved = self.out / "config.yaml"
+        if self.resume and saved.is_file() and config_fingerprint(load_config(saved)) != self.fingerprint:
+            raise ResumeError(f"{saved}: written by a different config; rerun without --resume or use a new --out")
+        saved.write_text(dump_config(self.config))
         pop = self.config.population
         self.population = sample_population(pop.n_agents, self.config.seed, pop.income_model)
         wage = self.population.wage(dtype=DTYPES[self.config.economy.dtype])
@@ -151,6 +154,7 @@ class Runner:
             if saved["fingerprint"] != self.fingerprint:
                 raise ResumeError(f"{path}: written by a different config; rerun without --resume or use a new --out")
             return saved["run"]
+        path.unlink(missing_ok=True)  # a fresh start must never resume an older run's checkpoint
         stale = self.out / TRACE_DIR / planner_config.name
         if stale.exists():
             for part in stale.glob("*.parquet"):
@@ -173,7 +177,7 @@ class Runner:
         started = time.perf_counter()
         generator = torch.Generator()
         generator.set_state(run.generator_state)
-        theta = run.planner.mechanism.validate(self.choose_parameters(run, generator))
+        theta = run.planner.mechanism.validate(self.choose_parameters(run))
         policy = run.planner.mechanism.policy(theta.to(world.wage.dtype))
         year_metrics, traces = [], []
         for k in range(e.steps_per_year):
@@ -205,7 +209,7 @@ class Runner:
         run.year += 1
         run.wall_s += time.perf_counter() - started
 
-    def choose_parameters(self, run: PlannerRun, generator: torch.Generator) -> torch.Tensor:
+    def choose_parameters(self, run: PlannerRun) -> torch.Tensor:
         """The planner's proposal, or, in an election year, the winning platform (held until the next)."""
         assert self.world is not None
         g, year = self.config.governance, run.year
@@ -213,11 +217,14 @@ class Runner:
             return run.planner.propose(year, run.history, self.world)
         if year % g.every_years:
             return run.history[-1].theta
-        result = self.elect(run, generator)
+        result = self.elect(run)
         run.elections.append({"year": year, **result.to_dict(run.planner.mechanism)})
         return result.winning_platform.theta
 
-    def elect(self, run: PlannerRun, generator: torch.Generator) -> ElectionResult:
+    def _planner_config(self, label: str):
+        return next(p for p in self.config.planners if p.name == label)
+
+    def elect(self, run: PlannerRun) -> ElectionResult:
         """Candidates: the status quo, the planner's proposal, config platforms, workers' proposals."""
         assert self.world is not None
         g, world, mechanism = self.config.governance, self.world, run.planner.mechanism
@@ -225,7 +232,7 @@ class Runner:
         platforms = [Platform("status quo", "status_quo", status_quo)]
         if g.planner_platform:
             platforms.append(Platform("planner", "planner", run.planner.propose(run.year, run.history, world)))
-        if g.platforms and mechanism.name == self.config.mechanism.name:
+        if g.platforms and self._planner_config(run.label).kind not in OWN_MECHANISM_KINDS:
             platforms += config_platforms(mechanism, {p.name: p.parameters for p in g.platforms})
         if g.worker_platforms:
             income = run.last.income if run.last is not None else world.respond(mechanism.policy(status_quo)).income
@@ -251,8 +258,8 @@ class Runner:
                 self.client = None
 
     def _run(self, labels: list[str] | None, on_year_end: Callable[[PlannerRun], None] | None) -> dict:
-        self.prepare()
         indices = self._select(labels)
+        self.prepare()
         runs = []
         total = len(indices) * self.config.economy.years
         with tqdm(total=total, desc="tax years", disable=not self.progress, unit="year") as bar:
@@ -328,6 +335,7 @@ class Runner:
                 },
                 "uses_population_model": r.planner.uses_population_model,
                 "evaluations": r.planner.evaluations,
+                "planner_fallbacks": getattr(r.planner, "fallbacks", None),
                 "worker_diagnostics": r.diagnostics,
                 "wall_s": r.wall_s,
             }
@@ -363,9 +371,10 @@ class Runner:
         c = self.config.llm
         return {
             "model": c.model,
-            "endpoints": c.base_urls or ["embedded SmolLM2-135M-Instruct (llama.cpp on 127.0.0.1)"],
+            "endpoints": c.base_urls
+            or ([f"in-process transformers: {c.transformers_model}"] if c.backend == "transformers" else ["embedded SmolLM2-135M-Instruct (llama.cpp on 127.0.0.1)"]),
             "backend": c.backend,
-            "usage": self.client.usage.as_dict(),
+            "usage": self.client.usage.as_dict(),  # calls of this invocation (a resumed run: the resumed part)
         }
 
     def caveats(self) -> list[str]:

@@ -51,7 +51,7 @@ def test_a_worker_step_returns_hours_on_the_bins_with_scored_distributions(econo
     # The second period shows the workers their outcome and their contacts' messages.
     outcome = settle(world.wage, first.hours, mechanism.policy(mechanism.initial()), world.prefs)
     obs = _observe(world, mechanism, step=1, recent=(outcome,), last_decisions=first)
-    prompt = world.workers.situation(0, obs, "rules")
+    prompt = world.workers.situation(0, obs)
     assert "Last week you worked" in prompt and "Your contacts" in prompt
     second = world.workers.act(obs, torch.Generator().manual_seed(0))
     mean_prompt = second.diagnostics["llm_prompt_tokens"] / second.diagnostics["llm_decisions"]
@@ -104,6 +104,8 @@ def test_an_election_with_language_model_ballots(economy):
 
 
 def test_hour_distribution_reads_the_first_digit_alternatives():
+    import math
+
     from llm_economist.llm import TokenLogprob
 
     tokens = [
@@ -112,8 +114,6 @@ def test_hour_distribution_reads_the_first_digit_alternatives():
         TokenLogprob("0", -0.1, ()),
     ]
     dist = hour_distribution(tokens, (0, 10, 20, 30, 40, 50, 60, 70, 80))
-    import math
-
     raw = {40: math.exp(-0.5) + math.exp(-2.0), 30: math.exp(-1.5)}  # "9" -> 90 h is not a bin; "x" is no digit
     total = sum(raw.values())
     assert dist[4] == pytest.approx(raw[40] / total) and dist[3] == pytest.approx(raw[30] / total)

@@ -253,7 +253,7 @@ def test_async_path_preserves_order(server: FaultServer) -> None:
             return await client.acomplete_many([ask(i) for i in range(8)])
 
     replies = asyncio.run(main())
-    keys = [request_key(ask(i), model="fault-model", max_tokens=160, temperature=0.7, seed=i, top_logprobs=20) for i in range(8)]
+    keys = [request_key(ask(i), model="fault-model", max_tokens=LLMSettings().max_tokens, temperature=0.7, seed=i, top_logprobs=20) for i in range(8)]
     assert [r.key for r in replies] == keys and all(r.ok for r in replies)
     assert sorted(r.body["seed"] for r in server.chat_requests) == list(range(8))
 

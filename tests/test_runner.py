@@ -120,3 +120,42 @@ def test_cli_compare_writes_the_report_and_exit_codes_mean_something(tmp_path):
     assert bad.returncode == 2 and "economy.years" in bad.stderr
     unknown = _cli("compare", str(config), "--planners", "nobody", "--out", str(tmp_path / "x"), *sets, cwd=tmp_path)
     assert unknown.returncode == 2 and "nobody" in unknown.stderr
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("llm.api_key_env=sk-proj-abc123", "api_key_env must be the NAME"),
+        ("llm.base_urls=[\"http://127.0.0.1:1/v1?key=abc123\"]", "must not carry credentials"),
+        ("planners=[{kind: saez, label: a/b}]", "planners.0.label"),
+        ("governance={every_years: 1, planner_platform: false}", "needs a challenger"),
+        ("governance={every_years: 1, platforms: [{name: x, parameters: [0, 0, 0]}, {name: x, parameters: [1, 1, 1]}]}", "distinct"),
+    ],
+)
+def test_unsafe_or_impossible_settings_are_refused_without_echoing_secrets(override, message):
+    with pytest.raises(ConfigError, match=message) as caught:
+        load_config(None, [override])
+    assert "abc123" not in str(caught.value)
+
+
+def test_elections_choose_the_mechanism_and_the_winner_holds_until_the_next(tmp_path):
+    config = small_config(
+        "workers.kind=rational",
+        "economy.years=4",
+        "planners=[{kind: fixed, parameters: [0.0, 0.0, 0.0]}, {kind: us_federal}]",
+        "governance={every_years: 2, rule: instant_runoff, worker_platforms: 3, "
+        "platforms: [{name: redistribute, parameters: [0.6, 0.6, 0.6]}]}",
+    )
+    Runner(config, tmp_path, progress=False).run()
+    elections = json.loads((tmp_path / "elections.json").read_text())
+    fixed = elections["fixed"]
+    assert [e["year"] for e in fixed] == [0, 2]
+    names = [p["name"] for p in fixed[0]["platforms"]]
+    assert names[:3] == ["status quo", "planner", "redistribute"] and len(names) == 6
+    # The us_federal planner has its own brackets: the three-bracket platform is not offered to it.
+    assert "redistribute" not in [p["name"] for p in elections["us_federal"][0]["platforms"]]
+    params = pd.read_csv(tmp_path / "parameters.csv")
+    rates = params[params.planner == "fixed"].pivot(index="year", columns="parameter", values="value")
+    assert (rates.loc[1] == rates.loc[0]).all() and (rates.loc[3] == rates.loc[2]).all()
+    winner = fixed[0]["platforms"][fixed[0]["winner"]]["parameters"]
+    assert list(rates.loc[0]) == pytest.approx(list(winner.values()))

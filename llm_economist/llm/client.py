@@ -56,6 +56,8 @@ class LLMClient:
         except BaseException:
             if self._cache is not None:
                 self._cache.close()
+            if self.server is not None:
+                self.server.close()
             raise
 
     def _make_backend(self, api_key: str | None) -> Backend:

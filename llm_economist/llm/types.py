@@ -35,7 +35,7 @@ class LLMSettings:
     backend: str = "openai"  # "openai" (any OpenAI-compatible server) or "transformers" (in-process)
     transformers_model: str | None = None  # model directory or .gguf file; None: the embedded GGUF
     temperature: float = 0.7
-    max_tokens: int = 160
+    max_tokens: int = 200
     timeout_s: float = 60.0
     max_retries: int = 3  # retries after the first attempt, shared by transport and content failures
     backoff_s: float = 0.5  # delay before retry k (k = 0, 1, ...) is backoff_s * 2**k plus up to 25 % jitter

@@ -22,8 +22,8 @@ SYSTEM_PROMPT = (
 )
 
 
-def agent_facts(run_dir: Path, agent: int, planner: str | None) -> tuple[str, pd.DataFrame, str]:
-    """(planner label, the agent's trace rows, persona sentence) read from a finished run."""
+def agent_facts(run_dir: Path, agent: int, planner: str | None) -> tuple[str, pd.DataFrame, str, int]:
+    """(planner label, the agent's trace rows, persona sentence, steps per year) from a finished run."""
     traces_path = run_dir / "traces.parquet"
     if not traces_path.is_file():
         raise FileNotFoundError(f"narrate: {traces_path} not found (the run must write traces)")
@@ -37,14 +37,14 @@ def agent_facts(run_dir: Path, agent: int, planner: str | None) -> tuple[str, pd
         raise ValueError(f"narrate: agent {agent} has no trace rows (traced agents: 0..{traces['agent_id'].max()})")
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     population = sample_population(config["population"]["n_agents"], config["seed"], config["population"]["income_model"])
-    return label, rows, persona_text(population.table.iloc[agent])
+    return label, rows, persona_text(population.table.iloc[agent]), config["economy"]["steps_per_year"]
 
 
-def fact_lines(rows: pd.DataFrame) -> list[str]:
+def fact_lines(rows: pd.DataFrame, steps_per_year: int) -> list[str]:
     lines = []
     for row in rows.head(MAX_FACT_ROWS).itertuples():
         line = (
-            f"Year {row.year + 1}, week {row.step + 1}: worked {row.hours:.0f} h; yearly pace ${row.income:,.0f} earned, "
+            f"Year {row.year + 1}, week {row.step % steps_per_year + 1}: worked {row.hours:.0f} h; yearly pace ${row.income:,.0f} earned, "
             f"${row.tax:,.0f} tax, ${row.transfer:,.0f} rebate"
         )
         if getattr(row, "reason", None):
@@ -58,8 +58,8 @@ def fact_lines(rows: pd.DataFrame) -> list[str]:
 def narrate(run_dir: str | Path, agent: int, client: LLMClient, planner: str | None = None) -> Path:
     """Write `narrative_<planner>_agent_<id>.md` in the run directory and return its path."""
     run_dir = Path(run_dir)
-    label, rows, persona = agent_facts(run_dir, agent, planner)
-    facts = fact_lines(rows)
+    label, rows, persona, steps_per_year = agent_facts(run_dir, agent, planner)
+    facts = fact_lines(rows, steps_per_year)
     prompt = f"I am {persona}\nWhat happened to me:\n" + "\n".join(facts) + "\nWrite my diary of these weeks in about 120 words."
     reply = client.complete(ChatRequest((("system", SYSTEM_PROMPT), ("user", prompt)), max_tokens=300, seed=agent, tag="narrate"))
     account = (reply.text or "").strip() or f"(the language model gave no usable text: {reply.error})"

@@ -244,7 +244,9 @@ def _language_model(summary: dict) -> list[str]:
             "Fallbacks": f"{d.get('llm_fallbacks', 0):,.0f}",
             "Scored (hour distribution)": format_share(d.get("llm_scored", 0) / decisions) if decisions else "—",
             "Prompt tokens / decision": f"{d.get('llm_prompt_tokens', 0) / decisions:,.0f}" if decisions else "—",
-            "Ballots (fallback / repaired)": f"{d.get('vote_calls', 0):,.0f} ({d.get('vote_fallbacks', 0):,.0f} / {d.get('vote_repaired', 0):,.0f})",
+            "Ballots (fallback / repaired)": (
+                f"{d['vote_calls']:,.0f} ({d.get('vote_fallbacks', 0):,.0f} / {d.get('vote_repaired', 0):,.0f})" if d.get("vote_calls") else "—"
+            ),
             "Archetype vs per-agent hours gap": format_number(d.get("archetype_check_mean_abs_hours_gap")) if "archetype_check_mean_abs_hours_gap" in d else "—",
             "Archetype JS divergence": format_number(d.get("archetype_check_mean_js_divergence")) if "archetype_check_mean_js_divergence" in d else "—",
         })

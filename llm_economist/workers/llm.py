@@ -4,9 +4,11 @@ The prompt is compact (a few hundred tokens): who the worker is, the tax rules i
 own last outcome, a short memory of earlier periods, and what a few social-graph neighbours did
 and said. The reply is structured (JSON schema): hours from a set of 10-hour bins, three
 readable reasoning channels on a 1-5 scale, a one-line reason and a short public message that
-the neighbours read next period. Where the server returns log-probabilities, the hours come with
-a probability distribution over the bins (scored choice), read off the first digit of the hours
-value: every bin 0, 10, ..., 90 starts with a different digit.
+the neighbours read next period.
+
+Scored choice: where the server returns log-probabilities, the hours come with a probability
+distribution over the bins, read off the alternatives for the first digit of the hours value
+(every bin 0, 10, ..., 90 starts with a different digit).
 
 A reply that stays unusable after the client's retries falls back to the worker's previous hours
 (40 in the first period); fallbacks are counted and flagged in the traces. In archetype mode one
@@ -42,14 +44,18 @@ Tensor = torch.Tensor
 
 FALLBACK_HOURS = 40.0
 CHANNELS = ("fairness", "trust", "stress")
-SYSTEM_PROMPT = (
-    "You are {persona} Each week you decide how many hours to work. More hours mean more income "
-    "but less free time. Answer only with the JSON asked for."
+# Everything shared by all workers in a period comes first, so the server's prompt cache reuses it
+# and only the persona and the worker's own situation are new tokens for each call.
+WORK_PROMPT = (
+    "You are a worker in an economy. Each week you decide how many hours to work: more hours mean more "
+    "income but less free time. {rules}\nAnswer only with JSON: hours (one of {bins}); fairness of the "
+    "taxes, trust in the government and your financial stress, each from 1 (low) to 5 (high); a one-line "
+    "reason; a short message to your contacts."
 )
-INSTRUCTION = (
-    "Choose your hours for this week ({bins}). Also rate, from 1 (low) to 5 (high): fairness of the "
-    "taxes, trust in the government, your financial stress. Give a one-line reason and a short "
-    "message to your contacts."
+VOTE_PROMPT = (
+    "You are a voter in an economy. An election decides next year's taxes. Answer only with JSON: your "
+    "ranking of all platforms from best to worst for you (letters), the platforms you approve of, and a "
+    "one-line reason."
 )
 
 
@@ -69,8 +75,8 @@ def decision_schema(bins: Sequence[int]) -> dict:
             "fairness": channel,
             "trust": channel,
             "stress": channel,
-            "reason": {"type": "string", "maxLength": 100},
-            "message": {"type": "string", "maxLength": 80},
+            "reason": {"type": "string", "maxLength": 60},
+            "message": {"type": "string", "maxLength": 48},
         },
         "required": ["hours", "fairness", "trust", "stress", "reason", "message"],
         "additionalProperties": False,
@@ -78,13 +84,14 @@ def decision_schema(bins: Sequence[int]) -> dict:
 
 
 def hour_distribution(logprobs: Sequence[TokenLogprob] | None, bins: Sequence[int]) -> list[float] | None:
-    """Probabilities over `bins` from the alternatives at the first digit of the hours value."""
-    if not logprobs:
-        return None
+    """Probabilities over `bins` from the alternatives at the first digit of the hours value.
+
+    An alternative counts for the bin named by its first digit; mass on anything else (a
+    non-digit, or a digit beyond the last bin) is dropped and the rest renormalised.
+    """
     text = ""
-    for position, token in enumerate(logprobs):
-        before = text
-        text += token.token
+    for token in logprobs or ():
+        before, text = text, text + token.token
         if '"hours"' not in before or not token.token.strip()[:1].isdigit():
             continue
         mass = dict.fromkeys(bins, 0.0)
@@ -98,18 +105,31 @@ def hour_distribution(logprobs: Sequence[TokenLogprob] | None, bins: Sequence[in
 
 
 def _money(x: float) -> str:
-    return f"-${-x / 1000:,.1f}k" if x < 0 else f"${x / 1000:,.1f}k"
+    """$950, $12.5k, $50k, -$1.2k: short enough for a prompt, exact enough for a decision."""
+    sign, x = ("-" if x < 0 else ""), abs(x)
+    if x < 1000:
+        return f"{sign}${x:,.0f}"
+    return f"{sign}${x / 1000:,.1f}".removesuffix(".0") + "k"
 
 
-def schedule_line(policy: Policy) -> str:
-    """One line: brackets and rates, then the equal transfer."""
-    cut = policy.schedule.cutoffs.tolist()
-    rates = policy.schedule.rates.detach().reshape(-1, len(cut))[0].tolist()
-    parts = []
-    for j, rate in enumerate(rates):
-        span = f"{_money(cut[j])}-{_money(cut[j + 1])}" if j + 1 < len(cut) and cut[j + 1] < 1e11 else f"over {_money(cut[j])}"
-        parts.append(f"{span}: {100 * rate:.0f}%")
-    return "Income tax on yearly income: " + ", ".join(parts) + "."
+# Cutoffs at or beyond this are a mechanism's way of saying "never" (e.g. no phase-out end).
+NEVER = 1e11
+
+
+def schedule_line(policy: Policy, expected_transfer: float) -> str:
+    """Brackets and rates in one line, then the equal payment everyone receives."""
+    cut = [c for c in policy.schedule.cutoffs.tolist() if c < NEVER]
+    rates = policy.schedule.rates.detach().reshape(-1, policy.schedule.n_brackets)[0].tolist()[: len(cut)]
+    parts = [
+        (f"{_money(cut[j])}-{_money(cut[j + 1])}" if j + 1 < len(cut) else f"over {_money(cut[j])}") + f": {100 * rate:.0f}%"
+        for j, rate in enumerate(rates)
+    ]
+    payment = (
+        f"Everyone also receives an equal payment, {_money(expected_transfer)} a year last week."
+        if expected_transfer
+        else "Tax revenue is paid back to everyone in equal shares."
+    )
+    return "Income tax on yearly income: " + ", ".join(parts) + ". " + payment
 
 
 @dataclass(frozen=True)
@@ -139,6 +159,7 @@ class LLMWorkers(WorkerPolicy):
         archetypes: int = 0,
         archetype_check: int = 24,
         raw_text: bool = False,
+        scored: bool = True,
     ) -> None:
         if memory < 1 or neighbours < 0 or archetypes < 0 or archetype_check < 0:
             raise ValueError("llm workers: memory >= 1, neighbours >= 0, archetypes >= 0, archetype_check >= 0")
@@ -149,6 +170,7 @@ class LLMWorkers(WorkerPolicy):
         self.memory = memory
         self.neighbours = neighbours
         self.raw_text = raw_text
+        self.scored = scored
         self.bins = hour_bins_for(prefs.max_hours)
         self.schema = decision_schema(self.bins)
         self.personas = persona_texts(population)
@@ -168,8 +190,10 @@ class LLMWorkers(WorkerPolicy):
         return self._model.expected_hours(wage, policy, transfer)
 
     # -- prompts ----------------------------------------------------------------------------
-    def situation(self, agent: int, obs: Observation, rules: str) -> str:
-        lines = [rules]
+    def situation(self, agent: int, obs: Observation) -> str:
+        """The worker's own part of the prompt: persona, last outcome, memory, contacts."""
+        persona = self.personas[agent]
+        lines = [f"You are {persona[:1].lower()}{persona[1:]}"]
         last = obs.last
         if last is None:
             lines.append("This is your first week under these rules.")
@@ -196,13 +220,13 @@ class LLMWorkers(WorkerPolicy):
                 heard.append(f"a {EDGE_TYPES[kind].replace('_', ' ')} worked {float(last.hours[j]):.0f} h{quote}")
             if heard:
                 lines.append("Your contacts: " + "; ".join(heard) + ".")
-        lines.append(INSTRUCTION.format(bins=", ".join(str(b) for b in self.bins) + " hours"))
+        lines.append("Choose your hours for this week.")
         return "\n".join(lines)
 
-    def request(self, agent: int, obs: Observation, rules: str) -> ChatRequest:
-        messages = (("system", SYSTEM_PROMPT.format(persona=self.personas[agent])), ("user", self.situation(agent, obs, rules)))
+    def request(self, agent: int, obs: Observation, shared: str) -> ChatRequest:
+        messages = (("system", shared), ("user", self.situation(agent, obs)))
         seed = (self.seed * 1_000_003 + obs.step * 100_003 + agent) % 2**31
-        return ChatRequest(messages, self.schema, "work_decision", logprobs=True, seed=seed, tag="worker")
+        return ChatRequest(messages, self.schema, "work_decision", logprobs=self.scored, seed=seed, tag="worker")
 
     # -- replies ----------------------------------------------------------------------------
     def parse(self, reply: ChatReply, previous_hours: float) -> ParsedDecision:
@@ -212,16 +236,18 @@ class LLMWorkers(WorkerPolicy):
         channels = tuple(int(data[c]) for c in CHANNELS)
         return ParsedDecision(
             float(data["hours"]), hour_distribution(reply.logprobs, self.bins), channels,
-            str(data.get("reason", ""))[:100], str(data.get("message", ""))[:80], False,
+            str(data.get("reason", ""))[:60], str(data.get("message", ""))[:48], False,
         )
 
     def act(self, obs: Observation, generator: torch.Generator) -> Decisions:
-        rules = schedule_line(obs.policy)
+        rules = schedule_line(obs.policy, float(obs.expected_transfer.reshape(-1)[0]))
+        shared = WORK_PROMPT.format(rules=rules, bins=", ".join(str(b) for b in self.bins))
         speakers = [int(a) for a in self.representatives]
         checked = self._check_agents(obs) if obs.step == 0 else []
-        replies = self.client.complete_many([self.request(a, obs, rules) for a in speakers + checked])
+        asked = speakers + checked
+        replies = self.client.complete_many([self.request(a, obs, shared) for a in asked])
         previous = obs.last.hours if obs.last is not None else torch.full((self.n,), FALLBACK_HOURS)
-        parsed = [self.parse(r, float(previous[a])) for r, a in zip(replies, speakers + checked)]
+        parsed = [self.parse(r, float(previous[a])) for r, a in zip(replies, asked)]
         voices, checks = parsed[: len(speakers)], parsed[len(speakers) :]
 
         hours = torch.empty(self.n, dtype=obs.wage.dtype)
@@ -236,7 +262,7 @@ class LLMWorkers(WorkerPolicy):
             else:
                 hours[idx] = voice.hours
         columns = self._columns(voices, replies[: len(speakers)])
-        diagnostics = self._diagnostics(replies, voices)
+        diagnostics = self._diagnostics(replies[: len(speakers)], voices)
         if checks:
             diagnostics.update(self._archetype_check(checked, checks, voices))
         return Decisions(hours, columns, diagnostics)
@@ -264,6 +290,7 @@ class LLMWorkers(WorkerPolicy):
 
     @staticmethod
     def _diagnostics(replies: list[ChatReply], voices: list[ParsedDecision]) -> dict[str, float]:
+        """Counts for the run summary."""
         return {
             "llm_decisions": float(len(voices)),
             "llm_fallbacks": float(sum(v.fallback for v in voices)),
@@ -309,7 +336,7 @@ class LLMWorkers(WorkerPolicy):
         would keep (counted as repaired); an unusable reply votes by that order outright and
         approves only its first choice (counted as a fallback).
         """
-        letters = [chr(ord("A") + c) for c in range(len(platforms))]
+        letters = [f"P{c + 1}" for c in range(len(platforms))]
         policies = [mechanism.policy(p.theta.to(world.wage.dtype)) for p in platforms]
         transfers = [float(world.respond(policy).transfer.reshape(-1)[0]) for policy in policies]
         income = last.income if last is not None else world.respond(policies[0]).income
@@ -328,14 +355,13 @@ class LLMWorkers(WorkerPolicy):
         for a in (int(r) for r in self.representatives):
             z = float(income[a])
             options = [
-                f"{letter} ({p.name}): {schedule_line(pol)} For you at {_money(z)} a year: tax {_money(float(pol.schedule.tax(income[a : a + 1])[0]))}, "
+                f"{letter} ({p.name}): {schedule_line(pol, t)} For you at {_money(z)} a year: tax {_money(float(pol.schedule.tax(income[a : a + 1])[0]))}, "
                 f"rebate {_money(t)}, you keep {_money(float(keep[c, a]))}."
                 for c, (letter, p, pol, t) in enumerate(zip(letters, platforms, policies, transfers))
             ]
-            user = "An election decides next year's taxes. The platforms:\n" + "\n".join(options) + (
-                "\nRank all platforms from best to worst for you (letters), list the ones you approve of, and give a one-line reason."
-            )
-            messages = (("system", SYSTEM_PROMPT.format(persona=self.personas[a])), ("user", user))
+            persona = self.personas[a]
+            user = f"You are {persona[:1].lower()}{persona[1:]}\nThe platforms:\n" + "\n".join(options) + "\nRank them (by label) and say which you approve of."
+            messages = (("system", VOTE_PROMPT), ("user", user))
             requests.append(ChatRequest(messages, schema, "ballot", seed=(self.seed * 7_919 + year * 104_729 + a) % 2**31, tag="vote"))
         replies = self.client.complete_many(requests)
         rankings, approvals, repaired, fallbacks = [], [], 0, 0
