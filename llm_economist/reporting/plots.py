@@ -14,13 +14,14 @@ import pandas as pd
 import torch
 from matplotlib import colormaps
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, PercentFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter, PercentFormatter
 
 from ..economy import TaxSchedule, gini, lorenz_curve
 
 DPI = 130
 MIN_INCOME_AXIS = 400_000.0  # $/yr: the schedule plot always shows at least the common brackets
 MAX_CUTOFF_SHOWN = 5_000_000.0
+DISCRETE_HOUR_VALUES = 12  # at most this many distinct hour values: draw bars, not a histogram
 LORENZ_POINTS = 501  # a Lorenz curve of a million agents is drawn from this many points
 
 
@@ -56,6 +57,7 @@ def plot_welfare_over_time(metrics: pd.DataFrame, path: Path, colors: Mapping[st
     for i, step in enumerate(year_starts):
         ax.axvline(step - 0.5, color="grey", ls=":", lw=0.8, label="start of a tax year" if i == 0 else None)
     ax.set_xlabel("step")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(f"social welfare ({welfare_name})")
     ax.set_title("Welfare over time")
     ax.grid(alpha=0.3)
@@ -106,15 +108,27 @@ def plot_final_schedules(
 
 
 def plot_hours_distribution(outcomes: pd.DataFrame, path: Path, colors: Mapping[str, tuple], max_hours: float | None) -> Path:
-    """Share of workers by weekly hours in the final step, one step histogram per planner."""
+    """Share of workers by weekly hours in the final step: side-by-side bars when hours take a
+    few values (language-model workers choose 10-hour bins), step histograms otherwise."""
     top = max_hours if max_hours else float(outcomes["hours"].max())
-    bins = np.linspace(0.0, max(top, 1.0), 31)
+    values = np.unique(outcomes["hours"].to_numpy(float))
+    groups = list(outcomes.groupby("planner", sort=False))
     fig = Figure(figsize=(9, 4.8), layout="constrained")
     ax = fig.subplots()
-    for label, rows in outcomes.groupby("planner", sort=False):
-        hours = rows["hours"].to_numpy(float)
-        ax.hist(hours, bins=bins, weights=np.full(len(hours), 1.0 / len(hours)), histtype="step", lw=1.8,
-                color=colors.get(label), label=f"{label} (mean {hours.mean():.1f} h)")
+    if len(values) <= DISCRETE_HOUR_VALUES:
+        spacing = np.min(np.diff(values)) if len(values) > 1 else 1.0
+        width = 0.8 * spacing / len(groups)
+        for k, (label, rows) in enumerate(groups):
+            hours = rows["hours"].to_numpy(float)
+            shares = [(hours == v).mean() for v in values]
+            ax.bar(values + (k - (len(groups) - 1) / 2) * width, shares, width=width, color=colors.get(label),
+                   label=f"{label} (mean {hours.mean():.1f} h)")
+    else:
+        bins = np.linspace(0.0, max(top, 1.0), 31)
+        for label, rows in groups:
+            hours = rows["hours"].to_numpy(float)
+            ax.hist(hours, bins=bins, weights=np.full(len(hours), 1.0 / len(hours)), histtype="step", lw=1.8,
+                    color=colors.get(label), label=f"{label} (mean {hours.mean():.1f} h)")
     ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
     ax.set_xlabel("hours worked per week")
     ax.set_ylabel("share of workers")
