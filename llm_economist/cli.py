@@ -1,4 +1,4 @@
-"""`llm-economist`: run a planner, compare planners, rebuild a report.
+"""`llm-economist`: run a planner, compare planners, welfare sensitivity, rebuild a report.
 
 Exit codes: 0 success, 2 invalid config or arguments, 1 a run failed, 130 interrupted
 (finished tax years are checkpointed; rerun with --resume).
@@ -119,6 +119,69 @@ def serve(port: int, parallel: int) -> None:
     from .llm import serve as serve_embedded
 
     serve_embedded(port=port, parallel=parallel)
+
+
+@main.command()
+@click.argument("config", type=click.Path(exists=True, dir_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=OVERRIDE_HELP)
+@click.option("--parameters", default=None, metavar="V1,V2,...", help="Mechanism parameters to evaluate at [default: the mechanism's initial ones].")
+@click.option("--horizon", type=int, default=1, help="Periods the welfare is averaged over.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Also write the result as JSON to this file.")
+def sensitivity(config: str, overrides: tuple[str, ...], parameters: str | None, horizon: int, out: str | None) -> None:
+    """Print dW/dtheta for every parameter of the config's mechanism, from one backward pass.
+
+    The population and world are built exactly as `run` builds them; the workers must be
+    differentiable in the tax rates (workers.kind = bounded).
+    """
+    import json
+    import tempfile
+
+    from .factory import make_config_mechanism
+    from .llm import LLMError
+    from .runner import Runner
+    from .sensitivity import welfare_gradient
+
+    try:
+        run_config = load_config(config, list(overrides))
+    except ConfigError as err:
+        raise click.UsageError(str(err)) from None
+    try:
+        mechanism = make_config_mechanism(run_config)
+        if parameters is None:
+            theta = mechanism.initial()
+        else:
+            try:
+                theta = mechanism.validate([float(v) for v in parameters.split(",")])
+            except ValueError as err:
+                raise click.BadParameter(str(err), param_hint="--parameters") from None
+        with tempfile.TemporaryDirectory() as scratch:
+            runner = Runner(run_config, scratch, progress=False)
+            try:
+                runner.prepare()
+                assert runner.world is not None
+                gradient = welfare_gradient(runner.world, mechanism, theta, horizon)
+                welfare = float(runner.world.evaluate(mechanism, theta.unsqueeze(0))[0])
+            finally:
+                if runner.client is not None:
+                    runner.client.close()
+    except LLMError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(1)
+    except ValueError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(2)
+    values = mechanism.as_dict(theta)
+    rows = [f"{'parameter':<16}{'value':>14}{'dW/dθ':>16}"]
+    rows += [f"{name:<16}{values[name]:>14,.6g}{gradient[name]:>16,.6g}" for name in mechanism.names]
+    rows.append(f"welfare ({run_config.welfare.name}) at these parameters: {welfare:,.6g}")
+    click.echo("\n".join(rows))
+    if out:
+        result = {
+            "mechanism": mechanism.name, "welfare_name": run_config.welfare.name, "welfare": welfare, "horizon": horizon,
+            "parameters": values, "gradient": gradient,
+        }
+        Path(out).write_text(json.dumps(result, indent=2))
+        click.echo(f"written: {out}")
 
 
 @main.command()

@@ -117,7 +117,7 @@ class GovernanceConfig(Section):
 
 class PlannerConfig(Section):
     model_config = ConfigDict(extra="allow")
-    kind: Literal["fixed", "us_federal", "flat", "saez", "search", "grid", "llm"]
+    kind: Literal["fixed", "us_federal", "flat", "saez", "search", "grid", "gradient", "llm"]
     label: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$", description="name in tables, plots and file names (default: kind)")
 
     @property

@@ -14,6 +14,7 @@ from .mechanisms.registry import make_mechanism
 from .planners.base import Planner
 from .personas import Population, population_graph
 from .planners.fixed import FixedPlanner, flat_planner, us_federal_planner
+from .planners.gradient import GradientPlanner
 from .planners.llm import LLMPlanner
 from .planners.saez import SaezPlanner
 from .planners.search import GridPlanner, SearchPlanner
@@ -87,8 +88,9 @@ def make_planner(planner: PlannerConfig, config: RunConfig) -> Planner:
         if planner.kind == "flat":
             return flat_planner(**options)
         mechanism = make_config_mechanism(config)
-        kinds = {"fixed": FixedPlanner, "saez": SaezPlanner, "search": SearchPlanner, "grid": GridPlanner, "llm": LLMPlanner}
-        if planner.kind in ("search", "llm"):
+        kinds = {"fixed": FixedPlanner, "saez": SaezPlanner, "search": SearchPlanner, "grid": GridPlanner, "llm": LLMPlanner,
+                 "gradient": GradientPlanner}
+        if planner.kind in ("search", "llm", "gradient"):
             options.setdefault("seed", config.seed)
         return kinds[planner.kind](mechanism, **options)
     except TypeError as err:

@@ -40,9 +40,11 @@ class World:
     evaluations: int = 0  # policies evaluated through `respond`, for reporting planner cost
     llm: LLMClient | None = None  # the run's language-model client, for planners and voters that talk
 
-    def respond(self, policy: Policy) -> Outcome:
-        """Outcome (..., N) of a (possibly batched) policy at the transfer fixed point."""
-        transfer = torch.zeros(*policy.schedule.rates.shape[:-1], 1, dtype=self.wage.dtype)
+    def respond(self, policy: Policy, transfer: Tensor | None = None) -> Outcome:
+        """Outcome (..., N) of a (possibly batched) policy at the transfer fixed point, iterating
+        from `transfer` (..., 1) (default: none)."""
+        if transfer is None:
+            transfer = torch.zeros(*policy.schedule.rates.shape[:-1], 1, dtype=self.wage.dtype)
         for _ in range(MAX_TRANSFER_ITERATIONS if self.prefs.eta > 0 else 1):
             hours = self.workers.expected_hours(self.wage, policy, transfer)
             outcome = settle(self.wage, hours, policy, self.prefs)

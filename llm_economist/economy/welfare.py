@@ -25,12 +25,12 @@ def utilitarian(outcome: Outcome) -> Tensor:
 def inverse_income_weighted(outcome: Outcome, income_floor: float = 10_000.0) -> Tensor:
     """W = sum_i w_i u_i / sum_i w_i with w_i = 1 / max(z_i, floor).
 
-    The floor keeps a zero-income agent from taking all the weight (1/0). Weights are held at
-    the observed incomes (no gradient through them), as the planner's distributional judgement.
+    The floor keeps a zero-income agent from taking all the weight (1/0). The weights move with
+    incomes, so the gradient in the mechanism parameters is the total derivative of this number.
     """
     if not income_floor > 0:
         raise ValueError(f"inverse_income_weighted: income_floor must be positive, got {income_floor}")
-    weights = 1.0 / outcome.income.detach().clamp(min=income_floor)
+    weights = 1.0 / outcome.income.clamp(min=income_floor)
     return (weights * outcome.utility).sum(dim=-1) / weights.sum(dim=-1)
 
 

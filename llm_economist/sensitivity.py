@@ -1,0 +1,67 @@
+"""How welfare moves with each mechanism parameter: dW/dtheta from one backward pass through the
+population model, and central finite differences to check it.
+
+Welfare over a horizon of T periods is the mean of the periods' welfare; each period re-solves the
+transfer fixed point starting from the previous period's transfer, so populations whose response
+depends on the past are followed through time (memoryless workers give the same value each period).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .mechanisms.base import Mechanism
+from .world import World
+
+Tensor = torch.Tensor
+
+
+def horizon_welfare(world: World, mechanism: Mechanism, theta: Tensor, horizon: int = 1) -> Tensor:
+    """W(theta) = (1/T) sum_t W(outcome_t), differentiable in theta; outcome_t starts from transfer_{t-1}."""
+    if horizon < 1:
+        raise ValueError(f"welfare horizon must be at least 1 period, got {horizon}")
+    policy = mechanism.policy(theta)
+    transfer = torch.zeros(*policy.schedule.rates.shape[:-1], 1, dtype=world.wage.dtype)
+    total = torch.zeros((), dtype=world.wage.dtype)
+    for _ in range(horizon):
+        outcome = world.respond(policy, transfer)
+        total = total + world.welfare(outcome)
+        transfer = outcome.transfer
+    return total / horizon
+
+
+def welfare_gradient(world: World, mechanism: Mechanism, theta, horizon: int = 1) -> dict[str, float]:
+    """dW/dtheta_j for every parameter, from one backward pass.
+
+    Raises ValueError when welfare has no gradient path to the parameters (a mechanism or worker
+    policy that is not differentiable).
+    """
+    theta = mechanism.validate(theta).clone().requires_grad_(True)
+    welfare = horizon_welfare(world, mechanism, theta, horizon)
+    if not welfare.requires_grad:
+        raise ValueError(
+            f"{mechanism.name}: welfare has no gradient with respect to its parameters under "
+            f"{type(world.workers).__name__}; use a differentiable population (workers.kind = bounded)"
+        )
+    (grad,) = torch.autograd.grad(welfare, theta, allow_unused=True)
+    if grad is None:
+        grad = torch.zeros_like(theta)
+    if not torch.isfinite(grad).all():
+        raise ValueError(f"{mechanism.name}: welfare gradient is not finite at {mechanism.as_dict(theta.detach())}")
+    return {name: float(g) for name, g in zip(mechanism.names, grad.tolist())}
+
+
+def finite_difference_gradient(world: World, mechanism: Mechanism, theta, h: float = 1e-4, horizon: int = 1) -> dict[str, float]:
+    """Central differences (W(theta + h e_j) - W(theta - h e_j)) / 2h; one-sided at a bound."""
+    theta = mechanism.validate(theta)
+    low, high = mechanism.bounds(theta.dtype)
+    result = {}
+    with torch.no_grad():
+        for j, name in enumerate(mechanism.names):
+            plus, minus = theta.clone(), theta.clone()
+            plus[j] = torch.clamp(theta[j] + h, max=high[j])
+            minus[j] = torch.clamp(theta[j] - h, min=low[j])
+            up = horizon_welfare(world, mechanism, plus, horizon)
+            down = horizon_welfare(world, mechanism, minus, horizon)
+            result[name] = float((up - down) / (plus[j] - minus[j]))
+    return result
