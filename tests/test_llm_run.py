@@ -54,3 +54,23 @@ def test_a_rerun_of_the_same_config_makes_no_calls(tmp_path, monkeypatch):
     assert second["planners"]["us_federal"]["final_welfare"] == first["planners"]["us_federal"]["final_welfare"]
     saved = json.loads((tmp_path / "summary.json").read_text())
     assert saved["llm"]["usage"]["http_calls"] == 0
+
+
+def test_an_interrupted_language_model_run_resumes_without_repeating_calls(tmp_path, monkeypatch):
+    monkeypatch.setenv("LLM_ECONOMIST_TEST_KEY", KEY)
+    with FaultServer(content=DECISION) as server:
+        full = Runner(config(server.url, "economy.years=3"), tmp_path / "full", progress=False).run()
+
+        def interrupt(run):
+            if run.year == 1:
+                raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            Runner(config(server.url, "economy.years=3"), tmp_path / "cut", progress=False).run(on_year_end=interrupt)
+        before = len(server.chat_requests)
+        resumed = Runner(config(server.url, "economy.years=3"), tmp_path / "cut", resume=True, progress=False).run()
+        assert len(server.chat_requests) - before == 2 * 5  # only the two unfinished years' decisions
+    assert resumed["planners"]["us_federal"]["final_welfare"] == full["planners"]["us_federal"]["final_welfare"]
+    cut = pd.read_parquet(tmp_path / "cut/traces.parquet").drop(columns=["cached"])
+    whole = pd.read_parquet(tmp_path / "full/traces.parquet").drop(columns=["cached"])
+    assert cut.equals(whole)
