@@ -17,6 +17,7 @@ OVERRIDE_HELP = "Override a config field, e.g. --set economy.years=3 --set popul
 
 
 def _execute(config_path: str, out: str | None, overrides: tuple[str, ...], resume: bool, labels: list[str] | None, quiet: bool) -> None:
+    """Load, run and report; labels None runs every planner, [] only the config's first."""
     from .llm import LLMError
     from .reporting import write_report
     from .runner import ResumeError, Runner
@@ -25,6 +26,8 @@ def _execute(config_path: str, out: str | None, overrides: tuple[str, ...], resu
         config = load_config(config_path, list(overrides))
     except ConfigError as err:
         raise click.UsageError(str(err)) from None
+    if labels == []:
+        labels = [config.planners[0].name]
     out_dir = Path(out) if out else Path("runs") / config.name
     runner = Runner(config, out_dir, resume=resume, progress=not quiet)
     try:
@@ -66,12 +69,7 @@ def main() -> None:
 @click.option("--quiet", is_flag=True, help="No progress bar or table.")
 def run(config: str, out: str | None, overrides: tuple[str, ...], planner: str | None, resume: bool, quiet: bool) -> None:
     """Run one planner against the configured population and write a report."""
-    if planner is None:
-        try:
-            planner = load_config(config, list(overrides)).planners[0].name
-        except ConfigError as err:
-            raise click.UsageError(str(err)) from None
-    _execute(config, out, overrides, resume, [planner], quiet)
+    _execute(config, out, overrides, resume, [planner] if planner else [], quiet)
 
 
 @main.command()

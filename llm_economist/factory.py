@@ -6,6 +6,7 @@ import torch
 
 from .config import PlannerConfig, RunConfig
 from .economy.labour import best_response_hours, calibrate_psi
+from .economy.outcome import hours_shares
 from .economy.tax import TaxSchedule
 from .economy.utility import Preferences
 from .llm import LLMClient, LLMSettings
@@ -34,12 +35,8 @@ def calibrated_preferences(config: RunConfig, wage: torch.Tensor) -> tuple[Prefe
     us = TaxSchedule.us_federal_2024(dtype=wage.dtype)
     prefs = calibrate_psi(wage, us, base, e.target_median_hours)
     hours = best_response_hours(wage, us, 0.0, prefs)
-    return prefs, {
-        "psi": prefs.psi,
-        "median_hours_us_2024": float(hours.median()),
-        "share_zero_hours_us_2024": float((hours <= 1e-9).double().mean()),
-        "share_at_cap_us_2024": float((hours >= e.max_hours - 1e-9).double().mean()),
-    }
+    shares = {f"{name}_us_2024": value for name, value in hours_shares(hours, e.max_hours).items()}
+    return prefs, {"psi": prefs.psi, "median_hours_us_2024": float(hours.median()), **shares}
 
 
 def llm_settings(config: RunConfig, cache_path: str | None) -> LLMSettings:

@@ -21,8 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import RunConfig, dump_config, load_config
-from .economy.inequality import gini
-from .economy.outcome import Outcome, settle
+from .economy.outcome import Outcome, aggregates, settle
 from .economy.policy import Policy
 from .economy.tax import TaxSchedule
 from .factory import DTYPES, llm_settings, make_planner, make_world
@@ -80,21 +79,6 @@ def config_fingerprint(config: RunConfig) -> str:
     for transport in ("timeout_s", "max_retries", "concurrency", "cache_path", "price_prompt_per_million", "price_completion_per_million"):
         data["llm"].pop(transport)
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def step_metrics(outcome: Outcome, welfare: float, max_hours: float) -> dict[str, float]:
-    h = outcome.hours
-    return {
-        "welfare": welfare,
-        "mean_hours": float(h.mean()),
-        "output": float(outcome.income.mean()),
-        "revenue": float(outcome.tax.mean()),
-        "transfer": float(outcome.transfer.reshape(-1)[0]),
-        "gini_income": float(gini(outcome.income)),
-        "gini_consumption": float(gini(outcome.consumption)),
-        "share_zero_hours": float((h <= 1e-9).double().mean()),
-        "share_at_cap": float((h >= max_hours - 1e-9).double().mean()),
-    }
 
 
 def outcome_frame(
@@ -186,7 +170,7 @@ class Runner:
             obs = Observation(world.wage, policy, expected, tuple(run.recent), run.last_decisions, year, step)
             decisions = world.workers.act(obs, generator)
             outcome = settle(world.wage, decisions.hours.clamp(0.0, e.max_hours), policy, world.prefs)
-            metrics = step_metrics(outcome, float(world.welfare(outcome)), e.max_hours)
+            metrics = {"welfare": float(world.welfare(outcome)), **aggregates(outcome, e.max_hours)}
             year_metrics.append(metrics)
             run.metrics.append({"planner": run.label, "year": year, "step": step, "step_in_year": k, **metrics})
             if self.config.output.traces:
@@ -298,7 +282,7 @@ class Runner:
             pd.DataFrame(log).to_csv(self.out / "planner_log.csv", index=False)
         finals = []
         for r in runs:
-            policy = r.planner.mechanism.policy(r.history[-1].theta.to(self.world.wage.dtype))
+            policy = self.final_policy(r)
             columns = r.last_decisions.columns if r.last_decisions is not None else None
             finals.append(outcome_frame(r.last, policy, r.label, r.year - 1, len(r.metrics) - 1, None, columns))
         pd.concat(finals, ignore_index=True).to_parquet(self.out / "final_outcomes.parquet", index=False)
@@ -311,6 +295,10 @@ class Runner:
         (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
         return summary
 
+    def final_policy(self, run: PlannerRun) -> Policy:
+        assert self.world is not None
+        return run.planner.mechanism.policy(run.history[-1].theta.to(self.world.wage.dtype))
+
     def summarise(self, runs: list[PlannerRun]) -> dict:
         assert self.world is not None and self.population is not None
         world = self.world
@@ -318,9 +306,8 @@ class Runner:
         baseline = float(world.welfare(world.respond(laissez_faire)))
         planners = {}
         for r in runs:
-            final_year = [m for m in r.metrics if m["year"] == r.year - 1]
-            final = {k: sum(m[k] for m in final_year) / len(final_year) for k in final_year[0] if k not in ("planner", "year", "step", "step_in_year")}
-            policy = r.planner.mechanism.policy(r.history[-1].theta.to(world.wage.dtype))
+            final = r.history[-1].metrics  # the last year's means
+            policy = self.final_policy(r)
             schedule = policy.schedule
             planners[r.label] = {
                 "kind": r.planner.kind,

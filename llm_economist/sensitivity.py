@@ -21,7 +21,7 @@ def horizon_welfare(world: World, mechanism: Mechanism, theta: Tensor, horizon: 
     if horizon < 1:
         raise ValueError(f"welfare horizon must be at least 1 period, got {horizon}")
     policy = mechanism.policy(theta)
-    transfer = torch.zeros(*policy.schedule.rates.shape[:-1], 1, dtype=world.wage.dtype)
+    transfer = None  # the first period starts from no transfer
     total = torch.zeros((), dtype=world.wage.dtype)
     for _ in range(horizon):
         outcome = world.respond(policy, transfer)

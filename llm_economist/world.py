@@ -8,6 +8,8 @@ plays the real dynamics step by step instead.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -52,17 +54,22 @@ class World:
             transfer = outcome.transfer
             if converged:
                 break
-        self.evaluations += max(1, int(torch.tensor(policy.schedule.rates.shape[:-1]).prod()))
+        self.evaluations += math.prod(policy.schedule.rates.shape[:-1])
         return outcome
 
     def welfare(self, outcome: Outcome) -> Tensor:
         return social_welfare(outcome, self.welfare_name, **self.welfare_params)
 
-    def evaluate(self, mechanism: Mechanism, thetas: Tensor) -> Tensor:
-        """(G,) welfare of each parameter vector in thetas (G, P)."""
+    def measure(self, mechanism: Mechanism, thetas: Tensor, quantity: Callable[[Outcome], Tensor]) -> Tensor:
+        """(G, ...) `quantity` of the outcome of each parameter vector in thetas (G, P), batched
+        in chunks when the mechanism allows, one by one otherwise."""
         thetas = mechanism.validate(thetas)
         if mechanism.batched:
-            chunks = [self.welfare(self.respond(mechanism.policy(t))) for t in thetas.split(EVALUATION_CHUNK)]
+            chunks = [quantity(self.respond(mechanism.policy(t))) for t in thetas.split(EVALUATION_CHUNK)]
         else:
-            chunks = [self.welfare(self.respond(mechanism.policy(t))).reshape(1) for t in thetas]
+            chunks = [quantity(self.respond(mechanism.policy(t))).unsqueeze(0) for t in thetas]
         return torch.cat(chunks)
+
+    def evaluate(self, mechanism: Mechanism, thetas: Tensor) -> Tensor:
+        """(G,) welfare of each parameter vector in thetas (G, P)."""
+        return self.measure(mechanism, thetas, self.welfare)

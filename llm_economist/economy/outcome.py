@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .inequality import gini
 from .policy import Policy
 from .utility import Preferences, annual_income, utility
 
@@ -36,3 +37,25 @@ def settle(wage: Tensor, hours: Tensor, policy: Policy, prefs: Preferences) -> O
     transfer = policy.transfer(taxes)
     c = z - taxes + transfer
     return Outcome(hours, z, taxes, transfer, c, utility(c, hours, prefs))
+
+
+def hours_shares(hours: Tensor, max_hours: float) -> dict[str, float]:
+    """Shares of agents working 0 h and at the hours cap."""
+    return {
+        "share_zero_hours": float((hours <= 1e-9).double().mean()),
+        "share_at_cap": float((hours >= max_hours - 1e-9).double().mean()),
+    }
+
+
+def aggregates(outcome: Outcome, max_hours: float) -> dict[str, float]:
+    """Population figures of one period ($ per agent and year)."""
+    return {
+        "mean_hours": float(outcome.hours.mean()),
+        "output": float(outcome.income.mean()),
+        "revenue": float(outcome.revenue),
+        "transfer": float(outcome.transfer.reshape(-1)[0]),
+        # Rounding can leave -1e-17 for equal incomes.
+        "gini_income": float(gini(outcome.income).clamp(0.0, 1.0)),
+        "gini_consumption": float(gini(outcome.consumption).clamp(0.0, 1.0)),
+        **hours_shares(outcome.hours, max_hours),
+    }

@@ -17,6 +17,10 @@ import torch
 
 Tensor = torch.Tensor
 
+# A cutoff at or beyond this income is never reached: a mechanism's way to say a bracket has no
+# end (a negative income tax with no phase-out). Prompts and plots leave such cutoffs out.
+NEVER_REACHED_INCOME = 1e12
+
 US_FEDERAL_2024_CUTOFFS = (0.0, 11_600.0, 47_150.0, 100_525.0, 191_950.0, 243_725.0, 609_350.0)
 US_FEDERAL_2024_RATES = (0.10, 0.12, 0.22, 0.24, 0.32, 0.35, 0.37)
 

@@ -45,9 +45,8 @@ from gymnasium import spaces
 from gymnasium.utils import seeding
 from pettingzoo import ParallelEnv
 
-from ..economy.inequality import gini
 from ..economy.labour import calibrate_psi
-from ..economy.outcome import Outcome, settle
+from ..economy.outcome import Outcome, aggregates, settle
 from ..economy.tax import TaxSchedule
 from ..economy.utility import FULL_TIME_HOURS, Preferences, annual_income, utility
 from ..economy.welfare import social_welfare
@@ -134,18 +133,11 @@ def reward_scales(wage: Tensor, prefs: Preferences, welfare_name: str, welfare_p
     return _usable_scale(abs(float(reference.utility[0]))), _usable_scale(abs(float(welfare)))
 
 
-def period_aggregates(outcome: Outcome, scaled_welfare: float) -> np.ndarray:
+def period_aggregates(outcome: Outcome, scaled_welfare: float, max_hours: float) -> np.ndarray:
     """The AGGREGATES of one period, float64 (6,)."""
-    return np.array(
-        [
-            float(outcome.hours.mean()),
-            float(outcome.income.mean()),
-            float(outcome.revenue),
-            float(outcome.transfer.reshape(-1)[0]),
-            float(gini(outcome.income).clamp(0.0, 1.0)),  # rounding can leave -1e-17 for equal incomes
-            scaled_welfare,
-        ]
-    )
+    figures = aggregates(outcome, max_hours)
+    names = ("mean_hours", "output", "revenue", "transfer", "gini_income")
+    return np.array([figures[name] for name in names] + [scaled_welfare])
 
 
 def aggregate_bounds(max_hours: float) -> tuple[np.ndarray, np.ndarray]:
@@ -262,7 +254,7 @@ class LabourMarketEnv(ParallelEnv):
         year = self._t // self.steps_per_year
         self._t += 1
         self._last = outcome
-        self._aggregates = period_aggregates(outcome, welfare / self.welfare_scale)
+        self._aggregates = period_aggregates(outcome, welfare / self.welfare_scale, self.prefs.max_hours)
 
         observations = self._observations()
         rewards = dict(zip(self.worker_ids, (outcome.utility / self.utility_scale).tolist()))
@@ -300,7 +292,7 @@ class LabourMarketEnv(ParallelEnv):
         )
 
     def close(self) -> None:
-        pass
+        """Nothing to release: the market holds no files, servers or windows."""
 
     # ---- internals ----
 

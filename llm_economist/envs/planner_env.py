@@ -130,7 +130,7 @@ class PlannerEnv(gym.Env):
             hours = self._decisions.hours.clamp(0.0, self.prefs.max_hours)
             self._last = settle(self.wage, hours, policy, self.prefs)
             welfare.append(float(social_welfare(self._last, self.welfare_name, **self.welfare_params)))
-            periods.append(period_aggregates(self._last, welfare[-1] / self.welfare_scale))
+            periods.append(period_aggregates(self._last, welfare[-1] / self.welfare_scale, self.prefs.max_hours))
         self._aggregates = np.mean(periods, axis=0)
         self._year += 1
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 
 from ..economy.policy import Policy
-from ..economy.tax import US_FEDERAL_2024_CUTOFFS, US_FEDERAL_2024_RATES, TaxSchedule
+from ..economy.tax import NEVER_REACHED_INCOME, US_FEDERAL_2024_CUTOFFS, US_FEDERAL_2024_RATES, TaxSchedule
 from .base import Mechanism, Parameter
 
 Tensor = torch.Tensor
@@ -113,8 +113,8 @@ class NegativeIncomeTax(Mechanism):
             raise ValueError("negative_income_tax: policy takes one parameter vector at a time")
         rate, guarantee, phase_out = theta[0], theta[1], theta[2]
         # Where r = 0 the phase-out bracket never ends; a cutoff beyond any income says so.
-        end = torch.where(phase_out > 0, guarantee / phase_out.clamp(min=1e-12), torch.full_like(guarantee, 1e12))
-        end = end.clamp(min=1.0, max=1e12)
+        end = torch.where(phase_out > 0, guarantee / phase_out.clamp(min=1e-12), torch.full_like(guarantee, NEVER_REACHED_INCOME))
+        end = end.clamp(min=1.0, max=NEVER_REACHED_INCOME)
         cutoffs = torch.stack([torch.zeros_like(end), end])
         rates = torch.stack([rate + phase_out, rate])
         return Policy(TaxSchedule(cutoffs, rates), lump_sum=guarantee, rebate_share=1.0)

@@ -32,7 +32,6 @@ Tensor = torch.Tensor
 PROPOSERS = ("status_quo", "planner", "worker", "config")
 RULES = ("plurality", "instant_runoff", "approval")
 APPROVAL_THRESHOLDS = ("status_quo", "mean")
-CHUNK = 256  # parameter vectors evaluated per batched population response
 
 
 @dataclass(frozen=True, eq=False)
@@ -251,13 +250,8 @@ def _stack(mechanism: Mechanism, platforms: Sequence[Platform]) -> Tensor:
 
 def _utilities(world: World, mechanism: Mechanism, thetas: Tensor, agents: Tensor | None = None) -> Tensor:
     """(G, N) utility of every agent (or (G, A) of the given agents) under each parameter vector."""
-    if mechanism.batched:
-        chunks = [world.respond(mechanism.policy(t)).utility for t in thetas.split(CHUNK)]
-    else:
-        chunks = [world.respond(mechanism.policy(t)).utility.unsqueeze(0) for t in thetas]
-    if agents is not None:
-        chunks = [u[:, agents] for u in chunks]
-    return torch.cat(chunks)
+    utility = (lambda o: o.utility) if agents is None else (lambda o: o.utility[..., agents])
+    return world.measure(mechanism, thetas, utility)
 
 
 def platform_utilities(world: World, mechanism: Mechanism, platforms: Sequence[Platform]) -> Tensor:

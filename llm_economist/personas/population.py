@@ -454,28 +454,26 @@ class Population:
         return Population(self.table.iloc[np.asarray(idx)].reset_index(drop=True))
 
 
-def _check_n(n) -> int:
-    if isinstance(n, bool):
-        raise ValueError(f"n must be an integer >= 1, got {n!r}")
+def _check_integer(name: str, value, minimum: int) -> int:
+    """`value` as an int >= minimum (bools refused), or ValueError naming the argument."""
+    message = f"{name} must be an integer >= {minimum}, got {value!r}"
+    if isinstance(value, bool):
+        raise ValueError(message)
     try:
-        n = operator.index(n)
+        value = operator.index(value)
     except TypeError:
-        raise ValueError(f"n must be an integer >= 1, got {n!r}") from None
-    if n < 1:
-        raise ValueError(f"n must be an integer >= 1, got {n}")
-    return n
+        raise ValueError(message) from None
+    if value < minimum:
+        raise ValueError(message)
+    return value
+
+
+def _check_n(n) -> int:
+    return _check_integer("n", n, 1)
 
 
 def _check_seed(seed) -> int:
-    if isinstance(seed, bool):
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    try:
-        seed = operator.index(seed)
-    except TypeError:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}") from None
-    if seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed}")
-    return seed
+    return _check_integer("seed", seed, 0)
 
 
 def _pair_spouses(state: np.ndarray, female: np.ndarray, age: np.ndarray, eligible: np.ndarray,

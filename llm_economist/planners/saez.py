@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from ..economy.policy import Policy
-from ..economy.saez import arc_elasticity, saez_bracket_rates
+from ..economy.saez import KINK_TOLERANCE, arc_elasticity, saez_bracket_rates
 from ..economy.tax import TaxSchedule
 from ..economy.welfare import marginal_welfare_weights
 from ..mechanisms.base import Mechanism
@@ -34,8 +34,7 @@ def estimate_elasticity(world: World, policy: Policy) -> float:
     down = Policy(TaxSchedule(schedule.cutoffs, (1.0 - (keep - PERTURBATION)).clamp(0.0, 1.0)), policy.lump_sum, policy.rebate_share)
     z_up, z_down = world.respond(up).income, world.respond(down).income
     idx_up, idx_down = schedule.bracket_index(z_up), schedule.bracket_index(z_down)
-    tol = 0.01
-    at_kink = lambda z: (z.unsqueeze(-1) - schedule.cutoffs).abs().min(dim=-1).values < tol  # noqa: E731
+    at_kink = lambda z: (z.unsqueeze(-1) - schedule.cutoffs).abs().min(dim=-1).values < KINK_TOLERANCE  # noqa: E731
     interior = (idx_up == idx_down) & ~at_kink(z_up) & ~at_kink(z_down)
     return arc_elasticity(z_up, z_down, 1.0 - up.schedule.rates[idx_up], 1.0 - down.schedule.rates[idx_down], interior)
 

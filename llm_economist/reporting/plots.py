@@ -17,10 +17,10 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter, PercentFormatter
 
 from ..economy import TaxSchedule, gini, lorenz_curve
+from ..economy.tax import NEVER_REACHED_INCOME
 
 DPI = 130
 MIN_INCOME_AXIS = 400_000.0  # $/yr: the schedule plot always shows at least the common brackets
-MAX_CUTOFF_SHOWN = 5_000_000.0
 DISCRETE_HOUR_VALUES = 12  # at most this many distinct hour values: draw bars, not a histogram
 LORENZ_POINTS = 501  # a Lorenz curve of a million agents is drawn from this many points
 
@@ -70,8 +70,8 @@ def plot_final_schedules(
     path: Path, colors: Mapping[str, tuple],
 ) -> Path:
     """Marginal rate and average net tax rate (tax minus the equal transfer, over income) by income."""
-    # Show the top bracket of every schedule too; cutoffs beyond any real income are placeholders.
-    top_cutoff = max((c for s in schedules.values() for c in s["cutoffs"] if c < MAX_CUTOFF_SHOWN), default=0.0)
+    # Show the top bracket of every schedule too, leaving out cutoffs that no income reaches.
+    top_cutoff = max((c for s in schedules.values() for c in s["cutoffs"] if c < NEVER_REACHED_INCOME), default=0.0)
     p99 = float(np.percentile(incomes, 99)) if incomes is not None and len(incomes) else 0.0
     top = max(MIN_INCOME_AXIS, p99, 1.5 * top_cutoff)
     z = np.geomspace(5_000.0, top, 400)

@@ -28,6 +28,7 @@ import torch
 
 from ..economy.outcome import Outcome
 from ..economy.policy import Policy
+from ..economy.tax import NEVER_REACHED_INCOME
 from ..economy.utility import Preferences
 from ..llm import ChatReply, ChatRequest, LLMClient, TokenLogprob
 from ..mechanisms.base import Mechanism
@@ -112,13 +113,9 @@ def _money(x: float) -> str:
     return f"{sign}${x / 1000:,.1f}".removesuffix(".0") + "k"
 
 
-# Cutoffs at or beyond this are a mechanism's way of saying "never" (e.g. no phase-out end).
-NEVER = 1e11
-
-
 def schedule_line(policy: Policy, expected_transfer: float) -> str:
     """Brackets and rates in one line, then the equal payment everyone receives."""
-    cut = [c for c in policy.schedule.cutoffs.tolist() if c < NEVER]
+    cut = [c for c in policy.schedule.cutoffs.tolist() if c < NEVER_REACHED_INCOME]
     rates = policy.schedule.rates.detach().reshape(-1, policy.schedule.n_brackets)[0].tolist()[: len(cut)]
     parts = [
         (f"{_money(cut[j])}-{_money(cut[j + 1])}" if j + 1 < len(cut) else f"over {_money(cut[j])}") + f": {100 * rate:.0f}%"
