@@ -182,6 +182,85 @@ def sensitivity(config: str, overrides: tuple[str, ...], parameters: str | None,
         click.echo(f"written: {out}")
 
 
+@main.group()
+def distill() -> None:
+    """Distil a worker population into the surrogate transformer: collect, train, evaluate."""
+
+
+@distill.command()
+@click.argument("config", type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="Dataset directory (episode Parquet files and meta.json).")
+@click.option("--episodes", type=int, default=40, help="Episodes to collect; each has a new population, graph and random mechanisms.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=OVERRIDE_HELP)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def collect(config: str, out: str, episodes: int, overrides: tuple[str, ...], quiet: bool) -> None:
+    """Record workers' decisions under randomised mechanisms; rerun the same command to resume."""
+    from .llm import LLMError
+    from .surrogate.dataset import collect as collect_dataset
+
+    try:
+        run_config = load_config(config, list(overrides))
+    except ConfigError as err:
+        raise click.UsageError(str(err)) from None
+    try:
+        collect_dataset(run_config, out, episodes, progress=not quiet)
+    except KeyboardInterrupt:
+        click.echo(f"\ninterrupted; finished episodes are kept. Rerun the same command to continue.", err=True)
+        sys.exit(130)
+    except LLMError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(1)
+    except ValueError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(2)
+    click.echo(f"dataset: {out}")
+
+
+@distill.command()
+@click.argument("data", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="Model file to write.")
+@click.option("--epochs", type=int, default=400, help="Most passes over the training episodes (early stopping may end sooner).")
+@click.option("--lr", type=float, default=3e-3, help="Learning rate (AdamW).")
+@click.option("--d-model", type=int, default=None, help="Token width [default: the model's].")
+@click.option("--layers", type=int, default=None, help="Graph-attention blocks [default: the model's].")
+@click.option("--seed", type=int, default=0, help="Seeds the test split, initialisation and batch order.")
+@click.option("--quiet", is_flag=True, help="No progress lines.")
+def train(data: str, out: str, epochs: int, lr: float, d_model: int | None, layers: int | None, seed: int, quiet: bool) -> None:
+    """Fit the surrogate to a collected dataset, holding out a fifth of its episodes for `eval`."""
+    from .surrogate.train import TrainSettings, train_surrogate
+
+    overrides = {k: v for k, v in (("d_model", d_model), ("n_layers", layers)) if v is not None}
+    try:
+        settings = TrainSettings(epochs=epochs, lr=lr, seed=seed, model=overrides)
+        result = train_surrogate(data, out, settings, log=None if quiet else click.echo)
+    except ValueError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(2)
+    t = result["spec"]["training"]
+    click.echo(f"model: {out} (best epoch {t['best_epoch']}, validation loss {t['validation_loss']:.4f}, {t['train_s']:.0f} s)")
+
+
+@distill.command(name="eval")
+@click.argument("model", type=click.Path(exists=True, dir_okay=False))
+@click.argument("data", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Also write the figures as JSON to this file.")
+def evaluate_command(model: str, data: str, out: str | None) -> None:
+    """Compare the surrogate with naive baselines on the episodes held out from its training."""
+    import json
+
+    from .surrogate.evaluate import evaluate, format_evaluation
+
+    try:
+        result = evaluate(model, data)
+    except ValueError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(2)
+    click.echo(format_evaluation(result))
+    if out:
+        Path(out).write_text(json.dumps(result, indent=2))
+        click.echo(f"written: {out}")
+
+
 @main.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 def report(run_dir: str) -> None:

@@ -57,7 +57,7 @@ class MechanismConfig(Section):
 
 
 class WorkersConfig(Section):
-    kind: Literal["rational", "bounded", "llm"] = "rational"
+    kind: Literal["rational", "bounded", "llm", "surrogate"] = "rational"
     temperature: float = Field(0.05, gt=0.0, le=10.0, description="bounded: logit noise relative to full-time utility")
     hour_bins: int = Field(17, ge=2, le=1000, description="bounded: number of hour choices from 0 to max_hours")
     memory: int = Field(3, ge=1, le=50, description="llm: recent periods a worker remembers")
@@ -66,6 +66,9 @@ class WorkersConfig(Section):
     archetype_check: int = Field(24, ge=0, description="llm: agents also asked one by one to measure archetype error")
     raw_text: bool = Field(False, description="llm: keep each reply's raw text in the traces")
     scored: bool = Field(True, description="llm: ask for log-probabilities to get an hour distribution")
+    surrogate_model: str | None = Field(None, description="surrogate: model file from `distill train` (default: the shipped one)")
+    device: str = Field("cpu", pattern=r"^(cpu|auto|cuda(:[0-9]+)?)$", description="surrogate: cpu, cuda[:i] or auto")
+    horizon: int = Field(3, ge=1, le=50, description="surrogate: periods rolled forward when planners query the population model")
 
 
 class LLMConfig(Section):
@@ -117,7 +120,7 @@ class GovernanceConfig(Section):
 
 class PlannerConfig(Section):
     model_config = ConfigDict(extra="allow")
-    kind: Literal["fixed", "us_federal", "flat", "saez", "search", "grid", "gradient", "llm"]
+    kind: Literal["fixed", "us_federal", "flat", "saez", "search", "grid", "gradient", "llm", "random"]
     label: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$", description="name in tables, plots and file names (default: kind)")
 
     @property

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from .config import PlannerConfig, RunConfig
@@ -14,14 +16,17 @@ from .mechanisms.base import Mechanism
 from .mechanisms.registry import make_mechanism
 from .planners.base import Planner
 from .personas import Population, population_graph
+from .surrogate.model import SurrogatePopulation
 from .planners.fixed import FixedPlanner, flat_planner, us_federal_planner
 from .planners.gradient import GradientPlanner
 from .planners.llm import LLMPlanner
+from .planners.random import RandomPlanner
 from .planners.saez import SaezPlanner
 from .planners.search import GridPlanner, SearchPlanner
 from .workers.base import WorkerPolicy
 from .workers.llm import LLMWorkers
 from .workers.rational import BoundedRationalWorkers, RationalWorkers
+from .workers.surrogate import SurrogateWorkers, shipped_model_path
 from .world import World
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
@@ -56,13 +61,27 @@ def make_workers(config: RunConfig, prefs: Preferences, population: Population, 
         return RationalWorkers(prefs)
     if w.kind == "bounded":
         return BoundedRationalWorkers(prefs, w.temperature, w.hour_bins)
+    graph = population_graph(population, config.seed)
+    if w.kind == "surrogate":
+        return surrogate_workers(config, population, graph)
     if client is None:
         raise ValueError("workers.kind = llm needs a language-model client")
-    graph = population_graph(population, config.seed)
     return LLMWorkers(
         population, graph, client, prefs, seed=config.seed, memory=w.memory, neighbours=w.neighbours,
         archetypes=w.archetypes, archetype_check=w.archetype_check, raw_text=w.raw_text, scored=w.scored,
     )
+
+
+def surrogate_workers(config: RunConfig, population: Population, graph) -> SurrogateWorkers:
+    w = config.workers
+    path = Path(w.surrogate_model) if w.surrogate_model else shipped_model_path()
+    if not path.is_file():
+        raise ValueError(f"workers.surrogate_model: no model file at {path}")
+    model = SurrogatePopulation.load(path)
+    top = max(model.meta.get("bins", [0.0]))
+    if top > config.economy.max_hours:
+        raise ValueError(f"workers.surrogate_model: its hour bins reach {top:g} h, above economy.max_hours = {config.economy.max_hours:g}")
+    return SurrogateWorkers(model, population, graph, w.device, w.horizon)
 
 
 def make_world(config: RunConfig, population: Population, wage: torch.Tensor, client: LLMClient | None = None) -> tuple[World, dict[str, float]]:
@@ -86,8 +105,8 @@ def make_planner(planner: PlannerConfig, config: RunConfig) -> Planner:
             return flat_planner(**options)
         mechanism = make_config_mechanism(config)
         kinds = {"fixed": FixedPlanner, "saez": SaezPlanner, "search": SearchPlanner, "grid": GridPlanner, "llm": LLMPlanner,
-                 "gradient": GradientPlanner}
-        if planner.kind in ("search", "llm", "gradient"):
+                 "gradient": GradientPlanner, "random": RandomPlanner}
+        if planner.kind in ("search", "llm", "gradient", "random"):
             options.setdefault("seed", config.seed)
         return kinds[planner.kind](mechanism, **options)
     except TypeError as err:

@@ -82,7 +82,7 @@ def config_fingerprint(config: RunConfig) -> str:
 
 
 def outcome_frame(
-    outcome: Outcome, policy: Policy, label: str, year: int, step: int, limit: int | None, columns: dict[str, list] | None = None
+    outcome: Outcome, policy: Policy, label: str, year: int, step: int, limit: int | None, columns: dict | None = None
 ) -> pd.DataFrame:
     """Tidy rows (one per agent) of one step, for at most `limit` agents, with the decisions' extra columns."""
     n = outcome.hours.shape[-1] if limit is None else min(limit, outcome.hours.shape[-1])
@@ -94,14 +94,16 @@ def outcome_frame(
     frame["transfer"] = float(outcome.transfer.reshape(-1)[0])
     frame["marginal_rate"] = policy.schedule.marginal_rate(outcome.income[:n]).detach().cpu().numpy()
     for name, values in (columns or {}).items():
-        frame[name] = list(values[:n])
+        frame[name] = values[:n].tolist() if isinstance(values, torch.Tensor) else list(values[:n])
     return frame
 
 
 class Runner:
     """Runs the configured planners into one output directory."""
 
-    def __init__(self, config: RunConfig, out_dir: str | Path, resume: bool = False, progress: bool = True) -> None:
+    def __init__(
+        self, config: RunConfig, out_dir: str | Path, resume: bool = False, progress: bool = True, client: LLMClient | None = None
+    ) -> None:
         self.config = config
         self.out = Path(out_dir)
         self.resume = resume
@@ -110,7 +112,9 @@ class Runner:
         self.population: Population | None = None
         self.world: World | None = None
         self.calibration: dict[str, float] = {}
-        self.client: LLMClient | None = None
+        # A client handed in stays open for its owner (several runs can share one server).
+        self.client = client
+        self._owns_client = client is None
 
     # -- set-up -----------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -237,7 +241,7 @@ class Runner:
         try:
             return self._run(labels, on_year_end)
         finally:
-            if self.client is not None:
+            if self.client is not None and self._owns_client:
                 self.client.close()  # also stops the embedded server
                 self.client = None
 
@@ -382,6 +386,12 @@ class Runner:
             notes.append(
                 "Model-based planners (Saez, search, grid) plan against the rational model of these workers, "
                 "not against the language model's choices; they are then judged on the language-model workers."
+            )
+        if self.config.workers.kind == "surrogate":
+            notes.append(
+                "Surrogate workers are a transformer distilled from recorded worker decisions (by default those of the "
+                "embedded SmolLM2-135M workers): they reproduce that population, quirks included, not people. Model-based "
+                "planners plan against the surrogate itself. `llm-economist distill eval` states how closely it matches."
             )
         if self.config.economy.eta == 0.0:
             notes.append("Utility is quasi-linear (eta = 0): no income effects, so a utilitarian planner would not redistribute.")

