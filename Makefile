@@ -26,6 +26,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/env_throughput.py
 	$(BIN)/python benchmarks/graph_build.py
 	$(BIN)/python benchmarks/llm_throughput.py
+	$(BIN)/python benchmarks/surrogate_scale.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

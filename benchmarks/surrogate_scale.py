@@ -2,18 +2,19 @@
 
 For each size, in its own process (so its peak RSS is its own): sample the census population,
 build its social graph (timed), compute the surrogate's persona features and first-period
-context under the 2024 US schedule (``surrogate.features``; random inputs of the same widths if
-that module is missing), build the default ``SurrogatePopulation`` (untrained: weights do not
-change the cost), then one warm-up and ``--repeats`` timed forward steps under
-``torch.inference_mode``. Reported per size: the median step, agent-steps per second, CPU
+context under the 2024 US schedule (``surrogate.features``), load the shipped surrogate (the
+default ``workers.kind: surrogate`` population), then one warm-up and ``--repeats`` timed
+forward steps under ``torch.inference_mode``. Reported per size: the median step, agent-steps per second, CPU
 seconds per step (all threads; well below threads x step means the cores were shared), the
 process's peak RSS (everything above included) and the peak RSS sampled during the forwards.
 
     python benchmarks/surrogate_scale.py [--sizes 10000,100000] [--repeats 5] [--threads 2]
-        [--device cuda] [--llm-decisions-per-s 3.5]
+        [--device cuda] [--llm-agents 20]
 
-``--llm-decisions-per-s`` adds ``ratio_vs_llm_call_per_agent``: surrogate agent-steps per
-second at the largest size over that many language-model decisions per second.
+In the same run, ``--llm-agents`` census workers (0 skips it) each make one sequential call to
+the embedded language-model server, as a loop over agents would (``llm_throughput.decide``);
+``ratio_vs_llm_call_per_agent`` is the surrogate's agent-steps per second at the largest size
+over those decisions per second.
 """
 
 from __future__ import annotations
@@ -32,11 +33,6 @@ import torch
 
 SIZES = (10_000, 100_000, 1_000_000)
 SEED = 0
-HOUR_BINS = 9
-# Widths of the surrogate's inputs when llm_economist.surrogate.features is not available.
-FALLBACK_PERSONA_FEATURES = 5
-FALLBACK_CATEGORIES = (2, 16, 22, 6)
-FALLBACK_CONTEXT = 13
 
 
 def rss_gb(field: str = "VmRSS") -> float:
@@ -76,44 +72,29 @@ class RssSampler:
         self.peak_gb = max(self.peak_gb, rss_gb())
 
 
-def surrogate_inputs(population, n: int) -> tuple[dict, dict]:
-    """The model's config widths and its inputs for the first period of ``population``."""
-    try:
-        from llm_economist.surrogate import features
-    except ImportError:
-        features = None
-    if features is None:
-        g = torch.Generator().manual_seed(SEED)
-        widths = {"n_persona_features": FALLBACK_PERSONA_FEATURES, "n_categories": FALLBACK_CATEGORIES, "n_context": FALLBACK_CONTEXT}
-        persona_num = torch.randn(n, FALLBACK_PERSONA_FEATURES, generator=g)
-        persona_cat = torch.stack([torch.randint(0, c, (n,), generator=g) for c in FALLBACK_CATEGORIES], dim=1)
-        context = torch.randn(n, FALLBACK_CONTEXT, generator=g)
-        return widths, {"persona_num": persona_num, "persona_cat": persona_cat, "context": context}
-
+def surrogate_inputs(population, levels: dict, bins: torch.Tensor) -> dict:
+    """The model's inputs for the first period of ``population`` under the 2024 US schedule."""
     from llm_economist.mechanisms import make_mechanism
+    from llm_economist.surrogate import features
 
-    levels = features.census_levels()
     persona_num, persona_cat = features.persona_features(population.table, levels)
     mechanism = make_mechanism("us_federal_2024")
     policy = mechanism.policy(mechanism.initial())
-    bins = torch.arange(HOUR_BINS, dtype=torch.float64) * 10.0
     wage = population.wage(dtype=torch.float64)
     context = features.context_features(wage, policy, torch.zeros(1, dtype=torch.float64), None, None, bins)
-    widths = {
-        "n_persona_features": persona_num.shape[1],
-        "n_categories": tuple(len(levels[name]) for name in features.CATEGORICAL),
-        "n_context": features.n_context(HOUR_BINS),
-    }
-    return widths, {"persona_num": persona_num, "persona_cat": persona_cat, "context": context.float()}
+    return {"persona_num": persona_num, "persona_cat": persona_cat, "context": context.float()}
 
 
-def measure(n: int, repeats: int, device_name: str, threads: int | None) -> dict:
+def measure(n: int, repeats: int, device_name: str, threads: int | None, model_path: str | None) -> dict:
     """One size, in this process."""
     if threads:
         torch.set_num_threads(threads)
     from llm_economist.personas import sample_population
     from llm_economist.personas.graph import population_graph
-    from llm_economist.surrogate import SurrogateConfig, SurrogatePopulation
+    from llm_economist.surrogate import SurrogatePopulation
+    from llm_economist.workers.surrogate import shipped_model_path
+
+    model = SurrogatePopulation.load(model_path or shipped_model_path())
 
     device = torch.device(device_name)
     key = f"n{n}"
@@ -122,12 +103,11 @@ def measure(n: int, repeats: int, device_name: str, threads: int | None) -> dict
     t1 = time.perf_counter()
     graph = population_graph(population, SEED)
     t2 = time.perf_counter()
-    widths, inputs = surrogate_inputs(population, n)
+    inputs = surrogate_inputs(population, model.meta["levels"], torch.tensor(model.meta["bins"], dtype=torch.float64))
     t3 = time.perf_counter()
     del population
 
-    torch.manual_seed(SEED)
-    model = SurrogatePopulation(SurrogateConfig(**widths)).to(device).eval()
+    model = model.to(device).eval()
     graph = graph.to(device)
     inputs = {name: tensor.to(device) for name, tensor in inputs.items()}
     inputs["neighbour_expression_input"] = model.init_expression(n, device)
@@ -164,7 +144,7 @@ def measure(n: int, repeats: int, device_name: str, threads: int | None) -> dict
     if device.type == "cuda":
         result[f"{key}_cuda_peak_gb"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 3)
     config = model.config
-    result["config"] = {"d_model": config.d_model, "n_layers": config.n_layers, "n_heads": config.n_heads, "chunk_size": config.chunk_size, **widths}
+    result["config"] = {"d_model": config.d_model, "n_layers": config.n_layers, "n_heads": config.n_heads, "chunk_size": config.chunk_size}
     return result
 
 
@@ -174,7 +154,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="timed forward steps per size (median reported)")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
-    parser.add_argument("--llm-decisions-per-s", type=float, default=None, help="language-model decisions per second, for the ratio")
+    parser.add_argument("--model", default=None, help="surrogate model file (default: the shipped one)")
+    parser.add_argument("--llm-agents", type=int, default=20, help="agents for the one-call-per-agent language-model peer (0: skip)")
     parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)  # one size, in this process
     args = parser.parse_args()
     if args.repeats < 1:
@@ -183,15 +164,15 @@ def main() -> None:
         parser.error("--device cuda: torch sees no GPU")
 
     if args.child is not None:
-        print(json.dumps(measure(args.child, args.repeats, args.device, args.threads)))
+        print(json.dumps(measure(args.child, args.repeats, args.device, args.threads, args.model)))
         return
 
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     result: dict = {"device": args.device, "threads": args.threads or torch.get_num_threads(), "load_avg_1m_start": round(os.getloadavg()[0], 2)}
     for n in sizes:
         command = [sys.executable, __file__, "--child", str(n), "--repeats", str(args.repeats), "--device", args.device]
-        if args.threads:
-            command += ["--threads", str(args.threads)]
+        command += ["--threads", str(args.threads)] if args.threads else []
+        command += ["--model", args.model] if args.model else []
         out = subprocess.run(command, capture_output=True, text=True)
         if out.returncode != 0:
             sys.stderr.write(out.stderr)
@@ -201,10 +182,12 @@ def main() -> None:
         result.update({name: config[name] for name in ("d_model", "n_layers", "n_heads", "chunk_size")})
         result.update(measured)
     result["load_avg_1m_end"] = round(os.getloadavg()[0], 2)
-    if args.llm_decisions_per_s:
-        largest = max(sizes)
-        result["llm_decisions_per_s"] = args.llm_decisions_per_s
-        result["ratio_vs_llm_call_per_agent"] = round(result[f"n{largest}_agent_steps_per_s"] / args.llm_decisions_per_s, 1)
+    if args.llm_agents > 0:
+        from llm_throughput import decide  # the sibling benchmark's one-call-per-agent loop
+
+        llm_rate, _, _ = decide(args.llm_agents, concurrency=1, archetypes=0)
+        result[f"n{args.llm_agents}_llm_sequential_decisions_per_s"] = round(llm_rate, 3)
+        result["ratio_vs_llm_call_per_agent"] = round(result[f"n{max(sizes)}_agent_steps_per_s"] / llm_rate)
     print(json.dumps(result))
 
 

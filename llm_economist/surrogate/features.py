@@ -68,12 +68,16 @@ def persona_features(table: pd.DataFrame, levels: dict[str, list[str]] | None = 
     levels = levels or census_levels()
     codes = []
     for name in CATEGORICAL:
-        values = table[name].astype(str)
-        lookup = {level: code for code, level in enumerate(levels[name])}
-        unknown = sorted(set(values) - set(lookup))
-        if unknown:
+        column = table[name]
+        if isinstance(column.dtype, pd.CategoricalDtype):  # recode the few categories, not every row
+            column = column.cat.rename_categories([str(c) for c in column.cat.categories])
+        else:
+            column = column.astype(str)
+        code = pd.Categorical(column, categories=levels[name]).codes
+        if (code < 0).any():
+            unknown = sorted(set(column[code < 0]))
             raise ValueError(f"persona field {name}: levels {unknown[:5]} were not in the surrogate's training data")
-        codes.append(values.map(lookup).to_numpy(np.int64))
+        codes.append(code.astype(np.int64))
     return torch.tensor(numeric, dtype=torch.float32), torch.tensor(np.stack(codes, axis=1))
 
 

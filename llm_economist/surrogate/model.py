@@ -74,7 +74,7 @@ class SurrogateConfig:
     n_hour_bins: int = 9
     n_channels: int = 3  # fairness, trust, stress
     dropout: float = 0.0
-    chunk_size: int = 2048  # agents per chunk when no gradient is recorded; changes no number
+    chunk_size: int = 8192  # agents per chunk when no gradient is recorded; changes no number
 
     def __post_init__(self) -> None:
         self.n_categories = tuple(int(c) for c in self.n_categories)
@@ -125,8 +125,7 @@ class GraphAttention(nn.Module):
         super().__init__()
         d, self.n_heads = config.d_model, config.n_heads
         self.query = nn.Linear(d, d)
-        self.key = nn.Linear(d, d)
-        self.value = nn.Linear(d, d)
+        self.key_value = nn.Linear(d, 2 * d)  # keys, then values
         self.expression_value = nn.Linear(config.d_expression, d, bias=False)
         self.edge_key = nn.Embedding(config.n_edge_types, d)
         self.edge_bias = nn.Embedding(config.n_edge_types, config.n_heads)
@@ -139,8 +138,7 @@ class GraphAttention(nn.Module):
     def keys_values(self, x: torch.Tensor, expression: torch.Tensor) -> torch.Tensor:
         """(N, 2d) each agent's key, then its value (which carries its last expression)."""
         d = x.shape[1]
-        weight = torch.cat([self.key.weight, self.value.weight])  # one matmul for both
-        keys_values = F.linear(x, weight, torch.cat([self.key.bias, self.value.bias]))  # (N, 2d)
+        keys_values = self.key_value(x)  # (N, 2d)
         keys_values[:, d:].addmm_(expression, self.expression_value.weight.t())  # values += W_e expression
         return keys_values
 
@@ -178,14 +176,12 @@ class GraphAttention(nn.Module):
         """(C * (E + 1), H) for (C, d) scaled queries: each agent's rows q . e_t + b_t, head by
         head, for every tie type t, then a padding row at half the lowest float (its weight
         underflows to exactly 0, and a row of padding only never meets inf - inf)."""
-        e, h = self.edge_bias.weight.shape
-        d = q.shape[1]
-        # (d, E * H) block matrix: column (t, g) holds e_t on head g's features.
-        eye = torch.eye(h, dtype=q.dtype, device=q.device)
-        by_type = torch.einsum("thj,hg->hjtg", self.edge_key.weight.view(e, h, d // h), eye).reshape(d, e * h)
-        padding = torch.finfo(q.dtype).min / 2
-        table = torch.addmm(F.pad(self.edge_bias.weight.reshape(-1), (0, h), value=padding), q, F.pad(by_type, (0, h)))
-        return table.view(-1, h)  # (C * (E + 1), H)
+        c, d = q.shape
+        h = self.n_heads
+        edge_keys = self.edge_key.weight.view(1, -1, h, d // h)  # (1, E, H, dh)
+        table = (q.view(c, 1, h, d // h) * edge_keys).sum(-1) + self.edge_bias.weight  # (C, E, H)
+        padding = q.new_full((c, 1, h), torch.finfo(q.dtype).min / 2)
+        return torch.cat([table, padding], dim=1).view(-1, h)  # (C * (E + 1), H)
 
 
 class MLP(nn.Module):
@@ -298,13 +294,10 @@ class SurrogatePopulation(nn.Module):
     def decide(self, x: torch.Tensor, memory: torch.Tensor) -> SurrogateOutput:
         """The heads and the memory update on the final tokens ``x`` (N, d)."""
         z = self.ln_final(x)  # (N, d)
-        heads = (self.hours_head, self.channels_head, self.expression_head)
-        out = F.linear(z, torch.cat([h.weight for h in heads]), torch.cat([h.bias for h in heads]))  # one matmul
-        hour_logits, channels, expression = out.split([h.out_features for h in heads], dim=1)
         return SurrogateOutput(
-            hour_logits=hour_logits.contiguous(),  # (N, n_hour_bins)
-            channels=1.0 + 4.0 * torch.sigmoid(channels),  # (N, n_channels)
-            expression=torch.tanh(expression),  # (N, d_expression)
+            hour_logits=self.hours_head(z),  # (N, n_hour_bins)
+            channels=1.0 + 4.0 * torch.sigmoid(self.channels_head(z)),  # (N, n_channels)
+            expression=torch.tanh(self.expression_head(z)),  # (N, d_expression)
             memory=self.memory(z, memory),  # (N, d)
         )
 

@@ -64,17 +64,15 @@ class SurrogateWorkers(WorkerPolicy):
         if not spec or "bins" not in spec:
             raise ValueError("surrogate workers: the model file carries no feature spec; train it with `distill train`")
         self.device = resolve_device(device)
-        self.model = model.to(self.device).eval()
+        self.model = model.to(self.device).eval().requires_grad_(False)  # gradients flow to the mechanism only
+        self.dtype = next(self.model.parameters()).dtype
         self.bins = torch.tensor(spec["bins"], dtype=torch.float64)
         self.channels = list(spec["channels"])
         self.horizon = horizon
         numeric, codes = persona_features(population.table, spec["levels"])
-        self.persona_num, self.persona_cat = numeric.to(self.device), codes.to(self.device)
+        self.persona_num, self.persona_cat = numeric.to(self.device, self.dtype), codes.to(self.device)
         self.graph = graph.to(self.device)
         self.n = population.n
-        self.dtype = next(self.model.parameters()).dtype
-        self.model.requires_grad_(False)  # gradients flow to the mechanism only
-        self.persona_num = self.persona_num.to(self.dtype)
 
     def _step(self, context: Tensor, carry: tuple[Tensor, Tensor] | None):
         n = self.n
