@@ -352,7 +352,7 @@ class Runner:
             "best": {"planner": best_label, "welfare": best},
             "llm": self.llm_summary(),
             "planners": planners,
-            "caveats": self.caveats(),
+            "caveats": self.caveats() + [f"{r.label}: {note}" for r in runs for note in getattr(r.planner, "notes", [])],
         }
 
     def llm_summary(self) -> dict | None:

@@ -118,3 +118,10 @@ def test_hour_distribution_reads_the_first_digit_alternatives():
     total = sum(raw.values())
     assert dist[4] == pytest.approx(raw[40] / total) and dist[3] == pytest.approx(raw[30] / total)
     assert sum(dist) == pytest.approx(1.0)
+    # At the sampling temperature T each alternative weighs exp(logprob / T), as the sampler draws it.
+    cool = hour_distribution(tokens, (0, 10, 20, 30, 40, 50, 60, 70, 80), temperature=0.5)
+    tempered = {40: math.exp(-0.5 / 0.5) + math.exp(-2.0 / 0.5), 30: math.exp(-1.5 / 0.5)}
+    assert cool[3] == pytest.approx(tempered[30] / sum(tempered.values()))
+    assert cool[4] > dist[4]
+    greedy = hour_distribution(tokens, (0, 10, 20, 30, 40, 50, 60, 70, 80), temperature=0.0)
+    assert greedy[4] == 1.0 and sum(greedy) == 1.0

@@ -8,13 +8,15 @@ from llm_economist.economy import (
     Preferences,
     TaxSchedule,
     calibrate_psi,
+    marginal_welfare_weights,
     pareto_parameter,
     saez_bracket_rates,
     saez_top_rate,
 )
 from llm_economist.mechanisms import make_mechanism
 from llm_economist.planners import GridPlanner, SaezPlanner, estimate_elasticity
-from llm_economist.workers import BoundedRationalWorkers, RationalWorkers
+from llm_economist.planners.saez import MIN_ELASTICITY
+from llm_economist.workers import BoundedRationalWorkers, Decisions, RationalWorkers, WorkerPolicy
 from llm_economist.world import World
 
 D = torch.float64
@@ -55,8 +57,6 @@ def test_saez_rates_are_a_fixed_point_of_the_formula(rational_world):
     planner = SaezPlanner(mechanism, tolerance=1e-8, max_iterations=500)
     theta = planner.propose(0, [], rational_world)
     assert planner.iterations < 500
-    from llm_economist.economy import marginal_welfare_weights
-
     outcome = rational_world.respond(mechanism.policy(theta))
     weights = marginal_welfare_weights(outcome, rational_world.prefs, "inverse_income", income_floor=10_000.0)
     again = saez_bracket_rates(outcome.income, weights, mechanism.cutoffs, 0.5)
@@ -78,3 +78,28 @@ def test_estimated_elasticity_is_close_for_nearly_rational_logit_workers(wages):
 def test_saez_planner_refuses_mechanisms_it_has_no_formula_for():
     with pytest.raises(ValueError, match="needs a bracket_tax mechanism"):
         SaezPlanner(make_mechanism("negative_income_tax"))
+
+
+class FixedHours(WorkerPolicy):
+    """Workers who work 40 hours whatever the tax: an elasticity of exactly zero."""
+
+    def act(self, obs, generator):
+        return Decisions(torch.full_like(obs.wage, 40.0))
+
+    def expected_hours(self, wage, policy, transfer):
+        return torch.full((*policy.schedule.rates.shape[:-1], wage.shape[-1]), 40.0, dtype=wage.dtype)
+
+
+def test_saez_facing_no_response_uses_the_no_response_limit_and_says_so(wages):
+    prefs = calibrate_psi(wages, TaxSchedule.us_federal_2024(), Preferences(eta=0.0, elasticity=0.5))
+    world = World(wages, prefs, FixedHours())
+    mechanism = make_mechanism("three_bracket")
+    planner = SaezPlanner(mechanism, elasticity="estimate", tolerance=1e-8, max_iterations=500)
+    theta = planner.propose(0, [], world)
+    # Incomes do not move, so the fixed point is the formula at the floor elasticity on those incomes.
+    outcome = world.respond(mechanism.policy(theta))
+    weights = marginal_welfare_weights(outcome, prefs, world.welfare_name, **world.welfare_params)
+    expected = saez_bracket_rates(outcome.income, weights, mechanism.cutoffs, MIN_ELASTICITY, planner.max_rate)
+    torch.testing.assert_close(theta, expected, atol=1e-6, rtol=0)
+    assert planner.fallbacks == planner.iterations
+    assert "elasticity" in planner.notes[0] and str(planner.fallbacks) in planner.notes[0]

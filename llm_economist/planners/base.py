@@ -34,6 +34,7 @@ class Planner(ABC):
     def __init__(self, mechanism: Mechanism) -> None:
         self.mechanism = mechanism
         self.evaluations = 0
+        self.notes: list[str] = []  # what a reader of the results must know about this planner's run
 
     @abstractmethod
     def propose(self, year: int, history: list[YearRecord], world: World) -> Tensor:

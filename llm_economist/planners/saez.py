@@ -24,6 +24,9 @@ from .base import OneShotPlanner
 Tensor = torch.Tensor
 
 PERTURBATION = 0.05
+# An estimate below this (hours that do not respond to the net-of-tax rate, or respond the wrong
+# way) is replaced by it: the formula's no-response limit, which taxes each bracket near the cap.
+MIN_ELASTICITY = 0.01
 
 
 def estimate_elasticity(world: World, policy: Policy) -> float:
@@ -72,12 +75,19 @@ class SaezPlanner(OneShotPlanner):
         self.max_rate = max_rate if max_rate is not None else float(mechanism.bounds()[1].max())
         self.elasticity: float | None = None
         self.iterations = 0
+        self.fallbacks = 0  # iterations whose estimated elasticity was below MIN_ELASTICITY
 
     def _elasticity(self, world: World, policy: Policy) -> float:
         if isinstance(self.elasticity_setting, (int, float)):
             return float(self.elasticity_setting)
         known = analytic_elasticity(world) if self.elasticity_setting == "auto" else None
-        return known if known is not None else estimate_elasticity(world, policy)
+        if known is not None:
+            return known
+        estimate = estimate_elasticity(world, policy)
+        if estimate < MIN_ELASTICITY:
+            self.fallbacks += 1
+            return MIN_ELASTICITY
+        return estimate
 
     def plan(self, world: World) -> Tensor:
         return self.fixed_point(world, self.mechanism.initial())
@@ -96,4 +106,10 @@ class SaezPlanner(OneShotPlanner):
             if step.abs().max() < self.tolerance:
                 break
         self.evaluations += world.evaluations - before
+        if self.fallbacks:
+            self.notes.append(
+                f"The population's estimated elasticity of taxable income was below {MIN_ELASTICITY} in "
+                f"{self.fallbacks} of {self.iterations} Saez iterations (hours barely respond to the net-of-tax "
+                f"rate); the formula used {MIN_ELASTICITY}, its no-response limit, which taxes brackets near the cap."
+            )
         return theta

@@ -73,11 +73,10 @@ def persona_features(table: pd.DataFrame, levels: dict[str, list[str]] | None = 
             column = column.cat.rename_categories([str(c) for c in column.cat.categories])
         else:
             column = column.astype(str)
-        code = pd.Categorical(column, categories=levels[name]).codes
-        if (code < 0).any():
-            unknown = sorted(set(column[code < 0]))
+        unknown = sorted(set(column.unique()) - set(levels[name]))
+        if unknown:
             raise ValueError(f"persona field {name}: levels {unknown[:5]} were not in the surrogate's training data")
-        codes.append(code.astype(np.int64))
+        codes.append(pd.Categorical(column, categories=levels[name]).codes.astype(np.int64))
     return torch.tensor(numeric, dtype=torch.float32), torch.tensor(np.stack(codes, axis=1))
 
 

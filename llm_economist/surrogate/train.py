@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from ..personas import SocialGraph
 from .dataset import Sequence, load_sequences, read_meta
 from .features import CATEGORICAL, NUMERIC, census_levels, context_features, n_context, persona_features
-from .model import SurrogateConfig, SurrogatePopulation
+from .model import PersonaEmbedding, SurrogateConfig, SurrogatePopulation
 
 Tensor = torch.Tensor
 
@@ -123,19 +123,18 @@ class IsolatedAgentNetwork(nn.Module):
 
     def __init__(self, config: SurrogateConfig, use_context: bool) -> None:
         super().__init__()
-        self.config, self.use_context = config, use_context
+        self.config = config
         d = config.d_model
-        self.features = nn.Linear(config.n_persona_features + (config.n_context if use_context else 0), d)
-        self.categories = nn.ModuleList(nn.Embedding(c, d) for c in config.n_categories)
+        self.persona = PersonaEmbedding(config)
+        self.context = nn.Linear(config.n_context, d) if use_context else None
         self.mlp = nn.Sequential(nn.GELU(), nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d), nn.GELU())
         self.hours_head = nn.Linear(d, config.n_hour_bins)
         self.channels_head = nn.Linear(d, config.n_channels)
 
     def forward(self, persona_num: Tensor, persona_cat: Tensor, context: Tensor) -> tuple[Tensor, Tensor]:
-        x = torch.cat([persona_num, context], dim=-1) if self.use_context else persona_num
-        x = self.features(x)
-        for f, embed in enumerate(self.categories):
-            x = x + embed(persona_cat[:, f])
+        x = self.persona(persona_num, persona_cat)  # (N, d)
+        if self.context is not None:
+            x = x + self.context(context)
         z = self.mlp(x)
         return self.hours_head(z), 1.0 + 4.0 * torch.sigmoid(self.channels_head(z))
 
@@ -196,7 +195,7 @@ def batches(sequences: list[Sequence], size: int, bins: Tensor, levels: dict, rn
 
 
 def fit(model: nn.Module, train: list[Batch], validation: list[Batch], settings: TrainSettings, log=None) -> dict:
-    """Adam with early stopping on the validation loss; the model ends at its best epoch."""
+    """AdamW with early stopping on the validation loss; the model ends at its best epoch."""
     torch.manual_seed(settings.seed)
     optimiser = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     best, best_state, best_epoch, history = math.inf, copy.deepcopy(model.state_dict()), 0, []

@@ -84,11 +84,16 @@ def decision_schema(bins: Sequence[int]) -> dict:
     }
 
 
-def hour_distribution(logprobs: Sequence[TokenLogprob] | None, bins: Sequence[int]) -> list[float] | None:
+def hour_distribution(
+    logprobs: Sequence[TokenLogprob] | None, bins: Sequence[int], temperature: float = 1.0
+) -> list[float] | None:
     """Probabilities over `bins` from the alternatives at the first digit of the hours value.
 
     An alternative counts for the bin named by its first digit; mass on anything else (a
-    non-digit, or a digit beyond the last bin) is dropped and the rest renormalised.
+    non-digit, or a digit beyond the last bin) is dropped and the rest renormalised. Each
+    alternative weighs exp(logprob / temperature): servers report the model's raw log-probabilities,
+    while the worker's stated hours are drawn at the sampling temperature, and the distribution
+    must be the one the stated hours come from (temperature 0: the most likely bin).
     """
     text = ""
     for token in logprobs or ():
@@ -96,10 +101,13 @@ def hour_distribution(logprobs: Sequence[TokenLogprob] | None, bins: Sequence[in
         if '"hours"' not in before or not token.token.strip()[:1].isdigit():
             continue
         mass = dict.fromkeys(bins, 0.0)
-        for alternative, logprob in token.top or ((token.token, token.logprob),):
+        alternatives = token.top or ((token.token, token.logprob),)
+        top = max(logprob for _, logprob in alternatives)
+        for alternative, logprob in alternatives:
             head = alternative.strip()[:1]
             if head.isdigit() and int(head) * 10 in mass:
-                mass[int(head) * 10] += math.exp(logprob)
+                # Relative to the top alternative, so a small temperature cannot underflow every weight.
+                mass[int(head) * 10] += math.exp((logprob - top) / temperature) if temperature > 0 else float(logprob == top)
         total = sum(mass.values())
         return [mass[b] / total for b in bins] if total > 0 else None
     return None
@@ -232,7 +240,7 @@ class LLMWorkers(WorkerPolicy):
             return ParsedDecision(previous_hours, None, None, "", "", True)
         channels = tuple(int(data[c]) for c in CHANNELS)
         return ParsedDecision(
-            float(data["hours"]), hour_distribution(reply.logprobs, self.bins), channels,
+            float(data["hours"]), hour_distribution(reply.logprobs, self.bins, self.client.settings.temperature), channels,
             str(data.get("reason", ""))[:60], str(data.get("message", ""))[:48], False,
         )
 
