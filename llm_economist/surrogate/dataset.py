@@ -3,13 +3,13 @@
 ``collect`` plays the config's planners (normally ``random``, which draws each year's
 parameters uniformly from the mechanism's bounds) once per episode. Episode e uses seed
 ``config.seed + e``, so every episode has a new census sample and social graph, and the random
-planner draws new schedules. Each finished episode becomes ``episode_XXXXX.parquet``, one row
-per planner, step and agent:
+planner draws new schedules. Each finished episode becomes ``episode_NNNNN.parquet`` (its
+number in five digits), one row per planner, step and agent:
 
 - who the agent is (persona fields, wage) and whom it listens to (``neighbours``, ``edge_types``);
 - the mechanism it faced (``cutoffs``, ``rates``, ``lump_sum``) and the transfer it expected;
 - what it did: ``hours`` and the settled ``income``, ``tax`` and ``transfer``;
-- the targets: ``hour_distribution`` over the bins in ``meta.json`` (LLM log-probabilities, or a
+- the targets: ``hour_distribution`` over the bins in ``meta.json`` (LLM log-probabilities at the sampling temperature, or a
   bounded-rational worker's logit probabilities), ``stated_hours``, the reasoning channels, and
   ``fallback`` for replies that were not decisions.
 
