@@ -9,9 +9,9 @@ number in five digits), one row per planner, step and agent:
 - who the agent is (persona fields, wage) and whom it listens to (``neighbours``, ``edge_types``);
 - the mechanism it faced (``cutoffs``, ``rates``, ``lump_sum``) and the transfer it expected;
 - what it did: ``hours`` and the settled ``income``, ``tax`` and ``transfer``;
-- the targets: ``hour_distribution`` over the bins in ``meta.json`` (LLM log-probabilities at the sampling temperature, or a
-  bounded-rational worker's logit probabilities), ``stated_hours``, the reasoning channels, and
-  ``fallback`` for replies that were not decisions.
+- the targets: ``hour_distribution`` over the bins in ``meta.json`` (LLM log-probabilities at
+  the sampling temperature, or a bounded-rational worker's logit probabilities),
+  ``stated_hours``, the reasoning channels, and ``fallback`` for replies that were not decisions.
 
 Interrupting loses at most the current tax year: finished episodes are skipped, an unfinished
 one resumes from its last checkpoint, and language-model replies already received come from the
