@@ -1,7 +1,10 @@
 """`llm-economist`: run a planner, compare planners, welfare sensitivity, rebuild a report.
 
-Exit codes: 0 success, 2 invalid config or arguments, 1 a run failed, 130 interrupted
-(finished tax years are checkpointed; rerun with --resume).
+Exit codes: 0 success; 1 a run failed; 2 invalid config, arguments or output directory (the
+message names the field or option); 3 the language-model server is unusable (refused
+credentials, unknown model, nothing listening, or too many fallbacks in a row): the run stopped,
+what finished is written and reported, and `--resume` continues once the server is fixed;
+130 interrupted (finished tax years are checkpointed; rerun with --resume).
 """
 
 from __future__ import annotations
@@ -16,12 +19,13 @@ import click
 from .config import ConfigError, load_config
 
 OVERRIDE_HELP = "Override a config field, e.g. --set economy.years=3 --set population.n_agents=500 (repeatable)."
+EXIT_SERVER_UNUSABLE = 3
 
 
 @contextmanager
 def exit_codes(on_interrupt: str = "interrupted") -> Iterator[None]:
     """Turn the errors a command can meet into the exit codes above, with the message on stderr."""
-    from .llm import LLMError
+    from .llm import LLMError, LLMUnavailable
     from .runner import ResumeError
 
     try:
@@ -29,7 +33,13 @@ def exit_codes(on_interrupt: str = "interrupted") -> Iterator[None]:
     except KeyboardInterrupt:
         click.echo(f"\n{on_interrupt}", err=True)
         sys.exit(130)
-    except (LLMError, ResumeError, FileNotFoundError) as err:
+    except LLMUnavailable as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(EXIT_SERVER_UNUSABLE)
+    except (ResumeError, ConfigError) as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(2)
+    except (LLMError, FileNotFoundError) as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(1)
     except ValueError as err:  # bad input met while building the run: mechanism options, planner labels, parameters
@@ -37,38 +47,45 @@ def exit_codes(on_interrupt: str = "interrupted") -> Iterator[None]:
         sys.exit(2)
 
 
-def _config(path: str, overrides: tuple[str, ...]):
+def _config(path: str, overrides: tuple[str, ...], seeds: int | None = None):
     """The validated config, or a usage error (exit 2) naming the bad field."""
+    if seeds is not None:
+        overrides = (*overrides, f"seeds={seeds}")
     try:
         return load_config(path, list(overrides))
     except ConfigError as err:
         raise click.UsageError(str(err)) from None
 
 
-def _execute(config_path: str, out: str | None, overrides: tuple[str, ...], resume: bool, labels: list[str] | None, quiet: bool) -> None:
-    """Load, run and report; labels None runs every planner, [] only the config's first."""
+def _execute(
+    config_path: str, out: str | None, overrides: tuple[str, ...], seeds: int | None, resume: bool, overwrite: bool,
+    labels: list[str] | None, quiet: bool,
+) -> None:
+    """Load, run every seed, report; labels None runs every planner, [] only the config's first."""
+    from .comparison import run_comparison
     from .reporting import write_report
-    from .runner import Runner
+    from .reporting.report import console_table, fallback_warning
 
-    config = _config(config_path, overrides)
+    config = _config(config_path, overrides, seeds)
     if labels == []:
         labels = [config.planners[0].name]
     out_dir = Path(out) if out else Path("runs") / config.name
-    runner = Runner(config, out_dir, resume=resume, progress=not quiet)
     with exit_codes(f"interrupted; finished tax years are saved. Continue with --resume --out {out_dir}"):
-        summary = runner.run(labels)
+        summary = run_comparison(config, out_dir, labels, resume=resume, overwrite=overwrite, progress=not quiet)
     report = write_report(out_dir)
     if not quiet:
-        click.echo(_table(summary))
+        click.echo(console_table(summary))
+    warning = fallback_warning(summary)
+    if warning:
+        click.echo(f"warning: {warning}", err=True)
     click.echo(f"report: {report}")
-
-
-def _table(summary: dict) -> str:
-    rows = [f"{'planner':<16}{'welfare':>14}{'% of best':>11}{'gini(c)':>9}{'hours':>8}"]
-    for label, p in summary["planners"].items():
-        pct = "n/a" if p["welfare_pct_of_best"] is None else f"{p['welfare_pct_of_best']:.2f}"
-        rows.append(f"{label:<16}{p['final_welfare']:>14,.1f}{pct:>11}{p['gini_consumption']:>9.3f}{p['mean_hours']:>8.1f}")
-    return "\n".join(rows)
+    if summary.get("stopped"):
+        click.echo(
+            f"error: the run stopped early: {summary['stopped']}\n"
+            f"What finished is in the report. Once the server is fixed: --resume --out {out_dir}",
+            err=True,
+        )
+        sys.exit(EXIT_SERVER_UNUSABLE)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -76,16 +93,24 @@ def main() -> None:
     """Mechanism design in economies of language-model and rational agents."""
 
 
+SEEDS_HELP = "Seeds per planner (seed, seed+1, ...); 3 or more give 95% intervals [default: the config's `seeds`, 1]."
+RESUME_HELP = "Continue an interrupted run in --out from its last finished tax year (adding seeds is allowed)."
+OVERWRITE_HELP = "Replace the files of an earlier run in --out (without it a non-empty --out is refused)."
+
+
 @main.command()
 @click.argument("config", type=click.Path(exists=True, dir_okay=False))
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Output directory [default: runs/<config name>].")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=OVERRIDE_HELP)
 @click.option("--planner", default=None, help="Label of the planner to run [default: the first in the config].")
-@click.option("--resume", is_flag=True, help="Continue an interrupted run in --out from its last finished tax year.")
-@click.option("--quiet", is_flag=True, help="No progress bar or table.")
-def run(config: str, out: str | None, overrides: tuple[str, ...], planner: str | None, resume: bool, quiet: bool) -> None:
-    """Run one planner against the configured population and write a report."""
-    _execute(config, out, overrides, resume, [planner] if planner else [], quiet)
+@click.option("--seeds", type=click.IntRange(1, 100), default=None, help=SEEDS_HELP)
+@click.option("--resume", is_flag=True, help=RESUME_HELP)
+@click.option("--overwrite", is_flag=True, help=OVERWRITE_HELP)
+@click.option("--quiet", is_flag=True, help="No progress bar or table (warnings and errors still print).")
+def run(config: str, out: str | None, overrides: tuple[str, ...], planner: str | None, seeds: int | None, resume: bool,
+        overwrite: bool, quiet: bool) -> None:
+    """Run one planner (and the no-tax baseline) against the configured population and write a report."""
+    _execute(config, out, overrides, seeds, resume, overwrite, [planner] if planner else [], quiet)
 
 
 @main.command()
@@ -93,31 +118,47 @@ def run(config: str, out: str | None, overrides: tuple[str, ...], planner: str |
 @click.option("--planners", default=None, help="Comma-separated planner labels to compare [default: all in the config].")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Output directory [default: runs/<config name>].")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=OVERRIDE_HELP)
-@click.option("--resume", is_flag=True, help="Continue an interrupted comparison in --out.")
-@click.option("--quiet", is_flag=True, help="No progress bar or table.")
-def compare(config: str, planners: str | None, out: str | None, overrides: tuple[str, ...], resume: bool, quiet: bool) -> None:
-    """Run several planners on the same population and seeds, and compare them in one report."""
+@click.option("--seeds", type=click.IntRange(1, 100), default=None, help=SEEDS_HELP)
+@click.option("--resume", is_flag=True, help=RESUME_HELP)
+@click.option("--overwrite", is_flag=True, help=OVERWRITE_HELP)
+@click.option("--quiet", is_flag=True, help="No progress bar or table (warnings and errors still print).")
+def compare(config: str, planners: str | None, out: str | None, overrides: tuple[str, ...], seeds: int | None, resume: bool,
+            overwrite: bool, quiet: bool) -> None:
+    """Run several planners on the same populations and seeds, and compare them with 95% intervals in one report."""
     labels = [p.strip() for p in planners.split(",") if p.strip()] if planners else None
-    _execute(config, out, overrides, resume, labels, quiet)
+    _execute(config, out, overrides, seeds, resume, overwrite, labels, quiet)
 
 
 @main.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--agent", type=int, required=True, help="Agent id (row of the population) to narrate.")
+@click.option("--agent", type=int, required=True, help="Agent id (row of the population) to narrate; one of the traced agents.")
 @click.option("--planner", default=None, help="Planner label whose run to narrate [default: the first in the traces].")
-def narrate(run_dir: str, agent: int, planner: str | None) -> None:
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=(
+    "Override an llm.* field of the run's config, e.g. --set llm.base_urls=[http://HOST:PORT/v1] --set llm.model=NAME (repeatable)."))
+@click.option("--max-tokens", type=click.IntRange(16, 32768), default=300, help=(
+    "Most tokens the model may write; a longer account is cut at its last complete sentence, with a note."))
+@click.option("--quiet", is_flag=True, help="No progress line.")
+def narrate(run_dir: str, agent: int, planner: str | None, overrides: tuple[str, ...], max_tokens: int, quiet: bool) -> None:
     """Write a first-person account of one agent's run, grounded in its trace rows.
 
     Uses the run's `llm` settings (the embedded model unless the config names a server).
     """
     from .factory import llm_settings
     from .llm import open_client
+    from .reporting.narrate import agent_record, model_label, require_files
     from .reporting.narrate import narrate as write_narrative
 
+    if any(not o.startswith("llm.") for o in overrides):
+        raise click.BadParameter("narrate takes only llm.* fields; the others describe the finished run", param_hint="--set")
+    run = Path(run_dir)
     with exit_codes():
-        config = load_config(Path(run_dir) / "config.yaml")
-        with open_client(llm_settings(config, str(Path(run_dir) / "llm_cache.sqlite"))) as client:
-            path = write_narrative(run_dir, agent, client, planner)
+        require_files(run, "config.yaml")
+        config = _config(str(run / "config.yaml"), overrides)
+        record = agent_record(run, config, agent, planner)
+        if not quiet:
+            click.echo(f"narrating agent {agent} under {record.planner} with {model_label(config.llm)} ...", err=True)
+        with open_client(llm_settings(config, str(run / "llm_cache.sqlite"))) as client:
+            path = write_narrative(record, config, client, max_tokens)
     click.echo(f"narrative: {path}")
 
 
@@ -144,11 +185,9 @@ def sensitivity(config: str, overrides: tuple[str, ...], parameters: str | None,
     differentiable in the tax rates (workers.kind = bounded or surrogate).
     """
     import json
-    import tempfile
 
     from .factory import make_config_mechanism
-    from .runner import Runner
-    from .sensitivity import welfare_gradient
+    from .sensitivity import sensitivity_world, welfare_gradient
 
     run_config = _config(config, overrides)
     with exit_codes():
@@ -160,16 +199,9 @@ def sensitivity(config: str, overrides: tuple[str, ...], parameters: str | None,
                 theta = mechanism.validate([float(v) for v in parameters.split(",")])
             except ValueError as err:
                 raise click.BadParameter(str(err), param_hint="--parameters") from None
-        with tempfile.TemporaryDirectory() as scratch:
-            runner = Runner(run_config, scratch, progress=False)
-            try:
-                runner.prepare()
-                assert runner.world is not None
-                gradient = welfare_gradient(runner.world, mechanism, theta, horizon)
-                welfare = float(runner.world.evaluate(mechanism, theta.unsqueeze(0))[0])
-            finally:
-                if runner.client is not None:
-                    runner.client.close()
+        world = sensitivity_world(run_config)
+        gradient = welfare_gradient(world, mechanism, theta, horizon)
+        welfare = float(world.evaluate(mechanism, theta.unsqueeze(0))[0])
     values = mechanism.as_dict(theta)
     rows = [f"{'parameter':<16}{'value':>14}{'dW/dθ':>16}"]
     rows += [f"{name:<16}{values[name]:>14,.6g}{gradient[name]:>16,.6g}" for name in mechanism.names]
@@ -249,8 +281,12 @@ def evaluate_command(model: str, data: str, out: str | None) -> None:
 def report(run_dir: str) -> None:
     """Rebuild report.md and the plots of a finished run directory."""
     from .reporting import write_report
+    from .reporting.narrate import require_files
 
-    click.echo(f"report: {write_report(Path(run_dir))}")
+    with exit_codes():
+        require_files(Path(run_dir), "summary.json", "config.yaml")
+        path = write_report(Path(run_dir))
+    click.echo(f"report: {path}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Run configuration: a YAML file validated into typed sections, with `key.path=value` overrides.
 
 Every field has a default, a range, and a description that the README reproduces; errors name
-the field (e.g. `economy.years: Input should be greater than or equal to 1`).
+the field (e.g. `economy.years: Input should be greater than or equal to 1`). Loading also builds
+the mechanism and every planner, so a bad option fails here, named, before any population exists.
 """
 
 from __future__ import annotations
@@ -11,11 +12,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+# Values as written: a boolean is not a number, NaN and infinity are no values (ints fill float fields).
+STRICT = ConfigDict(strict=True, allow_inf_nan=False)
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", **STRICT)
 
 
 class PopulationConfig(Section):
@@ -85,6 +89,11 @@ class LLMConfig(Section):
     cache_path: str | None = Field(None, description="SQLite response cache; default <out>/llm_cache.sqlite")
     price_prompt_per_million: float | None = Field(None, ge=0.0)
     price_completion_per_million: float | None = Field(None, ge=0.0)
+    max_consecutive_fallbacks: int = Field(
+        20, ge=0,
+        description="stop the run when this many worker decisions or planner proposals in a row fell back, or all of a "
+        "planner's first period (0 = never stop)",
+    )
 
     @model_validator(mode="after")
     def _no_keys_in_config(self) -> "LLMConfig":
@@ -140,12 +149,13 @@ class OutputConfig(Section):
 class RunConfig(Section):
     name: str = "run"
     seed: int = Field(0, ge=0, description="seeds population, graph and worker randomness")
+    seeds: int = Field(1, ge=1, le=100, description="seeds per planner: seed, seed+1, ...; 3 or more give 95% intervals")
     population: PopulationConfig = PopulationConfig()
     economy: EconomyConfig = EconomyConfig()
     welfare: WelfareConfig = WelfareConfig()
     mechanism: MechanismConfig = MechanismConfig()
     workers: WorkersConfig = WorkersConfig()
-    planners: list[PlannerConfig] = Field(default_factory=lambda: [PlannerConfig(kind="saez")], min_length=1)
+    planners: list[PlannerConfig] = Field(default_factory=lambda: [PlannerConfig(kind="saez")], min_length=1, validate_default=True)
     llm: LLMConfig = LLMConfig()
     governance: GovernanceConfig = GovernanceConfig()
     output: OutputConfig = OutputConfig()
@@ -160,15 +170,16 @@ class RunConfig(Section):
     def needs_llm(self) -> bool:
         return self.workers.kind == "llm" or any(p.kind == "llm" for p in self.planners)
 
-    @model_validator(mode="after")
-    def _unique_labels(self) -> "RunConfig":
-        for planner in self.planners:
+    @field_validator("planners")
+    @classmethod
+    def _unique_labels(cls, planners: list[PlannerConfig]) -> list[PlannerConfig]:
+        for planner in planners:
             planner.label = planner.name
-        names = [p.name for p in self.planners]
+        names = [p.name for p in planners]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
-            raise ValueError(f"planners: labels must be unique, repeated: {dupes} (set `label` to tell them apart)")
-        return self
+            raise ValueError(f"labels must be unique, repeated: {dupes} (set `label` to tell them apart)")
+        return planners
 
 
 class ConfigError(ValueError):
@@ -179,7 +190,7 @@ def _format(err: ValidationError) -> str:
     lines = []
     for e in err.errors():
         where = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        lines.append(f"{where}: {e['msg']}")
+        lines.append(f"{where}: {e['msg'].removeprefix('Value error, ')}")
     return "invalid config:\n  " + "\n  ".join(lines)
 
 
@@ -213,7 +224,8 @@ def apply_override(data: dict, assignment: str) -> None:
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
-    """Read YAML (or start from defaults), apply overrides, validate."""
+    """Read YAML (or start from defaults), apply overrides, validate, and build the mechanism and
+    planners once to check their options."""
     data: dict = {}
     if path is not None:
         path = Path(path)
@@ -228,9 +240,16 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     for assignment in overrides or []:
         apply_override(data, assignment)
     try:
-        return RunConfig.model_validate(data)
+        config = RunConfig.model_validate(data)
     except ValidationError as err:
         raise ConfigError(_format(err)) from None
+    from .factory import check_buildable  # here, not at the top: the factory imports this module
+
+    try:
+        check_buildable(config)
+    except ConfigError as err:
+        raise ConfigError(f"invalid config:\n  {err}") from None
+    return config
 
 
 def dump_config(config: RunConfig) -> str:

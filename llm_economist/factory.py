@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import inspect
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from importlib.metadata import EntryPoint
 from pathlib import Path
 
 import torch
+from pydantic import ValidationError, create_model
 
-from .config import PlannerConfig, RunConfig
+from .config import STRICT, ConfigError, PlannerConfig, RunConfig
 from .economy.labour import best_response_hours, calibrate_psi
 from .economy.outcome import hours_shares
 from .economy.tax import TaxSchedule
 from .economy.utility import Preferences
 from .llm import LLMClient, LLMSettings
 from .mechanisms.base import Mechanism
-from .mechanisms.registry import make_mechanism
+from .mechanisms.registry import available_mechanisms, make_mechanism
 from .planners.base import Planner
 from .personas import Population, population_graph
 from .surrogate.model import SurrogatePopulation
@@ -23,6 +29,7 @@ from .planners.llm import LLMPlanner
 from .planners.random import RandomPlanner
 from .planners.saez import SaezPlanner
 from .planners.search import GridPlanner, SearchPlanner
+from .results import BASELINE
 from .workers.base import WorkerPolicy
 from .workers.llm import LLMWorkers
 from .workers.rational import BoundedRationalWorkers, RationalWorkers
@@ -91,23 +98,75 @@ def make_world(config: RunConfig, population: Population, wage: torch.Tensor, cl
     return world, calibration
 
 
+OWN_MECHANISM_PLANNERS = {"us_federal": us_federal_planner, "flat": flat_planner}
+PLANNERS = {"fixed": FixedPlanner, "saez": SaezPlanner, "search": SearchPlanner, "grid": GridPlanner, "llm": LLMPlanner,
+            "gradient": GradientPlanner, "random": RandomPlanner}
+SEEDED_PLANNERS = ("search", "llm", "gradient", "random")  # their `seed` defaults to the run's
+
+
+def _check_options(factory: Callable, options: dict, where: str, title: str, skip: int = 0) -> None:
+    """Refuse names the factory does not take and values of the wrong type (strictly, as in the
+    config: a boolean is not a number, NaN is no value), naming `where.<option>`."""
+    params = list(inspect.signature(factory, eval_str=True).parameters.values())[skip:]
+    names = sorted(p.name for p in params)
+    for key in options:
+        if key not in names:
+            raise ConfigError(f"{where}.{key}: unknown option for {title}; options are {', '.join(names)}")
+    fields = {p.name: (p.annotation, ... if p.default is p.empty else p.default) for p in params}
+    try:
+        create_model(title, __config__=STRICT, **fields).model_validate(options)
+    except ValidationError as err:
+        first = err.errors()[0]
+        name, *inner = first["loc"]
+        path = ".".join([where, str(name), *(str(i) for i in inner if isinstance(i, int))])  # list indices, not union members
+        raise ConfigError(f"{path}: {first['msg']}") from None
+
+
+@contextmanager
+def _options_at(options: dict, where: str, title: str) -> Iterator[None]:
+    """A ValueError from building names the option its message mentions first, else the entry."""
+    try:
+        yield
+    except ValueError as err:
+        message = str(err)
+        mentioned = [(m.start(), str(key)) for key in options if (m := re.search(rf"\b{re.escape(str(key))}\b", message))]
+        place = f"{where}.{min(mentioned)[1]}" if mentioned else f"{where} ({title})"
+        raise ConfigError(f"{place}: {message}") from None
+
+
 def make_config_mechanism(config: RunConfig) -> Mechanism:
-    return make_mechanism(config.mechanism.name, **config.mechanism.options)
+    """The config's mechanism; a ConfigError names `mechanism.name` or the option at fault."""
+    name, options = config.mechanism.name, config.mechanism.options
+    registry = available_mechanisms()
+    if name not in registry:
+        raise ConfigError(f"mechanism.name: unknown mechanism {name!r}; available: {', '.join(sorted(registry))}")
+    if not isinstance(registry[name], EntryPoint):  # a plug-in may take **kwargs: its own errors pass through
+        _check_options(registry[name], options, "mechanism.options", name)
+    with _options_at(options, "mechanism.options", name):
+        return make_mechanism(name, **options)
 
 
 def make_planner(planner: PlannerConfig, config: RunConfig) -> Planner:
-    """The planner a config entry names; `us_federal` and `flat` bring their own mechanisms."""
-    options = planner.options
-    try:
-        if planner.kind == "us_federal":
-            return us_federal_planner(**options)
-        if planner.kind == "flat":
-            return flat_planner(**options)
-        mechanism = make_config_mechanism(config)
-        kinds = {"fixed": FixedPlanner, "saez": SaezPlanner, "search": SearchPlanner, "grid": GridPlanner, "llm": LLMPlanner,
-                 "gradient": GradientPlanner, "random": RandomPlanner}
-        if planner.kind in ("search", "llm", "gradient", "random"):
-            options.setdefault("seed", config.seed)
-        return kinds[planner.kind](mechanism, **options)
-    except TypeError as err:
-        raise ValueError(f"planner {planner.name}: bad options {sorted(options)}: {err}") from None
+    """The planner a config entry names; `us_federal` and `flat` bring their own mechanisms. A
+    ConfigError names the entry (`planners.1`) or its option at fault (`planners.1.budget`)."""
+    where, options = f"planners.{config.planners.index(planner)}", planner.options
+    if planner.kind in OWN_MECHANISM_PLANNERS:
+        factory, args = OWN_MECHANISM_PLANNERS[planner.kind], ()
+    else:
+        factory, args = PLANNERS[planner.kind], (make_config_mechanism(config),)
+    if planner.kind in SEEDED_PLANNERS:
+        options.setdefault("seed", config.seed)
+    _check_options(factory, options, where, planner.kind, skip=len(args))
+    with _options_at(options, where, planner.kind):
+        return factory(*args, **options)
+
+
+def check_buildable(config: RunConfig) -> None:
+    """Build the mechanism and every planner once (cheap: no population is touched), so that a bad
+    option fails at load, named, rather than after minutes of set-up."""
+    for i, planner in enumerate(config.planners):
+        if planner.name == BASELINE:
+            raise ConfigError(f"planners.{i}.label: {BASELINE} is reserved for the no-tax baseline every run adds; choose another label")
+    make_config_mechanism(config)
+    for planner in config.planners:
+        make_planner(planner, config)

@@ -10,10 +10,35 @@ from __future__ import annotations
 
 import torch
 
+from .config import RunConfig
 from .mechanisms.base import Mechanism
+from .personas import sample_population
 from .world import World
 
 Tensor = torch.Tensor
+
+# Worker kinds whose mean hours move smoothly with the rates; exact best responses (`rational`, and
+# the population model of `llm` workers) jump between brackets and bunch at the kinks.
+SMOOTH_WORKERS = ("bounded", "surrogate")
+
+
+def sensitivity_world(config: RunConfig) -> World:
+    """The world `run` builds for this config, without a run directory or a language model;
+    ValueError naming the workers.kind to use when the population is not smooth in the rates."""
+    kind = config.workers.kind
+    if kind not in SMOOTH_WORKERS:
+        model = " (whose population model is the rational one)" if kind == "llm" else ""
+        raise ValueError(
+            f"sensitivity: under workers.kind = {kind}{model} hours are piecewise flat in the rates, so dW/dθ is "
+            "zero or meaningless; use --set workers.kind=bounded (or surrogate)"
+        )
+    # Imported here: the factory imports the gradient planner, which imports this module.
+    from .factory import DTYPES, make_world
+
+    pop = config.population
+    population = sample_population(pop.n_agents, config.seed, pop.income_model)
+    world, _ = make_world(config, population, population.wage(dtype=DTYPES[config.economy.dtype]))
+    return world
 
 
 def horizon_welfare(world: World, mechanism: Mechanism, theta: Tensor, horizon: int = 1) -> Tensor:

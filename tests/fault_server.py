@@ -4,11 +4,19 @@ Each chat request takes the next behaviour from the script (then `default`):
   "ok"         a JSON reply (`content`), with usage, and logprobs when asked for
   "500"        HTTP 500
   "429"        HTTP 429 with Retry-After: 0
+  "400"        HTTP 400, a request the server will not take (not retried, not fatal)
+  "401"        HTTP 401, OpenAI's "invalid_api_key" error, echoing the key it was sent
+  "403"        HTTP 403, the key may not use the model
+  "404"        HTTP 404, OpenAI's "model_not_found" error
   "hang"       no answer for `hang_s` seconds (past the client's timeout), then a late reply
   "malformed"  content that holds no JSON
   "schema"     JSON without the required "hours"
-Every request is recorded (path, headers with lower-case names, parsed body). The server stops itself after
-`lifetime_s` seconds or `max_requests` requests, and only ever binds the loopback address.
+  "empty"      empty content
+  "garbage"    HTTP 200 whose body is not JSON at all
+Chat replies end with `finish_reason` ("stop"; "length" pretends the reply hit max_tokens); `delay_s`
+delays "ok", "malformed", "schema" and "empty". Every request is recorded (path, headers with
+lower-case names, parsed body). The server stops itself after `lifetime_s` seconds or `max_requests`
+requests, and only ever binds the loopback address.
 """
 
 from __future__ import annotations
@@ -20,11 +28,21 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-BEHAVIOURS = ("ok", "500", "429", "hang", "malformed", "schema")
+from llm_economist.llm import LLMSettings
+
+BEHAVIOURS = ("ok", "500", "429", "400", "401", "403", "404", "hang", "malformed", "schema", "empty", "garbage")
 OK_CONTENT = '{"hours": 40, "reason": "steady week"}'
 MALFORMED_CONTENT = "I think I will work about forty hours."
 SCHEMA_CONTENT = '{"reason": "no hours given"}'
 CHAT_PATH = "/v1/chat/completions"
+KEY = "sk-test-0123456789abcdefSECRET"  # a key-shaped secret that must never be echoed
+
+
+def fault_settings(*urls: str, **kw) -> LLMSettings:
+    """Client settings for talking to fault servers: short timeouts and backoff, a fixed seed."""
+    base = dict(base_urls=urls, model="fault-model", timeout_s=0.5, max_retries=3, backoff_s=0.01, seed=7)
+    base.update(kw)
+    return LLMSettings(**base)
 
 
 @dataclass(frozen=True)
@@ -45,6 +63,7 @@ class FaultServer:
         hang_s: float = 3.0,
         lifetime_s: float = 120.0,
         max_requests: int = 1000,
+        finish_reason: str = "stop",
     ) -> None:
         for b in (*script, default):
             if b not in BEHAVIOURS:
@@ -54,6 +73,7 @@ class FaultServer:
         self.content = content
         self.delay_s = delay_s
         self.hang_s = hang_s
+        self.finish_reason = finish_reason
         self.max_requests = max_requests
         self.requests: list[Recorded] = []
         self.in_flight = 0
@@ -132,13 +152,27 @@ class FaultServer:
                     self._json(500, {"error": {"message": "scripted internal error", "type": "server_error"}})
                 elif behaviour == "429":
                     self._json(429, {"error": {"message": "scripted rate limit", "type": "rate_limit"}}, {"Retry-After": "0"})
+                elif behaviour == "400":
+                    self._json(400, _openai_error("scripted bad request", "invalid_value"))
+                elif behaviour == "401":
+                    key = self.headers.get("Authorization", "").removeprefix("Bearer ")
+                    self._json(401, _openai_error(f"Incorrect API key provided: {key}.", "invalid_api_key"))
+                elif behaviour == "403":
+                    message = f"Project does not have access to model {body.get('model')}."
+                    self._json(403, _openai_error(message, "model_not_allowed"))
+                elif behaviour == "404":
+                    self._json(404, _openai_error(f"The model `{body.get('model')}` does not exist.", "model_not_found"))
+                elif behaviour == "garbage":
+                    self._raw(200, b"<html>502 Bad Gateway</html>")
                 elif behaviour == "hang":
                     server._stopping.wait(server.hang_s)
                     self._chat(body, server.content)
                 else:
                     if server.delay_s:
                         server._stopping.wait(server.delay_s)
-                    content = {"ok": server.content, "malformed": MALFORMED_CONTENT, "schema": SCHEMA_CONTENT}[behaviour]
+                    content = {
+                        "ok": server.content, "malformed": MALFORMED_CONTENT, "schema": SCHEMA_CONTENT, "empty": "",
+                    }[behaviour]
                     self._chat(body, content)
 
             def _chat(self, body: dict, content: str) -> None:
@@ -162,13 +196,15 @@ class FaultServer:
                     "id": "chatcmpl-fault", "object": "chat.completion", "created": int(time.time()),
                     "model": body.get("model", "fault-model"),
                     "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
-                                 "logprobs": logprobs, "finish_reason": "stop"}],
+                                 "logprobs": logprobs, "finish_reason": server.finish_reason}],
                     "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(pieces),
                               "total_tokens": prompt_tokens + len(pieces)},
                 })
 
             def _json(self, status: int, payload: dict, headers: dict[str, str] | None = None) -> None:
-                data = json.dumps(payload).encode()
+                self._raw(status, json.dumps(payload).encode(), headers)
+
+            def _raw(self, status: int, data: bytes, headers: dict[str, str] | None = None) -> None:
                 try:
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")
@@ -195,3 +231,7 @@ class FaultServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _openai_error(message: str, code: str) -> dict:
+    return {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}}

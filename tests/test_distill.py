@@ -138,9 +138,9 @@ def test_surrogate_workers_run_through_the_runner(trained: Path, tmp_path: Path)
         f"workers.surrogate_model={trained}", "planners=[{kind: saez}, {kind: us_federal}]",
     ])
     summary = Runner(config, tmp_path, progress=False).run()
-    assert set(summary["planners"]) == {"saez", "us_federal"}
+    assert set(summary["planners"]) == {"saez", "us_federal", "no_tax"}
     traces = pd.read_parquet(tmp_path / "traces.parquet")
-    assert len(traces) == 2 * 4 * 300
+    assert len(traces) == 3 * 4 * 300
     assert traces["hours"].isin([10.0 * b for b in range(9)]).all()
     first = traces[(traces.planner == "saez") & (traces.step == 0)]
     assert sum(first["hour_distribution"].iloc[0]) == pytest.approx(1.0, abs=1e-5)
@@ -207,7 +207,7 @@ def test_the_shipped_surrogate_is_the_default_population(tmp_path: Path) -> None
     ])
     Runner(config, tmp_path, progress=False).run()
     traces = pd.read_parquet(tmp_path / "traces.parquet")
-    assert len(traces) == 2 * 500
+    assert len(traces) == 2 * 2 * 500  # us_federal and the no-tax baseline
     assert traces["hours"].isin(meta["bins"]).all()
     for name in meta["channels"]:
         assert traces[name].between(1.0, 5.0).all()

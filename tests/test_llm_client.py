@@ -19,7 +19,7 @@ from llm_economist.llm import (
     request_key,
     validate,
 )
-from fault_server import OK_CONTENT, FaultServer
+from fault_server import KEY, OK_CONTENT, FaultServer, fault_settings
 
 SCHEMA = {
     "type": "object",
@@ -30,13 +30,6 @@ SCHEMA = {
     "required": ["hours", "reason"],
     "additionalProperties": False,
 }
-KEY = "sk-test-0123456789abcdefSECRET"
-
-
-def settings(*urls: str, **kw) -> LLMSettings:
-    base = dict(base_urls=urls, model="fault-model", timeout_s=0.5, max_retries=3, backoff_s=0.01, seed=7)
-    base.update(kw)
-    return LLMSettings(**base)
 
 
 def ask(i: int = 0, **kw) -> ChatRequest:
@@ -52,7 +45,7 @@ def server():
 # -- retries -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("fault", ["500", "429", "hang"])
 def test_transient_failures_are_retried_then_succeed(fault: str) -> None:
-    with FaultServer(script=[fault, fault], hang_s=2.0) as s, LLMClient(settings(s.url)) as client:
+    with FaultServer(script=[fault, fault], hang_s=2.0) as s, LLMClient(fault_settings(s.url)) as client:
         reply = client.complete(ask())
         assert reply.ok and reply.data == {"hours": 40, "reason": "steady week"}
         assert reply.error is None and reply.attempts == 3
@@ -63,7 +56,7 @@ def test_transient_failures_are_retried_then_succeed(fault: str) -> None:
 
 
 def test_retries_are_bounded_and_the_error_names_the_status() -> None:
-    with FaultServer(default="500") as s, LLMClient(settings(s.url, max_retries=2)) as client:
+    with FaultServer(default="500") as s, LLMClient(fault_settings(s.url, max_retries=2)) as client:
         reply = client.complete(ask())
     assert not reply.ok and reply.text is None and reply.attempts == 3
     assert "HTTP 500" in reply.error and s.url in reply.error and "3 attempts" in reply.error
@@ -71,29 +64,21 @@ def test_retries_are_bounded_and_the_error_names_the_status() -> None:
 
 
 def test_timeouts_name_the_limit() -> None:
-    with FaultServer(default="hang", hang_s=2.0) as s, LLMClient(settings(s.url, max_retries=0)) as client:
+    with FaultServer(default="hang", hang_s=2.0) as s, LLMClient(fault_settings(s.url, max_retries=0)) as client:
         reply = client.complete(ask())
     assert reply.text is None and "within 0.5 s" in reply.error and reply.attempts == 1
 
 
-def test_client_errors_other_than_429_are_not_retried(server: FaultServer) -> None:
-    with LLMClient(settings(server.url.replace("/v1", "/nowhere"))) as client:
+def test_client_errors_other_than_429_are_not_retried() -> None:
+    with FaultServer(default="400") as s, LLMClient(fault_settings(s.url)) as client:
         reply = client.complete(ask())
-    assert not reply.ok and reply.attempts == 1 and "HTTP 404" in reply.error
+    assert not reply.ok and reply.attempts == 1 and "HTTP 400" in reply.error and reply.failure == "http_400"
     assert client.usage.retries == 0 and client.usage.failures == 1
-
-
-def test_connection_refused_is_retried_and_reported() -> None:
-    with FaultServer() as s:
-        url = s.url
-    with LLMClient(settings(url, max_retries=1)) as client:
-        reply = client.complete(ask())
-    assert not reply.ok and reply.attempts == 2 and "connection to" in reply.error
 
 
 # -- bad replies -------------------------------------------------------------------------------
 def test_a_reply_that_stays_malformed_is_returned_unusable_not_raised() -> None:
-    with FaultServer(default="malformed") as s, LLMClient(settings(s.url, max_retries=2)) as client:
+    with FaultServer(default="malformed") as s, LLMClient(fault_settings(s.url, max_retries=2)) as client:
         reply = client.complete(ask())
     assert reply.data is None and not reply.ok
     assert reply.text == "I think I will work about forty hours."
@@ -102,27 +87,27 @@ def test_a_reply_that_stays_malformed_is_returned_unusable_not_raised() -> None:
 
 
 def test_a_schema_violation_is_retried_with_the_next_seed() -> None:
-    with FaultServer(script=["schema"]) as s, LLMClient(settings(s.url)) as client:
+    with FaultServer(script=["schema"]) as s, LLMClient(fault_settings(s.url)) as client:
         reply = client.complete(ask(5))
     assert reply.ok and reply.attempts == 2
     assert [r.body["seed"] for r in s.chat_requests] == [5, 6]
 
 
 def test_transport_retries_resend_the_same_seed() -> None:
-    with FaultServer(script=["500"]) as s, LLMClient(settings(s.url)) as client:
+    with FaultServer(script=["500"]) as s, LLMClient(fault_settings(s.url)) as client:
         client.complete(ask(5))
     assert [r.body["seed"] for r in s.chat_requests] == [5, 5]
 
 
 def test_a_schema_violation_that_persists_names_the_missing_field() -> None:
-    with FaultServer(default="schema") as s, LLMClient(settings(s.url, max_retries=0)) as client:
+    with FaultServer(default="schema") as s, LLMClient(fault_settings(s.url, max_retries=0)) as client:
         reply = client.complete(ask())
     assert reply.data is None and "missing required 'hours'" in reply.error
 
 
 def test_replies_without_a_schema_are_usable_text(server: FaultServer) -> None:
     server.content = "Monday I worked, Tuesday I rested."
-    with LLMClient(settings(server.url)) as client:
+    with LLMClient(fault_settings(server.url)) as client:
         reply = client.complete(ChatRequest((("user", "Write a diary."),), tag="narrate"))
     assert reply.ok and reply.data == {} and reply.text.startswith("Monday")
     assert "response_format" not in server.chat_requests[0].body
@@ -130,7 +115,7 @@ def test_replies_without_a_schema_are_usable_text(server: FaultServer) -> None:
 
 # -- what is sent ------------------------------------------------------------------------------
 def test_structured_output_and_sampling_are_sent(server: FaultServer) -> None:
-    with LLMClient(settings(server.url, temperature=0.3, max_tokens=99, top_logprobs=5)) as client:
+    with LLMClient(fault_settings(server.url, temperature=0.3, max_tokens=99, top_logprobs=5)) as client:
         reply = client.complete(ask(3, logprobs=True))
     body = server.chat_requests[0].body
     assert body["model"] == "fault-model" and body["seed"] == 3
@@ -144,7 +129,7 @@ def test_structured_output_and_sampling_are_sent(server: FaultServer) -> None:
 
 
 def test_requests_are_spread_round_robin_over_base_urls() -> None:
-    with FaultServer() as a, FaultServer() as b, LLMClient(settings(a.url, b.url)) as client:
+    with FaultServer() as a, FaultServer() as b, LLMClient(fault_settings(a.url, b.url)) as client:
         replies = client.complete_many([ask(i) for i in range(6)])
     assert all(r.ok for r in replies)
     assert len(a.chat_requests) == 3 and len(b.chat_requests) == 3
@@ -152,7 +137,7 @@ def test_requests_are_spread_round_robin_over_base_urls() -> None:
 
 def test_a_failing_url_is_skipped_on_retry() -> None:
     with FaultServer(default="500") as bad, FaultServer() as good:
-        with LLMClient(settings(bad.url, good.url, max_retries=6)) as client:
+        with LLMClient(fault_settings(bad.url, good.url, max_retries=6)) as client:
             replies = client.complete_many([ask(i) for i in range(4)])
     assert all(r.ok for r in replies) and len(good.chat_requests) == 4
 
@@ -160,14 +145,15 @@ def test_a_failing_url_is_skipped_on_retry() -> None:
 # -- cache -------------------------------------------------------------------------------------
 def test_an_identical_request_is_served_from_the_cache(server: FaultServer, tmp_path: Path) -> None:
     cache = tmp_path / "cache.sqlite"
-    with LLMClient(settings(server.url, cache_path=str(cache))) as client:
+    with LLMClient(fault_settings(server.url, cache_path=str(cache))) as client:
         first = client.complete(ask(1))
         second = client.complete(ask(1))
     assert not first.cached and second.cached and second.attempts == 0
+    assert second.failure is None and not second.truncated
     assert second.data == first.data and second.key == first.key
     assert len(server.chat_requests) == 1
     assert client.usage.cache_hits == 1 and client.usage.http_calls == 1
-    with LLMClient(settings(server.url, cache_path=str(cache))) as again:  # a rerun is free
+    with LLMClient(fault_settings(server.url, cache_path=str(cache))) as again:  # a rerun is free
         assert again.complete(ask(1)).cached
     assert len(server.chat_requests) == 1
 
@@ -175,9 +161,9 @@ def test_an_identical_request_is_served_from_the_cache(server: FaultServer, tmp_
 def test_the_cache_key_ignores_url_and_tag_but_not_the_seed(server: FaultServer, tmp_path: Path) -> None:
     cache = str(tmp_path / "cache.sqlite")
     with FaultServer() as other:
-        with LLMClient(settings(server.url, cache_path=cache)) as client:
+        with LLMClient(fault_settings(server.url, cache_path=cache)) as client:
             client.complete(ask(1))
-        with LLMClient(settings(other.url, cache_path=cache)) as client:
+        with LLMClient(fault_settings(other.url, cache_path=cache)) as client:
             assert client.complete(dataclasses.replace(ask(1), tag="vote")).cached
             assert not client.complete(ask(2)).cached
         assert len(other.chat_requests) == 1
@@ -186,7 +172,7 @@ def test_the_cache_key_ignores_url_and_tag_but_not_the_seed(server: FaultServer,
 def test_unusable_replies_are_not_cached(tmp_path: Path) -> None:
     cache = str(tmp_path / "cache.sqlite")
     with FaultServer(script=["malformed"]) as s:
-        with LLMClient(settings(s.url, cache_path=cache, max_retries=0)) as client:
+        with LLMClient(fault_settings(s.url, cache_path=cache, max_retries=0)) as client:
             assert not client.complete(ask()).ok
             assert client.complete(ask()).ok
         assert len(s.chat_requests) == 2
@@ -194,7 +180,7 @@ def test_unusable_replies_are_not_cached(tmp_path: Path) -> None:
 
 def test_concurrent_identical_requests_make_one_call(server: FaultServer, tmp_path: Path) -> None:
     server.delay_s = 0.1
-    with LLMClient(settings(server.url, cache_path=str(tmp_path / "c.sqlite"))) as client:
+    with LLMClient(fault_settings(server.url, cache_path=str(tmp_path / "c.sqlite"))) as client:
         replies = client.complete_many([ask(1)] * 5)
     assert all(r.ok for r in replies) and sum(r.cached for r in replies) == 4
     assert len(server.chat_requests) == 1
@@ -204,12 +190,12 @@ def test_a_corrupt_cache_file_is_named_in_the_error(server: FaultServer, tmp_pat
     bad = tmp_path / "broken.sqlite"
     bad.write_bytes(b"this is not a database" * 100)
     with pytest.raises(CacheError, match="broken.sqlite"):
-        LLMClient(settings(server.url, cache_path=str(bad)))
+        LLMClient(fault_settings(server.url, cache_path=str(bad)))
 
 
 def test_the_cache_stores_text_and_token_counts(server: FaultServer, tmp_path: Path) -> None:
     cache = tmp_path / "c.sqlite"
-    with LLMClient(settings(server.url, cache_path=str(cache))) as client:
+    with LLMClient(fault_settings(server.url, cache_path=str(cache))) as client:
         reply = client.complete(ask(logprobs=True))
     rows = sqlite3.connect(cache).execute("SELECT key, text, prompt_tokens, completion_tokens FROM replies").fetchall()
     assert rows == [(reply.key, OK_CONTENT, reply.prompt_tokens, reply.completion_tokens)]
@@ -219,7 +205,7 @@ def test_the_cache_stores_text_and_token_counts(server: FaultServer, tmp_path: P
 def test_the_api_key_is_sent_but_never_shown_or_stored(server: FaultServer, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("FAULT_KEY", KEY)
     cache = tmp_path / "cache.sqlite"
-    s = settings(server.url, api_key_env="FAULT_KEY", cache_path=str(cache))
+    s = fault_settings(server.url, api_key_env="FAULT_KEY", cache_path=str(cache))
     with LLMClient(s) as client:
         client.complete(ask())
         shown = repr(client) + str(client) + repr(s) + repr(client.usage) + str(client.usage.as_dict())
@@ -231,9 +217,9 @@ def test_the_api_key_is_sent_but_never_shown_or_stored(server: FaultServer, tmp_
 
 def test_an_explicit_key_wins_and_local_servers_get_a_placeholder(server: FaultServer, monkeypatch) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    with LLMClient(settings(server.url)) as client:
+    with LLMClient(fault_settings(server.url)) as client:
         client.complete(ask(1))
-    with LLMClient(settings(server.url), api_key=KEY) as client:
+    with LLMClient(fault_settings(server.url), api_key=KEY) as client:
         client.complete(ask(2))
     assert [r.headers["authorization"] for r in server.chat_requests] == ["Bearer none", f"Bearer {KEY}"]
 
@@ -241,7 +227,7 @@ def test_an_explicit_key_wins_and_local_servers_get_a_placeholder(server: FaultS
 # -- concurrency and the async path ------------------------------------------------------------
 def test_concurrency_limit_is_respected(server: FaultServer) -> None:
     server.delay_s = 0.1
-    with LLMClient(settings(server.url, concurrency=3)) as client:
+    with LLMClient(fault_settings(server.url, concurrency=3)) as client:
         replies = client.complete_many([ask(i) for i in range(12)])
     assert all(r.ok for r in replies)
     assert server.max_in_flight == 3
@@ -249,7 +235,7 @@ def test_concurrency_limit_is_respected(server: FaultServer) -> None:
 
 def test_async_path_preserves_order(server: FaultServer) -> None:
     async def main() -> list:
-        async with LLMClient(settings(server.url, concurrency=4)) as client:
+        async with LLMClient(fault_settings(server.url, concurrency=4)) as client:
             return await client.acomplete_many([ask(i) for i in range(8)])
 
     replies = asyncio.run(main())
@@ -264,7 +250,7 @@ def test_the_sync_facade_works_across_calls_and_event_loops(server: FaultServer)
         await client.backend.aclose()  # this loop's connections end with it
         return reply
 
-    with LLMClient(settings(server.url)) as client:
+    with LLMClient(fault_settings(server.url)) as client:
         assert client.complete(ask(1)).ok
         assert asyncio.run(on_another_loop(client)).ok
         assert client.complete(ask(3)).ok
@@ -273,7 +259,7 @@ def test_the_sync_facade_works_across_calls_and_event_loops(server: FaultServer)
 
 # -- accounting --------------------------------------------------------------------------------
 def test_cost_is_accounted_from_token_prices(server: FaultServer) -> None:
-    s = settings(server.url, price_prompt_per_million=2.0, price_completion_per_million=10.0)
+    s = fault_settings(server.url, price_prompt_per_million=2.0, price_completion_per_million=10.0)
     with LLMClient(s) as client:
         client.complete_many([ask(i) for i in range(3)])
         u = client.usage.as_dict()
@@ -283,7 +269,7 @@ def test_cost_is_accounted_from_token_prices(server: FaultServer) -> None:
 
 
 def test_cost_is_none_without_prices(server: FaultServer) -> None:
-    with LLMClient(settings(server.url)) as client:
+    with LLMClient(fault_settings(server.url)) as client:
         client.complete(ask())
         assert client.usage.as_dict()["cost_usd"] is None
 

@@ -1,13 +1,21 @@
-"""A run with language-model workers against a faulty server: it finishes, counts retries and
-fallbacks, keeps the key out of every file, and a rerun is served from the cache."""
+"""Runs with language-model workers against faulty servers: transient faults are retried and counted
+by reason up to the headline, faults that cannot heal stop the run with exit code 3 and a report, the
+key stays out of every file, usage adds up over a resume, and a rerun is served from the cache."""
 
 import json
+import os
+import socket
+import subprocess
+import sys
+import time
 
 import pandas as pd
 import pytest
 
 from fault_server import FaultServer
+from llm_economist.comparison import run_comparison
 from llm_economist.config import load_config
+from llm_economist.reporting.report import comparison_table
 from llm_economist.runner import Runner
 
 KEY = "sk-test-SECRET-7f3a9c"
@@ -36,7 +44,7 @@ def test_faults_are_retried_and_counted_and_the_run_finishes(tmp_path, monkeypat
     assert diagnostics["llm_fallbacks"] == 1 and diagnostics["llm_decisions"] == 10
     traces = pd.read_parquet(tmp_path / "traces.parquet")
     assert traces["fallback"].sum() == 1
-    assert len(traces) == 10  # every agent and step was settled: nothing lost
+    assert len(traces) == 2 * 10  # every agent and step of us_federal and no_tax was settled: nothing lost
     assert all(r.headers.get("authorization") == f"Bearer {KEY}" for r in requests)
     for path in tmp_path.rglob("*"):
         if path.is_file():
@@ -56,21 +64,137 @@ def test_a_rerun_of_the_same_config_makes_no_calls(tmp_path, monkeypatch):
     assert saved["llm"]["usage"]["http_calls"] == 0
 
 
-def test_an_interrupted_language_model_run_resumes_without_repeating_calls(tmp_path, monkeypatch):
-    monkeypatch.setenv("LLM_ECONOMIST_TEST_KEY", KEY)
-    with FaultServer(content=DECISION) as server:
+@pytest.fixture(scope="module")
+def interrupted(tmp_path_factory):
+    """A three-year run whole, and the same run cut after us_federal's second year and resumed:
+    (whole summary, resumed summary, calls the resumed part made, directory)."""
+    tmp_path = tmp_path_factory.mktemp("interrupted")
+    with pytest.MonkeyPatch.context() as patch, FaultServer(content=DECISION) as server:
+        patch.setenv("LLM_ECONOMIST_TEST_KEY", KEY)
         full = Runner(config(server.url, "economy.years=3"), tmp_path / "full", progress=False).run()
 
         def interrupt(run):
-            if run.year == 1:
+            if run.year == 2:
                 raise KeyboardInterrupt
 
         with pytest.raises(KeyboardInterrupt):
             Runner(config(server.url, "economy.years=3"), tmp_path / "cut", progress=False).run(on_year_end=interrupt)
         before = len(server.chat_requests)
         resumed = Runner(config(server.url, "economy.years=3"), tmp_path / "cut", resume=True, progress=False).run()
-        assert len(server.chat_requests) - before == 2 * 5  # only the two unfinished years' decisions
+        return full, resumed, len(server.chat_requests) - before, tmp_path
+
+
+def test_an_interrupted_language_model_run_resumes_without_repeating_calls(interrupted):
+    full, resumed, calls, tmp_path = interrupted
+    assert calls == 5 + 3 * 5  # us_federal's unfinished year, then no_tax's three
     assert resumed["planners"]["us_federal"]["final_welfare"] == full["planners"]["us_federal"]["final_welfare"]
     cut = pd.read_parquet(tmp_path / "cut/traces.parquet").drop(columns=["cached"])
     whole = pd.read_parquet(tmp_path / "full/traces.parquet").drop(columns=["cached"])
     assert cut.equals(whole)
+
+
+def test_usage_adds_up_over_a_resume(interrupted):
+    full, resumed, _, _ = interrupted
+    for counter in ("requests", "http_calls", "prompt_tokens", "completion_tokens"):
+        assert resumed["llm"]["usage"][counter] == full["llm"]["usage"][counter] > 0
+
+
+# ---- a server that cannot serve: the run stops, keeps what finished and says why ----------------------
+
+
+def write_config(path, url, *extra):
+    lines = [
+        "name: broken", "population: {n_agents: 5}", "economy: {years: 2, steps_per_year: 1}",
+        "workers: {kind: llm}", "planners: [{kind: us_federal}]",
+        f"llm: {{base_urls: ['{url}'], api_key_env: LLM_ECONOMIST_TEST_KEY, timeout_s: 0.5, max_retries: 1, concurrency: 2}}",
+        *extra,
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def cli(*args, cwd):
+    env = {**os.environ, "LLM_ECONOMIST_TEST_KEY": KEY}
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "llm_economist.cli", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=600, env=env)
+    return done, time.perf_counter() - started
+
+
+def test_a_server_that_fails_every_request_stops_the_run_with_exit_3_and_a_complete_report(tmp_path):
+    with FaultServer(default="500") as server:
+        config = write_config(tmp_path / "broken.yaml", server.url)
+        done, _ = cli("compare", str(config), "--out", str(tmp_path / "out"), "--quiet", cwd=tmp_path)
+    assert done.returncode == 3, done.stderr
+    assert "Traceback" not in done.stderr and "fell back" in done.stderr and "--resume" in done.stderr
+    summary = json.loads((tmp_path / "out/summary.json").read_text())
+    assert "first period" in summary["stopped"]
+    report = (tmp_path / "out/report.md").read_text()
+    assert "The run stopped early." in report and "## Caveats" in report
+
+
+def test_with_stopping_off_every_reply_falls_back_and_the_report_still_renders(tmp_path):
+    with FaultServer(default="500") as server:
+        config = write_config(tmp_path / "broken.yaml", server.url)
+        done, _ = cli("compare", str(config), "--out", str(tmp_path / "out"), "--quiet",
+                      "--set", "llm.max_consecutive_fallbacks=0", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("warning: ") == 1 and "us_federal 100%" in done.stderr  # even with --quiet
+    report = (tmp_path / "out/report.md").read_text()
+    row = next(line for line in report.splitlines() if line.startswith("| ") and "| us_federal |" in line)
+    assert "| 100.0% |" in row
+    channels = report.split("## Reasoning channels")[1].split("\n## ")[0]
+    assert "| us_federal | — | — | — |" in channels
+    assert "us_federal: 10 of 10 language-model decisions" in report  # the caveat names the planner
+    summary = json.loads((tmp_path / "out/summary.json").read_text())
+    assert summary["fallback_reasons"] == {"http_500": 20}
+
+
+def test_a_401_stops_the_run_within_seconds_naming_the_key_variable(tmp_path):
+    with FaultServer(default="401") as server:
+        config = write_config(tmp_path / "broken.yaml", server.url)
+        done, seconds = cli("compare", str(config), "--out", str(tmp_path / "out"), "--quiet", cwd=tmp_path)
+        calls = len(server.chat_requests)
+    assert done.returncode == 3 and "401" in done.stderr and "LLM_ECONOMIST_TEST_KEY" in done.stderr
+    assert KEY not in done.stderr and calls < 5  # not even every worker asked once: no retries
+    assert seconds < 30  # most of it is starting Python and torch
+    assert (tmp_path / "out/report.md").is_file()
+
+
+def test_nothing_listening_stops_the_run_naming_the_url(tmp_path):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/v1"
+    done, _ = cli("compare", str(write_config(tmp_path / "broken.yaml", url)), "--out", str(tmp_path / "out"), "--quiet", cwd=tmp_path)
+    assert done.returncode == 3 and url in done.stderr
+
+
+def test_some_failures_are_counted_by_reason_in_traces_summary_and_headline(tmp_path, monkeypatch):
+    monkeypatch.setenv("LLM_ECONOMIST_TEST_KEY", KEY)
+    # No retries: one decision gets a reply with no JSON in it, another an HTTP 500; the rest are fine.
+    with FaultServer(["malformed", "500"], content=DECISION) as server:
+        summary = run_comparison(config(server.url, "llm.max_retries=0"), tmp_path, progress=False)
+    planner = summary["planners"]["us_federal"]
+    assert planner["fallback_reasons"] == {"invalid_json": 1, "http_500": 1} and planner["decisions"] == 10
+    assert summary["fallback_reasons"] == {"invalid_json": 1, "http_500": 1}
+    traces = pd.read_parquet(tmp_path / "seed_0/traces.parquet")
+    reasons = sorted(traces.loc[traces["fallback"], "fallback_reason"])
+    assert reasons[0].startswith("http_500: ")
+    assert reasons[1].startswith("invalid_json: ") and "forty hours" in reasons[1]  # the offending reply
+    table = comparison_table(summary)
+    assert table.set_index("Planner").loc["us_federal", "Fallbacks"] == "20.0%"
+    assert any(c.startswith("us_federal: 2 of 10") for c in summary["caveats"])
+
+
+def test_a_stopped_run_resumes_against_a_working_server(tmp_path, monkeypatch):
+    monkeypatch.setenv("LLM_ECONOMIST_TEST_KEY", KEY)
+    # Year 0 of us_federal (5 decisions) succeeds, then the key is refused.
+    with FaultServer(["ok"] * 5, default="401", content=DECISION) as broken:
+        stopped = run_comparison(config(broken.url), tmp_path, progress=False)
+    assert "401" in stopped["stopped"] and stopped["planners"]["us_federal"]["years"] == [1]
+    assert "no_tax" not in stopped["planners"]
+    with FaultServer(content=DECISION) as fixed:
+        resumed = run_comparison(config(fixed.url), tmp_path, resume=True, progress=False)
+        assert len(fixed.chat_requests) == 5 + 2 * 5  # us_federal's last year, then no_tax's two
+    assert resumed["stopped"] is None and resumed["planners"]["us_federal"]["years"] == [2]

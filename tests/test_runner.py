@@ -35,11 +35,11 @@ def test_outputs_have_one_row_per_planner_step_and_agent_step(tmp_path):
     config = small_config()
     summary = Runner(config, tmp_path, progress=False).run()
     metrics = pd.read_csv(tmp_path / "metrics.csv")
-    assert len(metrics) == 3 * 3 * 2  # planners x years x steps
+    assert len(metrics) == 4 * 3 * 2  # (planners + the no-tax baseline) x years x steps
     traces = pd.read_parquet(tmp_path / "traces.parquet")
-    assert len(traces) == 3 * 3 * 2 * 150
-    assert set(summary["planners"]) == {"saez", "search", "us_federal"}
-    assert max(p["welfare_pct_of_best"] for p in summary["planners"].values()) == pytest.approx(100.0)
+    assert len(traces) == 4 * 3 * 2 * 150
+    assert set(summary["planners"]) == {"saez", "search", "us_federal", "no_tax"}
+    assert summary["planners"]["no_tax"]["revenue"] == 0.0 and summary["planners"]["us_federal"]["kind"] == "us_federal"
     params = pd.read_csv(tmp_path / "parameters.csv")
     assert set(params[params.planner == "us_federal"].parameter) == {f"rate_{j}" for j in range(7)}
     # Budget balance in every traced step: consumption adds up to income.
@@ -67,7 +67,7 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result_without_redoing_yea
         Runner(small_config(), tmp_path / "cut", progress=False).run(on_year_end=interrupt)
     played = []
     resumed = strip_timing(Runner(small_config(), tmp_path / "cut", resume=True, progress=False).run(on_year_end=lambda r: played.append((r.label, r.year))))
-    assert played == [("search", 3), ("us_federal", 1), ("us_federal", 2), ("us_federal", 3)]
+    assert played == [("search", 3), ("us_federal", 1), ("us_federal", 2), ("us_federal", 3), ("no_tax", 1), ("no_tax", 2), ("no_tax", 3)]
     assert resumed["planners"] == full["planners"]
     for name in ("metrics.csv", "parameters.csv"):
         assert (tmp_path / "full" / name).read_text() == (tmp_path / "cut" / name).read_text()
@@ -96,10 +96,9 @@ def test_invalid_configs_name_the_field(override, field):
         load_config(None, [override])
 
 
-def test_bad_mechanism_parameters_in_a_planner_name_the_parameter(tmp_path):
-    config = small_config("planners=[{kind: fixed, parameters: [0.1, 0.2, 1.7]}]")
-    with pytest.raises(ValueError, match="rate_2 must lie in"):
-        Runner(config, tmp_path, progress=False).run()
+def test_bad_mechanism_parameters_in_a_planner_name_the_parameter():
+    with pytest.raises(ConfigError, match="planners.0.parameters.*rate_2 must lie in"):
+        small_config("planners=[{kind: fixed, parameters: [0.1, 0.2, 1.7]}]")
 
 
 def _cli(*args, cwd):
@@ -112,7 +111,7 @@ def test_cli_compare_writes_the_report_and_exit_codes_mean_something(tmp_path):
     ok = _cli("compare", str(config), "--out", str(tmp_path / "run"), "--quiet", *sets, cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr
     summary = json.loads((tmp_path / "run/summary.json").read_text())
-    assert set(summary["planners"]) == {"us_federal", "flat", "saez", "search", "grid"}
+    assert set(summary["planners"]) == {"us_federal", "flat", "saez", "search", "grid", "no_tax"}
     report = (tmp_path / "run/report.md").read_text()
     assert "saez" in report and (tmp_path / "run/welfare_over_time.png").exists()
 

@@ -13,6 +13,7 @@ from .types import (
     EmbeddedServerError,
     LLMError,
     LLMSettings,
+    LLMUnavailable,
     TokenLogprob,
     Usage,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "LLMClient",
     "LLMError",
     "LLMSettings",
+    "LLMUnavailable",
     "ResponseCache",
     "SchemaViolation",
     "TokenLogprob",

@@ -31,12 +31,21 @@ class Completion:
 
 
 class BackendError(LLMError):
-    """A call failed before producing content; `retryable` says whether trying again may help."""
+    """A call failed before producing content.
 
-    def __init__(self, message: str, *, retryable: bool, retry_after: float | None = None) -> None:
+    `kind` is the failure category the reply records ("timeout", "http_500", ...). `retryable`
+    says whether trying again may help; `fatal` that the failure, once retries are spent (at once
+    when not retryable), means no request can succeed, so the client raises LLMUnavailable.
+    """
+
+    def __init__(
+        self, message: str, *, kind: str, retryable: bool, retry_after: float | None = None, fatal: bool = False,
+    ) -> None:
         super().__init__(message)
+        self.kind = kind
         self.retryable = retryable
         self.retry_after = retry_after
+        self.fatal = fatal
 
 
 class Backend(Protocol):

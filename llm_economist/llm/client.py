@@ -5,7 +5,10 @@ Retries share one budget of `max_retries` per reply. Transport failures that may
 connection errors, HTTP 429 and 5xx) wait `backoff_s * 2**k` plus jitter, or the server's
 Retry-After when it gives one of at most 60 s; other HTTP errors end the reply at once. A reply
 whose JSON is missing or breaks the schema is retried at once with the next seed. A reply that
-stays unusable comes back with `data=None` and `error` set: bad replies are never raised.
+stays unusable comes back with `data=None`, `error` and `failure` set: bad replies are never raised.
+
+Failures no retry can heal raise LLMUnavailable instead, so a run stops within seconds: HTTP
+401/403 and 404 at once, and failed connections to every base URL once the retries are spent.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from concurrent.futures import Future
 from .backend import Backend, BackendError, Completion, Sampling
 from .cache import CachedReply, ResponseCache, request_key
 from .schema import SchemaViolation, extract_json, validate
-from .types import ChatReply, ChatRequest, LLMSettings, Usage
+from .types import ChatReply, ChatRequest, LLMSettings, LLMUnavailable, Usage
 
 MAX_RETRY_AFTER_S = 60.0
 LOCAL_KEY = "none"  # what local servers get when no key is configured
@@ -74,8 +77,12 @@ class LLMClient:
 
             self.server = EmbeddedServer(parallel=s.concurrency)
             base_urls = (self.server.base_url,)
-        key = api_key if api_key is not None else os.environ.get(s.api_key_env)
-        return OpenAIBackend(base_urls, s.model, key or LOCAL_KEY)
+        if api_key is not None:
+            key, source = api_key, "the api_key given to LLMClient"
+        else:
+            key = os.environ.get(s.api_key_env)
+            source = f"the API key in the environment variable {s.api_key_env}" + ("" if key else " (it is not set)")
+        return OpenAIBackend(base_urls, s.model, key or LOCAL_KEY, source)
 
     @property
     def backend(self) -> Backend:
@@ -83,7 +90,10 @@ class LLMClient:
 
     # -- the async path -------------------------------------------------------------------------
     async def acomplete(self, request: ChatRequest) -> ChatReply:
-        """One reply: from the cache, or from the backend with retries. Never raises for bad replies."""
+        """One reply: from the cache, or from the backend with retries.
+
+        Never raises for bad replies; raises LLMUnavailable when the server cannot serve any request.
+        """
         if not isinstance(request, ChatRequest):
             raise TypeError(f"request: expected ChatRequest, got {type(request).__name__}")
         if self._closed:
@@ -126,15 +136,25 @@ class LLMClient:
             future.set_result(reply)  # None (the call raised or was cancelled): waiters call themselves
 
     async def acomplete_many(self, requests: Sequence[ChatRequest]) -> list[ChatReply]:
-        """Replies in the order of `requests`, at most `concurrency` backend calls at a time."""
-        return list(await asyncio.gather(*(self.acomplete(r) for r in requests)))
+        """Replies in the order of `requests`, at most `concurrency` backend calls at a time.
+
+        When one request raises (LLMUnavailable), the others are cancelled before it propagates.
+        """
+        tasks = [asyncio.ensure_future(self.acomplete(r)) for r in requests]
+        try:
+            return list(await asyncio.gather(*tasks))
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
 
     def _from_cache(self, request: ChatRequest, key: str) -> ChatReply | None:
         assert self._cache is not None
         stored = self._cache.get(key)
         if stored is None:
             return None
-        data, error = _check(request, stored.text, truncated=False)
+        data, _, _ = _check(request, stored.text, truncated=False)
         if data is None:  # stored under another schema check; treat as a miss
             return None
         self.usage.add(request.tag, cache_hits=1)
@@ -146,7 +166,7 @@ class LLMClient:
         state = self._state()
         attempts = bad_replies = 0
         last: Completion | None = None
-        error = "no attempt made"
+        failure, error = None, "no attempt made"
         for attempt in range(s.max_retries + 1):
             if attempt:
                 self.usage.add(tag, retries=1)
@@ -158,27 +178,29 @@ class LLMClient:
                 async with state.slots:
                     completion = await self._backend.generate(request, sampling)
             except BackendError as e:
-                error = str(e)
+                failure, error = e.kind, str(e)
                 if not e.retryable or attempt == s.max_retries:
+                    if e.fatal:
+                        raise LLMUnavailable(error) from e
                     break
                 await asyncio.sleep(self._delay(attempt, e.retry_after))
                 continue
             self.usage.add(tag, prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens)
             last = completion
-            data, error = _check(request, completion.text, completion.truncated, sampling.max_tokens)
+            data, failure, error = _check(request, completion.text, completion.truncated, sampling.max_tokens)
             if data is not None:
                 if self._cache is not None:
                     self._cache.put(key, CachedReply(completion.text, completion.logprobs,
                                                      completion.prompt_tokens, completion.completion_tokens))
                 return ChatReply(completion.text, data, completion.logprobs, completion.prompt_tokens,
-                                 completion.completion_tokens, False, attempts, None, key)
+                                 completion.completion_tokens, False, attempts, None, key, None, completion.truncated)
             bad_replies += 1
         self.usage.add(tag, failures=1)
         error = f"{error} (after {attempts} attempt{'s' if attempts != 1 else ''})"
         if last is None:
-            return ChatReply(None, None, None, 0, 0, False, attempts, error, key)
+            return ChatReply(None, None, None, 0, 0, False, attempts, error, key, failure)
         return ChatReply(last.text, None, last.logprobs, last.prompt_tokens, last.completion_tokens,
-                         False, attempts, error, key)
+                         False, attempts, error, key, failure, last.truncated)
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None and retry_after <= MAX_RETRY_AFTER_S:
@@ -262,24 +284,26 @@ def open_client(settings: LLMSettings, api_key: str | None = None) -> LLMClient:
     return LLMClient(settings, api_key)
 
 
-def _check(request: ChatRequest, text: str, truncated: bool, max_tokens: int | None = None) -> tuple[dict | None, str]:
-    """(data, "") for a usable reply, else (None, why)."""
-    if request.schema is None:
-        if not text.strip():
-            return None, "empty reply"
-        try:
-            return extract_json(text), ""
-        except ValueError:
-            return {}, ""  # free text: usable as text, no JSON in it
+def _check(
+    request: ChatRequest, text: str, truncated: bool, max_tokens: int | None = None,
+) -> tuple[dict | None, str | None, str | None]:
+    """(data, None, None) for a usable reply, else (None, failure category, why)."""
     cut = f"; cut off at max_tokens={max_tokens}" if truncated else ""
+    if not text.strip():
+        return None, "empty_reply", f"empty reply{cut}"
+    if request.schema is None:
+        try:
+            return extract_json(text), None, None
+        except ValueError:
+            return {}, None, None  # free text: usable as text, no JSON in it
     try:
         value = extract_json(text)
     except ValueError as e:
-        return None, f"invalid JSON: {e}{cut}"
+        return None, "invalid_json", f"invalid JSON: {e}{cut}"
     try:
-        return validate(value, request.schema), ""
+        return validate(value, request.schema), None, None
     except SchemaViolation as e:
-        return None, f"schema violation: {e}{cut}"
+        return None, "schema_violation", f"schema violation: {e}{cut}"
 
 
 class _LoopState:

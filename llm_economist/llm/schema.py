@@ -108,9 +108,9 @@ def validate(value: Any, schema: dict, path: str = "$") -> Any:
         _check_bounds(value, schema, path)
     elif isinstance(value, str):
         if "minLength" in schema and len(value) < schema["minLength"]:
-            raise SchemaViolation(f"{path}: string shorter than minLength {schema['minLength']}")
+            raise SchemaViolation(f"{path}: {_snippet(value)} is shorter than minLength {schema['minLength']}")
         if "maxLength" in schema and len(value) > schema["maxLength"]:
-            raise SchemaViolation(f"{path}: string longer than maxLength {schema['maxLength']}")
+            raise SchemaViolation(f"{path}: {_snippet(value)} is longer than maxLength {schema['maxLength']}")
         if "pattern" in schema and not re.search(schema["pattern"], value):
             raise SchemaViolation(f"{path}: {value!r} does not match pattern {schema['pattern']!r}")
     elif isinstance(value, list):
@@ -183,6 +183,11 @@ def _check_object(value: dict, schema: dict, path: str) -> dict:
         else:
             out[name] = item
     return out
+
+
+def _snippet(text: str, limit: int = 60) -> str:
+    """The offending string, cut short enough for an error message."""
+    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
 
 
 def _equal(a: Any, b: Any) -> bool:

@@ -83,7 +83,8 @@ class TransformersBackend:
         try:
             inputs = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
         except ValueError as e:  # no chat template shipped with the model
-            raise BackendError(f"{self.path.name}: cannot build the prompt ({e})", retryable=False) from e
+            raise BackendError(f"{self.path.name}: cannot build the prompt ({e}); check llm.transformers_model",
+                               kind="backend_error", retryable=False, fatal=True) from e
         prompt_len = int(inputs["input_ids"].shape[1])
         sample = sampling.temperature > 0
         kwargs: dict[str, Any] = {
@@ -101,7 +102,7 @@ class TransformersBackend:
             try:
                 out = self._model.generate(**inputs, **kwargs)
             except (RuntimeError, ValueError) as e:
-                raise BackendError(f"{self.path.name}: generation failed ({e})", retryable=False) from e
+                raise BackendError(f"{self.path.name}: generation failed ({e})", kind="backend_error", retryable=False) from e
         generated = out.sequences[0, prompt_len:].tolist()
         eos = set(_as_list(self._model.generation_config.eos_token_id)) | {tok.eos_token_id}
         ended = bool(generated) and generated[-1] in eos

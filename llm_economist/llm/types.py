@@ -21,6 +21,11 @@ class CacheError(LLMError):
     """The response cache file cannot be used (not SQLite, or written by an incompatible version)."""
 
 
+class LLMUnavailable(LLMError):
+    """The server refuses in a way retrying cannot heal (bad key, unknown model, nothing listening);
+    raised so a run stops at once instead of producing thousands of failed replies."""
+
+
 class EmbeddedServerError(LLMError):
     """The embedded llama.cpp server could not start."""
 
@@ -127,7 +132,13 @@ class TokenLogprob:
 
 @dataclass(frozen=True)
 class ChatReply:
-    """What came back for one request; `ok` means `data` holds a schema-checked JSON object."""
+    """What came back for one request; `ok` means `data` holds a schema-checked JSON object.
+
+    `failure` is the category of the last failed attempt, for counting fallbacks by cause:
+    "timeout", "connection", "http_<status>" (e.g. "http_500", "http_429"), "malformed_response"
+    (the server's answer is not a chat completion), "invalid_json", "schema_violation",
+    "empty_reply", or "backend_error" (the in-process model failed). `error` has the detail.
+    """
 
     text: str | None  # raw content of the last answer received; None when every attempt failed in transport
     data: dict | None  # the parsed object that passed the schema check, else None
@@ -138,6 +149,8 @@ class ChatReply:
     attempts: int  # calls to the backend for this reply (0 when served from the cache)
     error: str | None  # why the reply is unusable; None when usable
     key: str  # content address of the request (sha256 hex)
+    failure: str | None = None  # why the reply is unusable, as a category (above); None when usable
+    truncated: bool = False  # the last completion stopped at max_tokens (finish_reason "length")
 
     @property
     def ok(self) -> bool:

@@ -36,10 +36,13 @@ class BracketTax(Mechanism):
         if initial_rates is None:
             initial_rates = [0.0] * len(self.cutoffs)
         if len(initial_rates) != len(self.cutoffs):
-            raise ValueError(f"bracket_tax: {len(self.cutoffs)} cutoffs need {len(self.cutoffs)} initial_rates, got {len(initial_rates)}")
+            raise ValueError(f"bracket_tax: initial_rates needs one rate per cutoff ({len(self.cutoffs)}), got {len(initial_rates)}")
         if not 0 < max_rate <= 1:
             raise ValueError(f"bracket_tax: max_rate must lie in (0, 1], got {max_rate}")
-        # Validates cutoffs and rates with clear messages.
+        outside = [r for r in initial_rates if not 0 <= r <= max_rate]
+        if outside:
+            raise ValueError(f"bracket_tax: initial_rates must lie in [0, max_rate = {max_rate:g}], got {outside[0]:g}")
+        # Validates the cutoffs with clear messages.
         TaxSchedule(self.cutoffs, torch.as_tensor(list(initial_rates), dtype=torch.float64))
         self.rebate_share = rebate_share
         self._initial = torch.as_tensor(list(initial_rates), dtype=torch.float64)
@@ -58,7 +61,7 @@ class BracketTax(Mechanism):
         Policy(TaxSchedule(self.cutoffs, self._initial), rebate_share=rebate_share)
 
     def initial(self) -> Tensor:
-        return self.clip(self._initial.clone())
+        return self._initial.clone()
 
     def policy(self, theta: Tensor) -> Policy:
         rates = theta.to(torch.float64) if theta.dtype != self.cutoffs.dtype else theta
@@ -74,17 +77,22 @@ class BracketTax(Mechanism):
         )
 
 
-def us_federal_2024(**options) -> BracketTax:
+def us_federal_2024(
+    initial_rates: Sequence[float] = US_FEDERAL_2024_RATES, max_rate: float = 1.0, rebate_share: float = 1.0
+) -> BracketTax:
     """Brackets of the 2024 US federal schedule for a single filer, starting at its rates."""
-    return BracketTax(US_FEDERAL_2024_CUTOFFS, options.pop("initial_rates", US_FEDERAL_2024_RATES), **options)
+    return BracketTax(US_FEDERAL_2024_CUTOFFS, initial_rates, max_rate, rebate_share)
 
 
-def three_bracket(**options) -> BracketTax:
-    return BracketTax(options.pop("cutoffs", THREE_BRACKET_CUTOFFS), options.pop("initial_rates", [0.1, 0.2, 0.3]), **options)
+def three_bracket(
+    cutoffs: Sequence[float] = THREE_BRACKET_CUTOFFS, initial_rates: Sequence[float] = (0.1, 0.2, 0.3),
+    max_rate: float = 1.0, rebate_share: float = 1.0,
+) -> BracketTax:
+    return BracketTax(cutoffs, initial_rates, max_rate, rebate_share)
 
 
-def flat(**options) -> BracketTax:
-    return BracketTax([0.0], options.pop("initial_rates", [0.2]), **options)
+def flat(initial_rates: Sequence[float] = (0.2,), max_rate: float = 1.0, rebate_share: float = 1.0) -> BracketTax:
+    return BracketTax([0.0], initial_rates, max_rate, rebate_share)
 
 
 class NegativeIncomeTax(Mechanism):

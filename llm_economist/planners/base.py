@@ -35,6 +35,9 @@ class Planner(ABC):
         self.mechanism = mechanism
         self.evaluations = 0
         self.notes: list[str] = []  # what a reader of the results must know about this planner's run
+        # One row per language-model proposal (planners that talk): its reason, tokens and
+        # `failure` (None when usable), from which the runner counts fallbacks.
+        self.log: list[dict] = []
 
     @abstractmethod
     def propose(self, year: int, history: list[YearRecord], world: World) -> Tensor:

@@ -19,7 +19,10 @@ class FixedPlanner(Planner):
 
     def __init__(self, mechanism: Mechanism, parameters: Sequence[float] | None = None) -> None:
         super().__init__(mechanism)
-        self.theta = mechanism.validate(mechanism.initial() if parameters is None else list(parameters))
+        try:
+            self.theta = mechanism.validate(mechanism.initial() if parameters is None else list(parameters))
+        except ValueError as err:
+            raise ValueError(f"fixed planner: parameters do not fit the mechanism: {err}") from None
 
     def propose(self, year: int, history: list[YearRecord], world: World) -> Tensor:
         return self.theta.clone()
@@ -31,4 +34,11 @@ def us_federal_planner(rebate_share: float = 1.0) -> FixedPlanner:
 
 
 def flat_planner(rate: float = 0.2, rebate_share: float = 1.0) -> FixedPlanner:
+    if not 0 <= rate <= 1:
+        raise ValueError(f"flat planner: rate must lie in [0, 1], got {rate}")
     return FixedPlanner(flat(initial_rates=[rate], rebate_share=rebate_share), [rate])
+
+
+def no_tax_planner() -> FixedPlanner:
+    """No tax and no transfer: the baseline W_0 of gain captured."""
+    return FixedPlanner(flat(initial_rates=[0.0]), [0.0])

@@ -49,8 +49,6 @@ class LLMPlanner(Planner):
         self.history_window = history_window
         self.explore_cue, self.exploit_cue = explore_cue, exploit_cue
         self.seed = seed
-        self.fallbacks = 0
-        self.log: list[dict] = []  # one row per year: the reply's reason, fallback flag, tokens
 
     def schema(self) -> dict:
         properties = {p.name: {"type": "number", "minimum": p.low, "maximum": p.high} for p in self.mechanism.parameters}
@@ -94,17 +92,15 @@ class LLMPlanner(Planner):
             self.schema(), "mechanism_parameters", seed=(self.seed * 7919 + year) % 2**31, tag="planner",
         )
         reply = world.llm.complete(request)
-        theta, fallback = current.clone(), True
+        theta, failure, error = current.clone(), reply.failure, reply.error or ""
         if reply.ok:
             values = [reply.data.get(p.name) for p in self.mechanism.parameters]
-            if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-                proposal = torch.tensor([float(v) for v in values], dtype=torch.float64)
-                if torch.isfinite(proposal).all():
-                    theta, fallback = self.mechanism.clip(proposal), False
-        self.fallbacks += fallback
+            proposal = torch.tensor([float(v) for v in values], dtype=torch.float64)  # numbers within bounds: the schema says so
+            theta = self.mechanism.clip(proposal)
         self.log.append({
-            "year": year, "fallback": fallback, "reason": (reply.data or {}).get("reason", "") if reply.ok else "",
-            "error": reply.error or "", "prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
+            "year": year, "fallback": failure is not None, "failure": failure,
+            "reason": (reply.data or {}).get("reason", "") if reply.ok else "",
+            "error": error, "prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
             "prompt_hash": reply.key,
         })
         return theta

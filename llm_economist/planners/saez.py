@@ -65,6 +65,12 @@ class SaezPlanner(OneShotPlanner):
             raise ValueError("saez planner: needs a bracket_tax mechanism with all revenue rebated (rebate_share = 1)")
         if not 0 < damping <= 1:
             raise ValueError(f"saez planner: damping must lie in (0, 1], got {damping}")
+        if max_iterations < 1:
+            raise ValueError(f"saez planner: max_iterations must be at least 1, got {max_iterations}")
+        if not tolerance > 0:
+            raise ValueError(f"saez planner: tolerance must be positive, got {tolerance}")
+        if max_rate is not None and not 0 < max_rate <= 1:
+            raise ValueError(f"saez planner: max_rate must lie in (0, 1], got {max_rate}")
         if not (elasticity == "auto" or elasticity == "estimate" or (isinstance(elasticity, (int, float)) and elasticity > 0)):
             raise ValueError(f"saez planner: elasticity must be 'auto', 'estimate' or a positive number, got {elasticity!r}")
         super().__init__(mechanism)

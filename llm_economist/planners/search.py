@@ -24,8 +24,10 @@ class SearchPlanner(OneShotPlanner):
     kind = "search"
 
     def __init__(self, mechanism: Mechanism, budget: int = 400, batch: int = 40, elite_fraction: float = 0.25, seed: int = 0) -> None:
-        if budget < 2 or batch < 2 or batch > budget:
-            raise ValueError(f"search planner: need 2 <= batch <= budget, got batch={batch}, budget={budget}")
+        if budget < 2:
+            raise ValueError(f"search planner: budget must be at least 2 evaluations, got {budget}")
+        if not 2 <= batch <= budget:
+            raise ValueError(f"search planner: batch must lie in [2, budget = {budget}], got {batch}")
         if not 0 < elite_fraction < 1:
             raise ValueError(f"search planner: elite_fraction must lie in (0, 1), got {elite_fraction}")
         super().__init__(mechanism)
@@ -68,8 +70,8 @@ class GridPlanner(OneShotPlanner):
             raise ValueError(f"grid planner: points_per_parameter must be at least 2, got {points_per_parameter}")
         if total > max_points:
             raise ValueError(
-                f"grid planner: {points_per_parameter}^{mechanism.size} = {total:,} points exceeds max_points={max_points:,}; "
-                "use fewer points, fewer parameters, or the search planner"
+                f"grid planner: points_per_parameter = {points_per_parameter} over {mechanism.size} parameters gives "
+                f"{total:,} points, more than max_points = {max_points:,}; use fewer points, fewer parameters, or the search planner"
             )
         super().__init__(mechanism)
         self.points, self.refine_points, self.max_points = points_per_parameter, refine_points, max_points

@@ -16,8 +16,9 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter, PercentFormatter
 
-from ..economy import TaxSchedule, gini, lorenz_curve
+from ..economy import TaxSchedule, lorenz_curve
 from ..economy.tax import NEVER_REACHED_INCOME
+from ..results import interval
 
 DPI = 130
 MIN_INCOME_AXIS = 400_000.0  # $/yr: the schedule plot always shows at least the common brackets
@@ -45,14 +46,26 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
+def mean_band(values: Sequence[float]) -> tuple[float, float, float]:
+    """Mean and 95% interval of one point's values over seeds (the mean twice with one seed)."""
+    found = interval(values)
+    if found is None:
+        return (float("nan"),) * 3
+    if found.low is None:
+        return found.mean, found.mean, found.mean
+    return found.mean, found.low, found.high
+
+
 def plot_welfare_over_time(metrics: pd.DataFrame, path: Path, colors: Mapping[str, tuple], welfare_name: str) -> Path:
-    """Welfare per step, one line per planner; dotted lines where a new tax year starts."""
+    """Welfare per step, one line per planner (mean over seeds, 95% band); dotted lines where a new tax year starts."""
     fig = Figure(figsize=(9, 4.8), layout="constrained")
     ax = fig.subplots()
     for label, rows in metrics.groupby("planner", sort=False):
-        rows = rows.sort_values("step")
-        ax.plot(rows["step"], rows["welfare"], color=colors.get(label), label=label, lw=1.6,
-                marker="o" if len(rows) < 30 else None, ms=3)
+        points = rows.groupby("step")["welfare"].apply(lambda w: mean_band(w.tolist()))
+        steps = points.index.to_numpy()
+        mean, low, high = (np.array([p[i] for p in points]) for i in range(3))
+        ax.plot(steps, mean, color=colors.get(label), label=label, lw=1.6, marker="o" if len(steps) < 30 else None, ms=3)
+        ax.fill_between(steps, low, high, color=colors.get(label), alpha=0.15, lw=0)
     year_starts = sorted(metrics.loc[(metrics["step_in_year"] == 0) & (metrics["step"] > 0), "step"].unique())
     for i, step in enumerate(year_starts):
         ax.axvline(step - 0.5, color="grey", ls=":", lw=0.8, label="start of a tax year" if i == 0 else None)
@@ -61,32 +74,39 @@ def plot_welfare_over_time(metrics: pd.DataFrame, path: Path, colors: Mapping[st
     ax.set_ylabel(f"social welfare ({welfare_name})")
     ax.set_title("Welfare over time")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=9)
+    fig.legend(loc="outside right upper", fontsize=9)
     return _save(fig, path)
 
 
-def plot_final_schedules(
-    schedules: Mapping[str, Mapping], transfers: Mapping[str, float], incomes: np.ndarray | None,
-    path: Path, colors: Mapping[str, tuple],
-) -> Path:
-    """Marginal rate and average net tax rate (tax minus the equal transfer, over income) by income."""
+def plot_final_schedules(planners: Mapping[str, Mapping], incomes: np.ndarray | None, path: Path, colors: Mapping[str, tuple]) -> Path:
+    """Marginal rate and average net tax rate (tax minus the equal transfer, over income) against income,
+    each the mean over seeds of that seed's final schedule, with a 95% band."""
+    schedules = [s for p in planners.values() for s in p["schedules"]]
     # Show the top bracket of every schedule too, leaving out cutoffs that no income reaches.
-    top_cutoff = max((c for s in schedules.values() for c in s["cutoffs"] if c < NEVER_REACHED_INCOME), default=0.0)
+    top_cutoff = max((c for s in schedules for c in np.ravel(s["cutoffs"]) if c < NEVER_REACHED_INCOME), default=0.0)
     p99 = float(np.percentile(incomes, 99)) if incomes is not None and len(incomes) else 0.0
     top = max(MIN_INCOME_AXIS, p99, 1.5 * top_cutoff)
     z = np.geomspace(5_000.0, top, 400)
     fig = Figure(figsize=(11, 4.6), layout="constrained")
     ax_m, ax_a = fig.subplots(1, 2)
     lowest = 0.0
-    for label, sched in schedules.items():
-        cutoffs, rates = np.asarray(sched["cutoffs"], float), np.asarray(sched["rates"], float)
-        inside = cutoffs < top
-        xs = np.append(np.maximum(cutoffs[inside], z[0]), top)
-        ax_m.step(xs, np.append(rates[inside], rates[inside][-1]), where="post", color=colors.get(label), lw=1.8, label=label)
-        tax = TaxSchedule.from_lists(cutoffs, rates).tax(torch.from_numpy(z)).numpy()
-        average = (tax - transfers.get(label, 0.0)) / z
-        lowest = min(lowest, float(average.min()))
-        ax_a.plot(z, average, color=colors.get(label), lw=1.8, label=label)
+    for label, p in planners.items():
+        transfers = p.get("per_seed", {}).get("transfer") or [s.get("lump_sum", 0.0) for s in p["schedules"]]
+        marginal, average = [], []
+        for sched, transfer in zip(p["schedules"], transfers):
+            schedule = TaxSchedule.from_lists(np.ravel(sched["cutoffs"]), np.ravel(sched["rates"]))
+            zt = torch.from_numpy(z)
+            marginal.append(schedule.marginal_rate(zt).numpy())
+            average.append((schedule.tax(zt).numpy() - (transfer or 0.0)) / z)
+        for ax, curves in ((ax_m, marginal), (ax_a, average)):
+            columns = np.array(curves)
+            band = [mean_band(columns[:, i].tolist()) for i in range(len(z))]
+            mean, low, high = (np.array([b[i] for b in band]) for i in range(3))
+            draw = ax.step if ax is ax_m else ax.plot
+            kwargs = {"where": "post"} if ax is ax_m else {}
+            draw(z, mean, color=colors.get(label), lw=1.8, label=label, **kwargs)
+            ax.fill_between(z, low, high, color=colors.get(label), alpha=0.15, lw=0, step="post" if ax is ax_m else None)
+        lowest = min(lowest, float(np.nanmin(np.array(average))))
     for ax in (ax_m, ax_a):
         ax.set_xscale("log")
         ax.set_xlim(z[0], top)
@@ -96,7 +116,6 @@ def plot_final_schedules(
         ax.yaxis.set_major_formatter(PercentFormatter(1.0))
         ax.set_xlabel("annual pre-tax income ($/yr, log scale)")
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=9)
     ax_m.set_ylim(bottom=0.0)
     ax_a.axhline(0.0, color="black", lw=0.8)
     ax_a.set_ylim(bottom=max(lowest * 1.05, -1.0))
@@ -104,6 +123,7 @@ def plot_final_schedules(
     ax_m.set_title("Final marginal tax rates")
     ax_a.set_ylabel("average net tax rate (tax − transfer) / income")
     ax_a.set_title("Final average net tax rate")
+    fig.legend(*ax_m.get_legend_handles_labels(), loc="outside right upper", fontsize=9)
     return _save(fig, path)
 
 
@@ -134,22 +154,29 @@ def plot_hours_distribution(outcomes: pd.DataFrame, path: Path, colors: Mapping[
     ax.set_ylabel("share of workers")
     ax.set_title("Hours in the final step")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=9)
+    fig.legend(loc="outside right upper", fontsize=9)
     return _save(fig, path)
 
 
-def plot_lorenz_curves(outcomes: pd.DataFrame, path: Path, colors: Mapping[str, tuple]) -> Path:
-    """Lorenz curves of final pre-tax income and of consumption, Gini in the legend."""
+def _gini_label(estimate) -> str:
+    if not isinstance(estimate, Mapping) or estimate.get("mean") is None:
+        return ""
+    ci = estimate.get("ci95")
+    return f" (Gini {estimate['mean']:.3f}" + (f" ± {(ci[1] - ci[0]) / 2:.3f})" if ci else ")")
+
+
+def plot_lorenz_curves(outcomes: pd.DataFrame, path: Path, colors: Mapping[str, tuple], gini: Mapping[str, tuple] | None = None) -> Path:
+    """Lorenz curves of final pre-tax income and of consumption, all seeds pooled; Gini (mean over seeds) in the legend."""
     fig = Figure(figsize=(11, 5), layout="constrained")
     axes = fig.subplots(1, 2)
-    for ax, column, title in zip(axes, ("income", "consumption"), ("Pre-tax income", "Consumption")):
+    for k, (ax, column, title) in enumerate(zip(axes, ("income", "consumption"), ("Pre-tax income", "Consumption"))):
         ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=1, label="perfect equality")
         for label, rows in outcomes.groupby("planner", sort=False):
             values = torch.tensor(rows[column].to_numpy(float))
             share, cumulative = (t.numpy() for t in lorenz_curve(values))
             keep = np.unique(np.linspace(0, len(share) - 1, LORENZ_POINTS).round().astype(int))
             ax.plot(share[keep], cumulative[keep], color=colors.get(label), lw=1.8,
-                    label=f"{label} (Gini {gini(values).item():.3f})")
+                    label=label + _gini_label((gini or {}).get(label, (None, None))[k]))
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
         ax.set_aspect("equal")
@@ -163,24 +190,39 @@ def plot_lorenz_curves(outcomes: pd.DataFrame, path: Path, colors: Mapping[str, 
     return _save(fig, path)
 
 
+def changing_parameters(parameters: pd.DataFrame) -> list[tuple[str, str]]:
+    """(mechanism, parameter) pairs that some planner changed between tax years in some seed."""
+    keys = ["mechanism", "parameter"]
+    spread = parameters.groupby([*keys, "planner", "seed"])["value"].agg(lambda v: v.max() - v.min())
+    moved = spread[spread > 0].reset_index()
+    return list(dict.fromkeys(zip(moved["mechanism"], moved["parameter"])))
+
+
 def plot_parameters_over_time(parameters: pd.DataFrame, path: Path, colors: Mapping[str, tuple]) -> Path:
-    """One small panel per mechanism parameter, one line per planner, by tax year."""
-    names = list(dict.fromkeys(parameters["parameter"]))
-    ncols = min(3, len(names))
-    nrows = -(-len(names) // ncols)
-    fig = Figure(figsize=(4 * ncols, 2.8 * nrows + 0.6), layout="constrained")
+    """One panel per parameter of each mechanism, one line per planner by tax year (mean over seeds, 95% band)."""
+    panels = changing_parameters(parameters)
+    ncols = min(3, len(panels))
+    nrows = -(-len(panels) // ncols)
+    fig = Figure(figsize=(4 * ncols, 2.8 * nrows + 1.0), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-    for ax, name in zip(axes, names):
-        for label, rows in parameters[parameters["parameter"] == name].groupby("planner", sort=False):
-            rows = rows.sort_values("year")
-            ax.plot(rows["year"], rows["value"], color=colors.get(label), marker="o", ms=3, lw=1.5, label=label)
-        ax.set_title(name, fontsize=10)
+    for ax, (mechanism, name) in zip(axes, panels):
+        chosen = parameters[(parameters["mechanism"] == mechanism) & (parameters["parameter"] == name)]
+        for label, rows in chosen.groupby("planner", sort=False):
+            points = rows.groupby("year")["value"].apply(lambda v: mean_band(v.tolist()))
+            years = points.index.to_numpy()
+            mean, low, high = (np.array([p[i] for p in points]) for i in range(3))
+            ax.plot(years, mean, color=colors.get(label), marker="o", ms=3, lw=1.5, label=label)
+            ax.fill_between(years, low, high, color=colors.get(label), alpha=0.15, lw=0)
+        ax.set_title(f"{mechanism}: {name}" if mechanism else name, fontsize=9)
         ax.grid(alpha=0.3)
-        ax.xaxis.get_major_locator().set_params(integer=True)
-    for ax in axes[len(names):]:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("tax year", fontsize=9)
+    for ax in axes[len(panels):]:
         ax.set_visible(False)
-    fig.supxlabel("tax year")
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside right upper", fontsize=9)
+    handles = {}
+    for ax in axes[: len(panels)]:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncols=min(len(handles), 5), fontsize=9)
     fig.suptitle("Mechanism parameters chosen each tax year")
     return _save(fig, path)

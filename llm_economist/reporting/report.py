@@ -1,4 +1,8 @@
-"""Turn a finished run directory into PNG figures and a Markdown report a person reads first."""
+"""Turn a finished run directory into PNG figures and a Markdown report a person reads first.
+
+Every table and figure renders from whatever the run holds: a planner with no finished year, a
+figure without data, or a NaN shows as an em dash or a note, never as a crash.
+"""
 
 from __future__ import annotations
 
@@ -9,45 +13,53 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from ..results import BASELINE
 from ..workers.llm import CHANNELS
 from . import plots
 
 REPORT_NAME = "report.md"
+DASH = "—"
 
 # What each file of a run directory holds, in the order the report lists them.
 RUN_FILES = {
     "config.yaml": "the resolved configuration of the run",
-    "summary.json": "headline numbers per planner, calibration and caveats",
-    "metrics.csv": "aggregates per planner and step (welfare, hours, revenue, inequality)",
-    "parameters.csv": "mechanism parameters per planner and tax year (tidy)",
+    "summary.json": "headline figures per planner: means with 95% intervals over seeds and each seed's values",
+    "metrics.csv": "aggregates per seed, planner and step (welfare, hours, revenue, inequality)",
+    "parameters.csv": "mechanism parameters per seed, planner and tax year (tidy)",
     "traces.parquet": "one row per planner, agent and step",
-    "final_outcomes.parquet": "per-agent outcomes of each planner's last step",
+    "final_outcomes.parquet": "per-agent outcomes of each planner's last step, every seed",
     "planner_log.csv": "the language-model planner's reply each year (reason, fallback, tokens)",
     "elections.json": "each election's platforms, tallies and winner",
-    "llm_cache.sqlite": "cached language-model replies: a rerun of the same config makes no calls",
+    "llm_cache.sqlite": "cached language-model replies: point llm.cache_path here to replay the run with no calls",
 }
 
 FIGURES = {
-    "welfare_over_time.png": ("Welfare over time", "Social welfare each step; dotted lines mark the start of each tax year."),
+    "welfare_over_time.png": (
+        "Welfare over time",
+        "Social welfare each step, mean over seeds with its 95% interval shaded; dotted lines mark the start of each tax year.",
+    ),
     "final_schedules.png": (
         "Final tax schedules",
-        "Final marginal rates (left) and average tax net of the equal transfer (right) by annual income; "
-        "negative means a worker receives more than they pay (axis cut at −100%).",
+        "Final marginal rates (left) and average tax net of the equal transfer (right) against annual income, "
+        "mean over seeds (shaded: 95% interval); negative means a worker receives more than they pay (axis cut at −100%).",
     ),
-    "hours_distribution.png": ("Hours worked", "Share of workers by weekly hours in each planner's final step."),
+    "hours_distribution.png": ("Hours worked", "Share of workers by weekly hours in each planner's final step, all seeds pooled."),
     "lorenz_curves.png": (
         "Inequality",
-        "Lorenz curves of final pre-tax income and consumption; the dashed diagonal is perfect equality.",
+        "Lorenz curves of final pre-tax income and consumption, all seeds pooled; the legend gives the Gini "
+        "as a mean over seeds; the dashed diagonal is perfect equality.",
     ),
-    "parameters_over_time.png": ("Parameters by year", "The mechanism parameters each planner chose, tax year by tax year."),
+    "parameters_over_time.png": (
+        "Parameters by year",
+        "The mechanism parameters planners changed from year to year, mean over seeds; each panel is one "
+        "parameter of one mechanism (planners that bring their own mechanism get their own panels).",
+    ),
 }
 
 STANDARD_CAVEATS = [
-    "“% of best” is each planner's welfare relative to the best planner found in this run "
-    "(including the exhaustive grid search where one was run), not relative to a proven optimum.",
-    "“Gain captured” is (W - W_0) / (W_best - W_0), where W_0 is the welfare of laissez-faire (no tax, "
-    "no transfer) under the population model: the share of the achievable improvement a planner realised; "
-    "“—” where the best planner does not beat laissez-faire.",
+    "“Gain captured” is (W - W_0) / (W_best - W_0) in each seed, where W_0 is the final-year welfare of "
+    "no tax and no transfer played on the same workers (the `no_tax` row) and W_best that of the best "
+    "configured planner in that seed; “—” where no planner beats no tax.",
     "Planners marked “yes” under “Population model” query the population's response to candidate "
     "policies before choosing; the others learn only from the tax years they actually lived through. "
     "Compare them with that difference in mind.",
@@ -58,30 +70,30 @@ STANDARD_CAVEATS = [
 
 
 def _missing(x) -> bool:
-    return x is None or (isinstance(x, float) and math.isnan(x))
+    return x is None or (isinstance(x, float) and not math.isfinite(x))
 
 
 def format_money(x) -> str:
     """$ with thousands separators: 12345.6 -> '$12,346'; negative -> '-$1,200'."""
     if _missing(x):
-        return "—"
+        return DASH
     return f"-${-x:,.0f}" if x < 0 else f"${x:,.0f}"
 
 
 def format_percent(x) -> str:
     """A value already in percent, one decimal: 98.71 -> '98.7%'."""
-    return "—" if _missing(x) else f"{x:.1f}%"
+    return DASH if _missing(x) else f"{x:.1f}%"
 
 
 def format_share(x) -> str:
     """A fraction as percent, one decimal: 0.052 -> '5.2%'."""
-    return "—" if _missing(x) else f"{100 * x:.1f}%"
+    return DASH if _missing(x) else f"{100 * x:.1f}%"
 
 
 def format_number(x) -> str:
-    """Welfare and parameters: whole numbers with separators when large, else 4 decimals."""
+    """Parameters and single values: whole numbers with separators when large, else 4 decimals."""
     if _missing(x):
-        return "—"
+        return DASH
     if abs(x) >= 1000:
         return f"{x:,.0f}"
     if x != 0 and abs(x) < 0.01:
@@ -91,15 +103,58 @@ def format_number(x) -> str:
 
 def format_seconds(s) -> str:
     if _missing(s):
-        return "—"
+        return DASH
     if s < 60:
         return f"{s:.1f} s"
     minutes, seconds = divmod(round(s), 60)
     return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min {seconds} s"
 
 
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """'1 step', '3 steps'."""
+    return f"{n:,} {word if n == 1 else many or word + 's'}"
+
+
+def _place(half_width: float | None, mean: float) -> int:
+    """The decimal place to round at: two significant digits of the interval's half-width, or
+    three of the mean when there is no interval (negative: tens, hundreds, ...)."""
+    reference, digits = (half_width, 2) if half_width else (abs(mean), 3)
+    if not reference:
+        return 0
+    return min(6, digits - 1 - math.floor(math.log10(reference)))
+
+
+def format_estimate(estimate: dict | None, scale: float = 1.0, prefix: str = "", suffix: str = "") -> str:
+    """A mean with its 95% interval as 'mean ± half-width', at the precision the interval allows:
+    {"mean": 18412.3, "ci95": [17200.1, 19624.5]} -> '18,400 ± 1,200'; one seed -> '18,400'."""
+    if not estimate or _missing(estimate.get("mean")):
+        return DASH
+    mean = estimate["mean"] * scale
+    ci = estimate.get("ci95")
+    half = None if not ci or any(_missing(c) for c in ci) else abs(ci[1] - ci[0]) * scale / 2
+    half = half or None  # no spread over seeds: the value is exact, no interval to print
+    place = _place(half, mean)
+    decimals = max(0, place)
+
+    def show(x: float) -> str:
+        x = round(x, place) + 0.0  # + 0.0 turns -0.0 into 0.0
+        return f"{'-' if x < 0 else ''}{prefix}{abs(x):,.{decimals}f}{suffix}"
+
+    return show(mean) if half is None else f"{show(mean)} ± {show(half)}"
+
+
+def estimate_of(p: dict, name: str) -> dict | None:
+    """The mean and interval of a planner's figure, from the summary's two layouts of them."""
+    if name in ("welfare", "gain_captured"):
+        return {"mean": p.get(f"{name}_mean"), "ci95": p.get(f"{name}_ci95")}
+    value = p.get(name)
+    return value if isinstance(value, dict) else None
+
+
 def markdown_table(df: pd.DataFrame) -> str:
     """A GitHub-flavoured Markdown table of already formatted strings; the first column left-aligned."""
+    if df.empty:
+        return "*(no rows)*"
     cells = df.astype(str).map(lambda v: v.replace("|", r"\|"))
     header = "| " + " | ".join(str(c) for c in df.columns) + " |"
     rule = "|" + "|".join([":---"] + ["---:"] * (len(df.columns) - 1)) + "|"
@@ -110,19 +165,31 @@ def markdown_table(df: pd.DataFrame) -> str:
 # ---- reading the run --------------------------------------------------------------------
 
 
+class NoRunError(FileNotFoundError):
+    """The directory holds no finished run."""
+
+
 def _required(run_dir: Path, name: str) -> Path:
     path = run_dir / name
     if not path.is_file():
-        raise FileNotFoundError(f"{name} not found in run directory {run_dir} (expected {path}); is the run finished?")
+        raise NoRunError(f"{run_dir} holds no finished run ({name} not found); run `llm-economist compare CONFIG --out {run_dir}` first")
     return path
+
+
+def _table(path: Path) -> pd.DataFrame | None:
+    if not path.is_file():
+        return None
+    frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    return frame if len(frame) else None
 
 
 def final_outcomes(run_dir: Path) -> tuple[pd.DataFrame | None, str]:
     """Per-agent rows of each planner's last step, and a note on where they came from."""
-    if (run_dir / "final_outcomes.parquet").is_file():
-        return pd.read_parquet(run_dir / "final_outcomes.parquet"), "final_outcomes.parquet"
-    if (run_dir / "traces.parquet").is_file():
-        traces = pd.read_parquet(run_dir / "traces.parquet")
+    frame = _table(run_dir / "final_outcomes.parquet")
+    if frame is not None:
+        return frame, "final_outcomes.parquet"
+    traces = _table(run_dir / "traces.parquet")
+    if traces is not None:
         last = traces.groupby("planner")["step"].transform("max")
         return traces[traces["step"] == last], "the last step of traces.parquet"
     return None, ""
@@ -131,49 +198,106 @@ def final_outcomes(run_dir: Path) -> tuple[pd.DataFrame | None, str]:
 # ---- the report -------------------------------------------------------------------------
 
 
+def _seeds_line(summary: dict) -> str:
+    seeds = summary.get("seeds", [])
+    listed = ", ".join(str(s) for s in seeds)
+    if len(seeds) >= 2:
+        return (
+            f"**{plural(len(seeds), 'seed')}** ({listed}): every figure is a mean over seeds ± the half-width of its "
+            "95% t-interval, printed to the precision the interval allows. Every planner meets the same seeds."
+        )
+    return (
+        f"**1 seed** ({listed or '?'}): no interval can be given and the ranking is not tested; "
+        "rerun with `--seeds 3` or more for means with 95% intervals."
+    )
+
+
+def _planner_line(label: str, p: dict, config_mechanism: str | None) -> str:
+    if label == BASELINE:
+        return f"{label} (baseline: no tax, no transfer)"
+    mechanism = p.get("mechanism")
+    sets = f"sets `{mechanism}`" if mechanism == config_mechanism else f"brings its own mechanism, `{mechanism}`"
+    return f"{label} (`{p.get('kind')}`, {sets})"
+
+
 def _overview(config: dict, summary: dict) -> str:
     population, economy = config.get("population", {}), config.get("economy", {})
     n_agents = summary.get("population", {}).get("n_agents", population.get("n_agents"))
     median_wage = summary.get("population", {}).get("median_wage")
-    planners = "; ".join(f"{p.get('label', p.get('kind'))} (`{p.get('kind')}`)" for p in config.get("planners", []))
-    wage = f" (median wage ${median_wage:,.2f}/h)" if not _missing(median_wage) else ""
+    mechanism = config.get("mechanism", {}).get("name")
+    planners = "; ".join(_planner_line(label, p, mechanism) for label, p in summary.get("planners", {}).items())
+    wage = f" (median wage ${median_wage:,.2f}/h in the first seed)" if not _missing(median_wage) else ""
     size = f"{n_agents:,}" if isinstance(n_agents, int) else str(n_agents)
+    years, steps = economy.get("years"), economy.get("steps_per_year")
+    span = f"{plural(years, 'tax year')} of {plural(steps, 'step')} each" if isinstance(years, int) and isinstance(steps, int) else "tax years"
     return (
         f"This run simulated {size} workers from the `{population.get('income_model')}` income model{wage}, "
-        f"whose hours were chosen by `{config.get('workers', {}).get('kind')}` workers. "
-        f"Each planner set the `{config.get('mechanism', {}).get('name')}` mechanism to maximise "
-        f"`{config.get('welfare', {}).get('name')}` welfare over {economy.get('years')} tax years of "
-        f"{economy.get('steps_per_year')} steps each (eta = {economy.get('eta')}, elasticity = {economy.get('elasticity')}, "
-        f"at most {economy.get('max_hours')} h/week; seed {config.get('seed')}). "
-        f"Planners: {planners}."
+        f"whose hours were chosen by `{config.get('workers', {}).get('kind')}` workers. Planners maximise "
+        f"`{config.get('welfare', {}).get('name')}` welfare over {span} (eta = {economy.get('eta')}, "
+        f"elasticity = {economy.get('elasticity')}, at most {economy.get('max_hours')} h/week). "
+        f"Planners: {planners or 'none finished a tax year'}."
     )
 
 
+def _rank_labels(summary: dict) -> dict[str, str]:
+    ranks = {row["planner"]: row["rank"] for row in summary.get("ranking", [])}
+    counts = pd.Series(list(ranks.values())).value_counts() if ranks else {}
+    return {label: f"{r}=" if counts[r] > 1 else str(r) for label, r in ranks.items()}
+
+
 def comparison_table(summary: dict) -> pd.DataFrame:
+    """One row per planner, best mean welfare first; every figure a mean ± its 95% half-width."""
+    ranks = _rank_labels(summary)
+    order = [row["planner"] for row in summary.get("ranking", [])]
+    labels = order + [label for label in summary.get("planners", {}) if label not in order]
     rows = []
-    for label, p in summary["planners"].items():
+    for label in labels:
+        p = summary["planners"][label]
         rows.append({
+            "Rank": ranks.get(label, DASH),
             "Planner": label,
-            "Welfare": format_number(p.get("final_welfare")),
-            "% of best": format_percent(p.get("welfare_pct_of_best")),
-            "Gain captured": format_percent(p.get("gain_captured_pct")),
-            "Revenue ($/yr)": format_money(p.get("revenue")),
-            "Transfer ($/yr)": format_money(p.get("transfer")),
-            "Gini (consumption)": "—" if _missing(p.get("gini_consumption")) else f"{p['gini_consumption']:.3f}",
-            "Mean hours": "—" if _missing(p.get("mean_hours")) else f"{p['mean_hours']:.1f} h",
-            "At 0 h": format_share(p.get("share_zero_hours")),
-            "At cap": format_share(p.get("share_at_cap")),
+            "Welfare": format_estimate(estimate_of(p, "welfare")),
+            "Gain captured": format_estimate(estimate_of(p, "gain_captured"), suffix="%"),
+            "Fallbacks": format_share(p["fallbacks"] / p["decisions"]) if p.get("decisions") else DASH,
+            "Revenue ($/yr)": format_estimate(p.get("revenue"), prefix="$"),
+            "Transfer ($/yr)": format_estimate(p.get("transfer"), prefix="$"),
+            "Gini (consumption)": format_estimate(p.get("gini_consumption")),
+            "Mean hours": format_estimate(p.get("mean_hours")),
+            "At 0 h": format_estimate(p.get("share_zero_hours"), scale=100, suffix="%"),
+            "At cap": format_estimate(p.get("share_at_cap"), scale=100, suffix="%"),
             "Population model": "yes" if p.get("uses_population_model") else "no",
-            "Evaluations": "—" if _missing(p.get("evaluations")) else f"{int(p['evaluations']):,}",
+            "Seeds": str(len(p.get("seeds", []))),
             "Wall time": format_seconds(p.get("wall_s")),
         })
     return pd.DataFrame(rows)
 
 
+def _ranking_note(summary: dict) -> str:
+    ranking = summary.get("ranking", [])
+    if not ranking:
+        return "No planner finished every seed, so none is ranked."
+    if not all(row.get("tested") for row in ranking):
+        return "With one seed the ranking is only the order of the means; it is not tested."
+    pairs = sorted({tuple(sorted((row["planner"], other))) for row in ranking for other in row["not_distinguishable_from"]})
+    rule = (
+        "Rank is 1 + the number of planners whose welfare is higher at 95% confidence (paired t-interval of the "
+        "per-seed differences); planners sharing a rank (“=”) are not told apart."
+    )
+    if not pairs:
+        return rule + " Every pair of planners is distinguishable at that level."
+    return rule + " Not distinguishable at 95%: " + "; ".join(f"{a} and {b}" for a, b in pairs) + "."
+
+
 def parameter_table(summary: dict) -> pd.DataFrame:
-    """Parameters as rows, planners as columns; '—' where a planner's mechanism lacks one."""
-    values = pd.DataFrame({label: p.get("parameters", {}) for label, p in summary["planners"].items()})
-    return values.map(format_number).rename_axis("Parameter").reset_index()
+    """Each planner's final parameters with their meaning (brackets with their cutoffs), mean ± 95%."""
+    rows = []
+    for label, p in summary.get("planners", {}).items():
+        for name, est in p.get("parameters", {}).items():
+            unit = est.get("unit", "")
+            value = format_estimate(est, scale=100, suffix="%") if unit == "fraction" else format_estimate(est, prefix="$" if unit.startswith("$") else "")
+            rows.append({"Planner": label, "Mechanism": p.get("mechanism", DASH), "Parameter": name,
+                         "Meaning": est.get("description", ""), "Final value": value})
+    return pd.DataFrame(rows)
 
 
 def _calibration(summary: dict, config: dict) -> str:
@@ -181,81 +305,100 @@ def _calibration(summary: dict, config: dict) -> str:
     if not cal:
         return "No calibration was recorded for this run."
     cap = config.get("economy", {}).get("max_hours")
+    psi = cal.get("psi")
+    median = cal.get("median_hours_us_2024")
     return (
-        f"Labour disutility psi = {cal.get('psi', float('nan')):.4g}. Under the 2024 US federal schedule the median worker "
-        f"works {cal.get('median_hours_us_2024', float('nan')):.1f} h/week; "
+        f"Labour disutility psi = {DASH if _missing(psi) else f'{psi:.4g}'} (mean over seeds). Under the 2024 US federal "
+        f"schedule the median worker works {DASH if _missing(median) else f'{median:.1f}'} h/week; "
         f"{format_share(cal.get('share_zero_hours_us_2024'))} work 0 h and "
         f"{format_share(cal.get('share_at_cap_us_2024'))} sit at the cap" + (f" of {cap} h." if cap else ".")
     )
 
 
-def _make_figures(run_dir: Path, config: dict, summary: dict, outcomes: pd.DataFrame | None) -> list[str]:
-    """Draw every figure the data allow; return the file names written."""
-    metrics = pd.read_csv(_required(run_dir, "metrics.csv"))
-    parameters = pd.read_csv(_required(run_dir, "parameters.csv"))
-    labels = list(dict.fromkeys([*summary["planners"], *metrics["planner"]]))
+def _make_figures(run_dir: Path, config: dict, summary: dict, outcomes: pd.DataFrame | None) -> tuple[list[str], list[str]]:
+    """Draw every figure the data allow; return the file names written and notes on those skipped."""
+    metrics = _table(run_dir / "metrics.csv")
+    parameters = _table(run_dir / "parameters.csv")
+    planners = summary.get("planners", {})
+    labels = list(dict.fromkeys([*planners, *(metrics["planner"] if metrics is not None else [])]))
     colors = plots.planner_colors(labels)
     welfare_name = config.get("welfare", {}).get("name", summary.get("welfare", {}).get("name", ""))
-    plots.plot_welfare_over_time(metrics, run_dir / "welfare_over_time.png", colors, welfare_name)
-    written = ["welfare_over_time.png"]
-
-    schedules = {k: p["schedule"] for k, p in summary["planners"].items() if p.get("schedule")}
+    written, skipped = [], []
+    if metrics is not None and metrics["welfare"].notna().any():
+        plots.plot_welfare_over_time(metrics, run_dir / "welfare_over_time.png", colors, welfare_name)
+        written.append("welfare_over_time.png")
+    else:
+        skipped.append("welfare over time (no step finished)")
+    schedules = {label: p for label, p in planners.items() if p.get("schedules")}
     if schedules:
-        transfers = {k: p.get("transfer") if not _missing(p.get("transfer")) else p["schedule"].get("lump_sum", 0.0)
-                     for k, p in summary["planners"].items() if k in schedules}
         incomes = outcomes["income"].to_numpy(float) if outcomes is not None else None
-        plots.plot_final_schedules(schedules, transfers, incomes, run_dir / "final_schedules.png", colors)
+        plots.plot_final_schedules(schedules, incomes, run_dir / "final_schedules.png", colors)
         written.append("final_schedules.png")
-    if outcomes is not None and len(outcomes):
+    if outcomes is not None:
         max_hours = config.get("economy", {}).get("max_hours")
         plots.plot_hours_distribution(outcomes, run_dir / "hours_distribution.png", colors, max_hours)
-        plots.plot_lorenz_curves(outcomes, run_dir / "lorenz_curves.png", colors)
+        gini = {label: (p.get("gini_income"), p.get("gini_consumption")) for label, p in planners.items()}
+        plots.plot_lorenz_curves(outcomes, run_dir / "lorenz_curves.png", colors, gini)
         written += ["hours_distribution.png", "lorenz_curves.png"]
-    if len(parameters):
+    else:
+        skipped.append("hours and Lorenz curves (neither final_outcomes.parquet nor traces.parquet holds rows)")
+    if parameters is not None and plots.changing_parameters(parameters):
         plots.plot_parameters_over_time(parameters, run_dir / "parameters_over_time.png", colors)
         written.append("parameters_over_time.png")
-    return written
+    elif parameters is not None:
+        skipped.append("parameters by year (every planner held its parameters from the first year: see the final schedules)")
+    return written, skipped
+
+
+def _count(x) -> str:
+    return DASH if _missing(x) else f"{x:,.0f}"
 
 
 def _language_model(summary: dict) -> list[str]:
-    """Model, endpoints, call accounting, fallbacks and the archetype check, when the run used one."""
+    """Model, endpoints, call accounting, fallbacks by reason and the archetype check, when the run used one."""
     llm = summary.get("llm")
     if not llm:
         return []
-    usage = llm.get("usage", {})
+    usage = llm.get("usage") or {}
+    cost = usage.get("cost_usd")
     lines = [
         "## Language model",
         "",
         f"Model `{llm.get('model')}` via {', '.join(llm.get('endpoints', []))} ({llm.get('backend')} backend).",
-        f"Requests {usage.get('requests', 0):,} ({usage.get('cache_hits', 0):,} from the cache, "
-        f"{usage.get('http_calls', 0):,} HTTP calls, {usage.get('retries', 0):,} retries, {usage.get('failures', 0):,} unusable); "
-        f"tokens {usage.get('prompt_tokens', 0):,} prompt + {usage.get('completion_tokens', 0):,} completion"
-        + (f"; cost ${usage['cost_usd']:,.4f}." if usage.get("cost_usd") is not None else "."),
+        f"Requests {_count(usage.get('requests', 0))} ({_count(usage.get('cache_hits', 0))} from the cache, "
+        f"{_count(usage.get('http_calls', 0))} HTTP calls, {_count(usage.get('retries', 0))} retries, "
+        f"{_count(usage.get('failures', 0))} unusable); tokens {_count(usage.get('prompt_tokens', 0))} prompt + "
+        f"{_count(usage.get('completion_tokens', 0))} completion" + (f"; cost ${cost:,.4f}." if not _missing(cost) else ".")
+        + " Counts cover every seed and every resumed part of the run.",
         "",
     ]
     rows = []
     for label, p in summary.get("planners", {}).items():
         d = p.get("worker_diagnostics") or {}
-        if "llm_decisions" not in d and "vote_calls" not in d:
+        if not p.get("decisions") and "vote_calls" not in d:
             continue
         decisions = d.get("llm_decisions", 0.0)
+        reasons = p.get("fallback_reasons") or {}
         rows.append({
             "Planner": label,
-            "Worker decisions": f"{decisions:,.0f}",
-            "Fallbacks": f"{d.get('llm_fallbacks', 0):,.0f}",
-            "Scored (hour distribution)": format_share(d.get("llm_scored", 0) / decisions) if decisions else "—",
-            "Prompt tokens / decision": f"{d.get('llm_prompt_tokens', 0) / decisions:,.0f}" if decisions else "—",
+            "Decisions and proposals": _count(p.get("decisions")),
+            "Fallbacks": _count(p.get("fallbacks")),
+            "Fallback reasons": "; ".join(f"{k} {v:,}" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1])) or DASH,
+            "Scored (hour distribution)": format_share(d.get("llm_scored", 0) / decisions) if decisions else DASH,
+            "Prompt tokens / decision": _count(d.get("llm_prompt_tokens", 0) / decisions) if decisions else DASH,
             "Ballots (fallback / repaired)": (
-                f"{d['vote_calls']:,.0f} ({d.get('vote_fallbacks', 0):,.0f} / {d.get('vote_repaired', 0):,.0f})" if d.get("vote_calls") else "—"
+                f"{d['vote_calls']:,.0f} ({d.get('vote_fallbacks', 0):,.0f} / {d.get('vote_repaired', 0):,.0f})" if d.get("vote_calls") else DASH
             ),
-            "Archetype vs per-agent hours gap": format_number(d.get("archetype_check_mean_abs_hours_gap")) if "archetype_check_mean_abs_hours_gap" in d else "—",
-            "Archetype JS divergence": format_number(d.get("archetype_check_mean_js_divergence")) if "archetype_check_mean_js_divergence" in d else "—",
+            "Archetype vs per-agent hours gap": format_number(d.get("archetype_check_mean_abs_hours_gap")),
+            "Archetype JS divergence": format_number(d.get("archetype_check_mean_js_divergence")),
         })
     if rows:
         lines += [markdown_table(pd.DataFrame(rows)), ""]
         lines += [
-            "*A fallback is a reply that stayed unusable after retries; the worker then kept its previous hours. "
-            "The archetype columns compare, in the first period, agents asked one by one with their archetype's answer "
+            "*A fallback is a reply that stayed unusable after retries (its reason: timeout, connection, HTTP "
+            "status, invalid JSON, schema violation); the worker then kept its previous hours and the planner its "
+            "previous parameters. Each decision's reason is in the `fallback_reason` column of the traces. The "
+            "archetype columns compare, in the first period, agents asked one by one with their archetype's answer "
             "(mean absolute gap in hours; Jensen-Shannon divergence of the hour distributions, in bits).*",
             "",
         ]
@@ -263,22 +406,24 @@ def _language_model(summary: dict) -> list[str]:
 
 
 def _elections(run_dir: Path) -> list[str]:
-    """One row per election: the platforms, their tallies and the winner."""
-    path = run_dir / "elections.json"
-    if not path.is_file():
-        return []
+    """One row per election and seed: the platforms, their tallies and the winner."""
     rows = []
-    for label, elections in json.loads(path.read_text()).items():
-        for e in elections:
-            names = [p["name"] for p in e["platforms"]]
-            first = e["tallies"][0] if e["tallies"] else []
-            rows.append({
-                "Planner": label,
-                "Year": e["year"],
-                "Rule": e["rule"],
-                "Votes (first round)": "; ".join(f"{n}: {v:,.0f}" for n, v in zip(names, first)),
-                "Winner": e.get("winner_name", names[e["winner"]]),
-            })
+    for path in [run_dir / "elections.json", *sorted(run_dir.glob("seed_*/elections.json"))]:
+        if not path.is_file():
+            continue
+        seed = path.parent.name.removeprefix("seed_") if path.parent != run_dir else DASH
+        for label, elections in json.loads(path.read_text()).items():
+            for e in elections:
+                names = [p["name"] for p in e["platforms"]]
+                first = e["tallies"][0] if e["tallies"] else []
+                rows.append({
+                    "Seed": seed,
+                    "Planner": label,
+                    "Year": e["year"],
+                    "Rule": e["rule"],
+                    "Votes (first round)": "; ".join(f"{n}: {v:,.0f}" for n, v in zip(names, first)),
+                    "Winner": e.get("winner_name", names[e["winner"]]),
+                })
     return ["## Elections", "", markdown_table(pd.DataFrame(rows)), ""] if rows else []
 
 
@@ -287,35 +432,69 @@ def _reasoning_channels(outcomes: pd.DataFrame | None) -> list[str]:
     channels = [c for c in CHANNELS if outcomes is not None and c in outcomes]
     if not channels:
         return []
-    table = outcomes.groupby("planner", sort=False)[channels].mean().round(2).reset_index()
-    table.columns = ["Planner", *[c.capitalize() for c in channels]]
+    means = outcomes.groupby("planner", sort=False)[channels].mean(numeric_only=False)
+    table = pd.DataFrame({"Planner": means.index, **{c.capitalize(): [DASH if _missing(v) else f"{v:.2f}" for v in means[c]] for c in channels}})
     return [
         "## Reasoning channels", "",
-        "Mean over workers in each planner's last step, on the 1 (low) to 5 (high) scale: how fair the "
-        "taxes seem, trust in the government, financial stress.", "",
+        "Mean over workers in each planner's last step (all seeds), on the 1 (low) to 5 (high) scale: how fair the "
+        "taxes seem, trust in the government, financial stress; “—” where no reply stated them.", "",
         markdown_table(table), "",
     ]
+
+
+def fallback_warning(summary: dict) -> str | None:
+    """One line naming every planner whose language-model decisions fell back, or None."""
+    hit = {label: p for label, p in summary.get("planners", {}).items() if p.get("fallbacks")}
+    if not hit:
+        return None
+    reasons = summary.get("fallback_reasons") or {}
+    top = ", ".join(f"{k} {v:,}" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1])[:3])
+    parts = ", ".join(f"{label} {100 * p['fallbacks'] / p['decisions']:.0f}%" for label, p in hit.items())
+    return f"language-model decisions fell back ({parts}; reasons: {top}); see the report's caveats"
+
+
+def console_table(summary: dict) -> str:
+    """The comparison table for a terminal."""
+    table = comparison_table(summary)
+    if table.empty:
+        return "no planner finished a tax year"
+    columns = ["Rank", "Planner", "Welfare", "Gain captured", "Fallbacks", "Mean hours"]
+    table = table[columns]
+    widths = {c: max(len(c), *(len(v) for v in table[c])) for c in columns}
+    lines = ["  ".join(c.ljust(widths[c]) if c == "Planner" else c.rjust(widths[c]) for c in columns)]
+    for _, row in table.iterrows():
+        lines.append("  ".join(row[c].ljust(widths[c]) if c == "Planner" else row[c].rjust(widths[c]) for c in columns))
+    seeds = summary.get("seeds", [])
+    lines.append(f"{plural(len(seeds), 'seed')}" + ("; ± is the half-width of the 95% interval" if len(seeds) > 1 else "; no interval with one seed"))
+    return "\n".join(lines)
 
 
 def write_report(run_dir: Path) -> Path:
     """Write the figures and report.md into a finished run directory; return the report's path."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise FileNotFoundError(f"run directory {run_dir} does not exist")
+        raise NoRunError(f"run directory {run_dir} does not exist")
     summary = json.loads(_required(run_dir, "summary.json").read_text())
     config = yaml.safe_load(_required(run_dir, "config.yaml").read_text()) or {}
     outcomes, outcome_source = final_outcomes(run_dir)
-    figures = _make_figures(run_dir, config, summary, outcomes)
+    figures, skipped = _make_figures(run_dir, config, summary, outcomes)
 
-    best = summary.get("best", {})
     lines = [f"# Run report: {summary.get('name', config.get('name', run_dir.name))}", ""]
     if summary.get("created"):
         lines += [f"Created {summary['created']}.", ""]
-    lines += [_overview(config, summary), ""]
-    lines += ["## Planners compared", "", markdown_table(comparison_table(summary)), ""]
-    if best:
-        lines += [f"Best welfare in this run: **{best.get('planner')}** ({format_number(best.get('welfare'))}).", ""]
-    lines += ["## Final parameters", "", markdown_table(parameter_table(summary)), ""]
+    if summary.get("stopped"):
+        lines += [
+            f"> **The run stopped early.** {summary['stopped']}. What finished before is reported below; "
+            f"once the server is fixed, `--resume` with the same `--out` continues from the last finished tax year.", "",
+        ]
+    warning = fallback_warning(summary)
+    if warning:
+        lines += [f"> **Warning:** {warning}.", ""]
+    lines += [_seeds_line(summary), "", _overview(config, summary), ""]
+    lines += ["## Planners compared", "", markdown_table(comparison_table(summary)), "", _ranking_note(summary), ""]
+    lines += ["## Final schedules", "", "Each planner's final parameters with what they mean; bracket rates name "
+              "their own cutoffs, so planners with different mechanisms are never read as one column.", "",
+              markdown_table(parameter_table(summary)), ""]
     lines += ["## Calibration", "", _calibration(summary, config), ""]
     lines += _language_model(summary)
     lines += _reasoning_channels(outcomes)
@@ -325,9 +504,9 @@ def write_report(run_dir: Path) -> Path:
     for name in figures:
         title, caption = FIGURES[name]
         lines += [f"### {title}", "", f"![{title}]({name})", "", f"*{caption}*", ""]
-    if outcomes is None:
-        lines += ["*Hours and Lorenz figures are skipped: neither traces.parquet nor final_outcomes.parquet was written.*", ""]
-    elif outcome_source != "final_outcomes.parquet":
+    if skipped:
+        lines += [f"*Not drawn: {'; '.join(skipped)}.*", ""]
+    elif outcome_source and outcome_source != "final_outcomes.parquet":
         lines += [f"*Hours and Lorenz figures use {outcome_source}.*", ""]
 
     lines += ["## Caveats", ""]
@@ -337,8 +516,10 @@ def write_report(run_dir: Path) -> Path:
     for name, description in RUN_FILES.items():
         if (run_dir / name).is_file():
             lines.append(f"- [`{name}`]({name}): {description}")
-        elif name == "traces.parquet":
-            lines.append("- `traces.parquet`: not written (per-agent traces were turned off for this run)")
+    for seed_dir in sorted(run_dir.glob("seed_*")):
+        if seed_dir.is_dir():
+            lines.append(f"- [`{seed_dir.name}/`]({seed_dir.name}/report.md): the run of seed {seed_dir.name.removeprefix('seed_')} "
+                         "with its own traces, checkpoints and report")
     lines += [f"- [`{name}`]({name}): figure, {FIGURES[name][0].lower()}" for name in figures]
     lines += [f"- `{REPORT_NAME}`: this report", ""]
 

@@ -106,7 +106,7 @@ def _collect_episode(config: RunConfig, out: Path, episode: int, client) -> None
         update={"seed": config.seed + episode, "output": OutputConfig(traces=True, trace_agents=n)}, deep=True
     )
     run_dir = out / RUNS / f"episode_{episode:05d}"
-    runner = Runner(episode_config, run_dir, resume=True, progress=False, client=client)
+    runner = Runner(episode_config, run_dir, resume=True, progress=False, client=client, baseline=False)
     runner.run()
     frame = episode_frame(runner, episode)
     path = episode_path(out, episode)

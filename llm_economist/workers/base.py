@@ -22,6 +22,9 @@ class Decisions:
     columns: dict[str, list | Tensor] = field(default_factory=dict)  # name -> N values (or rows), written to the traces
     diagnostics: dict[str, float] = field(default_factory=dict)  # run-level figures (e.g. fallbacks)
     carry: Any = None  # state the workers hand themselves for next period (the surrogate's memory)
+    # One entry per language-model decision made this period (archetype voices, in agent order):
+    # None where the reply was usable, else why it fell back ("timeout", "http_500", ...).
+    fallbacks: tuple[str | None, ...] = ()
 
 
 @dataclass(frozen=True)

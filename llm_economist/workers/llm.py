@@ -144,7 +144,11 @@ class ParsedDecision:
     channels: tuple[int, int, int] | None
     reason: str
     message: str
-    fallback: bool
+    failure: str | None  # why the reply was unusable ("timeout", "http_500", ...); None when used
+
+    @property
+    def fallback(self) -> bool:
+        return self.failure is not None
 
 
 class LLMWorkers(WorkerPolicy):
@@ -235,13 +239,13 @@ class LLMWorkers(WorkerPolicy):
 
     # -- replies ----------------------------------------------------------------------------
     def parse(self, reply: ChatReply, previous_hours: float) -> ParsedDecision:
-        data = reply.data
-        if not reply.ok or data.get("hours") not in self.bins:
-            return ParsedDecision(previous_hours, None, None, "", "", True)
+        if not reply.ok:
+            return ParsedDecision(previous_hours, None, None, "", "", reply.failure or "unusable")
+        data = reply.data  # the schema guarantees hours from the bins and every channel
         channels = tuple(int(data[c]) for c in CHANNELS)
         return ParsedDecision(
             float(data["hours"]), hour_distribution(reply.logprobs, self.bins, self.client.settings.temperature), channels,
-            str(data.get("reason", ""))[:60], str(data.get("message", ""))[:48], False,
+            str(data.get("reason", ""))[:60], str(data.get("message", ""))[:48], None,
         )
 
     def act(self, obs: Observation, generator: torch.Generator) -> Decisions:
@@ -270,7 +274,7 @@ class LLMWorkers(WorkerPolicy):
         diagnostics = self._diagnostics(replies[: len(speakers)], voices)
         if checks:
             diagnostics.update(self._archetype_check(checked, checks, voices))
-        return Decisions(hours, columns, diagnostics)
+        return Decisions(hours, columns, diagnostics, fallbacks=tuple(v.failure for v in voices))
 
     def _columns(self, voices: list[ParsedDecision], replies: list[ChatReply]) -> dict[str, list]:
         """Per-agent trace columns; members of an archetype carry their archetype's reply."""
@@ -281,6 +285,7 @@ class LLMWorkers(WorkerPolicy):
             "stated_hours": [voices[k].hours for k in of],
             "hour_distribution": [voices[k].distribution for k in of],
             "fallback": [voices[k].fallback for k in of],
+            "fallback_reason": [f"{voices[k].failure}: {replies[k].error}" if voices[k].fallback else None for k in of],
             "reason": [voices[k].reason for k in of],
             "message": [voices[k].message for k in of],
             "prompt_tokens": [replies[k].prompt_tokens for k in of],

@@ -1,0 +1,97 @@
+"""A comparison over seeds: every planner (and the no-tax baseline) runs on seeds seed, seed+1, ...,
+each seed in its own run directory `seed_<s>/`, all sharing one language-model client and response
+cache; the output directory then holds the tables of every seed and one summary with intervals.
+
+Seed s draws the population, the social graph and all worker randomness; all planners share it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+
+from .config import RunConfig, dump_config, load_config
+from .factory import llm_settings
+from .llm import open_client
+from .results import combine
+from .runner import ResumeError, Runner, config_fingerprint
+
+# What the tool writes into an output directory; `--overwrite` removes exactly these.
+OUTPUT_PATTERNS = (
+    "config.yaml", "summary.json", "metrics.csv", "parameters.csv", "final_outcomes.parquet", "traces.parquet",
+    "planner_log.csv", "elections.json", "llm_cache.sqlite", "llm_cache.sqlite-*", "report.md", "*.png",
+    "narrative_*.md", "checkpoints", "trace_parts", "seed_*",
+)
+
+
+class OutputDirError(ValueError):
+    """The output directory holds an earlier run and neither --resume nor --overwrite was given."""
+
+
+def prepare_out_dir(out: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to mix a new run with an old one's files: continue it, clear it, or pick another directory."""
+    if resume and overwrite:
+        raise OutputDirError("--resume and --overwrite exclude each other")
+    if not out.exists() or resume:
+        return
+    if not out.is_dir():
+        raise OutputDirError(f"--out {out}: exists and is not a directory")
+    if not any(out.iterdir()):
+        return
+    if not overwrite:
+        raise OutputDirError(
+            f"--out {out} already holds files; add --resume to continue the run there, --overwrite to replace it, "
+            "or choose another --out"
+        )
+    for pattern in OUTPUT_PATTERNS:
+        for path in out.glob(pattern):
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+def seeds_of(config: RunConfig) -> list[int]:
+    return [config.seed + i for i in range(config.seeds)]
+
+
+def run_comparison(
+    config: RunConfig, out: str | Path, labels: list[str] | None = None, resume: bool = False,
+    overwrite: bool = False, progress: bool = True,
+) -> dict:
+    """Run every seed, write the combined tables and summary.json into `out`, return the summary.
+
+    A seed stopped by an unusable language-model server ends the comparison: the seeds and years
+    finished until then are combined, and `stopped` says why.
+    """
+    out = Path(out)
+    prepare_out_dir(out, resume, overwrite)
+    out.mkdir(parents=True, exist_ok=True)
+    saved = out / "config.yaml"
+    # Changing only the number of seeds keeps a comparison resumable: finished seeds are reused.
+    if resume and saved.is_file() and _fingerprint(load_config(saved)) != _fingerprint(config):
+        raise ResumeError(f"{saved}: written by a different config; rerun without --resume or use a new --out")
+    saved.write_text(dump_config(config))
+    client = open_client(llm_settings(config, str(out / "llm_cache.sqlite"))) if config.needs_llm else None
+    summaries, tables = [], []
+    try:
+        for seed in seeds_of(config):
+            runner = Runner(config.model_copy(update={"seed": seed, "seeds": 1}), out / f"seed_{seed}", resume, progress, client)
+            summaries.append(runner.run(labels))
+            tables.append(runner.tables(runner.runs))
+            if runner.stopped:
+                break
+    finally:
+        if client is not None:
+            client.close()
+    for name, suffix in (("metrics", "csv"), ("parameters", "csv"), ("final_outcomes", "parquet")):
+        frame = pd.concat([t[name] for t in tables], ignore_index=True)
+        path = out / f"{name}.{suffix}"
+        frame.to_csv(path, index=False) if suffix == "csv" else frame.to_parquet(path, index=False)
+    summary = combine(summaries)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _fingerprint(config: RunConfig) -> str:
+    return config_fingerprint(config.model_copy(update={"seeds": 1}))
