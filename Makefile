@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/llm-economist compare experiments/configs/quickstart.yaml --out runs/quickstart
+	$(BIN)/llm-economist compare experiments/configs/quickstart.yaml --out runs/quickstart --overwrite
 	@echo "Report: runs/quickstart/report.md"
 
 test: $(STAMP)

@@ -145,7 +145,8 @@ def narrate(run_dir: str, agent: int, planner: str | None, overrides: tuple[str,
     """
     from .factory import llm_settings
     from .llm import open_client
-    from .reporting.narrate import agent_record, model_label, require_files
+    from .reporting.narrate import agent_record, model_label
+    from .reporting.report import require_files
     from .reporting.narrate import narrate as write_narrative
 
     if any(not o.startswith("llm.") for o in overrides):
@@ -281,10 +282,8 @@ def evaluate_command(model: str, data: str, out: str | None) -> None:
 def report(run_dir: str) -> None:
     """Rebuild report.md and the plots of a finished run directory."""
     from .reporting import write_report
-    from .reporting.narrate import require_files
 
     with exit_codes():
-        require_files(Path(run_dir), "summary.json", "config.yaml")
         path = write_report(Path(run_dir))
     click.echo(f"report: {path}")
 

@@ -99,6 +99,8 @@ def make_world(config: RunConfig, population: Population, wage: torch.Tensor, cl
 
 
 OWN_MECHANISM_PLANNERS = {"us_federal": us_federal_planner, "flat": flat_planner}
+# The registered name of the mechanism a planner kind sets: its own, else the config's.
+OWN_MECHANISM_NAMES = {"us_federal": "us_federal_2024", "flat": "flat", BASELINE: "flat"}
 PLANNERS = {"fixed": FixedPlanner, "saez": SaezPlanner, "search": SearchPlanner, "grid": GridPlanner, "llm": LLMPlanner,
             "gradient": GradientPlanner, "random": RandomPlanner}
 SEEDED_PLANNERS = ("search", "llm", "gradient", "random")  # their `seed` defaults to the run's
@@ -132,6 +134,10 @@ def _options_at(options: dict, where: str, title: str) -> Iterator[None]:
         mentioned = [(m.start(), str(key)) for key in options if (m := re.search(rf"\b{re.escape(str(key))}\b", message))]
         place = f"{where}.{min(mentioned)[1]}" if mentioned else f"{where} ({title})"
         raise ConfigError(f"{place}: {message}") from None
+
+
+def mechanism_name(kind: str, config: RunConfig) -> str:
+    return OWN_MECHANISM_NAMES.get(kind, config.mechanism.name)
 
 
 def make_config_mechanism(config: RunConfig) -> Mechanism:

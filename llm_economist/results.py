@@ -112,6 +112,15 @@ def _sum_counts(dicts: Sequence[dict | None]) -> dict:
     return total
 
 
+def _diagnostics(per_seed: Sequence[dict]) -> dict:
+    """Worker diagnostics over seeds: counts add up, means (`..._mean_...`) are averaged."""
+    total = _sum_counts(per_seed)
+    for key in total:
+        if "_mean_" in key:
+            total[key] = float(np.mean([d[key] for d in per_seed if key in d]))
+    return total
+
+
 def combine(summaries: Sequence[dict]) -> dict:
     """One summary over seeds from the per-seed summaries of `Runner.summarise` (same config)."""
     if not summaries:
@@ -155,7 +164,7 @@ def combine(summaries: Sequence[dict]) -> dict:
             "decisions": sum(p["decisions"] for _, p in rows),
             "fallbacks": sum(p["fallbacks"] for _, p in rows),
             "fallback_reasons": _sum_counts([p["fallback_reasons"] for _, p in rows]),
-            "worker_diagnostics": _sum_counts([p["worker_diagnostics"] for _, p in rows]),
+            "worker_diagnostics": _diagnostics([p["worker_diagnostics"] for _, p in rows]),
             "evaluations": sum(p["evaluations"] for _, p in rows),
             "wall_s": sum(p["wall_s"] for _, p in rows),
             "years": [p["years"] for _, p in rows],

@@ -29,7 +29,7 @@ from .config import RunConfig, dump_config, load_config
 from .economy.outcome import Outcome, aggregates, settle
 from .economy.policy import Policy
 from .economy.tax import TaxSchedule
-from .factory import DTYPES, llm_settings, make_planner, make_world
+from .factory import DTYPES, OWN_MECHANISM_NAMES, llm_settings, make_planner, make_world, mechanism_name
 from .llm import LLMClient, LLMUnavailable, open_client
 from .mechanisms.governance import (
     ElectionResult,
@@ -49,8 +49,6 @@ from .workers.llm import LLMWorkers
 from .world import World
 
 CHECKPOINT_DIR = "checkpoints"
-# Planners that bring their own mechanism, and its name in results (the others set the config's).
-OWN_MECHANISMS = {"us_federal": "us_federal_2024", "flat": "flat", BASELINE: "flat"}
 TRACE_DIR = "trace_parts"
 TRACE_COLUMNS = ["hours", "income", "tax", "consumption", "utility"]
 METRIC_COLUMNS = ["planner", "year", "step", "step_in_year", "welfare"]
@@ -284,7 +282,7 @@ class Runner:
         mean = {key: sum(m[key] for m in year_metrics) / len(year_metrics) for key in year_metrics[0]}
         run.history.append(YearRecord(year, theta.clone(), mean["welfare"], mean))
         run.parameters.extend(
-            {"planner": run.label, "mechanism": self._mechanism_name(run.label), "year": year, "parameter": name, "value": value}
+            {"planner": run.label, "mechanism": mechanism_name(self._kind(run.label), self.config), "year": year, "parameter": name, "value": value}
             for name, value in run.planner.mechanism.as_dict(theta).items()
         )
         if usage_before is not None:
@@ -318,9 +316,6 @@ class Runner:
     def _kind(self, label: str) -> str:
         return BASELINE if label == BASELINE else self._planner_config(label).kind
 
-    def _mechanism_name(self, label: str) -> str:
-        return OWN_MECHANISMS.get(self._kind(label), self.config.mechanism.name)
-
     def elect(self, run: PlannerRun) -> ElectionResult:
         """Candidates: the status quo, the planner's proposal, config platforms, workers' proposals."""
         assert self.world is not None
@@ -329,7 +324,7 @@ class Runner:
         platforms = [Platform("status quo", "status_quo", status_quo)]
         if g.planner_platform:
             platforms.append(Platform("planner", "planner", run.planner.propose(run.year, run.history, world)))
-        if g.platforms and self._kind(run.label) not in OWN_MECHANISMS:
+        if g.platforms and self._kind(run.label) not in OWN_MECHANISM_NAMES:
             platforms += config_platforms(mechanism, {p.name: p.parameters for p in g.platforms})
         if g.worker_platforms:
             income = run.last.income if run.last is not None else world.respond(mechanism.policy(status_quo)).income
@@ -450,7 +445,7 @@ class Runner:
             fallbacks = sum(r.fallback_reasons.values())
             planners[r.label] = {
                 "kind": self._kind(r.label),
-                "mechanism": self._mechanism_name(r.label),
+                "mechanism": mechanism_name(self._kind(r.label), self.config),
                 "final_welfare": final["welfare"],
                 **{k: v for k, v in final.items() if k != "welfare"},
                 "parameters": mechanism.as_dict(r.history[-1].theta),

@@ -137,7 +137,7 @@ def test_files_section_links_the_outputs_and_each_seed(full_run):
     for name in ["config.yaml", "summary.json", "metrics.csv", "final_outcomes.parquet", *FIGURES]:
         assert f"[`{name}`]({name})" in files
     for seed in range(3):
-        assert f"[`seed_{seed}/`](seed_{seed}/report.md)" in files
+        assert f"[`seed_{seed}/`](seed_{seed}/)" in files
 
 
 def test_report_without_any_per_agent_data_skips_those_figures_with_a_note(tmp_path):

@@ -16,6 +16,7 @@ import pandas as pd
 from ..config import LLMConfig, RunConfig
 from ..llm import ChatReply, ChatRequest, LLMClient
 from ..personas import persona_text, sample_population
+from .report import NoRunError, require_files
 
 MAX_FACT_ROWS = 24
 MAX_TOKENS = 300  # room for the ~120 words asked for
@@ -27,10 +28,6 @@ SYSTEM_PROMPT = (
 SENTENCE_END = re.compile(r"[.!?][\"')\]]*(?=\s|$)")
 
 
-class RunDirError(ValueError):
-    """A run directory lacking a file a finished run writes, or an option naming nothing in the run."""
-
-
 @dataclass(frozen=True)
 class AgentRecord:
     """What an account is written from: whose run it is and the facts of it, one line per step."""
@@ -40,15 +37,6 @@ class AgentRecord:
     planner: str
     persona: str
     facts: list[str]
-
-
-def require_files(run_dir: Path, *names: str) -> None:
-    """RunDirError naming the first missing file and the command that writes a run."""
-    for name in names:
-        if not (run_dir / name).is_file():
-            raise RunDirError(
-                f"{run_dir} holds no finished run (no {name}); run `llm-economist compare CONFIG --out {run_dir}` first"
-            )
 
 
 def embedded_model(llm: LLMConfig) -> bool:
@@ -73,18 +61,18 @@ def agent_record(run_dir: Path, config: RunConfig, agent: int, planner: str | No
         run_dir = first_seed
     traces_path = run_dir / "traces.parquet"
     if not traces_path.is_file() and not config.output.traces:
-        raise RunDirError(f"{run_dir}: the run wrote no traces (output.traces = false); rerun it with --set output.traces=true")
+        raise NoRunError(f"{run_dir}: the run wrote no traces (output.traces = false); rerun it with --set output.traces=true")
     require_files(run_dir, "traces.parquet")
     traces = pd.read_parquet(traces_path)
     labels = list(dict.fromkeys(traces["planner"]))
     label = planner or labels[0]
     if label not in labels:
-        raise RunDirError(f"--planner {label}: not in this run; its planners are {', '.join(labels)}")
+        raise ValueError(f"--planner {label}: not in this run; its planners are {', '.join(labels)}")
     mine = traces[traces["planner"] == label]
     rows = mine[mine["agent_id"] == agent].sort_values("step")
     if rows.empty:
         traced = f"{mine['agent_id'].min()}..{mine['agent_id'].max()}"
-        raise RunDirError(f"--agent {agent}: no trace rows under {label}; the traced agents are {traced}")
+        raise ValueError(f"--agent {agent}: no trace rows under {label}; the traced agents are {traced}")
     # Traces hold no persona columns: the population is sampled again, exactly as the run sampled it.
     pop = config.population
     population = sample_population(pop.n_agents, config.seed, pop.income_model)

@@ -165,15 +165,15 @@ def markdown_table(df: pd.DataFrame) -> str:
 # ---- reading the run --------------------------------------------------------------------
 
 
-class NoRunError(FileNotFoundError):
-    """The directory holds no finished run."""
+class NoRunError(ValueError):
+    """The directory holds no finished run (a usage error: exit 2 at the command line)."""
 
 
-def _required(run_dir: Path, name: str) -> Path:
-    path = run_dir / name
-    if not path.is_file():
-        raise NoRunError(f"{run_dir} holds no finished run ({name} not found); run `llm-economist compare CONFIG --out {run_dir}` first")
-    return path
+def require_files(run_dir: Path, *names: str) -> None:
+    """NoRunError naming the first missing file and the command that writes a run."""
+    for name in names:
+        if not (run_dir / name).is_file():
+            raise NoRunError(f"{run_dir} holds no finished run (no {name}); run `llm-economist compare CONFIG --out {run_dir}` first")
 
 
 def _table(path: Path) -> pd.DataFrame | None:
@@ -210,6 +210,11 @@ def _seeds_line(summary: dict) -> str:
         f"**1 seed** ({listed or '?'}): no interval can be given and the ranking is not tested; "
         "rerun with `--seeds 3` or more for means with 95% intervals."
     )
+
+
+def _embedded_model(summary: dict, config: dict) -> bool:
+    llm = config.get("llm", {})
+    return bool(summary.get("llm")) and not llm.get("base_urls") and llm.get("backend", "openai") == "openai"
 
 
 def _planner_line(label: str, p: dict, config_mechanism: str | None) -> str:
@@ -350,6 +355,10 @@ def _make_figures(run_dir: Path, config: dict, summary: dict, outcomes: pd.DataF
     return written, skipped
 
 
+def _rounded(x, decimals: int, unit: str = "") -> str:
+    return DASH if _missing(x) else f"{x:,.{decimals}f}{unit}"
+
+
 def _count(x) -> str:
     return DASH if _missing(x) else f"{x:,.0f}"
 
@@ -389,8 +398,8 @@ def _language_model(summary: dict) -> list[str]:
             "Ballots (fallback / repaired)": (
                 f"{d['vote_calls']:,.0f} ({d.get('vote_fallbacks', 0):,.0f} / {d.get('vote_repaired', 0):,.0f})" if d.get("vote_calls") else DASH
             ),
-            "Archetype vs per-agent hours gap": format_number(d.get("archetype_check_mean_abs_hours_gap")),
-            "Archetype JS divergence": format_number(d.get("archetype_check_mean_js_divergence")),
+            "Archetype vs per-agent hours gap": _rounded(d.get("archetype_check_mean_abs_hours_gap"), 1, " h"),
+            "Archetype JS divergence": _rounded(d.get("archetype_check_mean_js_divergence"), 3, " bits"),
         })
     if rows:
         lines += [markdown_table(pd.DataFrame(rows)), ""]
@@ -474,8 +483,9 @@ def write_report(run_dir: Path) -> Path:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise NoRunError(f"run directory {run_dir} does not exist")
-    summary = json.loads(_required(run_dir, "summary.json").read_text())
-    config = yaml.safe_load(_required(run_dir, "config.yaml").read_text()) or {}
+    require_files(run_dir, "summary.json", "config.yaml")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
     outcomes, outcome_source = final_outcomes(run_dir)
     figures, skipped = _make_figures(run_dir, config, summary, outcomes)
 
@@ -490,6 +500,12 @@ def write_report(run_dir: Path) -> Path:
     warning = fallback_warning(summary)
     if warning:
         lines += [f"> **Warning:** {warning}.", ""]
+    if _embedded_model(summary, config):
+        lines += [
+            "> **The language model is the embedded SmolLM2-135M-Instruct**, a tiny model that exercises the pipeline: "
+            "its choices carry no economic meaning (measured, its hours barely move with taxes), so nothing here is a "
+            "finding about people. Point `llm.base_urls` and `llm.model` at a real model for that.", "",
+        ]
     lines += [_seeds_line(summary), "", _overview(config, summary), ""]
     lines += ["## Planners compared", "", markdown_table(comparison_table(summary)), "", _ranking_note(summary), ""]
     lines += ["## Final schedules", "", "Each planner's final parameters with what they mean; bracket rates name "
@@ -518,8 +534,8 @@ def write_report(run_dir: Path) -> Path:
             lines.append(f"- [`{name}`]({name}): {description}")
     for seed_dir in sorted(run_dir.glob("seed_*")):
         if seed_dir.is_dir():
-            lines.append(f"- [`{seed_dir.name}/`]({seed_dir.name}/report.md): the run of seed {seed_dir.name.removeprefix('seed_')} "
-                         "with its own traces, checkpoints and report")
+            lines.append(f"- [`{seed_dir.name}/`]({seed_dir.name}/): the run of seed {seed_dir.name.removeprefix('seed_')} "
+                         "with its own traces and checkpoints (`llm-economist report` on it draws that seed alone)")
     lines += [f"- [`{name}`]({name}): figure, {FIGURES[name][0].lower()}" for name in figures]
     lines += [f"- `{REPORT_NAME}`: this report", ""]
 
