@@ -115,6 +115,12 @@ def test_cli_compare_writes_the_report_and_exit_codes_mean_something(tmp_path):
     report = (tmp_path / "run/report.md").read_text()
     assert "saez" in report and (tmp_path / "run/welfare_over_time.png").exists()
 
+    again = _cli("compare", str(config), "--out", str(tmp_path / "run"), "--quiet", *sets, cwd=tmp_path)
+    assert again.returncode == 2 and "--overwrite" in again.stderr and "Traceback" not in again.stderr
+    changed = _cli("compare", str(config), "--out", str(tmp_path / "run"), "--resume", "--quiet", *sets,
+                   "--set", "economy.elasticity=0.3", cwd=tmp_path)
+    assert changed.returncode == 2 and "different config" in changed.stderr
+
     bad = _cli("compare", str(config), "--set", "economy.years=0", cwd=tmp_path)
     assert bad.returncode == 2 and "economy.years" in bad.stderr
     unknown = _cli("compare", str(config), "--planners", "nobody", "--out", str(tmp_path / "x"), *sets, cwd=tmp_path)
