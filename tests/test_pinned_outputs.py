@@ -1,0 +1,77 @@
+"""Small compare runs whose outputs are pinned to files in tests/pinned/: what the tool computes and
+writes must not change by accident. After an intended change, regenerate them with
+`LLM_ECONOMIST_REPIN=1 pytest tests/test_pinned_outputs.py` and review the diff."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from fault_server import FaultServer
+from llm_economist.comparison import run_comparison
+from llm_economist.config import load_config
+
+PINNED = Path(__file__).parent / "pinned"
+REPIN = os.environ.get("LLM_ECONOMIST_REPIN") == "1"
+VOLATILE = {"created", "wall_s"}  # clock readings
+DECISION = '{"hours": 30, "fairness": 3, "trust": 4, "stress": 2, "reason": "steady week", "message": "all good"}'
+
+BOUNDED = [
+    "population.n_agents=60", "economy.years=3", "economy.steps_per_year=2", "workers.kind=bounded", "seeds=2",
+    "output.trace_agents=12",
+    "planners=[{kind: saez}, {kind: search, budget: 40, batch: 20}, {kind: us_federal}, {kind: random}, "
+    "{kind: fixed, label: voted, parameters: [0.1, 0.1, 0.1]}]",
+    "governance={every_years: 2, worker_platforms: 2, platforms: [{name: high, parameters: [0.5, 0.5, 0.5]}]}",
+]
+LLM = [
+    "population.n_agents=4", "economy.years=2", "economy.steps_per_year=1", "workers.kind=llm",
+    "llm.api_key_env=LLM_ECONOMIST_TEST_KEY", "llm.concurrency=1", "planners=[{kind: us_federal}, {kind: saez}]",
+]
+
+
+def _stable(value):
+    if isinstance(value, dict):
+        return {k: _stable(v) for k, v in value.items() if k not in VOLATILE}
+    if isinstance(value, list):
+        return [_stable(v) for v in value]
+    return value
+
+
+def outputs(out: Path) -> dict[str, str]:
+    """The run's result files as text: tables, summaries without clock readings, every seed's traces."""
+    files = {"summary.json": json.dumps(_stable(json.loads((out / "summary.json").read_text())), indent=1, sort_keys=True)}
+    for name in ("metrics.csv", "parameters.csv"):
+        files[name] = (out / name).read_text()
+    for seed_dir in sorted(out.glob("seed_*")):
+        traces = pd.read_parquet(seed_dir / "traces.parquet").drop(columns=["cached"], errors="ignore")
+        files[f"{seed_dir.name}_traces.csv"] = traces.to_csv(index=False)
+    return files
+
+
+def check(name: str, files: dict[str, str]) -> None:
+    folder = PINNED / name
+    if REPIN:
+        folder.mkdir(parents=True, exist_ok=True)
+        for file, text in files.items():
+            (folder / file).write_text(text)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(files)
+    for file, text in files.items():
+        assert text == (folder / file).read_text(), f"{name}/{file} changed"
+
+
+def test_a_bounded_rational_comparison_with_elections_writes_the_pinned_outputs(tmp_path):
+    run_comparison(load_config(None, BOUNDED), tmp_path, progress=False)
+    check("bounded", outputs(tmp_path))
+
+
+def test_a_language_model_comparison_writes_the_pinned_outputs(tmp_path, monkeypatch):
+    monkeypatch.setenv("LLM_ECONOMIST_TEST_KEY", "sk-test-pinned")
+    with FaultServer(content=DECISION) as server:
+        run_comparison(load_config(None, [*LLM, f"llm.base_urls=[{server.url}]"]), tmp_path, progress=False)
+    files = outputs(tmp_path)
+    files["summary.json"] = files["summary.json"].replace(server.url, "http://127.0.0.1:PORT/v1")
+    check("llm", files)
