@@ -230,7 +230,7 @@ def distill() -> None:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def collect(config: str, out: str, episodes: int, overrides: tuple[str, ...], quiet: bool) -> None:
     """Record workers' decisions under randomised mechanisms; rerun the same command to resume."""
-    from .surrogate.dataset import collect as collect_dataset
+    from .distill.dataset import collect as collect_dataset
 
     run_config = _config(config, overrides)
     with exit_codes("interrupted; finished episodes are kept. Rerun the same command to continue."):
@@ -249,7 +249,7 @@ def collect(config: str, out: str, episodes: int, overrides: tuple[str, ...], qu
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 def train(data: str, out: str, epochs: int, lr: float, d_model: int | None, layers: int | None, seed: int, quiet: bool) -> None:
     """Fit the surrogate to a collected dataset, holding out a fifth of its episodes for `eval`."""
-    from .surrogate.train import TrainSettings, train_surrogate
+    from .distill.train import TrainSettings, train_surrogate
 
     overrides = {k: v for k, v in (("d_model", d_model), ("n_layers", layers)) if v is not None}
     with exit_codes():
@@ -267,7 +267,7 @@ def evaluate_command(model: str, data: str, out: str | None) -> None:
     """Compare the surrogate with naive baselines on the episodes held out from its training."""
     import json
 
-    from .surrogate.evaluate import evaluate, format_evaluation
+    from .distill.evaluate import evaluate, format_evaluation
 
     with exit_codes():
         result = evaluate(model, data)

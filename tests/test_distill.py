@@ -25,10 +25,10 @@ from llm_economist.planners import GradientPlanner, GridPlanner
 from llm_economist.reporting import write_report
 from llm_economist.runner import Runner
 from llm_economist.sensitivity import finite_difference_gradient, welfare_gradient
-from llm_economist.surrogate.dataset import DatasetError, collect, load_sequences
-from llm_economist.surrogate.evaluate import evaluate
+from llm_economist.distill.dataset import DatasetError, collect, load_sequences
+from llm_economist.distill.evaluate import evaluate
 from llm_economist.surrogate.model import SurrogatePopulation
-from llm_economist.surrogate.train import TrainSettings, batches, loss_terms, surrogate_config, train_surrogate
+from llm_economist.distill.train import TrainSettings, batches, loss_terms, surrogate_config, train_surrogate
 from llm_economist.surrogate.features import CATEGORICAL, census_levels, persona_features
 from llm_economist.workers import BoundedRationalWorkers
 from llm_economist.workers.surrogate import SurrogateWorkers, shipped_model_path

@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 
 from .dataset import load_sequences, read_meta
-from .features import census_levels
-from .model import SurrogatePopulation
+from ..surrogate.features import census_levels
+from ..surrogate.model import SurrogatePopulation
 from .train import Batch, IsolatedAgentNetwork, TrainSettings, batches, fit, rollout
 
 Tensor = torch.Tensor

@@ -39,7 +39,7 @@ from ..llm import open_client
 from ..personas import SocialGraph, population_graph
 from ..runner import Runner, config_fingerprint
 from ..workers.llm import CHANNELS, hour_bins_for
-from .features import CATEGORICAL
+from ..surrogate.features import CATEGORICAL
 
 PERSONA_COLUMNS = ("age", "sex", "education", "occupation_group_code", "marital_status", "children", "household_size", "earners", "hourly_wage")
 META = "meta.json"

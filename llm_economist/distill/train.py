@@ -27,8 +27,8 @@ import torch.nn.functional as F
 
 from ..personas import SocialGraph
 from .dataset import Sequence, load_sequences, read_meta
-from .features import CATEGORICAL, NUMERIC, census_levels, context_features, n_context, persona_features
-from .model import PersonaEmbedding, SurrogateConfig, SurrogatePopulation
+from ..surrogate.features import CATEGORICAL, NUMERIC, census_levels, context_features, n_context, persona_features
+from ..surrogate.model import PersonaEmbedding, SurrogateConfig, SurrogatePopulation
 
 Tensor = torch.Tensor
 
