@@ -30,7 +30,7 @@ def decide(n: int, concurrency: int, archetypes: int) -> tuple[float, float, flo
     wage = population.wage()
     prefs = calibrate_psi(wage, TaxSchedule.us_federal_2024(), Preferences())
     mechanism = make_mechanism("three_bracket")
-    policy = mechanism.policy(mechanism.initial())
+    policy = mechanism.compile(mechanism.initial())
     with open_client(LLMSettings(concurrency=concurrency, cache_path=None)) as client:
         workers = LLMWorkers(population, population_graph(population, 0), client, prefs, archetypes=archetypes, archetype_check=0)
         obs = Observation(wage, policy, torch.zeros(1, dtype=wage.dtype), (), None, 0, 0)

@@ -79,7 +79,7 @@ def surrogate_inputs(population, levels: dict, bins: torch.Tensor) -> dict:
 
     persona_num, persona_cat = features.persona_features(population.table, levels)
     mechanism = make_mechanism("us_federal_2024")
-    policy = mechanism.policy(mechanism.initial())
+    policy = mechanism.compile(mechanism.initial())
     wage = population.wage(dtype=torch.float64)
     context = features.context_features(wage, policy, torch.zeros(1, dtype=torch.float64), None, None, bins)
     return {"persona_num": persona_num, "persona_cat": persona_cat, "context": context.float()}

@@ -182,13 +182,13 @@ def serve(port: int, parallel: int) -> None:
 def sensitivity(config: str, overrides: tuple[str, ...], parameters: str | None, horizon: int, out: str | None) -> None:
     """Print dW/dtheta for every parameter of the config's mechanism, from one backward pass.
 
-    The population and world are built exactly as `run` builds them; the workers must be
+    The population and population_model are built exactly as `run` builds them; the workers must be
     differentiable in the tax rates (workers.kind = bounded or surrogate).
     """
     import json
 
     from .factory import make_config_mechanism
-    from .sensitivity import sensitivity_world, welfare_gradient
+    from .sensitivity import sensitivity_model, welfare_gradient
 
     run_config = _config(config, overrides)
     with exit_codes():
@@ -200,9 +200,9 @@ def sensitivity(config: str, overrides: tuple[str, ...], parameters: str | None,
                 theta = mechanism.validate([float(v) for v in parameters.split(",")])
             except ValueError as err:
                 raise click.BadParameter(str(err), param_hint="--parameters") from None
-        world = sensitivity_world(run_config)
-        gradient = welfare_gradient(world, mechanism, theta, horizon)
-        welfare = float(world.evaluate(mechanism, theta.unsqueeze(0))[0])
+        population_model = sensitivity_model(run_config)
+        gradient = welfare_gradient(population_model, mechanism, theta, horizon)
+        welfare = float(population_model.evaluate(mechanism, theta.unsqueeze(0))[0])
     values = mechanism.as_dict(theta)
     rows = [f"{'parameter':<16}{'value':>14}{'dW/dθ':>16}"]
     rows += [f"{name:<16}{values[name]:>14,.6g}{gradient[name]:>16,.6g}" for name in mechanism.names]

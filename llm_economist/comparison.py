@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from .config import RunConfig, dump_config, load_config
+from .config import RunConfig, config_fingerprint, dump_config, load_config
 from .factory import llm_settings
 from .llm import open_client
-from .results import combine
-from .runner import ResumeError, Runner, config_fingerprint
+from .reporting.summary import combine
+from .reporting.run_results import tables as run_tables
+from .runner import ResumeError, Runner
 
 # What the tool writes into an output directory; `--overwrite` removes exactly these.
 OUTPUT_PATTERNS = (
@@ -78,7 +79,7 @@ def run_comparison(
         for seed in seeds_of(config):
             runner = Runner(config.model_copy(update={"seed": seed, "seeds": 1}), out / f"seed_{seed}", resume, progress, client)
             summaries.append(runner.run(labels))
-            tables.append(runner.tables(runner.runs))
+            tables.append(run_tables(runner.setup, runner.runs))
             if runner.stopped:
                 break
     finally:

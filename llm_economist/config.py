@@ -7,12 +7,15 @@ the mechanism and every planner, so a bad option fails here, named, before any p
 
 from __future__ import annotations
 
-import re
+import hashlib
+import json
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .llm.types import LLMOptions
 
 # Values as written: a boolean is not a number, NaN and infinity are no values (ints fill float fields).
 STRICT = ConfigDict(strict=True, allow_inf_nan=False)
@@ -75,34 +78,15 @@ class WorkersConfig(Section):
     horizon: int = Field(3, ge=1, le=50, description="surrogate: periods rolled forward when planners query the population model")
 
 
-class LLMConfig(Section):
-    base_urls: list[str] = Field(default_factory=list, description="OpenAI-compatible endpoints; empty = embedded model")
-    model: str = Field("smollm2-135m-instruct", description="model name sent to the server")
-    api_key_env: str = Field("OPENAI_API_KEY", description="name of the environment variable holding the key")
-    backend: Literal["openai", "transformers"] = "openai"
-    transformers_model: str | None = Field(None, description="transformers backend: local model path or GGUF file")
-    temperature: float = Field(0.7, ge=0.0, le=2.0)
-    max_tokens: int = Field(200, ge=16, le=4096, description="room for the longest valid JSON reply")
-    timeout_s: float = Field(60.0, gt=0.0)
-    max_retries: int = Field(3, ge=0, le=10)
-    concurrency: int = Field(4, ge=1, le=256)
+class LLMConfig(LLMOptions):
+    """Section `llm`: the client's settings as llm.types.LLMOptions defines them, plus what only a run has."""
+
     cache_path: str | None = Field(None, description="SQLite response cache; default <out>/llm_cache.sqlite")
-    price_prompt_per_million: float | None = Field(None, ge=0.0)
-    price_completion_per_million: float | None = Field(None, ge=0.0)
     max_consecutive_fallbacks: int = Field(
         20, ge=0,
         description="stop the run when this many worker decisions or planner proposals in a row fell back, or all of a "
         "planner's first period (0 = never stop)",
     )
-
-    @model_validator(mode="after")
-    def _no_keys_in_config(self) -> "LLMConfig":
-        # Never echo the offending value: it may be a key typed into the wrong field.
-        if any("@" in url.split("//")[-1].split("/")[0] or "?" in url for url in self.base_urls):
-            raise ValueError("base_urls must not carry credentials or query strings; put the key in the variable named by api_key_env")
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.api_key_env):
-            raise ValueError("api_key_env must be the NAME of an environment variable (letters, digits, _), not the key")
-        return self
 
 
 class PlatformConfig(Section):
@@ -254,3 +238,13 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 def dump_config(config: RunConfig) -> str:
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+
+
+def config_fingerprint(config: RunConfig) -> str:
+    """Hash of everything that changes results or files, not of how language-model calls are transported
+    (so a run stopped by a broken server resumes against a fixed or another one)."""
+    data = config.model_dump(mode="json")
+    for transport in ("base_urls", "api_key_env", "timeout_s", "max_retries", "concurrency", "cache_path",
+                      "price_prompt_per_million", "price_completion_per_million", "max_consecutive_fallbacks"):
+        data["llm"].pop(transport)
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]

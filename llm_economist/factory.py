@@ -1,4 +1,6 @@
-"""Build the objects a run needs from a validated config: world, mechanism, planners."""
+"""Build what a run needs from a validated config: the setup (population, social graph,
+preferences, population model, client, calibration), the mechanism and the planners. This module
+alone knows which planners bring their own mechanism and which talk to a language model."""
 
 from __future__ import annotations
 
@@ -6,43 +8,44 @@ import inspect
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from importlib.metadata import EntryPoint
 from pathlib import Path
 
 import torch
 from pydantic import ValidationError, create_model
 
-from .config import STRICT, ConfigError, PlannerConfig, RunConfig
+from .config import STRICT, ConfigError, EconomyConfig, PlannerConfig, RunConfig
 from .economy.labour import best_response_hours, calibrate_psi
 from .economy.outcome import hours_shares
 from .economy.tax import TaxSchedule
 from .economy.utility import Preferences
-from .llm import LLMClient, LLMSettings
+from .llm import LLMClient, LLMSettings, open_client
 from .mechanisms.base import Mechanism
 from .mechanisms.registry import available_mechanisms, make_mechanism
 from .planners.base import Planner
-from .personas import Population, population_graph
+from .personas import Population, SocialGraph, population_graph, sample_population
 from .surrogate.model import SurrogatePopulation
-from .planners.fixed import FixedPlanner, flat_planner, us_federal_planner
+from .planners.fixed import BASELINE, FixedPlanner, flat_planner, no_tax_planner, us_federal_planner
 from .planners.gradient import GradientPlanner
 from .planners.llm import LLMPlanner
 from .planners.random import RandomPlanner
 from .planners.saez import SaezPlanner
 from .planners.search import GridPlanner, SearchPlanner
-from .results import BASELINE
-from .workers.base import WorkerPolicy
+from .workers.base import Workers
 from .workers.llm import LLMWorkers
 from .workers.rational import BoundedRationalWorkers, RationalWorkers
 from .workers.surrogate import SurrogateWorkers, shipped_model_path
-from .world import World
+from .population_model import PopulationModel
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
+GRAPH_WORKERS = ("llm", "surrogate")  # workers that read their social-graph contacts
 
 
-def calibrated_preferences(config: RunConfig, wage: torch.Tensor) -> tuple[Preferences, dict[str, float]]:
+def calibrated_preferences(economy: EconomyConfig, wage: torch.Tensor) -> tuple[Preferences, dict[str, float]]:
     """Preferences with psi set so the median worker works `target_median_hours` under US 2024
     rates (no rebate: US revenue funds the government), and the resulting hours statistics."""
-    e = config.economy
+    e = economy
     base = Preferences(eta=e.eta, elasticity=e.elasticity, max_hours=e.max_hours)
     us = TaxSchedule.us_federal_2024(dtype=wage.dtype)
     prefs = calibrate_psi(wage, us, base, e.target_median_hours)
@@ -52,23 +55,18 @@ def calibrated_preferences(config: RunConfig, wage: torch.Tensor) -> tuple[Prefe
 
 
 def llm_settings(config: RunConfig, cache_path: str | None) -> LLMSettings:
-    c = config.llm
-    return LLMSettings(
-        base_urls=tuple(c.base_urls), model=c.model, api_key_env=c.api_key_env, backend=c.backend,
-        transformers_model=c.transformers_model, temperature=c.temperature, max_tokens=c.max_tokens,
-        timeout_s=c.timeout_s, max_retries=c.max_retries, concurrency=c.concurrency,
-        cache_path=c.cache_path or cache_path, price_prompt_per_million=c.price_prompt_per_million,
-        price_completion_per_million=c.price_completion_per_million, seed=config.seed,
-    )
+    c = config.llm  # the run's LLMOptions; the client's settings add the run's seed and cache
+    options = c.model_dump(include=set(LLMSettings.model_fields))
+    return LLMSettings(**{**options, "cache_path": c.cache_path or cache_path, "seed": config.seed})
 
 
-def make_workers(config: RunConfig, prefs: Preferences, population: Population, client: LLMClient | None) -> WorkerPolicy:
+def make_workers(config: RunConfig, prefs: Preferences, population: Population, graph: SocialGraph | None,
+                 client: LLMClient | None) -> Workers:
     w = config.workers
     if w.kind == "rational":
         return RationalWorkers(prefs)
     if w.kind == "bounded":
         return BoundedRationalWorkers(prefs, w.temperature, w.hour_bins)
-    graph = population_graph(population, config.seed)
     if w.kind == "surrogate":
         return surrogate_workers(config, population, graph)
     if client is None:
@@ -91,11 +89,44 @@ def surrogate_workers(config: RunConfig, population: Population, graph) -> Surro
     return SurrogateWorkers(model, population, graph, w.device, w.horizon)
 
 
-def make_world(config: RunConfig, population: Population, wage: torch.Tensor, client: LLMClient | None = None) -> tuple[World, dict[str, float]]:
-    prefs, calibration = calibrated_preferences(config, wage)
-    workers = make_workers(config, prefs, population, client)
-    world = World(wage, prefs, workers, config.welfare.name, config.welfare.params(), llm=client)
-    return world, calibration
+@dataclass
+class Setup:
+    """Everything a run plays with, built once from its config."""
+
+    config: RunConfig
+    population: Population
+    graph: SocialGraph | None  # the typed social graph, for workers that read their contacts
+    model: PopulationModel  # the workers, their preferences and the welfare they are judged by
+    calibration: dict[str, float]
+    client: LLMClient | None  # the language-model client of workers and planners that talk
+    owns_client: bool = False
+
+    def close(self) -> None:
+        """Close a client the builder opened (also stops the embedded server)."""
+        if self.owns_client and self.client is not None:
+            self.client.close()
+            self.client = None
+
+
+def build_setup(config: RunConfig, client: LLMClient | None = None, cache_path: str | None = None) -> Setup:
+    """Sample the population and graph, calibrate preferences, make the workers and, when the run
+    talks to a language model and no client is handed in, open one (cached at `cache_path`)."""
+    pop = config.population
+    population = sample_population(pop.n_agents, config.seed, pop.income_model)
+    wage = population.wage(dtype=DTYPES[config.economy.dtype])
+    graph = population_graph(population, config.seed) if config.workers.kind in GRAPH_WORKERS else None
+    owns = client is None and config.needs_llm
+    if owns:
+        client = open_client(llm_settings(config, cache_path))
+    try:
+        prefs, calibration = calibrated_preferences(config.economy, wage)
+        workers = make_workers(config, prefs, population, graph, client)
+    except BaseException:
+        if owns:
+            client.close()
+        raise
+    model = PopulationModel(wage, prefs, workers, config.welfare.name, config.welfare.params())
+    return Setup(config, population, graph, model, calibration, client, owns)
 
 
 OWN_MECHANISM_PLANNERS = {"us_federal": us_federal_planner, "flat": flat_planner}
@@ -104,6 +135,7 @@ OWN_MECHANISM_NAMES = {"us_federal": "us_federal_2024", "flat": "flat", BASELINE
 PLANNERS = {"fixed": FixedPlanner, "saez": SaezPlanner, "search": SearchPlanner, "grid": GridPlanner, "llm": LLMPlanner,
             "gradient": GradientPlanner, "random": RandomPlanner}
 SEEDED_PLANNERS = ("search", "llm", "gradient", "random")  # their `seed` defaults to the run's
+TALKING_PLANNERS = ("llm",)  # built with the run's language-model client
 
 
 def _check_options(factory: Callable, options: dict, where: str, title: str, skip: int = 0) -> None:
@@ -152,19 +184,39 @@ def make_config_mechanism(config: RunConfig) -> Mechanism:
         return make_mechanism(name, **options)
 
 
-def make_planner(planner: PlannerConfig, config: RunConfig) -> Planner:
-    """The planner a config entry names; `us_federal` and `flat` bring their own mechanisms. A
-    ConfigError names the entry (`planners.1`) or its option at fault (`planners.1.budget`)."""
+def make_planner(planner: PlannerConfig, config: RunConfig, client: LLMClient | None = None) -> Planner:
+    """The planner a config entry names; `us_federal` and `flat` bring their own mechanisms and
+    `llm` gets the client. A ConfigError names the entry (`planners.1`) or its option at fault
+    (`planners.1.budget`)."""
     where, options = f"planners.{config.planners.index(planner)}", planner.options
     if planner.kind in OWN_MECHANISM_PLANNERS:
         factory, args = OWN_MECHANISM_PLANNERS[planner.kind], ()
     else:
         factory, args = PLANNERS[planner.kind], (make_config_mechanism(config),)
+    if planner.kind in TALKING_PLANNERS:
+        args += (client,)
     if planner.kind in SEEDED_PLANNERS:
         options.setdefault("seed", config.seed)
     _check_options(factory, options, where, planner.kind, skip=len(args))
     with _options_at(options, where, planner.kind):
         return factory(*args, **options)
+
+
+def planner_kind(label: str, config: RunConfig) -> str:
+    """The kind of the planner a run plays under `label` (the baseline's kind is its label)."""
+    return BASELINE if label == BASELINE else next(p.kind for p in config.planners if p.name == label)
+
+
+def sets_config_mechanism(label: str, config: RunConfig) -> bool:
+    """Whether the planner under `label` sets the config's mechanism (not one of its own)."""
+    return planner_kind(label, config) not in OWN_MECHANISM_NAMES
+
+
+def planner_for(label: str, config: RunConfig, client: LLMClient | None) -> Planner:
+    """The planner a run plays under `label`: a configured one, or the no-tax baseline."""
+    if label == BASELINE:
+        return no_tax_planner()
+    return make_planner(next(p for p in config.planners if p.name == label), config, client)
 
 
 def check_buildable(config: RunConfig) -> None:

@@ -12,8 +12,7 @@ import torch
 
 from .config import RunConfig
 from .mechanisms.base import Mechanism
-from .personas import sample_population
-from .world import World
+from .population_model import PopulationModel
 
 Tensor = torch.Tensor
 
@@ -22,8 +21,8 @@ Tensor = torch.Tensor
 SMOOTH_WORKERS = ("bounded", "surrogate")
 
 
-def sensitivity_world(config: RunConfig) -> World:
-    """The world `run` builds for this config, without a run directory or a language model;
+def sensitivity_model(config: RunConfig) -> PopulationModel:
+    """The population model `run` builds for this config, without a run directory or a language model;
     ValueError naming the workers.kind to use when the population is not smooth in the rates."""
     kind = config.workers.kind
     if kind not in SMOOTH_WORKERS:
@@ -33,40 +32,38 @@ def sensitivity_world(config: RunConfig) -> World:
             "zero or meaningless; use --set workers.kind=bounded (or surrogate)"
         )
     # Imported here: the factory imports the gradient planner, which imports this module.
-    from .factory import DTYPES, make_world
+    from .factory import build_setup
 
-    pop = config.population
-    population = sample_population(pop.n_agents, config.seed, pop.income_model)
-    world, _ = make_world(config, population, population.wage(dtype=DTYPES[config.economy.dtype]))
-    return world
+    # Planners play no part here: without them no language-model client is opened.
+    return build_setup(config.model_copy(update={"planners": []})).model
 
 
-def horizon_welfare(world: World, mechanism: Mechanism, theta: Tensor, horizon: int = 1) -> Tensor:
+def horizon_welfare(population_model: PopulationModel, mechanism: Mechanism, theta: Tensor, horizon: int = 1) -> Tensor:
     """W(theta) = (1/T) sum_t W(outcome_t), differentiable in theta; outcome_t starts from transfer_{t-1}."""
     if horizon < 1:
         raise ValueError(f"welfare horizon must be at least 1 period, got {horizon}")
-    policy = mechanism.policy(theta)
+    policy = mechanism.compile(theta)
     transfer = None  # the first period starts from no transfer
-    total = torch.zeros((), dtype=world.wage.dtype)
+    total = torch.zeros((), dtype=population_model.wage.dtype)
     for _ in range(horizon):
-        outcome = world.respond(policy, transfer)
-        total = total + world.welfare(outcome)
+        outcome = population_model.respond(policy, transfer)
+        total = total + population_model.welfare(outcome)
         transfer = outcome.transfer
     return total / horizon
 
 
-def welfare_gradient(world: World, mechanism: Mechanism, theta, horizon: int = 1) -> dict[str, float]:
+def welfare_gradient(population_model: PopulationModel, mechanism: Mechanism, theta, horizon: int = 1) -> dict[str, float]:
     """dW/dtheta_j for every parameter, from one backward pass.
 
     Raises ValueError when welfare has no gradient path to the parameters (a mechanism or worker
     policy that is not differentiable).
     """
     theta = mechanism.validate(theta).clone().requires_grad_(True)
-    welfare = horizon_welfare(world, mechanism, theta, horizon)
+    welfare = horizon_welfare(population_model, mechanism, theta, horizon)
     if not welfare.requires_grad:
         raise ValueError(
             f"{mechanism.name}: welfare has no gradient with respect to its parameters under "
-            f"{type(world.workers).__name__}; use a differentiable population (workers.kind = bounded or surrogate)"
+            f"{type(population_model.workers).__name__}; use a differentiable population (workers.kind = bounded or surrogate)"
         )
     (grad,) = torch.autograd.grad(welfare, theta, allow_unused=True)
     if grad is None:
@@ -76,7 +73,7 @@ def welfare_gradient(world: World, mechanism: Mechanism, theta, horizon: int = 1
     return {name: float(g) for name, g in zip(mechanism.names, grad.tolist())}
 
 
-def finite_difference_gradient(world: World, mechanism: Mechanism, theta, h: float = 1e-4, horizon: int = 1) -> dict[str, float]:
+def finite_difference_gradient(population_model: PopulationModel, mechanism: Mechanism, theta, h: float = 1e-4, horizon: int = 1) -> dict[str, float]:
     """Central differences (W(theta + h e_j) - W(theta - h e_j)) / 2h; one-sided at a bound."""
     theta = mechanism.validate(theta)
     low, high = mechanism.bounds(theta.dtype)
@@ -86,7 +83,7 @@ def finite_difference_gradient(world: World, mechanism: Mechanism, theta, h: flo
             plus, minus = theta.clone(), theta.clone()
             plus[j] = torch.clamp(theta[j] + h, max=high[j])
             minus[j] = torch.clamp(theta[j] - h, min=low[j])
-            up = horizon_welfare(world, mechanism, plus, horizon)
-            down = horizon_welfare(world, mechanism, minus, horizon)
+            up = horizon_welfare(population_model, mechanism, plus, horizon)
+            down = horizon_welfare(population_model, mechanism, minus, horizon)
             result[name] = float((up - down) / (plus[j] - minus[j]))
     return result

@@ -32,7 +32,7 @@ from llm_economist.distill.train import TrainSettings, batches, loss_terms, surr
 from llm_economist.surrogate.features import CATEGORICAL, census_levels, persona_features
 from llm_economist.workers import BoundedRationalWorkers
 from llm_economist.workers.surrogate import SurrogateWorkers, shipped_model_path
-from llm_economist.world import World
+from llm_economist.population_model import PopulationModel
 
 OVERRIDES = [
     "population.n_agents=40", "economy.years=3", "economy.steps_per_year=1", "workers.kind=bounded",
@@ -61,7 +61,7 @@ def test_collected_distributions_are_the_logit_of_the_stored_inputs(dataset: Pat
     config = load_config(None, [*OVERRIDES, "seed=3"])  # episode e plays seed config.seed + e
     population = sample_population(40, 3)
     assert frame["hourly_wage"].iloc[:40].tolist() == pytest.approx(population.table["hourly_wage"].tolist())
-    prefs, _ = calibrated_preferences(config, population.wage())
+    prefs, _ = calibrated_preferences(config.economy, population.wage())
     workers = BoundedRationalWorkers(prefs, 0.05, 9)
     for step, rows in frame.groupby("step"):
         first = rows.iloc[0]
@@ -150,13 +150,13 @@ def test_welfare_gradient_through_the_surrogate_matches_finite_differences(train
     model = SurrogatePopulation.load(trained).double()
     population = sample_population(200, 7)
     config = load_config(None, ["economy.dtype=float64"])
-    prefs, _ = calibrated_preferences(config, population.wage())
+    prefs, _ = calibrated_preferences(config.economy, population.wage())
     workers = SurrogateWorkers(model, population, population_graph(population, 7), horizon=2)
-    world = World(population.wage(), prefs, workers, "inverse_income", {"income_floor": 10_000.0})
+    population_model = PopulationModel(population.wage(), prefs, workers, "inverse_income", {"income_floor": 10_000.0})
     mechanism = make_mechanism("three_bracket")
     theta = torch.tensor([0.15, 0.3, 0.45], dtype=torch.float64)
-    analytic = welfare_gradient(world, mechanism, theta, horizon=2)
-    numeric = finite_difference_gradient(world, mechanism, theta, h=1e-5, horizon=2)
+    analytic = welfare_gradient(population_model, mechanism, theta, horizon=2)
+    numeric = finite_difference_gradient(population_model, mechanism, theta, h=1e-5, horizon=2)
     for name in mechanism.names:
         assert analytic[name] == pytest.approx(numeric[name], rel=1e-4, abs=1e-3)
     assert any(abs(v) > 1.0 for v in analytic.values())
@@ -165,13 +165,13 @@ def test_welfare_gradient_through_the_surrogate_matches_finite_differences(train
 def test_gradient_planner_through_the_surrogate_beats_the_grid_on_the_same_population(trained: Path) -> None:
     population = sample_population(200, 11)
     config = load_config(None, ["economy.dtype=float64"])
-    prefs, _ = calibrated_preferences(config, population.wage())
+    prefs, _ = calibrated_preferences(config.economy, population.wage())
     workers = SurrogateWorkers(SurrogatePopulation.load(trained).double(), population, population_graph(population, 11), horizon=2)
-    world = World(population.wage(), prefs, workers, "inverse_income", {"income_floor": 10_000.0})
+    population_model = PopulationModel(population.wage(), prefs, workers, "inverse_income", {"income_floor": 10_000.0})
     mechanism = make_mechanism("three_bracket")
-    gradient = GradientPlanner(mechanism, steps=60, restarts=2, lr=0.2, seed=0).propose(0, [], world)
-    grid = GridPlanner(mechanism, points_per_parameter=5, refine_points=3).propose(0, [], world)
-    w_gradient, w_grid, w_start = world.evaluate(mechanism, torch.stack([gradient, grid, mechanism.initial()])).tolist()
+    gradient = GradientPlanner(mechanism, steps=60, restarts=2, lr=0.2, seed=0).propose(0, [], population_model)
+    grid = GridPlanner(mechanism, points_per_parameter=5, refine_points=3).propose(0, [], population_model)
+    w_gradient, w_grid, w_start = population_model.evaluate(mechanism, torch.stack([gradient, grid, mechanism.initial()])).tolist()
     assert w_gradient > w_start
     assert w_gradient >= w_grid - 0.01 * abs(w_grid)
 

@@ -1,5 +1,6 @@
 """The vectorised economy against hand computations, closed forms and brute force."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -19,6 +20,7 @@ from llm_economist.economy import (
     social_welfare,
     utility,
 )
+from llm_economist.economy.labour import jensen_shannon, llm_hour_bins
 
 D = torch.float64
 
@@ -206,3 +208,60 @@ def test_convex_quasi_linear_shortcut_agrees_with_the_segment_search(wages):
     rates = torch.sort(torch.rand(32, 4, generator=g, dtype=D), dim=-1).values  # non-decreasing: convex
     schedule = TaxSchedule(cutoffs, rates)
     assert torch.allclose(_quasi_linear_convex_hours(wages, schedule, prefs), _best_of_segments(wages, schedule, 0.0, prefs), atol=1e-9)
+
+
+def test_llm_hour_bins_are_tens_whose_first_digit_names_the_bin():
+    assert llm_hour_bins(80.0) == (0, 10, 20, 30, 40, 50, 60, 70, 80)
+    assert llm_hour_bins(168.0)[-1] == 90 and llm_hour_bins(45.5) == (0, 10, 20, 30, 40)
+    with pytest.raises(ValueError, match="at least 10"):
+        llm_hour_bins(9.0)
+
+
+def _old_workers_js(p, q):
+    """workers/llm.py's JS divergence before it moved to scipy (numpy, one pair)."""
+    p_, q_ = np.asarray(p, float), np.asarray(q, float)
+    m = 0.5 * (p_ + q_)
+
+    def kl(a, b):
+        mask = a > 0
+        return float((a[mask] * np.log2(a[mask] / b[mask])).sum())
+
+    return 0.5 * kl(p_, m) + 0.5 * kl(q_, m)
+
+
+def _old_evaluate_js(p, q):
+    """distill/evaluate.py's JS divergence before it moved to scipy (torch, along the last axis)."""
+    m = 0.5 * (p + q)
+
+    def kl(a, b):
+        return torch.where(a > 0, a * (torch.log2(a.clamp_min(1e-30)) - torch.log2(b.clamp_min(1e-30))), 0.0).sum(-1)
+
+    return (0.5 * kl(p, m) + 0.5 * kl(q, m)).clamp_min(0.0)
+
+
+JS_PAIRS = [
+    ([0.2, 0.3, 0.5], [0.5, 0.3, 0.2]),
+    ([1.0, 0.0, 0.0], [0.0, 0.0, 1.0]),  # disjoint: 1 bit
+    ([0.5, 0.5, 0.0], [0.0, 0.5, 0.5]),
+    ([0.1, 0.2, 0.7], [0.1, 0.2, 0.7]),  # identical: 0
+    ([0.0, 0.1, 0.0, 0.9], [0.25, 0.25, 0.25, 0.25]),
+    ([0.395, 0.593, 0.012], [0.395 + 1e-15, 0.593 - 1e-15, 0.012]),  # rounds below zero inside scipy
+]
+
+
+@pytest.mark.parametrize("p, q", JS_PAIRS)
+def test_jensen_shannon_gives_the_numbers_of_the_hand_written_versions(p, q):
+    got = jensen_shannon(p, q)
+    assert isinstance(got, float)
+    assert got == pytest.approx(_old_workers_js(p, q), abs=1e-12)
+    assert got == pytest.approx(float(_old_evaluate_js(t(p), t(q))), abs=1e-12)
+    assert got == pytest.approx(jensen_shannon(q, p), abs=1e-15)
+
+
+def test_jensen_shannon_runs_along_the_last_axis_of_batches():
+    p = torch.tensor([pair[0] for pair in JS_PAIRS if len(pair[0]) == 3], dtype=torch.float32).reshape(-1, 1, 3)
+    q = torch.tensor([pair[1] for pair in JS_PAIRS if len(pair[1]) == 3], dtype=torch.float32).reshape(-1, 1, 3)
+    got = jensen_shannon(p, q)
+    assert got.shape == (5, 1)
+    assert np.allclose(got, _old_evaluate_js(p, q).numpy(), atol=1e-6)
+    assert got[1, 0] == pytest.approx(1.0) and got[3, 0] == 0.0

@@ -8,23 +8,22 @@ import pytest
 import torch
 
 from llm_economist.economy import Preferences, TaxSchedule, best_response_hours, calibrate_psi, settle
-from llm_economist.mechanisms import (
+from llm_economist.governance import (
     RULES,
     Ballots,
-    BracketTax,
     Platform,
     approval,
     config_platforms,
     default_proposers,
     hold_election,
     instant_runoff,
-    make_mechanism,
     plurality,
     rational_ballots,
     worker_platforms,
 )
+from llm_economist.mechanisms import BracketTax, make_mechanism
 from llm_economist.workers import RationalWorkers
-from llm_economist.world import World
+from llm_economist.population_model import PopulationModel
 
 D = torch.float64
 A, B, C = 0, 1, 2
@@ -205,9 +204,9 @@ ZERO, MODERATE, HIGH = [0.0, 0.0, 0.0], [0.1, 0.25, 0.35], [0.7, 0.7, 0.7]
 
 
 @pytest.fixture
-def world(wages):
+def population_model(wages):
     prefs = calibrate_psi(wages, TaxSchedule.us_federal_2024(), Preferences(eta=0.0, elasticity=0.5))
-    return World(wages, prefs, RationalWorkers(prefs))
+    return PopulationModel(wages, prefs, RationalWorkers(prefs))
 
 
 @pytest.fixture
@@ -224,40 +223,40 @@ def tax_platforms():
     ]
 
 
-def direct_utilities(world, mechanism, tax_platforms):
+def direct_utilities(population_model, mechanism, tax_platforms):
     """(3, N) utilities: quasi-linear hours ignore the transfer, so best response then settle."""
     rows = []
     for p in tax_platforms:
-        policy = mechanism.policy(p.theta)
-        hours = best_response_hours(world.wage, policy.schedule, 0.0, world.prefs)
-        rows.append(settle(world.wage, hours, policy, world.prefs).utility)
+        policy = mechanism.compile(p.theta)
+        hours = best_response_hours(population_model.wage, policy.schedule, 0.0, population_model.prefs)
+        rows.append(settle(population_model.wage, hours, policy, population_model.prefs).utility)
     return torch.stack(rows)
 
 
-def test_low_wage_voters_rank_redistribution_first_and_high_wage_voters_zero_tax(world, mechanism, tax_platforms):
-    ballots = rational_ballots(world, mechanism, tax_platforms)
-    order = world.wage.argsort()
+def test_low_wage_voters_rank_redistribution_first_and_high_wage_voters_zero_tax(population_model, mechanism, tax_platforms):
+    ballots = rational_ballots(population_model, mechanism, tax_platforms)
+    order = population_model.wage.argsort()
     poorest, richest = order[:100], order[-100:]
     assert (ballots.rankings[poorest, 0] == 2).all()
     assert (ballots.rankings[richest, 0] == 0).all()
     assert (ballots.rankings[richest, 2] == 2).all()  # the high-tax platform is their last choice
 
 
-def test_rational_rankings_follow_directly_computed_utilities(world, mechanism, tax_platforms):
-    ballots = rational_ballots(world, mechanism, tax_platforms)
-    direct = direct_utilities(world, mechanism, tax_platforms)
-    order = world.wage.argsort()
+def test_rational_rankings_follow_directly_computed_utilities(population_model, mechanism, tax_platforms):
+    ballots = rational_ballots(population_model, mechanism, tax_platforms)
+    direct = direct_utilities(population_model, mechanism, tax_platforms)
+    order = population_model.wage.argsort()
     for agent in order[[0, 500, 1000, 1500, 1999]].tolist():
         u = direct[:, agent].tolist()
         expected = sorted(range(3), key=lambda c: -u[c])
         assert ballots.rankings[agent].tolist() == expected
 
 
-def test_rational_approval_is_relative_to_the_status_quo(world, mechanism, tax_platforms):
-    direct = direct_utilities(world, mechanism, tax_platforms)
-    ballots = rational_ballots(world, mechanism, tax_platforms, status_quo=1, approve="status_quo")
+def test_rational_approval_is_relative_to_the_status_quo(population_model, mechanism, tax_platforms):
+    direct = direct_utilities(population_model, mechanism, tax_platforms)
+    ballots = rational_ballots(population_model, mechanism, tax_platforms, status_quo=1, approve="status_quo")
     assert ballots.approvals[:, 1].all()  # the status quo is always approved
-    order = world.wage.argsort()
+    order = population_model.wage.argsort()
     for agent in order[[0, 700, 1999]].tolist():
         u = direct[:, agent]
         assert ballots.approvals[agent].tolist() == (u >= u[1] - 1e-9 * u[1].abs()).tolist()
@@ -266,25 +265,25 @@ def test_rational_approval_is_relative_to_the_status_quo(world, mechanism, tax_p
     assert ballots.approvals[richest].tolist() == [True, True, False]
 
 
-def test_status_quo_approval_ballots_never_unseat_the_status_quo(world, mechanism, tax_platforms):
+def test_status_quo_approval_ballots_never_unseat_the_status_quo(population_model, mechanism, tax_platforms):
     # Everyone approves the status quo, so a challenger can at best tie it, and ties keep it.
     for shift in range(3):
         reordered = tax_platforms[shift:] + tax_platforms[:shift]
-        ballots = rational_ballots(world, mechanism, reordered, status_quo=0, approve="status_quo")
+        ballots = rational_ballots(population_model, mechanism, reordered, status_quo=0, approve="status_quo")
         assert hold_election("approval", reordered, ballots).winner == 0
 
 
-def test_mean_approval_approves_platforms_at_least_as_good_as_the_voters_average(world, mechanism, tax_platforms):
-    direct = direct_utilities(world, mechanism, tax_platforms)
-    ballots = rational_ballots(world, mechanism, tax_platforms, approve="mean")
-    order = world.wage.argsort()
+def test_mean_approval_approves_platforms_at_least_as_good_as_the_voters_average(population_model, mechanism, tax_platforms):
+    direct = direct_utilities(population_model, mechanism, tax_platforms)
+    ballots = rational_ballots(population_model, mechanism, tax_platforms, approve="mean")
+    order = population_model.wage.argsort()
     for agent in order[[0, 700, 1999]].tolist():
         u = direct[:, agent]
         assert ballots.approvals[agent].tolist() == (u >= u.mean()).tolist()
     assert ballots.approvals.gather(1, ballots.rankings[:, :1]).all()  # the favourite, always
     assert not ballots.approvals.gather(1, ballots.rankings[:, -1:]).any()  # the least-liked, never here
     with pytest.raises(ValueError, match=r"approve must be one of \['status_quo', 'mean'\]"):
-        rational_ballots(world, mechanism, tax_platforms, approve="median")
+        rational_ballots(population_model, mechanism, tax_platforms, approve="median")
 
 
 class OneAtATime(BracketTax):
@@ -293,56 +292,56 @@ class OneAtATime(BracketTax):
 
 def test_unbatched_mechanisms_vote_the_same_as_batched_ones(wages, tax_platforms):
     prefs = calibrate_psi(wages, TaxSchedule.us_federal_2024(), Preferences(eta=1.0, elasticity=0.5))
-    world = World(wages, prefs, RationalWorkers(prefs))
-    batched = rational_ballots(world, make_mechanism("three_bracket"), tax_platforms)
-    single = rational_ballots(world, OneAtATime([0.0, 50_000.0, 150_000.0], [0.1, 0.2, 0.3]), tax_platforms)
+    population_model = PopulationModel(wages, prefs, RationalWorkers(prefs))
+    batched = rational_ballots(population_model, make_mechanism("three_bracket"), tax_platforms)
+    single = rational_ballots(population_model, OneAtATime([0.0, 50_000.0, 150_000.0], [0.1, 0.2, 0.3]), tax_platforms)
     assert torch.equal(batched.rankings, single.rankings)
     assert torch.equal(batched.approvals, single.approvals)
 
 
-def test_rational_ballots_reject_platforms_outside_the_bounds(world, mechanism, tax_platforms):
+def test_rational_ballots_reject_platforms_outside_the_bounds(population_model, mechanism, tax_platforms):
     bad = tax_platforms + [Platform("confiscatory", "config", torch.tensor([0.5, 1.2, 0.5], dtype=D))]
     with pytest.raises(ValueError, match="platform 'confiscatory'.*rate_1 must lie in"):
-        rational_ballots(world, mechanism, bad)
+        rational_ballots(population_model, mechanism, bad)
 
 
 # --- proposals ----------------------------------------------------------------------------------
 
 
-def test_a_low_wage_worker_proposes_higher_rates_than_a_high_wage_worker(world, mechanism):
-    low, high = int(world.wage.argmin()), int(world.wage.argmax())
-    poor, rich = worker_platforms(world, mechanism, [low, high], budget=64, seed=0)
+def test_a_low_wage_worker_proposes_higher_rates_than_a_high_wage_worker(population_model, mechanism):
+    low, high = int(population_model.wage.argmin()), int(population_model.wage.argmax())
+    poor, rich = worker_platforms(population_model, mechanism, [low, high], budget=64, seed=0)
     assert (poor.name, poor.proposer) == (f"worker {low}", "worker")
     assert poor.theta.mean() > rich.theta.mean() + 0.2
 
 
-def test_worker_proposals_are_their_own_best_candidate(world, mechanism):
-    agent = int(world.wage.argsort()[1000])
-    proposal = worker_platforms(world, mechanism, [agent], budget=16, seed=3)[0]
+def test_worker_proposals_are_their_own_best_candidate(population_model, mechanism):
+    agent = int(population_model.wage.argsort()[1000])
+    proposal = worker_platforms(population_model, mechanism, [agent], budget=16, seed=3)[0]
     low, high = mechanism.bounds()
     g = torch.Generator().manual_seed(3)
     candidates = torch.cat([mechanism.initial().unsqueeze(0), low + (high - low) * torch.rand(15, 3, generator=g, dtype=D)])
-    own = torch.stack([world.respond(mechanism.policy(t)).utility[agent] for t in candidates])
+    own = torch.stack([population_model.respond(mechanism.compile(t)).utility[agent] for t in candidates])
     assert torch.equal(proposal.theta, candidates[own.argmax()])
 
 
-def test_worker_proposals_are_reproducible_under_a_seed(world, mechanism):
-    agents = default_proposers(world.wage, 3)
-    first = worker_platforms(world, mechanism, agents, budget=32, seed=7)
-    again = worker_platforms(world, mechanism, agents, budget=32, seed=7)
-    other = worker_platforms(world, mechanism, agents, budget=32, seed=8)
+def test_worker_proposals_are_reproducible_under_a_seed(population_model, mechanism):
+    agents = default_proposers(population_model.wage, 3)
+    first = worker_platforms(population_model, mechanism, agents, budget=32, seed=7)
+    again = worker_platforms(population_model, mechanism, agents, budget=32, seed=7)
+    other = worker_platforms(population_model, mechanism, agents, budget=32, seed=8)
     assert all(torch.equal(a.theta, b.theta) for a, b in zip(first, again))
     assert any(not torch.equal(a.theta, b.theta) for a, b in zip(first, other))
 
 
-def test_a_budget_of_one_proposes_the_initial_parameters(world, mechanism):
-    (proposal,) = worker_platforms(world, mechanism, [0], budget=1)
+def test_a_budget_of_one_proposes_the_initial_parameters(population_model, mechanism):
+    (proposal,) = worker_platforms(population_model, mechanism, [0], budget=1)
     assert torch.equal(proposal.theta, mechanism.initial())
 
 
-def test_worker_proposals_reject_unknown_agents(world, mechanism):
+def test_worker_proposals_reject_unknown_agents(population_model, mechanism):
     with pytest.raises(ValueError, match="agent indices must lie in \\[0, 1999\\], got \\[2000\\]"):
-        worker_platforms(world, mechanism, [3, 2000])
+        worker_platforms(population_model, mechanism, [3, 2000])
 
 
 def test_default_proposers_sit_at_evenly_spaced_income_quantiles():

@@ -15,18 +15,18 @@ from llm_economist.mechanisms.base import Mechanism, Parameter
 from llm_economist.planners import GradientPlanner, GridPlanner
 from llm_economist.sensitivity import finite_difference_gradient, welfare_gradient
 from llm_economist.workers import BoundedRationalWorkers
-from llm_economist.world import World
+from llm_economist.population_model import PopulationModel
 
 D = torch.float64
 
 
 @pytest.fixture(scope="module")
-def bounded_world() -> World:
+def bounded_world() -> PopulationModel:
     g = torch.Generator().manual_seed(1)
     wages = torch.exp(3.2 + 0.6 * torch.randn(500, generator=g, dtype=D))
     prefs = calibrate_psi(wages, TaxSchedule.us_federal_2024(), Preferences(eta=0.0, elasticity=0.5))
     workers = BoundedRationalWorkers(prefs, temperature=0.05, n_bins=33)
-    return World(wages, prefs, workers, "inverse_income", {"income_floor": 10_000.0})
+    return PopulationModel(wages, prefs, workers, "inverse_income", {"income_floor": 10_000.0})
 
 
 class Unused(Mechanism):
@@ -40,7 +40,7 @@ class Unused(Mechanism):
     def initial(self) -> torch.Tensor:
         return torch.tensor([0.5], dtype=D)
 
-    def policy(self, theta: torch.Tensor) -> Policy:
+    def compile(self, theta: torch.Tensor) -> Policy:
         return Policy(TaxSchedule(torch.tensor([0.0], dtype=D), torch.tensor([0.2], dtype=D)))
 
     def describe(self) -> str:

@@ -6,13 +6,14 @@ import torch
 
 from llm_economist.economy import Preferences, TaxSchedule, calibrate_psi
 from llm_economist.llm import LLMSettings, open_client
-from llm_economist.mechanisms import Platform, hold_election, make_mechanism
+from llm_economist.governance import Platform, hold_election
+from llm_economist.mechanisms import make_mechanism
 from llm_economist.personas import population_graph, sample_population
 from llm_economist.planners.base import YearRecord
 from llm_economist.planners.llm import LLMPlanner
 from llm_economist.workers import Observation
 from llm_economist.workers.llm import LLMWorkers, hour_distribution
-from llm_economist.world import World
+from llm_economist.population_model import PopulationModel
 from llm_economist.economy import settle
 
 D = torch.float64
@@ -31,47 +32,47 @@ def economy(client):
     wage = population.wage()
     prefs = calibrate_psi(wage, TaxSchedule.us_federal_2024(), Preferences())
     workers = LLMWorkers(population, population_graph(population, 3), client, prefs, seed=3)
-    return population, World(wage, prefs, workers, llm=client)
+    return population, PopulationModel(wage, prefs, workers)
 
 
-def _observe(world, mechanism, step=0, recent=(), last_decisions=None):
-    policy = mechanism.policy(mechanism.initial())
+def _observe(population_model, mechanism, step=0, recent=(), last_decisions=None):
+    policy = mechanism.compile(mechanism.initial())
     transfer = recent[-1].transfer if recent else torch.zeros(1, dtype=D)
-    return Observation(world.wage, policy, transfer, tuple(recent), last_decisions, 0, step)
+    return Observation(population_model.wage, policy, transfer, tuple(recent), last_decisions, 0, step)
 
 
 def test_a_worker_step_returns_hours_on_the_bins_with_scored_distributions(economy, client):
-    _, world = economy
+    _, population_model = economy
     mechanism = make_mechanism("three_bracket")
-    first = world.workers.act(_observe(world, mechanism), torch.Generator().manual_seed(0))
+    first = population_model.workers.act(_observe(population_model, mechanism), torch.Generator().manual_seed(0))
     assert set(first.hours.tolist()) <= set(range(0, 81, 10))
     for dist, fallback in zip(first.columns["hour_distribution"], first.columns["fallback"]):
         assert fallback or abs(sum(dist) - 1.0) < 1e-9
     assert first.diagnostics["llm_scored"] >= 1
     # The second period shows the workers their outcome and their contacts' messages.
-    outcome = settle(world.wage, first.hours, mechanism.policy(mechanism.initial()), world.prefs)
-    obs = _observe(world, mechanism, step=1, recent=(outcome,), last_decisions=first)
-    prompt = world.workers.situation(0, obs)
+    outcome = settle(population_model.wage, first.hours, mechanism.compile(mechanism.initial()), population_model.prefs)
+    obs = _observe(population_model, mechanism, step=1, recent=(outcome,), last_decisions=first)
+    prompt = population_model.workers.situation(0, obs)
     assert "Last week you worked" in prompt and "Your contacts" in prompt
-    second = world.workers.act(obs, torch.Generator().manual_seed(0))
+    second = population_model.workers.act(obs, torch.Generator().manual_seed(0))
     mean_prompt = second.diagnostics["llm_prompt_tokens"] / second.diagnostics["llm_decisions"]
     assert 50 < mean_prompt <= 500
 
 
 def test_the_same_decisions_again_come_from_the_cache(economy, client):
-    _, world = economy
+    _, population_model = economy
     mechanism = make_mechanism("three_bracket")
-    obs = _observe(world, mechanism)
+    obs = _observe(population_model, mechanism)
     before = client.usage.http_calls
-    again = world.workers.act(obs, torch.Generator().manual_seed(0))
+    again = population_model.workers.act(obs, torch.Generator().manual_seed(0))
     assert client.usage.http_calls == before
     assert all(again.columns["cached"])
 
 
-def test_a_planner_step_proposes_parameters_inside_the_bounds(economy):
-    _, world = economy
+def test_a_planner_step_proposes_parameters_inside_the_bounds(economy, client):
+    _, population_model = economy
     mechanism = make_mechanism("three_bracket")
-    planner = LLMPlanner(mechanism)
+    planner = LLMPlanner(mechanism, client)
     history = [
         YearRecord(0, torch.tensor([0.1, 0.2, 0.3], dtype=D), 30_000.0,
                    {"mean_hours": 38.0, "revenue": 9_000.0, "gini_consumption": 0.3}),
@@ -80,21 +81,21 @@ def test_a_planner_step_proposes_parameters_inside_the_bounds(economy):
     ]
     prompt = planner.prompt(2, history, "inverse_income")
     assert "Best so far: year 1" in prompt and "rate_0 +0.1" in prompt
-    theta = planner.propose(2, history, world)
+    theta = planner.propose(2, history, population_model)
     low, high = mechanism.bounds()
     assert (theta >= low).all() and (theta <= high).all()
     assert planner.log[-1]["failure"] is None  # constrained decoding: the reply fits the schema
 
 
 def test_an_election_with_language_model_ballots(economy):
-    _, world = economy
+    _, population_model = economy
     mechanism = make_mechanism("three_bracket")
     platforms = [
         Platform("status quo", "status_quo", torch.tensor([0.1, 0.2, 0.3], dtype=D)),
         Platform("high", "config", torch.tensor([0.5, 0.5, 0.5], dtype=D)),
         Platform("none", "config", torch.tensor([0.0, 0.0, 0.0], dtype=D)),
     ]
-    ballots, diagnostics = world.workers.ballots(platforms, mechanism, world, None, year=0)
+    ballots, diagnostics = population_model.workers.ballots(platforms, mechanism, population_model, None, year=0)
     assert ballots.rankings.shape == (6, 3)
     assert (ballots.rankings.sort(dim=1).values == torch.arange(3)).all()  # full rankings
     assert diagnostics["vote_calls"] == 6

@@ -11,7 +11,7 @@ from llm_economist.mechanisms import ENTRY_POINT_GROUP, available_mechanisms, ma
 from llm_economist.economy import Preferences, TaxSchedule, calibrate_psi
 from llm_economist.planners import SearchPlanner
 from llm_economist.workers import RationalWorkers
-from llm_economist.world import World
+from llm_economist.population_model import PopulationModel
 
 D = torch.float64
 
@@ -31,7 +31,7 @@ def test_any_number_of_brackets():
     m = make_mechanism("bracket_tax", cutoffs=[0, 10_000, 20_000, 40_000, 80_000], initial_rates=[0.1] * 5)
     assert m.size == 5
     z = torch.tensor([30_000.0], dtype=D)
-    assert m.policy(m.initial()).schedule.tax(z).item() == pytest.approx(3_000.0)
+    assert m.compile(m.initial()).schedule.tax(z).item() == pytest.approx(3_000.0)
 
 
 def test_out_of_bounds_parameters_name_the_parameter():
@@ -56,7 +56,7 @@ def test_unknown_mechanism_and_bad_options_are_clear_errors():
 def test_negative_income_tax_net_tax_is_flat_tax_minus_phased_out_guarantee():
     m = make_mechanism("negative_income_tax")
     rate, guarantee, phase_out = 0.2, 12_000.0, 0.25
-    policy = m.policy(torch.tensor([rate, guarantee, phase_out], dtype=D))
+    policy = m.compile(torch.tensor([rate, guarantee, phase_out], dtype=D))
     z = torch.tensor([0.0, 10_000.0, 48_000.0, 100_000.0], dtype=D)
     net = policy.schedule.tax(z) - guarantee
     expected = rate * z - (guarantee - phase_out * z).clamp(min=0)
@@ -100,8 +100,8 @@ def test_a_plugin_registered_by_entry_point_works_with_an_unchanged_planner(tmp_
     m = make_mechanism("progressive_line", n_brackets=6)
     assert m.names == ["base_rate", "top_rate"]
     prefs = calibrate_psi(wages, TaxSchedule.us_federal_2024(), Preferences())
-    world = World(wages, prefs, RationalWorkers(prefs))
+    population_model = PopulationModel(wages, prefs, RationalWorkers(prefs))
     planner = SearchPlanner(m, budget=60, batch=20)
-    theta = planner.propose(0, [], world)
+    theta = planner.propose(0, [], population_model)
     assert planner.evaluations == 60
-    assert world.evaluate(m, theta.unsqueeze(0))[0] >= world.evaluate(m, m.initial().unsqueeze(0))[0]
+    assert population_model.evaluate(m, theta.unsqueeze(0))[0] >= population_model.evaluate(m, m.initial().unsqueeze(0))[0]

@@ -29,6 +29,7 @@ from llm_economist.personas import (
     persona_texts,
     sample_population,
 )
+from llm_economist.personas.population import EDUCATION_LEVELS, category_levels
 from llm_economist.personas import population as population_module
 from llm_economist.personas.population import PERCENTILE_Z, TABLE_FILES, cell_log_wage, wage_from_score
 
@@ -298,6 +299,16 @@ def test_different_seeds_give_different_populations():
 def test_single_agent_population():
     p = sample_population(1, 0)
     assert p.n == 1 and p.table.household_id.iloc[0] == 0
+
+
+def test_category_levels_are_the_categories_of_every_sampled_table():
+    levels = category_levels()
+    for table in (sample_population(1, 0).table, sample_population(50, 3, "gb2").table):
+        categorical = [name for name in table if isinstance(table[name].dtype, pd.CategoricalDtype)]
+        assert sorted(levels) == sorted(categorical)
+        for name in categorical:
+            assert table[name].cat.categories.equals(pd.Index(levels[name])), name
+    assert levels["education"] == EDUCATION_LEVELS
 
 
 def test_million_agents_sample_quickly():

@@ -16,8 +16,8 @@ from llm_economist.economy import (
 from llm_economist.mechanisms import make_mechanism
 from llm_economist.planners import GridPlanner, SaezPlanner, estimate_elasticity
 from llm_economist.planners.saez import MIN_ELASTICITY
-from llm_economist.workers import BoundedRationalWorkers, Decisions, RationalWorkers, WorkerPolicy
-from llm_economist.world import World
+from llm_economist.workers import BoundedRationalWorkers, Decisions, RationalWorkers, Workers
+from llm_economist.population_model import PopulationModel
 
 D = torch.float64
 
@@ -40,7 +40,7 @@ def test_top_rate_on_a_pareto_tail_equals_the_closed_form():
 @pytest.fixture
 def rational_world(wages):
     prefs = calibrate_psi(wages, TaxSchedule.us_federal_2024(), Preferences(eta=0.0, elasticity=0.5))
-    return World(wages, prefs, RationalWorkers(prefs), "inverse_income", {"income_floor": 10_000.0})
+    return PopulationModel(wages, prefs, RationalWorkers(prefs), "inverse_income", {"income_floor": 10_000.0})
 
 
 def test_saez_schedule_is_within_one_percent_of_the_grid_optimum(rational_world):
@@ -57,22 +57,22 @@ def test_saez_rates_are_a_fixed_point_of_the_formula(rational_world):
     planner = SaezPlanner(mechanism, tolerance=1e-8, max_iterations=500)
     theta = planner.propose(0, [], rational_world)
     assert planner.iterations < 500
-    outcome = rational_world.respond(mechanism.policy(theta))
+    outcome = rational_world.respond(mechanism.compile(theta))
     weights = marginal_welfare_weights(outcome, rational_world.prefs, "inverse_income", income_floor=10_000.0)
     again = saez_bracket_rates(outcome.income, weights, mechanism.cutoffs, 0.5)
     assert torch.allclose(again, theta, atol=1e-6)
 
 
 def test_estimated_elasticity_matches_the_analytic_one_for_rational_workers(rational_world):
-    policy = make_mechanism("three_bracket").policy(torch.tensor([0.2, 0.3, 0.4], dtype=D))
+    policy = make_mechanism("three_bracket").compile(torch.tensor([0.2, 0.3, 0.4], dtype=D))
     assert estimate_elasticity(rational_world, policy) == pytest.approx(0.5, rel=0.10)
 
 
 def test_estimated_elasticity_is_close_for_nearly_rational_logit_workers(wages):
     prefs = calibrate_psi(wages, TaxSchedule.us_federal_2024(), Preferences(eta=0.0, elasticity=0.5))
-    world = World(wages, prefs, BoundedRationalWorkers(prefs, temperature=0.002, n_bins=321))
+    population_model = PopulationModel(wages, prefs, BoundedRationalWorkers(prefs, temperature=0.002, n_bins=321))
     policy = Policy(TaxSchedule(torch.tensor([0.0, 60_000.0], dtype=D), torch.tensor([0.25, 0.35], dtype=D)))
-    assert estimate_elasticity(world, policy) == pytest.approx(0.5, rel=0.10)
+    assert estimate_elasticity(population_model, policy) == pytest.approx(0.5, rel=0.10)
 
 
 def test_saez_planner_refuses_mechanisms_it_has_no_formula_for():
@@ -80,7 +80,7 @@ def test_saez_planner_refuses_mechanisms_it_has_no_formula_for():
         SaezPlanner(make_mechanism("negative_income_tax"))
 
 
-class FixedHours(WorkerPolicy):
+class FixedHours(Workers):
     """Workers who work 40 hours whatever the tax: an elasticity of exactly zero."""
 
     def act(self, obs, generator):
@@ -92,13 +92,13 @@ class FixedHours(WorkerPolicy):
 
 def test_saez_facing_no_response_uses_the_no_response_limit_and_says_so(wages):
     prefs = calibrate_psi(wages, TaxSchedule.us_federal_2024(), Preferences(eta=0.0, elasticity=0.5))
-    world = World(wages, prefs, FixedHours())
+    population_model = PopulationModel(wages, prefs, FixedHours())
     mechanism = make_mechanism("three_bracket")
     planner = SaezPlanner(mechanism, elasticity="estimate", tolerance=1e-8, max_iterations=500)
-    theta = planner.propose(0, [], world)
+    theta = planner.propose(0, [], population_model)
     # Incomes do not move, so the fixed point is the formula at the floor elasticity on those incomes.
-    outcome = world.respond(mechanism.policy(theta))
-    weights = marginal_welfare_weights(outcome, prefs, world.welfare_name, **world.welfare_params)
+    outcome = population_model.respond(mechanism.compile(theta))
+    weights = marginal_welfare_weights(outcome, prefs, population_model.welfare_name, **population_model.welfare_params)
     expected = saez_bracket_rates(outcome.income, weights, mechanism.cutoffs, MIN_ELASTICITY, planner.max_rate)
     torch.testing.assert_close(theta, expected, atol=1e-6, rtol=0)
     assert planner.fallbacks == planner.iterations

@@ -13,15 +13,14 @@ number in five digits), one row per planner, step and agent:
   the sampling temperature, or a bounded-rational worker's logit probabilities),
   ``stated_hours``, the reasoning channels, and ``fallback`` for replies that were not decisions.
 
-Interrupting loses at most the current tax year: finished episodes are skipped, an unfinished
-one resumes from its last checkpoint, and language-model replies already received come from the
-shared cache. ``load_sequences`` turns the files into tensors, one sequence per episode and planner.
+Interrupting loses at most the current episode: finished episodes are skipped, and an unfinished
+one is played again, its language-model replies served from the shared cache. ``load_sequences``
+turns the files into tensors, one sequence per episode and planner.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,20 +29,21 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from ..config import OutputConfig, RunConfig, dump_config
-from ..economy.labour import hour_bins
+from ..config import RunConfig, config_fingerprint, dump_config
+from ..economy.labour import hour_bins, llm_hour_bins
 from ..economy.policy import Policy
 from ..economy.tax import TaxSchedule
-from ..factory import llm_settings, make_planner
+from ..factory import Setup, build_setup, llm_settings, make_planner
 from ..llm import open_client
 from ..personas import SocialGraph, population_graph
-from ..runner import Runner, config_fingerprint
-from ..workers.llm import CHANNELS, hour_bins_for
+from ..planners.base import YearRecord
+from ..reporting.run_results import outcome_frame
+from ..simulation import Carried, Period, play_year
+from ..workers.llm import CHANNELS
 from ..surrogate.features import CATEGORICAL
 
 PERSONA_COLUMNS = ("age", "sex", "education", "occupation_group_code", "marital_status", "children", "household_size", "earners", "hourly_wage")
 META = "meta.json"
-RUNS = "runs"
 
 
 class DatasetError(ValueError):
@@ -53,7 +53,7 @@ class DatasetError(ValueError):
 def decision_bins(config: RunConfig) -> list[float]:
     """The hour bins the workers choose from: the LLM's 10-hour bins or the bounded workers' grid."""
     if config.workers.kind == "llm":
-        return [float(b) for b in hour_bins_for(config.economy.max_hours)]
+        return [float(b) for b in llm_hour_bins(config.economy.max_hours)]
     if config.workers.kind == "bounded":
         return hour_bins(config.economy.max_hours, config.workers.hour_bins).tolist()
     raise DatasetError("distill collect: workers.kind must be llm or bounded (rational workers have no hour distribution)")
@@ -101,28 +101,22 @@ def collect(config: RunConfig, out: str | Path, episodes: int, progress: bool = 
 
 
 def _collect_episode(config: RunConfig, out: Path, episode: int, client) -> None:
-    n = config.population.n_agents
-    episode_config = config.model_copy(
-        update={"seed": config.seed + episode, "output": OutputConfig(traces=True, trace_agents=n)}, deep=True
-    )
-    run_dir = out / RUNS / f"episode_{episode:05d}"
-    runner = Runner(episode_config, run_dir, resume=True, progress=False, client=client, baseline=False)
-    runner.run()
-    frame = episode_frame(runner, episode)
+    setup = build_setup(config.model_copy(update={"seed": config.seed + episode}, deep=True), client)
+    try:
+        frame = episode_frame(setup, episode)
+    finally:
+        setup.close()
     path = episode_path(out, episode)
     tmp = path.with_suffix(".tmp")
     frame.to_parquet(tmp, index=False)
     tmp.replace(path)  # a file that exists is complete
-    shutil.rmtree(run_dir)
 
 
-def episode_frame(runner: Runner, episode: int) -> pd.DataFrame:
-    """The rows of one finished episode, from the run's traces and parameters."""
-    config, population = runner.config, runner.population
-    assert population is not None
-    traces = pd.read_parquet(runner.out / "traces.parquet")
-    parameters = pd.read_csv(runner.out / "parameters.csv")
-    graph = population_graph(population, config.seed)
+def episode_frame(setup: Setup, episode: int) -> pd.DataFrame:
+    """Every planner of the config plays the episode's years through the simulation loop; one row
+    per planner, step and agent, recorded as the periods are played."""
+    config, model, population = setup.config, setup.model, setup.population
+    graph = setup.graph if setup.graph is not None else population_graph(population, config.seed)
     persona = population.table[list(PERSONA_COLUMNS)].copy()
     for name in CATEGORICAL:
         persona[name] = persona[name].astype(str)
@@ -130,28 +124,29 @@ def episode_frame(runner: Runner, episode: int) -> pd.DataFrame:
     persona["neighbours"] = graph.neighbours.tolist()
     persona["edge_types"] = graph.edge_type.long().tolist()
 
-    schedules = []
+    rows = []
     for planner_config in config.planners:
-        mechanism = make_planner(planner_config, config).mechanism
-        own = parameters[parameters["planner"] == planner_config.name]
-        for year, rows in own.groupby("year"):
-            theta = torch.tensor(rows.set_index("parameter").loc[mechanism.names, "value"].to_numpy(float))
-            policy = mechanism.policy(mechanism.validate(theta))
-            schedules.append(
-                {
-                    "planner": planner_config.name,
-                    "year": int(year),
-                    "cutoffs": policy.schedule.cutoffs.tolist(),
-                    "rates": policy.schedule.rates.detach().reshape(-1).tolist(),
-                    "lump_sum": float(torch.as_tensor(policy.lump_sum)),
-                    "rebate_share": float(policy.rebate_share),
-                }
-            )
-    frame = traces.merge(pd.DataFrame(schedules), on=["planner", "year"]).merge(persona, on="agent_id")
+        planner = make_planner(planner_config, config, setup.client)
+        generator = torch.Generator().manual_seed(config.seed + 1)  # as the runner seeds each planner's run
+        carried, history = Carried(), []
+        for year in range(config.economy.years):
+            theta = planner.mechanism.validate(planner.propose(year, history, model))
+            policy = planner.mechanism.compile(theta)
+            schedule = {
+                "cutoffs": policy.schedule.cutoffs.tolist(), "rates": policy.schedule.rates.detach().reshape(-1).tolist(),
+                "lump_sum": float(torch.as_tensor(policy.lump_sum)), "rebate_share": float(policy.rebate_share),
+            }
+            periods: list[Period] = []
+            carried = play_year(model, policy, carried, year, config.economy.steps_per_year, generator, periods.append)
+            for period in periods:
+                frame = outcome_frame(period.outcome, policy, planner_config.name, year, period.step, None, period.decisions.columns)
+                frame["expected_transfer"] = float(period.expected_transfer.reshape(-1)[0])
+                for name, value in schedule.items():
+                    frame[name] = [value] * len(frame)
+                rows.append(frame)
+            history.append(YearRecord.of(year, theta, [period.metrics(model) for period in periods]))
+    frame = pd.concat(rows, ignore_index=True).merge(persona, on="agent_id")
     frame = frame.sort_values(["planner", "step", "agent_id"], ignore_index=True)
-    # What each worker expected: last step's settled transfer (none before the first step).
-    steps = frame.groupby(["planner", "step"])["transfer"].first().groupby(level="planner").shift(1).fillna(0.0)
-    frame["expected_transfer"] = frame.set_index(["planner", "step"]).index.map(steps).to_numpy(float)
     frame.insert(0, "episode", episode)
     if "stated_hours" not in frame:  # bounded workers state nothing beyond their draw
         frame["stated_hours"] = frame["hours"]
@@ -166,7 +161,7 @@ def episode_frame(runner: Runner, episode: int) -> pd.DataFrame:
 
 
 @dataclass
-class Sequence:
+class PlannerEpisode:
     """One episode of one planner: N agents over T steps, as tensors the surrogate trains on."""
 
     episode: int
@@ -205,7 +200,7 @@ def episode_files(data: str | Path) -> list[Path]:
     return files
 
 
-def load_sequences(data: str | Path, episodes: list[int] | None = None) -> list[Sequence]:
+def load_sequences(data: str | Path, episodes: list[int] | None = None) -> list[PlannerEpisode]:
     """Every (episode, planner) sequence in ``data``, or those of the given episodes."""
     meta = read_meta(data)
     bins = torch.tensor(meta["bins"], dtype=torch.float64)
@@ -223,7 +218,7 @@ def load_sequences(data: str | Path, episodes: list[int] | None = None) -> list[
     return sequences
 
 
-def _sequence(episode: int, planner: str, rows: pd.DataFrame, bins: torch.Tensor, channels: list[str], path: Path) -> Sequence:
+def _sequence(episode: int, planner: str, rows: pd.DataFrame, bins: torch.Tensor, channels: list[str], path: Path) -> PlannerEpisode:
     steps = sorted(rows["step"].unique())
     first = rows[rows["step"] == steps[0]].sort_values("agent_id")
     n, t, b = len(first), len(steps), len(bins)
@@ -252,7 +247,7 @@ def _sequence(episode: int, planner: str, rows: pd.DataFrame, bins: torch.Tensor
         stated_channels = torch.tensor(rows[channels].to_numpy(float)).view(t, n, len(channels))
     else:
         stated_channels = torch.full((t, n, 0), float("nan"), dtype=torch.float64)
-    return Sequence(
+    return PlannerEpisode(
         episode, planner, first[list(PERSONA_COLUMNS)].reset_index(drop=True),
         graph, torch.tensor(first["hourly_wage"].to_numpy(float)), policies,
         torch.tensor(per_step["expected_transfer"].to_numpy(float)),

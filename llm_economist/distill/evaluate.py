@@ -23,6 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..economy.labour import jensen_shannon
+from ..economy.utility import FULL_TIME_HOURS
 from .dataset import load_sequences, read_meta
 from ..surrogate.features import census_levels
 from ..surrogate.model import SurrogatePopulation
@@ -30,24 +32,14 @@ from .train import Batch, IsolatedAgentNetwork, TrainSettings, batches, fit, rol
 
 Tensor = torch.Tensor
 
-__all__ = ["evaluate", "jensen_shannon_bits", "format_evaluation"]
-
-
-def jensen_shannon_bits(p: Tensor, q: Tensor) -> Tensor:
-    """JS divergence in bits along the last axis (0 identical, 1 disjoint)."""
-    m = 0.5 * (p + q)
-
-    def kl(a: Tensor, b: Tensor) -> Tensor:
-        return torch.where(a > 0, a * (torch.log2(a.clamp_min(1e-30)) - torch.log2(b.clamp_min(1e-30))), 0.0).sum(-1)
-
-    return (0.5 * kl(p, m) + 0.5 * kl(q, m)).clamp_min(0.0)
+__all__ = ["evaluate", "format_evaluation"]
 
 
 def _metrics(probs: Tensor, channels: Tensor, batch: Batch, bins: Tensor) -> dict[str, float]:
     """Figures of one predictor on one batch; probs (T, N, B), channels (T, N, C)."""
     decided = batch.decided
     target = batch.target
-    per_agent_js = jensen_shannon_bits(probs, target)[decided]
+    per_agent_js = torch.from_numpy(jensen_shannon(probs, target))[decided]
     hours_pred = probs @ bins  # (T, N)
     hours_true = target @ bins
     agent_error = (hours_pred - hours_true)[decided].abs()
@@ -59,7 +51,7 @@ def _metrics(probs: Tensor, channels: Tensor, batch: Batch, bins: Tensor) -> dic
         for t in range(batch.steps):
             mask = decided[t, part]
             if mask.any():
-                population_js.append(float(jensen_shannon_bits(probs[t, part][mask].mean(0), target[t, part][mask].mean(0))))
+                population_js.append(jensen_shannon(probs[t, part][mask].mean(0), target[t, part][mask].mean(0)))
                 mean_error.append(float((hours_pred[t, part][mask].mean() - hours_true[t, part][mask].mean()).abs()))
     wage = batch.wage.float().expand_as(decided)[decided]
     low, high = torch.quantile(wage, 0.1), torch.quantile(wage, 0.9)
@@ -103,9 +95,9 @@ def _correlation(x: Tensor, y: Tensor) -> float:
 
 def full_time_rate(batch: Batch, bins: Tensor) -> Tensor:
     """(T, N) each agent's marginal rate just below full time, read off its context's keep shares."""
-    full = int((bins - 40.0).abs().argmin())
+    full = int((bins - FULL_TIME_HOURS).abs().argmin())
     keep = batch.context[..., : bins.shape[0]]  # (T, N, B) share of full-time pay kept at each bin
-    return 1.0 - (keep[..., full] - keep[..., full - 1]) / ((bins[full] - bins[full - 1]) / 40.0)
+    return 1.0 - (keep[..., full] - keep[..., full - 1]) / ((bins[full] - bins[full - 1]) / FULL_TIME_HOURS)
 
 
 def rate_response(batches_: list[Batch], expected_hours: list[Tensor], bins: Tensor) -> dict[str, float]:

@@ -26,7 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..personas import SocialGraph
-from .dataset import Sequence, load_sequences, read_meta
+from .dataset import PlannerEpisode, load_sequences, read_meta
 from ..surrogate.features import CATEGORICAL, NUMERIC, census_levels, context_features, n_context, persona_features
 from ..surrogate.model import PersonaEmbedding, SurrogateConfig, SurrogatePopulation
 
@@ -76,7 +76,7 @@ class Batch:
         return self.context.shape[0]
 
 
-def sequence_context(sequence: Sequence, bins: Tensor) -> Tensor:
+def sequence_context(sequence: PlannerEpisode, bins: Tensor) -> Tensor:
     """(T, N, n_context): period t sees the mechanism of t and the recorded outcome of t - 1."""
     rows = []
     for t, policy in enumerate(sequence.policies):
@@ -86,7 +86,7 @@ def sequence_context(sequence: Sequence, bins: Tensor) -> Tensor:
     return torch.stack(rows)
 
 
-def stack(sequences: list[Sequence], bins: Tensor, levels: dict[str, list[str]]) -> Batch:
+def stack(sequences: list[PlannerEpisode], bins: Tensor, levels: dict[str, list[str]]) -> Batch:
     """One batch from sequences of equal length; neighbour ids are offset so episodes stay apart."""
     lengths = {s.steps for s in sequences}
     if len(lengths) != 1:
@@ -181,9 +181,9 @@ def split_episodes(episodes: list[int], fraction: float, seed: int) -> tuple[lis
     return sorted(shuffled[held:]), sorted(shuffled[:held])
 
 
-def batches(sequences: list[Sequence], size: int, bins: Tensor, levels: dict, rng: np.random.Generator | None) -> list[Batch]:
+def batches(sequences: list[PlannerEpisode], size: int, bins: Tensor, levels: dict, rng: np.random.Generator | None) -> list[Batch]:
     """Stacked batches of at most ``size`` sequences of equal length (shuffled when rng is given)."""
-    by_length: dict[int, list[Sequence]] = {}
+    by_length: dict[int, list[PlannerEpisode]] = {}
     for s in sequences:
         by_length.setdefault(s.steps, []).append(s)
     result = []

@@ -10,10 +10,15 @@ optimum, kinks and corners included, for any schedule (also non-convex budget se
 Logit (bounded rationality): P(h_b) proportional to exp(u(h_b) / (temperature * scale)), over a
 grid of hour bins, with scale the utility of full-time earnings; expected hours are smooth in
 the rates, which is what gradient planners and the surrogate need.
+
+Hour bins: the choices a worker who does not optimise exactly picks from. Bounded-rational workers
+use an evenly spaced grid (``hour_bins``); language-model workers state 10-hour bins
+(``llm_hour_bins``). ``jensen_shannon`` says how far apart two distributions over the same bins are.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from .tax import TaxSchedule
@@ -102,10 +107,45 @@ def _best_of_segments(wage: Tensor, schedule: TaxSchedule, transfer, prefs: Pref
 
 
 def hour_bins(max_hours: float, n_bins: int, dtype=torch.float64) -> Tensor:
-    """Evenly spaced hour choices 0, ..., max_hours."""
+    """Evenly spaced hour choices 0, ..., max_hours: the bounded-rational workers' logit grid, as
+    fine as asked (``workers.hour_bins``), since they weigh every choice's utility exactly."""
     if n_bins < 2:
         raise ValueError(f"hour bins: n_bins must be at least 2, got {n_bins}")
     return torch.linspace(0.0, max_hours, n_bins, dtype=dtype)
+
+
+# Language-model workers answer in whole tens of hours.
+LLM_HOURS_PER_BIN = 10
+LLM_MAX_BIN = 90  # the last multiple of 10 whose first digit is its own
+
+
+def llm_hour_bins(max_hours: float) -> tuple[int, ...]:
+    """The language-model workers' choices 0, 10, 20, ... up to max_hours (at most 90).
+
+    Coarse bins are what a model states reliably, and below 100 the first digit of the hours
+    value names the bin, so the alternatives for that one token give the whole distribution
+    (``workers.llm.hour_distribution``); the distilled surrogate predicts over the same bins.
+    """
+    if max_hours < LLM_HOURS_PER_BIN:
+        raise ValueError(f"llm workers: max_hours must be at least {LLM_HOURS_PER_BIN}, got {max_hours}")
+    return tuple(range(0, int(min(max_hours, LLM_MAX_BIN)) + 1, LLM_HOURS_PER_BIN))
+
+
+def jensen_shannon(p, q) -> np.ndarray | float:
+    """Jensen-Shannon divergence of hour distributions along the last axis, in bits: 0 when they are
+    identical, 1 when they share no bin. A float for two distributions, an array for batches.
+
+    scipy gives the Jensen-Shannon distance, the square root of the divergence; where rounding
+    puts a near-zero divergence below zero it has no square root and returns NaN, which is 0 here.
+    """
+    from scipy.spatial.distance import jensenshannon  # imported on first use: it adds 0.3 s to importing the package
+
+    p, q = np.asarray(p, dtype=np.float64), np.asarray(q, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        distance = jensenshannon(p, q, base=2.0, axis=-1)
+    rounded_below_zero = np.isnan(distance) & np.isfinite(p).all(-1) & np.isfinite(q).all(-1)
+    divergence = np.where(rounded_below_zero, 0.0, distance) ** 2
+    return float(divergence) if divergence.ndim == 0 else divergence
 
 
 def logit_hour_probabilities(

@@ -45,9 +45,9 @@ from gymnasium import spaces
 from gymnasium.utils import seeding
 from pettingzoo import ParallelEnv
 
-from ..economy.labour import calibrate_psi
+from ..config import EconomyConfig
+from ..factory import calibrated_preferences
 from ..economy.outcome import Outcome, aggregates, settle
-from ..economy.tax import TaxSchedule
 from ..economy.utility import FULL_TIME_HOURS, Preferences, annual_income, utility
 from ..economy.welfare import social_welfare
 from ..mechanisms.base import Mechanism
@@ -96,9 +96,10 @@ def check_mechanism(mechanism) -> Mechanism:
 
 
 def check_preferences(prefs, wage: Tensor) -> Preferences:
-    """The given preferences, or default ones with psi calibrated to a 40 h median under US 2024."""
+    """The given preferences, or those a run with the default economy calibrates (a 40 h median
+    under US 2024 rates), through the same builder function."""
     if prefs is None:
-        return calibrate_psi(wage, TaxSchedule.us_federal_2024(), Preferences())
+        return calibrated_preferences(EconomyConfig(), wage)[0]
     if not isinstance(prefs, Preferences):
         raise ValueError(f"prefs: expected Preferences or None, got {type(prefs).__name__}")
     return prefs
@@ -211,7 +212,7 @@ class LabourMarketEnv(ParallelEnv):
         self.np_random: np.random.Generator | None = None
         self._t = 0
         self._theta = self.mechanism.initial()
-        self._policy = self.mechanism.policy(self._theta)
+        self._policy = self.mechanism.compile(self._theta)
         self._last: Outcome | None = None
         self._aggregates = np.zeros(len(AGGREGATES))
 
@@ -237,7 +238,7 @@ class LabourMarketEnv(ParallelEnv):
         self.agents = self.possible_agents[:]
         self._t = 0
         self._theta = self.mechanism.initial()
-        self._policy = self.mechanism.policy(self._theta)
+        self._policy = self.mechanism.compile(self._theta)
         self._last = None
         self._aggregates = np.zeros(len(AGGREGATES))
         return self._observations(), {a: {} for a in self.agents}
@@ -303,7 +304,7 @@ class LabourMarketEnv(ParallelEnv):
                 f"planner action: expected {self.mechanism.size} parameters {self.mechanism.names}, got {theta.numel()}"
             )
         self._theta = self.mechanism.clip(theta)
-        self._policy = self.mechanism.policy(self._theta)
+        self._policy = self.mechanism.compile(self._theta)
 
     def _worker_hours(self, actions: dict) -> Tensor:
         missing = [a for a in self.worker_ids if a not in actions]

@@ -1,8 +1,8 @@
 """The planner's problem as a single-agent Gymnasium environment; the worker population lives inside.
 
 One step is one tax year. The action is the mechanism's parameter vector (Box with its bounds,
-float32; clipped to the bounds). The workers, any `WorkerPolicy`, then act for
-`steps_per_year` periods under that policy, each period settled by `economy.settle`, each
+float32; clipped to the bounds). The workers, any `Workers`, then play the year through
+`simulation.play_year` (the loop the runner plays), remembering `workers.memory` periods and
 expecting last period's transfer. Their randomness (e.g. bounded-rational choices) draws from
 a torch.Generator seeded from the environment's `np_random`, so `reset(seed=s)` followed by the
 same actions reproduces a trajectory exactly.
@@ -25,11 +25,11 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from ..economy.outcome import Outcome, settle
 from ..economy.utility import Preferences
-from ..economy.welfare import social_welfare
 from ..mechanisms.base import Mechanism
-from ..workers.base import Decisions, Observation, WorkerPolicy
+from ..population_model import PopulationModel
+from ..simulation import Carried, Period, play_year
+from ..workers.base import Workers
 from ..workers.rational import RationalWorkers
 from .labour_market import (
     AGGREGATES,
@@ -61,7 +61,7 @@ class PlannerEnv(gym.Env):
         wage,
         mechanism: Mechanism | str = "three_bracket",
         prefs: Preferences | None = None,
-        workers: WorkerPolicy | None = None,
+        workers: Workers | None = None,
         steps_per_year: int = 4,
         years: int = 5,
         welfare_name: str = "inverse_income",
@@ -73,9 +73,10 @@ class PlannerEnv(gym.Env):
         self.prefs = check_preferences(prefs, self.wage)
         if workers is None:
             workers = RationalWorkers(self.prefs)
-        if not isinstance(workers, WorkerPolicy):
-            raise ValueError(f"workers: expected a WorkerPolicy or None, got {type(workers).__name__}")
+        if not isinstance(workers, Workers):
+            raise ValueError(f"workers: expected a Workers or None, got {type(workers).__name__}")
         self.workers = workers
+        self.model = PopulationModel(self.wage, self.prefs, workers, welfare_name, dict(welfare_params or {}))
         self.steps_per_year = check_count("steps_per_year", steps_per_year)
         self.years = check_count("years", years)
         self.welfare_name = welfare_name
@@ -91,8 +92,7 @@ class PlannerEnv(gym.Env):
         self._generator = torch.Generator()
         self._year: int | None = None
         self._theta = self.mechanism.initial()
-        self._last: Outcome | None = None
-        self._decisions: Decisions | None = None
+        self._carried = Carried()
         self._aggregates = np.zeros(len(AGGREGATES))
 
     @property
@@ -105,8 +105,7 @@ class PlannerEnv(gym.Env):
         self._generator = torch.Generator().manual_seed(int(self.np_random.integers(2**63 - 1)))
         self._year = 0
         self._theta = self.mechanism.initial()
-        self._last = None
-        self._decisions = None
+        self._carried = Carried()
         self._aggregates = np.zeros(len(AGGREGATES))
         return self._observation(), {}
 
@@ -117,20 +116,15 @@ class PlannerEnv(gym.Env):
         if theta.numel() != self.mechanism.size:
             raise ValueError(f"action: expected {self.mechanism.size} parameters {self.mechanism.names}, got {theta.numel()}")
         self._theta = self.mechanism.clip(theta)
-        policy = self.mechanism.policy(self._theta)
+        policy = self.mechanism.compile(self._theta)
 
         periods, welfare = [], []
-        for period in range(self.steps_per_year):
-            transfer = self._last.transfer if self._last is not None else torch.zeros(1, dtype=self.wage.dtype)
-            recent = (self._last,) if self._last is not None else ()
-            step = self._year * self.steps_per_year + period
-            seen = Observation(self.wage, policy, transfer, recent, self._decisions, self._year, step)
-            self._decisions = self.workers.act(seen, self._generator)
-            # A learned population may stray outside the feasible hours.
-            hours = self._decisions.hours.clamp(0.0, self.prefs.max_hours)
-            self._last = settle(self.wage, hours, policy, self.prefs)
-            welfare.append(float(social_welfare(self._last, self.welfare_name, **self.welfare_params)))
-            periods.append(period_aggregates(self._last, welfare[-1] / self.welfare_scale, self.prefs.max_hours))
+
+        def record(period: Period) -> None:
+            welfare.append(float(self.model.welfare(period.outcome)))
+            periods.append(period_aggregates(period.outcome, welfare[-1] / self.welfare_scale, self.prefs.max_hours))
+
+        self._carried = play_year(self.model, policy, self._carried, self._year, self.steps_per_year, self._generator, record)
         self._aggregates = np.mean(periods, axis=0)
         self._year += 1
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import math
+import re
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .schema import check_schema
 
-BACKENDS = ("openai", "transformers")
 ROLES = ("system", "user", "assistant")
 
 
@@ -30,55 +32,66 @@ class EmbeddedServerError(LLMError):
     """The embedded llama.cpp server could not start."""
 
 
-@dataclass(frozen=True)
-class LLMSettings:
-    """How to reach a model and how hard to try; never holds the API key itself."""
+class LLMOptions(BaseModel):
+    """The client settings a run chooses in its config section `llm` (config.LLMConfig): where the
+    model is, how to sample it and how hard to try. LLMSettings, what a client is built from, adds
+    the few the program sets. Never the API key itself, only the name of its variable.
 
-    base_urls: tuple[str, ...] = ()  # empty: start the embedded server (backend "openai")
-    model: str = "smollm2-135m-instruct"
-    api_key_env: str = "OPENAI_API_KEY"  # the NAME of the variable that holds the key
-    backend: str = "openai"  # "openai" (any OpenAI-compatible server) or "transformers" (in-process)
-    transformers_model: str | None = None  # model directory or .gguf file; None: the embedded GGUF
-    temperature: float = 0.7
-    max_tokens: int = 200
-    timeout_s: float = 60.0
-    max_retries: int = 3  # retries after the first attempt, shared by transport and content failures
-    backoff_s: float = 0.5  # delay before retry k (k = 0, 1, ...) is backoff_s * 2**k plus up to 25 % jitter
-    concurrency: int = 4  # requests in flight per event loop; also the embedded server's slots
-    top_logprobs: int = 20
-    cache_path: str | None = None  # SQLite response cache; None disables caching
-    price_prompt_per_million: float | None = None  # USD per million prompt tokens
-    price_completion_per_million: float | None = None  # USD per million completion tokens
-    seed: int = 0  # default sampling seed of requests without one; seeds the backoff jitter
+    Values count as written: a boolean is not a number, NaN and infinity are no values.
+    """
 
-    def __post_init__(self) -> None:
-        if isinstance(self.base_urls, str):
-            raise ValueError("base_urls: expected a tuple of URLs, got a single string")
-        urls = tuple(self.base_urls)
-        for url in urls:
-            if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-                raise ValueError(f"base_urls: {url!r} is not an http(s) URL")
-            if "@" in url.split("//", 1)[1].split("/", 1)[0]:
-                raise ValueError("base_urls: URLs must not carry credentials; put the key in the variable named by api_key_env")
-        object.__setattr__(self, "base_urls", urls)
-        if not self.model:
-            raise ValueError("model: must be a non-empty model name")
-        if not self.api_key_env or not self.api_key_env.replace("_", "").isalnum():
-            raise ValueError(f"api_key_env: {self.api_key_env!r} is not an environment variable name")
-        if self.backend not in BACKENDS:
-            raise ValueError(f"backend: {self.backend!r} is not one of {BACKENDS}")
-        _check_range("temperature", self.temperature, 0.0, 2.0)
-        _check_int("max_tokens", self.max_tokens, 1, 32768)
-        _check_range("timeout_s", self.timeout_s, 0.0, 3600.0, low_open=True)
-        _check_int("max_retries", self.max_retries, 0, 20)
-        _check_range("backoff_s", self.backoff_s, 0.0, 60.0)
-        _check_int("concurrency", self.concurrency, 1, 1024)
-        _check_int("top_logprobs", self.top_logprobs, 0, 20)
-        for name in ("price_prompt_per_million", "price_completion_per_million"):
-            value = getattr(self, name)
-            if value is not None:
-                _check_range(name, value, 0.0, math.inf)
-        _check_int("seed", self.seed, 0, 2**63 - 1)
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
+
+    base_urls: tuple[str, ...] = Field((), strict=False, description="OpenAI-compatible endpoints; empty = embedded model")
+    model: str = Field("smollm2-135m-instruct", min_length=1, description="model name sent to the server")
+    api_key_env: str = Field("OPENAI_API_KEY", description="name of the environment variable holding the key")
+    backend: Literal["openai", "transformers"] = Field(
+        "openai", description="openai (any OpenAI-compatible server) or transformers (in-process)"
+    )
+    transformers_model: str | None = Field(None, description="transformers backend: local model path or GGUF file")
+    temperature: float = Field(0.7, ge=0.0, le=2.0, description="sampling temperature")
+    max_tokens: int = Field(200, ge=16, le=4096, description="room for the longest valid JSON reply")
+    timeout_s: float = Field(60.0, gt=0.0, le=3600.0, description="seconds per request")
+    max_retries: int = Field(3, ge=0, le=10, description="retries after the first attempt, shared by transport and content failures")
+    concurrency: int = Field(4, ge=1, le=256, description="requests in flight per event loop; also the embedded server's slots")
+    cache_path: str | None = Field(None, description="SQLite response cache; None disables caching")
+    price_prompt_per_million: float | None = Field(None, ge=0.0, description="USD per million prompt tokens")
+    price_completion_per_million: float | None = Field(None, ge=0.0, description="USD per million completion tokens")
+
+    @model_validator(mode="after")
+    def _no_keys(self) -> "LLMOptions":
+        # Never echo the offending value: it may be a key typed into the wrong field.
+        if any("@" in url.split("//")[-1].split("/")[0] or "?" in url for url in self.base_urls):
+            raise ValueError("base_urls must not carry credentials or query strings; put the key in the variable named by api_key_env")
+        if not all(url.startswith(("http://", "https://")) for url in self.base_urls):
+            raise ValueError("base_urls must be http:// or https:// URLs")
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.api_key_env):
+            raise ValueError("api_key_env must be the NAME of an environment variable (letters, digits, _), not the key")
+        return self
+
+
+class LLMSettings(LLMOptions):
+    """How to reach a model and how hard to try: a run's `llm` options plus what the program sets.
+
+    Built directly, a bad value raises ValueError naming the field (`timeout_s: ...`), never
+    repeating the value.
+    """
+
+    backoff_s: float = Field(0.5, ge=0.0, le=60.0, description="delay before retry k is backoff_s * 2**k plus up to 25 % jitter")
+    top_logprobs: int = Field(20, ge=0, le=20, description="alternatives asked for at each token of a scored reply")
+    seed: int = Field(0, ge=0, le=2**63 - 1, description="default sampling seed of requests without one; seeds the backoff jitter")
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as err:
+            raise ValueError("; ".join(_named(e) for e in err.errors())) from None
+
+
+def _named(error: dict) -> str:
+    """One validation error as `field: what is wrong`, without the value."""
+    message = error["msg"].removeprefix("Value error, ")
+    return ".".join(str(p) for p in error["loc"]) + ": " + message if error["loc"] else message
 
 
 @dataclass(frozen=True)

@@ -30,11 +30,11 @@ class Parameter:
 
 
 class Mechanism(ABC):
-    """Subclasses set `name`, build `parameters` in __init__, and implement `policy` and `describe`."""
+    """Subclasses set `name`, build `parameters` in __init__, and implement `compile` and `describe`."""
 
     name: str = ""
     parameters: tuple[Parameter, ...] = ()
-    # True when `policy` accepts a batch of parameter vectors (..., P) and returns one batched
+    # True when `compile` accepts a batch of parameter vectors (..., P) and returns one batched
     # Policy (same cutoffs for every member); planners then evaluate many candidates at once.
     batched: bool = False
 
@@ -43,7 +43,7 @@ class Mechanism(ABC):
         """(P,) starting parameters."""
 
     @abstractmethod
-    def policy(self, theta: Tensor) -> Policy:
+    def compile(self, theta: Tensor) -> Policy:
         """The tax schedule and transfers the parameters imply; differentiable in theta."""
 
     @abstractmethod

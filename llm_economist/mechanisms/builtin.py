@@ -63,9 +63,9 @@ class BracketTax(Mechanism):
     def initial(self) -> Tensor:
         return self._initial.clone()
 
-    def policy(self, theta: Tensor) -> Policy:
-        rates = theta.to(torch.float64) if theta.dtype != self.cutoffs.dtype else theta
-        return Policy(TaxSchedule(self.cutoffs.to(rates.device), rates), rebate_share=self.rebate_share)
+    def compile(self, theta: Tensor) -> Policy:
+        """Parameters stay in float64 (as `validate` gives them) whatever the population's precision."""
+        return Policy(TaxSchedule(self.cutoffs.to(theta.device), theta), rebate_share=self.rebate_share)
 
     def describe(self) -> str:
         share = "all" if self.rebate_share == 1 else f"{100 * self.rebate_share:.0f}% of"
@@ -116,7 +116,7 @@ class NegativeIncomeTax(Mechanism):
     def initial(self) -> Tensor:
         return self._initial.clone()
 
-    def policy(self, theta: Tensor) -> Policy:
+    def compile(self, theta: Tensor) -> Policy:
         if theta.ndim != 1:
             raise ValueError("negative_income_tax: policy takes one parameter vector at a time")
         rate, guarantee, phase_out = theta[0], theta[1], theta[2]

@@ -43,6 +43,8 @@ __all__ = [
     "load_tables",
     "INCOME_MODELS",
     "MIN_HOURLY_WAGE",
+    "EDUCATION_LEVELS",
+    "category_levels",
     "state_name",
 ]
 
@@ -59,6 +61,7 @@ MAX_TAIL_SLOPE = 1.0
 
 AGE_BANDS = ("16-24", "25-34", "35-44", "45-54", "55-64", "65+")
 SEXES = ("female", "male")
+# In order of attainment (the column is an ordered categorical).
 EDUCATION_LEVELS = (
     "less than high school", "high school", "some college", "associate degree",
     "bachelor's degree", "master's degree", "professional degree", "doctorate",
@@ -557,29 +560,52 @@ def sample_population(n: int, seed: int, income_model: str = "census") -> Popula
         wage_rank[np.argsort(wage, kind="stable")] = np.arange(n)
         wage = annual[wage_rank] / HOURS_PER_YEAR
 
-    def cat(codes: np.ndarray, levels, ordered: bool = False) -> pd.Categorical:
-        return pd.Categorical.from_codes(codes, categories=list(levels), ordered=ordered)
+    levels = _category_levels(fr)
+
+    def cat(name: str, codes: np.ndarray, ordered: bool = False) -> pd.Categorical:
+        return pd.Categorical.from_codes(codes, categories=list(levels[name]), ordered=ordered)
 
     table = pd.DataFrame({
         "agent_id": np.arange(n, dtype=np.int64),
         "age": age.astype(np.int16),
-        "age_band": cat(band, AGE_BANDS, ordered=True),
-        "sex": cat(sex, SEXES),
-        "education": cat(education, EDUCATION_LEVELS, ordered=True),
-        "occupation_code": cat(occupation, fr.occupation_codes),
-        "occupation": cat(occupation, fr.occupation_titles),
-        "occupation_group_code": cat(group, fr.group_codes),
-        "occupation_group": cat(group, fr.group_titles),
-        "state": cat(state, fr.states),
+        "age_band": cat("age_band", band, ordered=True),
+        "sex": cat("sex", sex),
+        "education": cat("education", education, ordered=True),
+        "occupation_code": cat("occupation_code", occupation),
+        "occupation": cat("occupation", occupation),
+        "occupation_group_code": cat("occupation_group_code", group),
+        "occupation_group": cat("occupation_group", group),
+        "state": cat("state", state),
         "household_id": household_id.astype(np.int64),
         "earners": earners,
         "household_size": np.minimum(household_size, np.iinfo(np.int8).max).astype(np.int8),
-        "marital_status": cat(marital, MARITAL_STATUSES),
-        "filing_status": cat(filing, FILING_STATUSES),
+        "marital_status": cat("marital_status", marital),
+        "filing_status": cat("filing_status", filing),
         "children": np.minimum(children, np.iinfo(np.int8).max).astype(np.int8),
         "hourly_wage": wage.astype(np.float64),
     })
     return Population(table)
+
+
+def _category_levels(fr: _Frame) -> dict[str, tuple[str, ...]]:
+    return {
+        "age_band": AGE_BANDS,
+        "sex": SEXES,
+        "education": EDUCATION_LEVELS,
+        "occupation_code": fr.occupation_codes,
+        "occupation": fr.occupation_titles,
+        "occupation_group_code": fr.group_codes,
+        "occupation_group": fr.group_titles,
+        "state": fr.states,
+        "marital_status": MARITAL_STATUSES,
+        "filing_status": FILING_STATUSES,
+    }
+
+
+def category_levels() -> dict[str, tuple[str, ...]]:
+    """Every level of each categorical column of a sampled population's table, in code order: the
+    full sets the tables define, whichever of them one sample happens to draw."""
+    return _category_levels(_frame(str(DATA_DIR.resolve())))
 
 
 def state_name(abbreviation: str) -> str:

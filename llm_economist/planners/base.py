@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from ..mechanisms.base import Mechanism
-from ..world import World
+from ..population_model import PopulationModel
 
 Tensor = torch.Tensor
 
@@ -22,12 +22,21 @@ class YearRecord:
     welfare: float
     metrics: dict[str, float]
 
+    @classmethod
+    def of(cls, year: int, theta: Tensor, periods: list[dict[str, float]]) -> YearRecord:
+        """The record of a year from its periods' metrics: their means."""
+        mean = {key: sum(m[key] for m in periods) / len(periods) for key in periods[0]}
+        return cls(year, theta.clone(), mean["welfare"], mean)
+
 
 class Planner(ABC):
-    """Planners hold no reference to the world, so their state pickles into checkpoints."""
+    """Planners hold no reference to the population model, so their state pickles into checkpoints.
+    Planners that talk get the run's language-model client when built; it is never pickled and the
+    runner hands it back to a planner restored from a checkpoint."""
 
     kind: str = ""
-    # True when the planner queries the population model (World.respond) rather than learning
+    client = None  # the language-model client of planners that talk
+    # True when the planner queries the population model (PopulationModel.respond) rather than learning
     # only from realised years; reports say so next to its numbers.
     uses_population_model: bool = False
 
@@ -39,8 +48,11 @@ class Planner(ABC):
         # `failure` (None when usable), from which the runner counts fallbacks.
         self.log: list[dict] = []
 
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "client"}
+
     @abstractmethod
-    def propose(self, year: int, history: list[YearRecord], world: World) -> Tensor:
+    def propose(self, year: int, history: list[YearRecord], population_model: PopulationModel) -> Tensor:
         """(P,) parameters for this year, within the mechanism's bounds."""
 
 
@@ -53,11 +65,11 @@ class OneShotPlanner(Planner):
         super().__init__(mechanism)
         self.theta: Tensor | None = None
 
-    def propose(self, year: int, history: list[YearRecord], world: World) -> Tensor:
+    def propose(self, year: int, history: list[YearRecord], population_model: PopulationModel) -> Tensor:
         if self.theta is None:
-            self.theta = self.plan(world)
+            self.theta = self.plan(population_model)
         return self.theta.clone()
 
     @abstractmethod
-    def plan(self, world: World) -> Tensor:
+    def plan(self, population_model: PopulationModel) -> Tensor:
         """(P,) the parameters to hold."""

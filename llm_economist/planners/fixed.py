@@ -8,10 +8,12 @@ import torch
 
 from ..mechanisms.base import Mechanism
 from ..mechanisms.builtin import flat, us_federal_2024
-from ..world import World
+from ..population_model import PopulationModel
 from .base import Planner, YearRecord
 
 Tensor = torch.Tensor
+
+BASELINE = "no_tax"  # the label of the no-tax planner every run plays beside the configured ones
 
 
 class FixedPlanner(Planner):
@@ -24,7 +26,7 @@ class FixedPlanner(Planner):
         except ValueError as err:
             raise ValueError(f"fixed planner: parameters do not fit the mechanism: {err}") from None
 
-    def propose(self, year: int, history: list[YearRecord], world: World) -> Tensor:
+    def propose(self, year: int, history: list[YearRecord], population_model: PopulationModel) -> Tensor:
         return self.theta.clone()
 
 

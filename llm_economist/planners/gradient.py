@@ -6,7 +6,7 @@ import torch
 
 from ..mechanisms.base import Mechanism
 from ..sensitivity import horizon_welfare
-from ..world import World
+from ..population_model import PopulationModel
 from .base import OneShotPlanner
 
 Tensor = torch.Tensor
@@ -22,7 +22,7 @@ class GradientPlanner(OneShotPlanner):
     Parameters live on the box through theta = low + (high - low) * sigmoid(u), and Adam moves u,
     so every iterate satisfies the bounds. The first start is the mechanism's initial parameters,
     the others are drawn uniformly from the box with `seed`. Each restart takes exactly `steps`
-    forward and backward passes; the best iterate of every restart is then judged by the world's
+    forward and backward passes; the best iterate of every restart is then judged by the population model's
     own welfare. Needs a population whose expected hours are differentiable in the tax rates
     (bounded-rational or surrogate workers).
     """
@@ -44,26 +44,26 @@ class GradientPlanner(OneShotPlanner):
         self.horizon, self.steps, self.lr, self.restarts, self.seed = horizon, steps, lr, restarts, seed
         self.best_welfare = float("-inf")
 
-    def plan(self, world: World) -> Tensor:
+    def plan(self, population_model: PopulationModel) -> Tensor:
         generator = torch.Generator().manual_seed(self.seed)
         low, high = self.mechanism.bounds()
         starts = [self.mechanism.initial().to(torch.float64)]
         starts += [low + (high - low) * torch.rand(self.mechanism.size, generator=generator, dtype=torch.float64) for _ in range(self.restarts - 1)]
-        candidates = torch.stack([self._ascend(world, start, low, high) for start in starts])
-        welfare = world.evaluate(self.mechanism, candidates)
+        candidates = torch.stack([self._ascend(population_model, start, low, high) for start in starts])
+        welfare = population_model.evaluate(self.mechanism, candidates)
         self.evaluations += len(candidates)
         top = int(welfare.argmax())
         self.best_welfare = float(welfare[top])
         return candidates[top].clone()
 
-    def _ascend(self, world: World, start: Tensor, low: Tensor, high: Tensor) -> Tensor:
+    def _ascend(self, population_model: PopulationModel, start: Tensor, low: Tensor, high: Tensor) -> Tensor:
         """The best iterate of `steps` Adam steps on u from `start`."""
         u = torch.logit(((start - low) / (high - low)).clamp(EDGE, 1.0 - EDGE)).requires_grad_(True)
         optimiser = torch.optim.Adam([u], lr=self.lr)
         best, best_value = start, float("-inf")
         for step in range(self.steps):
             theta = low + (high - low) * torch.sigmoid(u)
-            welfare = horizon_welfare(world, self.mechanism, theta, self.horizon)
+            welfare = horizon_welfare(population_model, self.mechanism, theta, self.horizon)
             self.evaluations += 1
             optimiser.zero_grad()
             if welfare.requires_grad:
@@ -72,7 +72,7 @@ class GradientPlanner(OneShotPlanner):
             if grad is None or not torch.isfinite(grad).all() or (step == 0 and not grad.abs().gt(0).any()):
                 raise ValueError(
                     f"gradient planner: welfare has no usable gradient with respect to the parameters of "
-                    f"{self.mechanism.name} {self.mechanism.names} under {type(world.workers).__name__} "
+                    f"{self.mechanism.name} {self.mechanism.names} under {type(population_model.workers).__name__} "
                     f"(gradient {None if grad is None else grad.tolist()}); use a differentiable population "
                     "(workers.kind = bounded or surrogate) or a black-box planner (search, grid)"
                 )

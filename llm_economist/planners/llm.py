@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import torch
 
-from ..llm import ChatRequest
+from ..llm import ChatRequest, LLMClient
 from ..mechanisms.base import Mechanism
-from ..world import World
+from ..population_model import PopulationModel
 from .base import Planner, YearRecord
 
 Tensor = torch.Tensor
@@ -42,10 +42,14 @@ def _outcome(record: YearRecord) -> str:
 class LLMPlanner(Planner):
     kind = "llm"
 
-    def __init__(self, mechanism: Mechanism, history_window: int = 8, explore_cue: bool = True, exploit_cue: bool = True, seed: int = 0) -> None:
+    def __init__(
+        self, mechanism: Mechanism, client: LLMClient | None, history_window: int = 8, explore_cue: bool = True,
+        exploit_cue: bool = True, seed: int = 0,
+    ) -> None:
         if history_window < 1:
             raise ValueError(f"llm planner: history_window must be at least 1, got {history_window}")
         super().__init__(mechanism)
+        self.client = client
         self.history_window = history_window
         self.explore_cue, self.exploit_cue = explore_cue, exploit_cue
         self.seed = seed
@@ -83,15 +87,15 @@ class LLMPlanner(Planner):
         lines.append(f"Propose the parameters for year {year}: every parameter, and a one-line reason.")
         return "\n".join(lines)
 
-    def propose(self, year: int, history: list[YearRecord], world: World) -> Tensor:
-        if world.llm is None:
+    def propose(self, year: int, history: list[YearRecord], population_model: PopulationModel) -> Tensor:
+        if self.client is None:
             raise ValueError("llm planner: the run has no language-model client (configure the `llm` section)")
         current = history[-1].theta if history else self.mechanism.initial()
         request = ChatRequest(
-            (("system", SYSTEM_PROMPT), ("user", self.prompt(year, history, world.welfare_name))),
+            (("system", SYSTEM_PROMPT), ("user", self.prompt(year, history, population_model.welfare_name))),
             self.schema(), "mechanism_parameters", seed=(self.seed * 7919 + year) % 2**31, tag="planner",
         )
-        reply = world.llm.complete(request)
+        reply = self.client.complete(request)
         theta, failure, error = current.clone(), reply.failure, reply.error or ""
         if reply.ok:
             values = [reply.data.get(p.name) for p in self.mechanism.parameters]

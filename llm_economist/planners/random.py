@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from ..mechanisms.base import Mechanism
-from ..world import World
+from ..population_model import PopulationModel
 from .base import Planner, YearRecord
 
 Tensor = torch.Tensor
@@ -23,7 +23,7 @@ class RandomPlanner(Planner):
         super().__init__(mechanism)
         self.seed = seed
 
-    def propose(self, year: int, history: list[YearRecord], world: World) -> Tensor:
+    def propose(self, year: int, history: list[YearRecord], population_model: PopulationModel) -> Tensor:
         # Seeded by year, so a resumed run draws exactly what an uninterrupted one would.
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + year)
         low = torch.tensor([p.low for p in self.mechanism.parameters], dtype=torch.float64)

@@ -18,7 +18,7 @@ from ..economy.welfare import marginal_welfare_weights
 from ..mechanisms.base import Mechanism
 from ..mechanisms.builtin import BracketTax
 from ..workers.rational import RationalWorkers
-from ..world import World
+from ..population_model import PopulationModel
 from .base import OneShotPlanner
 
 Tensor = torch.Tensor
@@ -29,23 +29,23 @@ PERTURBATION = 0.05
 MIN_ELASTICITY = 0.01
 
 
-def estimate_elasticity(world: World, policy: Policy) -> float:
+def estimate_elasticity(population_model: PopulationModel, policy: Policy) -> float:
     """Arc elasticity of taxable income from (1 - tau) +/- 0.05 around the policy's rates."""
     schedule = policy.schedule
     keep = 1.0 - schedule.rates
     up = Policy(TaxSchedule(schedule.cutoffs, (1.0 - (keep + PERTURBATION)).clamp(0.0, 1.0)), policy.lump_sum, policy.rebate_share)
     down = Policy(TaxSchedule(schedule.cutoffs, (1.0 - (keep - PERTURBATION)).clamp(0.0, 1.0)), policy.lump_sum, policy.rebate_share)
-    z_up, z_down = world.respond(up).income, world.respond(down).income
+    z_up, z_down = population_model.respond(up).income, population_model.respond(down).income
     idx_up, idx_down = schedule.bracket_index(z_up), schedule.bracket_index(z_down)
     at_kink = lambda z: (z.unsqueeze(-1) - schedule.cutoffs).abs().min(dim=-1).values < KINK_TOLERANCE  # noqa: E731
     interior = (idx_up == idx_down) & ~at_kink(z_up) & ~at_kink(z_down)
     return arc_elasticity(z_up, z_down, 1.0 - up.schedule.rates[idx_up], 1.0 - down.schedule.rates[idx_down], interior)
 
 
-def analytic_elasticity(world: World) -> float | None:
+def analytic_elasticity(population_model: PopulationModel) -> float | None:
     """eps when workers maximise quasi-linear utility exactly, else None (unknown)."""
-    if isinstance(world.workers, RationalWorkers) and world.prefs.eta == 0.0:
-        return world.prefs.elasticity
+    if isinstance(population_model.workers, RationalWorkers) and population_model.prefs.eta == 0.0:
+        return population_model.prefs.elasticity
     return None
 
 
@@ -83,35 +83,35 @@ class SaezPlanner(OneShotPlanner):
         self.iterations = 0
         self.fallbacks = 0  # iterations whose estimated elasticity was below MIN_ELASTICITY
 
-    def _elasticity(self, world: World, policy: Policy) -> float:
+    def _elasticity(self, population_model: PopulationModel, policy: Policy) -> float:
         if isinstance(self.elasticity_setting, (int, float)):
             return float(self.elasticity_setting)
-        known = analytic_elasticity(world) if self.elasticity_setting == "auto" else None
+        known = analytic_elasticity(population_model) if self.elasticity_setting == "auto" else None
         if known is not None:
             return known
-        estimate = estimate_elasticity(world, policy)
+        estimate = estimate_elasticity(population_model, policy)
         if estimate < MIN_ELASTICITY:
             self.fallbacks += 1
             return MIN_ELASTICITY
         return estimate
 
-    def plan(self, world: World) -> Tensor:
-        return self.fixed_point(world, self.mechanism.initial())
+    def plan(self, population_model: PopulationModel) -> Tensor:
+        return self.fixed_point(population_model, self.mechanism.initial())
 
-    def fixed_point(self, world: World, theta: Tensor) -> Tensor:
+    def fixed_point(self, population_model: PopulationModel, theta: Tensor) -> Tensor:
         """Iterate tau <- tau + damping * (saez(tau) - tau) until the largest change is below tolerance."""
-        before = world.evaluations
+        before = population_model.evaluations
         for self.iterations in range(1, self.max_iterations + 1):
-            policy = self.mechanism.policy(theta)
-            outcome = world.respond(policy)
-            weights = marginal_welfare_weights(outcome, world.prefs, world.welfare_name, **world.welfare_params)
-            self.elasticity = self._elasticity(world, policy)
+            policy = self.mechanism.compile(theta)
+            outcome = population_model.respond(policy)
+            weights = marginal_welfare_weights(outcome, population_model.prefs, population_model.welfare_name, **population_model.welfare_params)
+            self.elasticity = self._elasticity(population_model, policy)
             target = saez_bracket_rates(outcome.income, weights, self.mechanism.cutoffs, self.elasticity, self.max_rate)
             step = self.damping * (target - theta)
             theta = self.mechanism.clip(theta + step)
             if step.abs().max() < self.tolerance:
                 break
-        self.evaluations += world.evaluations - before
+        self.evaluations += population_model.evaluations - before
         if self.fallbacks:
             self.notes.append(
                 f"The population's estimated elasticity of taxable income was below {MIN_ELASTICITY} in "

@@ -8,7 +8,7 @@ import itertools
 import torch
 
 from ..mechanisms.base import Mechanism
-from ..world import World
+from ..population_model import PopulationModel
 from .base import OneShotPlanner
 
 Tensor = torch.Tensor
@@ -34,17 +34,17 @@ class SearchPlanner(OneShotPlanner):
         self.budget, self.batch, self.elite_fraction, self.seed = budget, batch, elite_fraction, seed
         self.best_welfare = float("-inf")
 
-    def plan(self, world: World) -> Tensor:
+    def plan(self, population_model: PopulationModel) -> Tensor:
         generator = torch.Generator().manual_seed(self.seed)
         low, high = self.mechanism.bounds()
         mean, std = self.mechanism.initial(), (high - low) / 4.0
         best = mean.clone()
-        self.best_welfare = float(world.evaluate(self.mechanism, best.unsqueeze(0))[0])
+        self.best_welfare = float(population_model.evaluate(self.mechanism, best.unsqueeze(0))[0])
         spent = 1
         while spent < self.budget:
             n = min(self.batch, self.budget - spent)
             candidates = self.mechanism.clip(mean + std * torch.randn(n, self.mechanism.size, generator=generator, dtype=mean.dtype))
-            welfare = world.evaluate(self.mechanism, candidates)
+            welfare = population_model.evaluate(self.mechanism, candidates)
             spent += n
             top = welfare.argmax()
             if welfare[top] > self.best_welfare:
@@ -77,24 +77,24 @@ class GridPlanner(OneShotPlanner):
         self.points, self.refine_points, self.max_points = points_per_parameter, refine_points, max_points
         self.best_welfare = float("-inf")
 
-    def _best_on_grid(self, world: World, axes: list[Tensor]) -> tuple[Tensor, float]:
+    def _best_on_grid(self, population_model: PopulationModel, axes: list[Tensor]) -> tuple[Tensor, float]:
         grid = torch.tensor(list(itertools.product(*(a.tolist() for a in axes))), dtype=torch.float64)
-        welfare = world.evaluate(self.mechanism, grid)
+        welfare = population_model.evaluate(self.mechanism, grid)
         self.evaluations += len(grid)
         top = int(welfare.argmax())
         return grid[top], float(welfare[top])
 
-    def plan(self, world: World) -> Tensor:
+    def plan(self, population_model: PopulationModel) -> Tensor:
         low, high = self.mechanism.bounds()
         coarse = [torch.linspace(lo, hi, self.points, dtype=torch.float64) for lo, hi in zip(low.tolist(), high.tolist())]
-        best, self.best_welfare = self._best_on_grid(world, coarse)
+        best, self.best_welfare = self._best_on_grid(population_model, coarse)
         if self.refine_points > 1 and self.refine_points ** self.mechanism.size <= self.max_points:
             step = (high - low) / (self.points - 1)
             fine = [
                 torch.linspace(max(lo, b - s), min(hi, b + s), self.refine_points, dtype=torch.float64)
                 for b, s, lo, hi in zip(best.tolist(), step.tolist(), low.tolist(), high.tolist())
             ]
-            refined, welfare = self._best_on_grid(world, fine)
+            refined, welfare = self._best_on_grid(population_model, fine)
             if welfare > self.best_welfare:
                 best, self.best_welfare = refined, welfare
         return best

@@ -18,7 +18,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormat
 
 from ..economy import TaxSchedule, lorenz_curve
 from ..economy.tax import NEVER_REACHED_INCOME
-from ..results import interval
+from .summary import interval
 
 DPI = 130
 MIN_INCOME_AXIS = 400_000.0  # $/yr: the schedule plot always shows at least the common brackets

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from ..results import BASELINE
+from ..planners.fixed import BASELINE
 from ..workers.llm import CHANNELS
 from . import plots
 

@@ -27,12 +27,11 @@ import pandas as pd
 import torch
 
 from ..economy.policy import Policy
-from ..economy.utility import annual_income
-from ..personas import sample_population
+from ..economy.utility import FULL_TIME_HOURS, annual_income
+from ..personas.population import category_levels
 
 Tensor = torch.Tensor
 
-FULL_TIME_HOURS = 40.0
 # Categorical persona fields; their levels are the full sets the census tables define, so the
 # codes of any sampled population agree with those the model was trained on.
 CATEGORICAL = ("sex", "education", "occupation_group_code", "marital_status")
@@ -45,8 +44,8 @@ __all__ = ["CATEGORICAL", "NUMERIC", "CONTEXT_EXTRA", "census_levels", "persona_
 @lru_cache(maxsize=1)
 def census_levels() -> dict[str, list[str]]:
     """All levels of every categorical persona field, in the census tables' code order."""
-    table = sample_population(1, 0).table
-    return {name: [str(level) for level in table[name].cat.categories] for name in CATEGORICAL}
+    levels = category_levels()
+    return {name: [str(level) for level in levels[name]] for name in CATEGORICAL}
 
 
 def persona_features(table: pd.DataFrame, levels: dict[str, list[str]] | None = None) -> tuple[Tensor, Tensor]:

@@ -41,10 +41,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from llm_economist.economy.labour import LLM_HOURS_PER_BIN as HOURS_PER_BIN  # the LLM workers' bins: 0, 10, ...
 from llm_economist.personas.graph import EDGE_TYPES, SocialGraph
-
-# The LLM workers choose hours from 10-hour bins 0, 10, ..., 80.
-HOURS_PER_BIN = 10.0
 
 __all__ = [
     "HOURS_PER_BIN",

@@ -1,6 +1,6 @@
 """Worker populations: each maps a batch of observations to hours for all agents."""
 
-from .base import Decisions, Observation, WorkerPolicy
+from .base import Decisions, Observation, Workers
 from .rational import BoundedRationalWorkers, RationalWorkers
 
-__all__ = ["Decisions", "Observation", "WorkerPolicy", "BoundedRationalWorkers", "RationalWorkers"]
+__all__ = ["Decisions", "Observation", "Workers", "BoundedRationalWorkers", "RationalWorkers"]

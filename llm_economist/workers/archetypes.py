@@ -10,15 +10,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-EDUCATION_ORDER = (
-    "less than high school", "high school", "some college", "associate degree",
-    "bachelor's degree", "master's degree", "professional degree", "doctorate",
-)
+from ..personas.population import EDUCATION_LEVELS
 
 
 def persona_features(table: pd.DataFrame) -> np.ndarray:
     """(N, 6) standardised features of the persona table."""
-    education = table["education"].astype(str).map({e: i for i, e in enumerate(EDUCATION_ORDER)}).fillna(1)
+    education = table["education"].astype(str).map({e: i for i, e in enumerate(EDUCATION_LEVELS)}).fillna(1)
     raw = np.column_stack([
         np.log(table["hourly_wage"].to_numpy(float)),
         table["age"].to_numpy(float),

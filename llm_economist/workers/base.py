@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 
 from ..economy.outcome import Outcome
 from ..economy.policy import Policy
+from ..governance import Ballots, Platform, rational_ballots
+from ..mechanisms.base import Mechanism
+
+if TYPE_CHECKING:  # the population model holds workers
+    from ..population_model import PopulationModel
 
 Tensor = torch.Tensor
 
@@ -21,7 +27,8 @@ class Decisions:
     hours: Tensor  # (N,)
     columns: dict[str, list | Tensor] = field(default_factory=dict)  # name -> N values (or rows), written to the traces
     diagnostics: dict[str, float] = field(default_factory=dict)  # run-level figures (e.g. fallbacks)
-    carry: Any = None  # state the workers hand themselves for next period (the surrogate's memory)
+    # The surrogate's recurrent state, (memory, expression) per agent, handed to its next period.
+    recurrent: tuple[Tensor, Tensor] | None = None
     # One entry per language-model decision made this period (archetype voices, in agent order):
     # None where the reply was usable, else why it fell back ("timeout", "http_500", ...).
     fallbacks: tuple[str | None, ...] = ()
@@ -44,7 +51,7 @@ class Observation:
         return self.recent[-1] if self.recent else None
 
 
-class WorkerPolicy(ABC):
+class Workers(ABC):
     """Maps a batch of observations to hours for every agent in one call."""
 
     name: str = ""
@@ -53,6 +60,13 @@ class WorkerPolicy(ABC):
     @abstractmethod
     def act(self, obs: Observation, generator: torch.Generator) -> Decisions:
         """This period's decisions; any randomness draws from `generator`."""
+
+    def ballots(
+        self, platforms: Sequence[Platform], mechanism: Mechanism, model: PopulationModel, last: Outcome | None, year: int
+    ) -> tuple[Ballots, dict[str, float]]:
+        """Every worker's ranking and approvals of the platforms, and figures for the summary.
+        By default each votes its own utility under each platform, the population responding."""
+        return rational_ballots(model, mechanism, platforms), {}
 
     @abstractmethod
     def expected_hours(self, wage: Tensor, policy: Policy, transfer) -> Tensor:

@@ -26,20 +26,21 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from ..economy.labour import LLM_HOURS_PER_BIN, jensen_shannon, llm_hour_bins
 from ..economy.outcome import Outcome
 from ..economy.policy import Policy
 from ..economy.tax import NEVER_REACHED_INCOME
 from ..economy.utility import Preferences
 from ..llm import ChatReply, ChatRequest, LLMClient, TokenLogprob
 from ..mechanisms.base import Mechanism
-from ..mechanisms.governance import Ballots, Platform
+from ..governance import Ballots, Platform
 from ..personas import EDGE_TYPES, Population, SocialGraph, persona_texts
 from .archetypes import assign_archetypes
-from .base import Decisions, Observation, WorkerPolicy
+from .base import Decisions, Observation, Workers
 from .rational import RationalWorkers
 
 if TYPE_CHECKING:
-    from ..world import World
+    from ..population_model import PopulationModel
 
 Tensor = torch.Tensor
 
@@ -58,13 +59,6 @@ VOTE_PROMPT = (
     "ranking of all platforms from best to worst for you (letters), the platforms you approve of, and a "
     "one-line reason."
 )
-
-
-def hour_bins_for(max_hours: float) -> tuple[int, ...]:
-    """Multiples of 10 up to max_hours; at most 90 so that the first digit names the bin."""
-    if max_hours < 10:
-        raise ValueError(f"llm workers: max_hours must be at least 10, got {max_hours}")
-    return tuple(range(0, int(min(max_hours, 90)) + 1, 10))
 
 
 def decision_schema(bins: Sequence[int]) -> dict:
@@ -105,9 +99,9 @@ def hour_distribution(
         top = max(logprob for _, logprob in alternatives)
         for alternative, logprob in alternatives:
             head = alternative.strip()[:1]
-            if head.isdigit() and int(head) * 10 in mass:
+            if head.isdigit() and int(head) * LLM_HOURS_PER_BIN in mass:
                 # Relative to the top alternative, so a small temperature cannot underflow every weight.
-                mass[int(head) * 10] += math.exp((logprob - top) / temperature) if temperature > 0 else float(logprob == top)
+                mass[int(head) * LLM_HOURS_PER_BIN] += math.exp((logprob - top) / temperature) if temperature > 0 else float(logprob == top)
         total = sum(mass.values())
         return [mass[b] / total for b in bins] if total > 0 else None
     return None
@@ -151,7 +145,7 @@ class ParsedDecision:
         return self.failure is not None
 
 
-class LLMWorkers(WorkerPolicy):
+class LLMWorkers(Workers):
     """Persona workers voiced by a language model through an OpenAI-compatible client."""
 
     name = "llm"
@@ -180,7 +174,7 @@ class LLMWorkers(WorkerPolicy):
         self.neighbours = neighbours
         self.raw_text = raw_text
         self.scored = scored
-        self.bins = hour_bins_for(prefs.max_hours)
+        self.bins = llm_hour_bins(prefs.max_hours)
         self.schema = decision_schema(self.bins)
         self.personas = persona_texts(population)
         self.n = population.n
@@ -338,7 +332,7 @@ class LLMWorkers(WorkerPolicy):
 
     # -- elections --------------------------------------------------------------------------
     def ballots(
-        self, platforms: Sequence[Platform], mechanism: Mechanism, world: World, last: Outcome | None, year: int
+        self, platforms: Sequence[Platform], mechanism: Mechanism, population_model: PopulationModel, last: Outcome | None, year: int
     ) -> tuple[Ballots, dict[str, float]]:
         """Each voice ranks and approves the platforms after reading what each means for it.
 
@@ -347,9 +341,9 @@ class LLMWorkers(WorkerPolicy):
         approves only its first choice (counted as a fallback).
         """
         letters = [f"P{c + 1}" for c in range(len(platforms))]
-        policies = [mechanism.policy(p.theta.to(world.wage.dtype)) for p in platforms]
-        transfers = [float(world.respond(policy).transfer.reshape(-1)[0]) for policy in policies]
-        income = last.income if last is not None else world.respond(policies[0]).income
+        policies = [mechanism.compile(p.theta) for p in platforms]
+        transfers = [float(population_model.respond(policy).transfer.reshape(-1)[0]) for policy in policies]
+        income = last.income if last is not None else population_model.respond(policies[0]).income
         keep = torch.stack([income - pol.schedule.tax(income) + t for pol, t in zip(policies, transfers)])  # (C, N)
         schema = {
             "type": "object",
@@ -391,15 +385,3 @@ class LLMWorkers(WorkerPolicy):
             approvals.append([c in approved for c in range(len(letters))])
         ballots = Ballots(torch.tensor(rankings)[self.labels], torch.tensor(approvals, dtype=torch.bool)[self.labels])
         return ballots, {"vote_calls": float(len(replies)), "vote_repaired": float(repaired), "vote_fallbacks": float(fallbacks)}
-
-
-def jensen_shannon(p: Sequence[float], q: Sequence[float]) -> float:
-    """JS divergence in bits (0 identical, 1 disjoint)."""
-    p_, q_ = np.asarray(p, float), np.asarray(q, float)
-    m = 0.5 * (p_ + q_)
-
-    def kl(a: np.ndarray, b: np.ndarray) -> float:
-        mask = a > 0
-        return float((a[mask] * np.log2(a[mask] / b[mask])).sum())
-
-    return 0.5 * kl(p_, m) + 0.5 * kl(q_, m)

@@ -7,12 +7,12 @@ import torch
 from ..economy.labour import best_response_hours, hour_bins, logit_hour_probabilities
 from ..economy.policy import Policy
 from ..economy.utility import Preferences
-from .base import Decisions, Observation, WorkerPolicy
+from .base import Decisions, Observation, Workers
 
 Tensor = torch.Tensor
 
 
-class RationalWorkers(WorkerPolicy):
+class RationalWorkers(Workers):
     """Every worker chooses the exact best response to the schedule and the expected transfer."""
 
     name = "rational"
@@ -27,7 +27,7 @@ class RationalWorkers(WorkerPolicy):
         return best_response_hours(wage, policy.schedule, transfer, self.prefs)
 
 
-class BoundedRationalWorkers(WorkerPolicy):
+class BoundedRationalWorkers(Workers):
     """Each worker draws hours from a logit over hour bins: better choices are likelier, not certain.
 
     `temperature` is the utility noise as a fraction of the utility of full-time earnings; as it

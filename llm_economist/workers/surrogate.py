@@ -3,7 +3,7 @@
 Each period the model reads every agent's persona, its context under the mechanism in force
 (see ``surrogate.features``), its own memory and its neighbours' expressions from the last
 period, and returns an hour distribution and reasoning channels per agent; hours are drawn
-from the distribution. Memory and expressions travel in ``Decisions.carry``, so they belong to
+from the distribution. Memory and expressions travel in ``Decisions.recurrent``, so they belong to
 the run (and its checkpoints), never to this object, and planners compared in one run do not
 share them.
 
@@ -26,7 +26,7 @@ from ..economy.utility import annual_income
 from ..personas import Population, SocialGraph
 from ..surrogate.features import context_features, persona_features
 from ..surrogate.model import SurrogatePopulation
-from .base import Decisions, Observation, WorkerPolicy
+from .base import Decisions, Observation, Workers
 
 Tensor = torch.Tensor
 
@@ -47,7 +47,7 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-class SurrogateWorkers(WorkerPolicy):
+class SurrogateWorkers(Workers):
     name = "surrogate"
 
     def __init__(
@@ -86,7 +86,7 @@ class SurrogateWorkers(WorkerPolicy):
             obs.wage, obs.policy, obs.expected_transfer,
             last.hours if last is not None else None, last.income if last is not None else None, self.bins,
         )
-        carry = obs.last_decisions.carry if obs.last_decisions is not None else None
+        carry = obs.last_decisions.recurrent if obs.last_decisions is not None else None
         with torch.inference_mode():
             out = self._step(context, carry)
             probs = torch.softmax(out.hour_logits.double(), dim=-1).cpu()
@@ -95,7 +95,7 @@ class SurrogateWorkers(WorkerPolicy):
         columns: dict = {"hour_distribution": probs.float()}
         for c, name in enumerate(self.channels):
             columns[name] = out.channels[:, c].float().cpu()
-        return Decisions(hours, columns, carry=(out.memory.clone(), out.expression.clone()))
+        return Decisions(hours, columns, recurrent=(out.memory.clone(), out.expression.clone()))
 
     def expected_hours(self, wage: Tensor, policy: Policy, transfer) -> Tensor:
         """(..., N) expected hours after ``horizon`` periods under ``policy``, differentiable in it."""

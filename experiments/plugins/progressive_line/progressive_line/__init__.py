@@ -29,7 +29,7 @@ class ProgressiveLine(Mechanism):
     def initial(self) -> torch.Tensor:
         return torch.tensor([0.1, 0.4], dtype=torch.float64)
 
-    def policy(self, theta: torch.Tensor) -> Policy:
+    def compile(self, theta: torch.Tensor) -> Policy:
         share = torch.linspace(0.0, 1.0, len(self.cutoffs), dtype=theta.dtype)  # (K,)
         rates = theta[..., :1] + (theta[..., 1:] - theta[..., :1]) * share  # (..., K)
         return Policy(TaxSchedule(self.cutoffs.to(theta.dtype), rates))

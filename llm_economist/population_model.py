@@ -1,9 +1,10 @@
-"""The economy a planner can query: wages, preferences, a worker population and the welfare goal.
+"""What these workers do under this policy, and how good that is: the population model planners query.
 
-`respond` is the population model: the period outcome a policy leads to once the equal
-transfer workers expect matches the one the budget pays (a fixed point, reached in one pass
-when utility is quasi-linear). Model-based planners (Saez, search, grid) query it; the runner
-plays the real dynamics step by step instead.
+`respond` gives the period outcome a policy leads to once the equal transfer workers expect
+matches the one the budget pays (a fixed point, reached in one pass when utility is
+quasi-linear); `welfare` scores an outcome by the run's social welfare function. Model-based
+planners (Saez, search, grid, gradient) query it; the simulation loop plays the real dynamics
+period by period instead. It knows no client, no planner and no file.
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
-
 import torch
 
 from .economy.outcome import Outcome, settle
@@ -20,10 +19,7 @@ from .economy.policy import Policy
 from .economy.utility import Preferences
 from .economy.welfare import social_welfare
 from .mechanisms.base import Mechanism
-from .workers.base import WorkerPolicy
-
-if TYPE_CHECKING:
-    from .llm import LLMClient
+from .workers.base import Workers
 
 Tensor = torch.Tensor
 
@@ -33,14 +29,13 @@ EVALUATION_CHUNK = 256
 
 
 @dataclass
-class World:
+class PopulationModel:
     wage: Tensor
     prefs: Preferences
-    workers: WorkerPolicy
+    workers: Workers
     welfare_name: str = "inverse_income"
     welfare_params: dict = field(default_factory=dict)
     evaluations: int = 0  # policies evaluated through `respond`, for reporting planner cost
-    llm: LLMClient | None = None  # the run's language-model client, for planners and voters that talk
 
     def respond(self, policy: Policy, transfer: Tensor | None = None) -> Outcome:
         """Outcome (..., N) of a (possibly batched) policy at the transfer fixed point, iterating
@@ -65,9 +60,9 @@ class World:
         in chunks when the mechanism allows, one by one otherwise."""
         thetas = mechanism.validate(thetas)
         if mechanism.batched:
-            chunks = [quantity(self.respond(mechanism.policy(t))) for t in thetas.split(EVALUATION_CHUNK)]
+            chunks = [quantity(self.respond(mechanism.compile(t))) for t in thetas.split(EVALUATION_CHUNK)]
         else:
-            chunks = [quantity(self.respond(mechanism.policy(t))).unsqueeze(0) for t in thetas]
+            chunks = [quantity(self.respond(mechanism.compile(t))).unsqueeze(0) for t in thetas]
         return torch.cat(chunks)
 
     def evaluate(self, mechanism: Mechanism, thetas: Tensor) -> Tensor:

@@ -17,8 +17,9 @@ from datetime import datetime, timezone
 import numpy as np
 from scipy import stats
 
+from ..planners.fixed import BASELINE
+
 CONFIDENCE = 0.95
-BASELINE = "no_tax"  # the label of the no-tax planner every run plays beside the configured ones
 # Per-seed figures of a planner that the combined summary carries as a mean with an interval.
 HEADLINE_METRICS = (
     "mean_hours", "output", "revenue", "transfer", "gini_income", "gini_consumption", "share_zero_hours", "share_at_cap",

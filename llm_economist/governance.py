@@ -1,4 +1,4 @@
-"""Elections among candidate platforms: citizens vote on which parameter vector becomes the mechanism.
+"""Elections among candidate platforms: citizens vote on which parameter vector the mechanism takes.
 
 A platform is one parameter vector of the configured mechanism, proposed by the planner, by a
 worker, by the config, or kept from the status quo. Each voter hands in a full ranking of the
@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .base import Mechanism
+from .mechanisms.base import Mechanism
 
-if TYPE_CHECKING:  # the world module imports mechanisms; a runtime import here would be circular
-    from ..world import World
+if TYPE_CHECKING:  # workers vote through this module and the population model holds workers: no runtime import
+    from .population_model import PopulationModel
 
 Tensor = torch.Tensor
 
@@ -248,15 +248,15 @@ def _stack(mechanism: Mechanism, platforms: Sequence[Platform]) -> Tensor:
     return torch.stack(rows)
 
 
-def _utilities(world: World, mechanism: Mechanism, thetas: Tensor, agents: Tensor | None = None) -> Tensor:
+def _utilities(population_model: PopulationModel, mechanism: Mechanism, thetas: Tensor, agents: Tensor | None = None) -> Tensor:
     """(G, N) utility of every agent (or (G, A) of the given agents) under each parameter vector."""
     utility = (lambda o: o.utility) if agents is None else (lambda o: o.utility[..., agents])
-    return world.measure(mechanism, thetas, utility)
+    return population_model.measure(mechanism, thetas, utility)
 
 
-def platform_utilities(world: World, mechanism: Mechanism, platforms: Sequence[Platform]) -> Tensor:
+def platform_utilities(population_model: PopulationModel, mechanism: Mechanism, platforms: Sequence[Platform]) -> Tensor:
     """(C, N) each agent's utility under each platform, at the population's transfer fixed point."""
-    return _utilities(world, mechanism, _stack(mechanism, platforms))
+    return _utilities(population_model, mechanism, _stack(mechanism, platforms))
 
 
 def ballots_from_utilities(utilities: Tensor, status_quo: int = 0, approve: str = "mean") -> Ballots:
@@ -290,7 +290,7 @@ def ballots_from_utilities(utilities: Tensor, status_quo: int = 0, approve: str 
 
 
 def rational_ballots(
-    world: World, mechanism: Mechanism, platforms: Sequence[Platform], status_quo: int = 0, approve: str = "mean"
+    population_model: PopulationModel, mechanism: Mechanism, platforms: Sequence[Platform], status_quo: int = 0, approve: str = "mean"
 ) -> Ballots:
     """Every agent votes its own utility under each platform, the population responding to it.
 
@@ -300,11 +300,11 @@ def rational_ballots(
     """
     if len(platforms) < 2:
         raise ValueError(f"election: needs at least 2 platforms, got {len(platforms)}")
-    return ballots_from_utilities(platform_utilities(world, mechanism, platforms), status_quo, approve)
+    return ballots_from_utilities(platform_utilities(population_model, mechanism, platforms), status_quo, approve)
 
 
 def worker_platforms(
-    world: World, mechanism: Mechanism, agents: Sequence[int], budget: int = 200, seed: int = 0
+    population_model: PopulationModel, mechanism: Mechanism, agents: Sequence[int], budget: int = 200, seed: int = 0
 ) -> list[Platform]:
     """Each named agent proposes the parameters best for itself among `budget` candidates.
 
@@ -314,7 +314,7 @@ def worker_platforms(
     """
     if budget < 1:
         raise ValueError(f"worker platforms: budget must be at least 1, got {budget}")
-    n = int(world.wage.shape[-1])
+    n = int(population_model.wage.shape[-1])
     agents = [int(a) for a in agents]
     if not agents:
         raise ValueError("worker platforms: no proposing agents given")
@@ -325,7 +325,7 @@ def worker_platforms(
     low, high = mechanism.bounds()
     draws = low + (high - low) * torch.rand(budget - 1, mechanism.size, generator=generator, dtype=torch.float64)
     candidates = mechanism.validate(torch.cat([mechanism.initial().to(torch.float64).unsqueeze(0), draws]))
-    utilities = _utilities(world, mechanism, candidates, torch.tensor(agents))  # (budget, A)
+    utilities = _utilities(population_model, mechanism, candidates, torch.tensor(agents))  # (budget, A)
     best = [_lowest_index_max(utilities[:, j]) for j in range(len(agents))]
     return [Platform(f"worker {a}", "worker", candidates[b].clone()) for a, b in zip(agents, best)]
 

@@ -5,7 +5,7 @@ import math
 import pytest
 
 from llm_economist.reporting.report import format_estimate
-from llm_economist.results import distinguishable, gain_captured, interval, ranking
+from llm_economist.reporting.summary import distinguishable, gain_captured, interval, ranking
 
 T_975 = {2: 4.302653, 4: 2.776445, 9: 2.262157}  # Student t quantiles from printed tables
 

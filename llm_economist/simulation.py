@@ -1,0 +1,73 @@
+"""The one loop: a period, and a tax year of periods, played by a worker population under a policy.
+
+Each period the workers see the policy, the transfer they expect (last period's), their recent
+outcomes and everyone's last decisions; they act on all agents at once, the period settles, and
+what they carry moves on. The runner, the planner environment and distillation all play through
+`play_year`; a `record` hook sees every settled period.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from .economy.outcome import Outcome, aggregates, settle
+from .economy.policy import Policy
+from .population_model import PopulationModel
+from .workers.base import Decisions, Observation
+
+Tensor = torch.Tensor
+
+
+@dataclass(frozen=True)
+class Carried:
+    """What a population carries from one period to the next: its memory of recent outcomes
+    (oldest first, at most `workers.memory` of them) and everyone's last decisions."""
+
+    recent: tuple[Outcome, ...] = ()
+    last_decisions: Decisions | None = None
+
+    @property
+    def last(self) -> Outcome | None:
+        return self.recent[-1] if self.recent else None
+
+
+@dataclass(frozen=True)
+class Period:
+    """One settled period: when it was, the transfer the workers expected, what they did and what it gave."""
+
+    year: int
+    step: int  # periods since the start
+    step_in_year: int
+    expected_transfer: Tensor  # (1,)
+    decisions: Decisions
+    outcome: Outcome
+
+    def metrics(self, model: PopulationModel) -> dict[str, float]:
+        """Welfare and the population aggregates of this period."""
+        return {"welfare": float(model.welfare(self.outcome)), **aggregates(self.outcome, model.prefs.max_hours)}
+
+
+def play_period(model: PopulationModel, policy: Policy, carried: Carried, year: int, step: int, step_in_year: int,
+                generator: torch.Generator) -> tuple[Period, Carried]:
+    """The workers act, the period settles (hours held to the feasible range), the memory moves on."""
+    last = carried.last
+    expected = last.transfer if last is not None else torch.zeros(1, dtype=model.wage.dtype)
+    seen = Observation(model.wage, policy, expected, carried.recent, carried.last_decisions, year, step)
+    decisions = model.workers.act(seen, generator)
+    # A learned population may stray outside the feasible hours.
+    outcome = settle(model.wage, decisions.hours.clamp(0.0, model.prefs.max_hours), policy, model.prefs)
+    recent = (carried.recent + (outcome,))[-model.workers.memory :]
+    return Period(year, step, step_in_year, expected, decisions, outcome), Carried(recent, decisions)
+
+
+def play_year(model: PopulationModel, policy: Policy, carried: Carried, year: int, steps_per_year: int,
+              generator: torch.Generator, record: Callable[[Period], None] | None = None) -> Carried:
+    """`steps_per_year` periods of tax year `year` under one policy; `record` sees each one."""
+    for k in range(steps_per_year):
+        period, carried = play_period(model, policy, carried, year, year * steps_per_year + k, k, generator)
+        if record is not None:
+            record(period)
+    return carried
