@@ -29,7 +29,7 @@ def _setup(n: int, dtype: torch.dtype):
     wage = sample_population(n, seed=0).wage(dtype=dtype)
     prefs = calibrate_psi(wage[:20_000].double(), TaxSchedule.us_federal_2024(), Preferences())
     mechanism = make_mechanism("us_federal_2024")
-    return wage, prefs, mechanism.compile(mechanism.initial().to(dtype))
+    return wage, prefs, mechanism.compile(mechanism.initial())
 
 
 def _step(wage, prefs, policy, transfer):
