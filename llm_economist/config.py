@@ -47,14 +47,16 @@ class EconomyConfig(Section):
 
 
 class WelfareConfig(Section):
-    name: Literal["utilitarian", "inverse_income", "rawlsian", "atkinson", "equality_productivity"] = "inverse_income"
+    name: Literal["ability_weighted", "utilitarian", "inverse_income", "rawlsian", "atkinson", "equality_productivity"] = Field(
+        "ability_weighted", description="social welfare function; ability_weighted weighs utility by a fixed function of the wage")
     income_floor: float = Field(10_000.0, gt=0.0, description="inverse_income: incomes below this weigh as this ($/yr)")
-    inequality_aversion: float = Field(1.0, ge=0.0, description="atkinson: inequality aversion e")
+    inequality_aversion: float = Field(1.0, ge=0.0, description="ability_weighted and atkinson: inequality aversion e")
 
     def params(self) -> dict[str, float]:
         return {
             "inverse_income": {"income_floor": self.income_floor},
             "atkinson": {"inequality_aversion": self.inequality_aversion},
+            "ability_weighted": {"inequality_aversion": self.inequality_aversion},
         }.get(self.name, {})
 
 

@@ -17,7 +17,7 @@ import torch
 from .economy.outcome import Outcome, settle
 from .economy.policy import Policy
 from .economy.utility import Preferences
-from .economy.welfare import social_welfare
+from .economy.welfare import DEFAULT_WELFARE, social_welfare
 from .mechanisms.base import Mechanism
 from .workers.base import Workers
 
@@ -33,7 +33,7 @@ class PopulationModel:
     wage: Tensor
     prefs: Preferences
     workers: Workers
-    welfare_name: str = "inverse_income"
+    welfare_name: str = DEFAULT_WELFARE
     welfare_params: dict = field(default_factory=dict)
     evaluations: int = 0  # policies evaluated through `respond`, for reporting planner cost
 
@@ -53,7 +53,7 @@ class PopulationModel:
         return outcome
 
     def welfare(self, outcome: Outcome) -> Tensor:
-        return social_welfare(outcome, self.welfare_name, **self.welfare_params)
+        return social_welfare(outcome, self.welfare_name, self.wage, **self.welfare_params)
 
     def measure(self, mechanism: Mechanism, thetas: Tensor, quantity: Callable[[Outcome], Tensor]) -> Tensor:
         """(G, ...) `quantity` of the outcome of each parameter vector in thetas (G, P), batched

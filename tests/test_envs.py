@@ -239,7 +239,7 @@ def test_planner_env_reward_is_the_years_mean_welfare_over_the_welfare_scale(pre
     policy = env.mechanism.compile(torch.as_tensor(theta, dtype=torch.float64))
     hours = RationalWorkers(prefs).expected_hours(wages(), policy, 0.0)
     outcome = settle(wages(), hours, policy, prefs)
-    welfare = float(social_welfare(outcome, "inverse_income"))
+    welfare = float(social_welfare(outcome, "ability_weighted", wages()))
     assert info["welfare"] == pytest.approx(welfare, rel=1e-9)
     assert reward == pytest.approx(welfare / env.welfare_scale, rel=1e-9)
     np.testing.assert_array_equal(obs[:3], theta)

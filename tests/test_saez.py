@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from llm_economist.economy import (
+    Outcome,
     Policy,
     Preferences,
     TaxSchedule,
@@ -12,10 +13,15 @@ from llm_economist.economy import (
     pareto_parameter,
     saez_bracket_rates,
     saez_top_rate,
+    utility,
 )
+from llm_economist.comparison import run_comparison
+from llm_economist.config import load_config
 from llm_economist.mechanisms import make_mechanism
 from llm_economist.planners import GridPlanner, SaezPlanner, estimate_elasticity
-from llm_economist.planners.saez import MIN_ELASTICITY
+from llm_economist.personas import sample_population
+from llm_economist.planners.fixed import no_tax_planner
+from llm_economist.planners.saez import MIN_ELASTICITY, responsive
 from llm_economist.workers import BoundedRationalWorkers, Decisions, RationalWorkers, Workers
 from llm_economist.population_model import PopulationModel
 
@@ -40,7 +46,7 @@ def test_top_rate_on_a_pareto_tail_equals_the_closed_form():
 @pytest.fixture
 def rational_world(wages):
     prefs = calibrate_psi(wages, TaxSchedule.us_federal_2024(), Preferences(eta=0.0, elasticity=0.5))
-    return PopulationModel(wages, prefs, RationalWorkers(prefs), "inverse_income", {"income_floor": 10_000.0})
+    return PopulationModel(wages, prefs, RationalWorkers(prefs), "ability_weighted", {"inequality_aversion": 1.0})
 
 
 def test_saez_schedule_is_within_one_percent_of_the_grid_optimum(rational_world):
@@ -58,8 +64,9 @@ def test_saez_rates_are_a_fixed_point_of_the_formula(rational_world):
     theta = planner.propose(0, [], rational_world)
     assert planner.iterations < 500
     outcome = rational_world.respond(mechanism.compile(theta))
-    weights = marginal_welfare_weights(outcome, rational_world.prefs, "inverse_income", income_floor=10_000.0)
-    again = saez_bracket_rates(outcome.income, weights, mechanism.cutoffs, 0.5)
+    weights = marginal_welfare_weights(outcome, rational_world.prefs, "ability_weighted", rational_world.wage)
+    again = saez_bracket_rates(outcome.income, weights, mechanism.cutoffs, 0.5,
+                               responsive=responsive(outcome.hours, rational_world.prefs.max_hours))
     assert torch.allclose(again, theta, atol=1e-6)
 
 
@@ -98,8 +105,76 @@ def test_saez_facing_no_response_uses_the_no_response_limit_and_says_so(wages):
     theta = planner.propose(0, [], population_model)
     # Incomes do not move, so the fixed point is the formula at the floor elasticity on those incomes.
     outcome = population_model.respond(mechanism.compile(theta))
-    weights = marginal_welfare_weights(outcome, prefs, population_model.welfare_name, **population_model.welfare_params)
-    expected = saez_bracket_rates(outcome.income, weights, mechanism.cutoffs, MIN_ELASTICITY, planner.max_rate)
+    weights = marginal_welfare_weights(outcome, prefs, population_model.welfare_name, population_model.wage, **population_model.welfare_params)
+    expected = saez_bracket_rates(outcome.income, weights, mechanism.cutoffs, MIN_ELASTICITY, planner.max_rate,
+                                  responsive(outcome.hours, prefs.max_hours))
     torch.testing.assert_close(theta, expected, atol=1e-6, rtol=0)
     assert planner.fallbacks == planner.iterations
     assert "elasticity" in planner.notes[0] and str(planner.fallbacks) in planner.notes[0]
+
+
+@pytest.fixture(scope="module")
+def capped_census():
+    """2,000 census workers, quasi-linear, calibrated to 40 h under US 2024: some sit at the 80 h cap."""
+    wage = sample_population(2000, seed=0).wage()
+    prefs = calibrate_psi(wage, TaxSchedule.us_federal_2024(), Preferences(eta=0.0, elasticity=0.5, max_hours=80.0))
+    return PopulationModel(wage, prefs, RationalWorkers(prefs))
+
+
+def test_the_elasticity_estimate_is_exact_with_the_cap_binding_for_some_agents(capped_census):
+    policy = make_mechanism("us_federal_2024").compile(make_mechanism("us_federal_2024").initial())
+    hours = capped_census.respond(policy).hours
+    assert (hours >= 80.0 - 1e-6).sum() >= 10  # the cap binds
+    assert estimate_elasticity(capped_census, policy) == pytest.approx(0.5, rel=0.02)
+
+
+def test_the_saez_fixed_point_converges_with_the_cap_binding(capped_census):
+    planner = SaezPlanner(make_mechanism("three_bracket"), tolerance=1e-6, max_iterations=500)
+    planner.propose(0, [], capped_census)
+    assert planner.iterations < 500
+
+
+def test_workers_at_the_cap_count_in_the_mechanical_term_but_not_the_behavioural_one():
+    income = torch.tensor([10_000.0, 60_000.0, 200_000.0], dtype=D)
+    weights = torch.tensor([1.5, 1.0, 0.5], dtype=D)
+    cutoffs = torch.tensor([0.0, 50_000.0], dtype=D)
+    all_respond = saez_bracket_rates(income, weights, cutoffs, 0.5)
+    top_capped = saez_bracket_rates(income, weights, cutoffs, 0.5, responsive=torch.tensor([True, True, False]))
+    # Top bracket: A = (1 - 1.0) * 10,000 + (1 - 0.5) * 150,000 = 75,000; B = 60,000 without the capped worker.
+    assert top_capped[1].item() == pytest.approx(75_000.0 / (75_000.0 + 0.5 * 60_000.0))
+    assert all_respond[1].item() == pytest.approx(75_000.0 / (75_000.0 + 0.5 * 260_000.0))
+
+
+def test_on_a_pareto_tail_with_the_cap_saez_captures_99_percent_of_the_brute_force_gain():
+    g = torch.Generator().manual_seed(3)
+    body = torch.exp(3.0 + 0.5 * torch.randn(3000, generator=g, dtype=D))
+    tail = 60.0 * torch.rand(1000, generator=g, dtype=D).pow(-1.0 / 2.5)  # Pareto wages above $60/h
+    wage = torch.cat([body, tail])
+    prefs = calibrate_psi(wage, TaxSchedule.us_federal_2024(), Preferences(eta=0.0, elasticity=0.5, max_hours=80.0))
+    model = PopulationModel(wage, prefs, RationalWorkers(prefs))
+    mechanism = make_mechanism("three_bracket")
+    assert (model.respond(mechanism.compile(mechanism.initial())).hours >= 80.0 - 1e-6).any()
+    saez = SaezPlanner(mechanism).propose(0, [], model)
+    best = GridPlanner(mechanism, points_per_parameter=21, refine_points=11).propose(0, [], model)
+    none = no_tax_planner()
+    w0 = float(model.evaluate(none.mechanism, none.theta.unsqueeze(0))[0])
+    w_saez, w_best = model.evaluate(mechanism, torch.stack([saez, best])).tolist()
+    assert (w_saez - w0) / (w_best - w0) >= 0.99
+
+
+def test_rawlsian_weights_stay_finite_when_the_worst_off_sits_at_the_consumption_floor():
+    prefs = Preferences(eta=1.0, elasticity=0.5, psi=1e-4)
+    consumption = torch.tensor([0.0, 30_000.0, 50_000.0], dtype=D)  # the first worker is below the $1 floor
+    hours = torch.tensor([0.0, 40.0, 40.0], dtype=D)
+    outcome = Outcome(hours, consumption, torch.zeros(3, dtype=D), torch.zeros(1, dtype=D), consumption, utility(consumption, hours, prefs))
+    weights = marginal_welfare_weights(outcome, prefs, "rawlsian")
+    assert torch.isfinite(weights).all() and weights.tolist() == [3.0, 0.0, 0.0]
+
+
+def test_the_saez_comparison_study_puts_saez_within_one_percent_of_the_grids_gain(tmp_path):
+    config = load_config("experiments/configs/saez_comparison.yaml",
+                         ["economy.years=1", "planners=[{kind: saez}, {kind: grid, points_per_parameter: 21}]"])
+    planners = run_comparison(config, tmp_path, progress=False)["planners"]
+    assert planners["saez"]["gain_captured_mean"] >= planners["grid"]["gain_captured_mean"] - 1.0
+    for name, rate in planners["saez"]["parameters"].items():
+        assert abs(rate["mean"] - planners["grid"]["parameters"][name]["mean"]) <= 0.03

@@ -9,7 +9,9 @@ e z_i / (1 - tau_j) d tau, costing tau_j e z_i / (1 - tau_j) in revenue. Setting
 
 For the open top bracket with a constant weight g this is the familiar
     tau_top = (1 - g) / (1 - g + a e),   a = zbar / (zbar - c_top).
-Incomes depend on the rates, so callers iterate this map to a damped fixed point.
+Workers at a corner (0 h, or the hours cap) do not respond at the margin: they still count in
+the mechanical term A_j, never in the behavioural sum B_j. Incomes depend on the rates, so
+callers iterate this map to a damped fixed point.
 """
 
 from __future__ import annotations
@@ -22,8 +24,11 @@ Tensor = torch.Tensor
 KINK_TOLERANCE = 0.01
 
 
-def saez_bracket_rates(income: Tensor, weights: Tensor, cutoffs: Tensor, elasticity: float, max_rate: float = 1.0) -> Tensor:
-    """(K,) rates from incomes (N,), normalised welfare weights g (N,), cutoffs (K,)."""
+def saez_bracket_rates(
+    income: Tensor, weights: Tensor, cutoffs: Tensor, elasticity: float, max_rate: float = 1.0, responsive: Tensor | None = None
+) -> Tensor:
+    """(K,) rates from incomes (N,), normalised welfare weights g (N,), cutoffs (K,); `responsive`
+    (N,) marks the workers whose hours can move at the margin (default: all)."""
     if not elasticity > 0:
         raise ValueError(f"saez: elasticity must be positive, got {elasticity}")
     upper = torch.cat([cutoffs[1:], cutoffs.new_full((1,), float("inf"))])
@@ -31,6 +36,8 @@ def saez_bracket_rates(income: Tensor, weights: Tensor, cutoffs: Tensor, elastic
     exposure = torch.minimum((z - cutoffs).clamp(min=0.0), upper - cutoffs)  # (N, K)
     a = ((1.0 - weights).unsqueeze(-1) * exposure).sum(dim=0)  # (K,)
     interior = (z > cutoffs + KINK_TOLERANCE) & (z < upper - KINK_TOLERANCE)
+    if responsive is not None:
+        interior = interior & responsive.unsqueeze(-1)
     b = (z * interior).sum(dim=0)  # (K,)
     denom = a + elasticity * b
     rates = torch.where(denom > 0, a / torch.where(denom > 0, denom, torch.ones_like(denom)), torch.zeros_like(a))

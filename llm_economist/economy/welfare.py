@@ -1,6 +1,14 @@
 """Social welfare functions over a period's outcome, and the marginal welfare weights they imply.
 
 All take an Outcome with fields (..., N) and return (...,): one number per schedule in a batch.
+The default, `ability_weighted`, weighs each worker's utility by a fixed function of its hourly
+wage (its ability), so the weights do not move with the income a policy makes it earn: the
+objective is Paretian, and the Saez formula (which takes weights as given) and a search over
+schedules optimise the same thing. `inverse_income` is the reference paper's function, kept for
+reproduction: its weights follow the chosen income, so a planner can gain by moving workers
+across the floor. `atkinson` and `equality_productivity` are functions of consumption and income
+only: they ignore the disutility of work (welfare is the same at 0 h and 80 h), as in their
+sources.
 """
 
 from __future__ import annotations
@@ -22,10 +30,25 @@ def utilitarian(outcome: Outcome) -> Tensor:
     return outcome.utility.mean(dim=-1)
 
 
-def inverse_income_weighted(outcome: Outcome, income_floor: float = 10_000.0) -> Tensor:
-    """W = sum_i w_i u_i / sum_i w_i with w_i = 1 / max(z_i, floor).
+def ability_weights(wage: Tensor, inequality_aversion: float = 1.0) -> Tensor:
+    """w_i = (wage_i / mean wage)^(-inequality_aversion), normalised to mean 1: more weight on
+    lower-ability workers, fixed by who they are, not by what they earn under a policy."""
+    if not inequality_aversion >= 0:
+        raise ValueError(f"ability_weighted: inequality_aversion must be non-negative, got {inequality_aversion}")
+    weights = (wage / wage.mean()).pow(-inequality_aversion)
+    return weights / weights.mean()
 
-    The floor keeps a zero-income agent from taking all the weight (1/0). The weights move with
+
+def ability_weighted(outcome: Outcome, wage: Tensor, inequality_aversion: float = 1.0) -> Tensor:
+    """W = mean_i w_i u_i with the ability weights w_i of `ability_weights` (Paretian; weights
+    independent of the policy). inequality_aversion = 0 is the utilitarian mean."""
+    return (ability_weights(wage, inequality_aversion) * outcome.utility).mean(dim=-1)
+
+
+def inverse_income_weighted(outcome: Outcome, income_floor: float = 10_000.0) -> Tensor:
+    """W = sum_i w_i u_i / sum_i w_i with w_i = 1 / max(z_i, floor): the reference paper's function.
+
+    The weights follow the income the policy produces, so the function is not Paretian. The floor keeps a zero-income agent from taking all the weight (1/0). The weights move with
     incomes, so the gradient in the mechanism parameters is the total derivative of this number.
     """
     if not income_floor > 0:
@@ -56,6 +79,7 @@ def equality_times_productivity(outcome: Outcome) -> Tensor:
 
 
 SOCIAL_WELFARE_FUNCTIONS: dict[str, Callable[..., Tensor]] = {
+    "ability_weighted": ability_weighted,
     "utilitarian": utilitarian,
     "inverse_income": inverse_income_weighted,
     "rawlsian": rawlsian,
@@ -64,21 +88,34 @@ SOCIAL_WELFARE_FUNCTIONS: dict[str, Callable[..., Tensor]] = {
 }
 
 
-def social_welfare(outcome: Outcome, name: str, **params) -> Tensor:
-    """Look up a welfare function by name and apply it."""
+WAGE_WEIGHTED = ("ability_weighted",)  # welfare functions that weigh workers by their hourly wage
+DEFAULT_WELFARE = "ability_weighted"
+
+
+def social_welfare(outcome: Outcome, name: str, wage: Tensor | None = None, **params) -> Tensor:
+    """Look up a welfare function by name and apply it; `wage` (N,) feeds the wage-weighted ones."""
     try:
         fn = SOCIAL_WELFARE_FUNCTIONS[name]
     except KeyError:
         raise ValueError(f"welfare: unknown function {name!r}; choose one of {sorted(SOCIAL_WELFARE_FUNCTIONS)}") from None
+    if name in WAGE_WEIGHTED:
+        if wage is None:
+            raise ValueError(f"welfare {name!r} weighs workers by their wage: pass wage")
+        return fn(outcome, wage, **params)
     return fn(outcome, **params)
 
 
-def marginal_welfare_weights(outcome: Outcome, prefs: Preferences, name: str, **params) -> Tensor:
+def marginal_welfare_weights(outcome: Outcome, prefs: Preferences, name: str, wage: Tensor | None = None, **params) -> Tensor:
     """g_i = dW/dc_i normalised to mean 1 (Saez's social marginal welfare weights), by autograd.
 
     Utility is re-evaluated from consumption so that any welfare function works unchanged.
+    Rawlsian weights are all on the worst-off (ties share them), given directly: by autograd they
+    vanish when that worker's consumption sits at the utility's floor.
     """
+    if name == "rawlsian":
+        worst = (outcome.utility == outcome.utility.min(dim=-1, keepdim=True).values).to(outcome.utility.dtype)
+        return worst / worst.mean(dim=-1, keepdim=True)
     c = outcome.consumption.detach().clone().requires_grad_(True)
     probe = replace(outcome, consumption=c, utility=utility(c, outcome.hours.detach(), prefs))
-    (grad,) = torch.autograd.grad(social_welfare(probe, name, **params).sum(), c)
+    (grad,) = torch.autograd.grad(social_welfare(probe, name, wage, **params).sum(), c)
     return grad / grad.mean(dim=-1, keepdim=True)

@@ -49,7 +49,7 @@ from ..config import EconomyConfig
 from ..factory import calibrated_preferences
 from ..economy.outcome import Outcome, aggregates, settle
 from ..economy.utility import FULL_TIME_HOURS, Preferences, annual_income, utility
-from ..economy.welfare import social_welfare
+from ..economy.welfare import DEFAULT_WELFARE, social_welfare
 from ..mechanisms.base import Mechanism
 from ..mechanisms.registry import make_mechanism
 
@@ -126,7 +126,7 @@ def reward_scales(wage: Tensor, prefs: Preferences, welfare_name: str, welfare_p
     untaxed = torch.zeros_like(w)
     reference = Outcome(hours, income, untaxed, untaxed[:1], income, utility(income, hours, prefs))
     try:
-        welfare = social_welfare(reference, welfare_name, **welfare_params)
+        welfare = social_welfare(reference, welfare_name, w, **welfare_params)
     except TypeError as err:
         raise ValueError(f"welfare_params: {sorted(welfare_params)} do not fit welfare {welfare_name!r}: {err}") from err
     except ValueError as err:
@@ -176,7 +176,7 @@ class LabourMarketEnv(ParallelEnv):
         prefs: Preferences | None = None,
         steps_per_year: int = 4,
         years: int = 5,
-        welfare_name: str = "inverse_income",
+        welfare_name: str = DEFAULT_WELFARE,
         welfare_params: dict | None = None,
         render_mode: str | None = None,
     ) -> None:
@@ -251,7 +251,7 @@ class LabourMarketEnv(ParallelEnv):
         if self._t % self.steps_per_year == 0 and PLANNER in actions:
             self._set_parameters(actions[PLANNER])
         outcome = settle(self.wage, hours, self._policy, self.prefs)
-        welfare = float(social_welfare(outcome, self.welfare_name, **self.welfare_params))
+        welfare = float(social_welfare(outcome, self.welfare_name, self.wage, **self.welfare_params))
         year = self._t // self.steps_per_year
         self._t += 1
         self._last = outcome

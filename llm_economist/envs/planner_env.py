@@ -26,6 +26,7 @@ import torch
 from gymnasium import spaces
 
 from ..economy.utility import Preferences
+from ..economy.welfare import DEFAULT_WELFARE
 from ..mechanisms.base import Mechanism
 from ..population_model import PopulationModel
 from ..simulation import Carried, Period, play_year
@@ -64,7 +65,7 @@ class PlannerEnv(gym.Env):
         workers: Workers | None = None,
         steps_per_year: int = 4,
         years: int = 5,
-        welfare_name: str = "inverse_income",
+        welfare_name: str = DEFAULT_WELFARE,
         welfare_params: dict | None = None,
         render_mode: str | None = None,
     ) -> None:

@@ -24,21 +24,32 @@ from .base import OneShotPlanner
 Tensor = torch.Tensor
 
 PERTURBATION = 0.05
+MIN_DAMPING = 1e-3
+CORNER_HOURS = 1e-6  # h/week: a worker this close to 0 h or the cap sits at the corner
 # An estimate below this (hours that do not respond to the net-of-tax rate, or respond the wrong
 # way) is replaced by it: the formula's no-response limit, which taxes each bracket near the cap.
 MIN_ELASTICITY = 0.01
 
 
+def responsive(hours: Tensor, max_hours: float) -> Tensor:
+    """(N,) workers not at a corner of the hours range (0 h or the cap), who respond at the margin."""
+    return (hours > CORNER_HOURS) & (hours < max_hours - CORNER_HOURS)
+
+
 def estimate_elasticity(population_model: PopulationModel, policy: Policy) -> float:
-    """Arc elasticity of taxable income from (1 - tau) +/- 0.05 around the policy's rates."""
+    """Arc elasticity of taxable income from (1 - tau) +/- 0.05 around the policy's rates, over the
+    workers interior to one bracket and to the hours range in both perturbed worlds."""
     schedule = policy.schedule
     keep = 1.0 - schedule.rates
     up = Policy(TaxSchedule(schedule.cutoffs, (1.0 - (keep + PERTURBATION)).clamp(0.0, 1.0)), policy.lump_sum, policy.rebate_share)
     down = Policy(TaxSchedule(schedule.cutoffs, (1.0 - (keep - PERTURBATION)).clamp(0.0, 1.0)), policy.lump_sum, policy.rebate_share)
-    z_up, z_down = population_model.respond(up).income, population_model.respond(down).income
+    world_up, world_down = population_model.respond(up), population_model.respond(down)
+    z_up, z_down = world_up.income, world_down.income
+    cap = population_model.prefs.max_hours
     idx_up, idx_down = schedule.bracket_index(z_up), schedule.bracket_index(z_down)
     at_kink = lambda z: (z.unsqueeze(-1) - schedule.cutoffs).abs().min(dim=-1).values < KINK_TOLERANCE  # noqa: E731
     interior = (idx_up == idx_down) & ~at_kink(z_up) & ~at_kink(z_down)
+    interior = interior & responsive(world_up.hours, cap) & responsive(world_down.hours, cap)
     return arc_elasticity(z_up, z_down, 1.0 - up.schedule.rates[idx_up], 1.0 - down.schedule.rates[idx_down], interior)
 
 
@@ -99,15 +110,26 @@ class SaezPlanner(OneShotPlanner):
         return self.fixed_point(population_model, self.mechanism.initial())
 
     def fixed_point(self, population_model: PopulationModel, theta: Tensor) -> Tensor:
-        """Iterate tau <- tau + damping * (saez(tau) - tau) until the largest change is below tolerance."""
+        """Iterate tau <- tau + damping * (saez(tau) - tau) until the largest change is below tolerance.
+
+        Workers crossing into or out of a corner make the map jump, and a fixed damping can then
+        cycle for ever; the damping halves whenever the gap to the formula's rates stops shrinking.
+        """
         before = population_model.evaluations
+        damping, last_gap = self.damping, float("inf")
         for self.iterations in range(1, self.max_iterations + 1):
             policy = self.mechanism.compile(theta)
             outcome = population_model.respond(policy)
-            weights = marginal_welfare_weights(outcome, population_model.prefs, population_model.welfare_name, **population_model.welfare_params)
+            weights = marginal_welfare_weights(outcome, population_model.prefs, population_model.welfare_name,
+                                               population_model.wage, **population_model.welfare_params)
             self.elasticity = self._elasticity(population_model, policy)
-            target = saez_bracket_rates(outcome.income, weights, self.mechanism.cutoffs, self.elasticity, self.max_rate)
-            step = self.damping * (target - theta)
+            target = saez_bracket_rates(outcome.income, weights, self.mechanism.cutoffs, self.elasticity, self.max_rate,
+                                        responsive(outcome.hours, population_model.prefs.max_hours))
+            gap = float((target - theta).abs().max())
+            if gap >= last_gap:
+                damping = max(damping / 2, MIN_DAMPING)
+            last_gap = gap
+            step = damping * (target - theta)
             theta = self.mechanism.clip(theta + step)
             if step.abs().max() < self.tolerance:
                 break
