@@ -34,7 +34,10 @@ class EconomyConfig(Section):
     years: int = Field(5, ge=1, le=1000, description="tax years; the planner acts at the start of each")
     steps_per_year: int = Field(4, ge=1, le=365, description="work periods per tax year")
     eta: float = Field(0.0, ge=0.0, le=5.0, description="curvature of consumption utility (0 = quasi-linear)")
-    elasticity: float = Field(0.5, gt=0.0, le=5.0, description="labour-supply elasticity eps in the disutility")
+    elasticity: float = Field(
+        0.33, gt=0.0, le=5.0,
+        description="labour-supply elasticity eps in the disutility: 0.33 is Chetty (2012)'s intensive-margin Hicksian "
+        "elasticity, inside the evidence on taxable income (0.12-0.40, Saez, Slemrod and Giertz 2012)")
     max_hours: float = Field(80.0, gt=0.0, le=168.0, description="weekly hours cap")
     target_median_hours: float = Field(40.0, gt=0.0, description="median hours under the US 2024 schedule (sets psi)")
     dtype: Literal["float64", "float32"] = Field("float64", description="floating-point precision of the simulation")
@@ -115,7 +118,7 @@ class GovernanceConfig(Section):
 
 class PlannerConfig(Section):
     model_config = ConfigDict(extra="allow")
-    kind: Literal["fixed", "us_federal", "flat", "saez", "search", "grid", "gradient", "llm", "random"]
+    kind: Literal["fixed", "us_federal", "flat", "saez", "search", "grid", "gradient", "llm", "random", "ppo"]
     label: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$", description="name in tables, plots and file names (default: kind)")
 
     @property

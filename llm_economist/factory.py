@@ -19,7 +19,7 @@ from .config import STRICT, ConfigError, EconomyConfig, PlannerConfig, RunConfig
 from .economy.labour import best_response_hours, calibrate_psi
 from .economy.outcome import hours_shares
 from .economy.tax import TaxSchedule
-from .economy.utility import Preferences
+from .economy.utility import Preferences, annual_income
 from .llm import LLMClient, LLMSettings, open_client
 from .mechanisms.base import Mechanism
 from .mechanisms.registry import available_mechanisms, make_mechanism
@@ -31,6 +31,7 @@ from .planners.gradient import GradientPlanner
 from .planners.llm import LLMPlanner
 from .planners.random import RandomPlanner
 from .planners.saez import SaezPlanner
+from .planners.ppo import PPOPlanner
 from .planners.search import GridPlanner, SearchPlanner
 from .workers.base import Workers
 from .workers.llm import LLMWorkers
@@ -39,19 +40,30 @@ from .workers.surrogate import SurrogateWorkers, shipped_model_path
 from .population_model import PopulationModel
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
-GRAPH_WORKERS = ("llm", "surrogate")  # workers that read their social-graph contacts
+GRAPH_WORKERS = ("llm", "surrogate")
+CALIBRATION_ROUNDS = 50
+CALIBRATION_TOLERANCE = 1.0  # $/year of rebate  # workers that read their social-graph contacts
 
 
 def calibrated_preferences(economy: EconomyConfig, wage: torch.Tensor) -> tuple[Preferences, dict[str, float]]:
     """Preferences with psi set so the median worker works `target_median_hours` under US 2024
-    rates (no rebate: US revenue funds the government), and the resulting hours statistics."""
+    rates with their revenue rebated equally, as every mechanism in a run rebates it; and the
+    resulting hours statistics. With income effects (eta > 0) the rebate moves hours, so psi and
+    the rebate are solved together (a fixed point, one pass when utility is quasi-linear)."""
     e = economy
     base = Preferences(eta=e.eta, elasticity=e.elasticity, max_hours=e.max_hours)
     us = TaxSchedule.us_federal_2024(dtype=wage.dtype)
-    prefs = calibrate_psi(wage, us, base, e.target_median_hours)
-    hours = best_response_hours(wage, us, 0.0, prefs)
+    rebate = 0.0
+    for _ in range(CALIBRATION_ROUNDS):
+        prefs = calibrate_psi(wage, us, base, e.target_median_hours, rebate)
+        hours = best_response_hours(wage, us, rebate, prefs)
+        previous, rebate = rebate, float(us.tax(annual_income(wage, hours)).mean())
+        if abs(rebate - previous) < CALIBRATION_TOLERANCE:
+            break
+    prefs = calibrate_psi(wage, us, base, e.target_median_hours, rebate)
+    hours = best_response_hours(wage, us, rebate, prefs)
     shares = {f"{name}_us_2024": value for name, value in hours_shares(hours, e.max_hours).items()}
-    return prefs, {"psi": prefs.psi, "median_hours_us_2024": float(hours.median()), **shares}
+    return prefs, {"psi": prefs.psi, "median_hours_us_2024": float(hours.median()), "rebate_us_2024": rebate, **shares}
 
 
 def llm_settings(config: RunConfig, cache_path: str | None) -> LLMSettings:
@@ -133,8 +145,8 @@ OWN_MECHANISM_PLANNERS = {"us_federal": us_federal_planner, "flat": flat_planner
 # The registered name of the mechanism a planner kind sets: its own, else the config's.
 OWN_MECHANISM_NAMES = {"us_federal": "us_federal_2024", "flat": "flat", BASELINE: "flat"}
 PLANNERS = {"fixed": FixedPlanner, "saez": SaezPlanner, "search": SearchPlanner, "grid": GridPlanner, "llm": LLMPlanner,
-            "gradient": GradientPlanner, "random": RandomPlanner}
-SEEDED_PLANNERS = ("search", "llm", "gradient", "random")  # their `seed` defaults to the run's
+            "gradient": GradientPlanner, "random": RandomPlanner, "ppo": PPOPlanner}
+SEEDED_PLANNERS = ("search", "llm", "gradient", "random", "ppo")  # their `seed` defaults to the run's
 TALKING_PLANNERS = ("llm",)  # built with the run's language-model client
 
 

@@ -20,7 +20,11 @@ from llm_economist.economy import (
     social_welfare,
     utility,
 )
+from llm_economist.config import EconomyConfig
 from llm_economist.economy.labour import jensen_shannon, llm_hour_bins
+from llm_economist.economy.utility import annual_income
+from llm_economist.factory import calibrated_preferences
+from llm_economist.personas import sample_population
 
 D = torch.float64
 
@@ -265,3 +269,32 @@ def test_jensen_shannon_runs_along_the_last_axis_of_batches():
     assert got.shape == (5, 1)
     assert np.allclose(got, _old_evaluate_js(p, q).numpy(), atol=1e-6)
     assert got[1, 0] == pytest.approx(1.0) and got[3, 0] == 0.0
+
+
+@pytest.mark.parametrize("eta", [0.0, 1.0])
+@pytest.mark.parametrize("transfer", [-40_000.0, -5_000.0, 8_000.0])
+def test_best_response_beats_a_brute_force_grid_under_the_consumption_floor(eta, transfer):
+    # A falling rate makes the budget non-convex; a large negative transfer pushes low earners
+    # below the consumption floor, where not working beats any interior choice.
+    wage = torch.tensor([10.0, 25.0, 60.0], dtype=D)
+    prefs = Preferences(eta=eta, elasticity=0.5, psi=0.3 if eta == 0 else 1e-4, max_hours=80.0)
+    schedule = TaxSchedule(torch.tensor([0.0, 30_000.0], dtype=D), torch.tensor([0.3, 0.2], dtype=D))
+    t = torch.tensor([transfer], dtype=D)
+    hours = best_response_hours(wage, schedule, t, prefs)
+    grid = torch.arange(0.0, 80.0 + 1e-9, 0.01, dtype=D)
+    z = 52.0 * wage.unsqueeze(-1) * grid
+    brute = utility(z - schedule.tax(z) + transfer, grid.expand_as(z), prefs).max(dim=-1).values
+    chosen = 52.0 * wage * hours
+    mine = utility(chosen - schedule.tax(chosen) + transfer, hours, prefs)
+    assert (mine >= brute - 1e-6 * brute.abs().clamp(min=1.0)).all()
+
+
+@pytest.mark.parametrize("eta", [0.0, 1.0])
+def test_calibration_hits_the_median_target_with_the_rebate_it_implies(eta):
+    wage = sample_population(1000, seed=0).wage()
+    prefs, figures = calibrated_preferences(EconomyConfig(eta=eta), wage)
+    us = TaxSchedule.us_federal_2024()
+    rebate = figures["rebate_us_2024"]
+    hours = best_response_hours(wage, us, rebate, prefs)
+    assert float(hours.median()) == pytest.approx(40.0, abs=0.1)
+    assert rebate == pytest.approx(float(us.tax(annual_income(wage, hours)).mean()), abs=2.0)  # the rebate pays out the revenue

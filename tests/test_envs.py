@@ -235,14 +235,14 @@ def test_planner_env_reward_is_the_years_mean_welfare_over_the_welfare_scale(pre
     env = planner_env(prefs, workers=RationalWorkers(prefs))
     env.reset(seed=0)
     theta = np.array([0.2, 0.35, 0.5], dtype=np.float32)
-    obs, reward, _, _, info = env.step(theta)
-    policy = env.mechanism.compile(torch.as_tensor(theta, dtype=torch.float64))
+    obs, reward, _, _, info = env.step(env.action_of(theta))
+    policy = env.mechanism.compile(env.parameters)  # theta, up to the action's float32 rounding
     hours = RationalWorkers(prefs).expected_hours(wages(), policy, 0.0)
     outcome = settle(wages(), hours, policy, prefs)
     welfare = float(social_welfare(outcome, "ability_weighted", wages()))
     assert info["welfare"] == pytest.approx(welfare, rel=1e-9)
     assert reward == pytest.approx(welfare / env.welfare_scale, rel=1e-9)
-    np.testing.assert_array_equal(obs[:3], theta)
+    np.testing.assert_allclose(obs[:3], theta, rtol=1e-6)
     assert obs[3] == pytest.approx(float(hours.mean()), rel=1e-6)
 
 
@@ -273,3 +273,13 @@ def test_planner_env_works_with_a_non_default_mechanism(prefs):
 def test_invalid_constructor_input_raises_value_error_naming_the_argument(make, prefs, options, argument):
     with pytest.raises(ValueError, match=argument):
         make(prefs, **options)
+
+
+def test_planner_actions_span_minus_one_to_one_and_map_onto_the_mechanism_bounds(prefs):
+    env = planner_env(prefs)
+    assert (env.action_space.low == -1.0).all() and (env.action_space.high == 1.0).all()
+    low, high = env.mechanism.bounds()
+    torch.testing.assert_close(env.parameters_of(-np.ones(3)), low)
+    torch.testing.assert_close(env.parameters_of(np.ones(3)), high)
+    theta = torch.tensor([0.2, 0.35, 0.5], dtype=torch.float64)
+    torch.testing.assert_close(env.parameters_of(env.action_of(theta)), theta, atol=1e-6, rtol=0)

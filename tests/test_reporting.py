@@ -21,7 +21,8 @@ SMALL = [
     "economy.steps_per_year=1",
     "workers.kind=bounded",
     "mechanism.name=three_bracket",
-    "planners=[{kind: saez}, {kind: search, budget: 40, batch: 20}, {kind: us_federal}, {kind: random}]",
+    "planners=[{kind: saez}, {kind: search, budget: 40, batch: 20}, {kind: us_federal}, {kind: random}, "
+    "{kind: ppo, timesteps: 256, n_steps: 128}]",
 ]
 
 

@@ -99,7 +99,11 @@ def _best_of_segments(wage: Tensor, schedule: TaxSchedule, transfer, prefs: Pref
     a = income_per_hour * (1.0 - rates)  # (..., N, K)
     b = _transfer_per_choice(transfer, rates) - schedule.tax_at_cutoffs().unsqueeze(-2) + rates * cut  # (..., 1, K)
     a, b, lo, hi = torch.broadcast_tensors(a, b, lo, hi)
-    h = _segment_optimum(a, b, lo, hi, prefs)
+    # Below the consumption floor utility no longer rises with income, so a segment's objective
+    # is concave only where consumption clears the floor: its lower end is a candidate too.
+    interior = _segment_optimum(a, b, lo, hi, prefs)
+    h = torch.cat([interior, lo], dim=-1)  # (..., N, 2K): each segment's optimum, then its lower end
+    a, b, reachable = torch.cat([a, a], dim=-1), torch.cat([b, b], dim=-1), torch.cat([reachable, reachable], dim=-1)
     u = consumption_utility(a * h + b, prefs.eta) - labour_disutility(h, prefs.psi, prefs.elasticity)
     u = u.masked_fill(~reachable, float("-inf"))
     best = u.argmax(dim=-1, keepdim=True)

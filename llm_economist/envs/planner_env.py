@@ -1,7 +1,8 @@
 """The planner's problem as a single-agent Gymnasium environment; the worker population lives inside.
 
-One step is one tax year. The action is the mechanism's parameter vector (Box with its bounds,
-float32; clipped to the bounds). The workers, any `Workers`, then play the year through
+One step is one tax year. The action is the mechanism's parameter vector scaled to [-1, 1] per
+parameter (float32; clipped), the range off-the-shelf algorithms such as stable-baselines3's PPO
+expect: parameter = low + (action + 1) / 2 (high - low), see `parameters_of` and `action_of`. The workers, any `Workers`, then play the year through
 `simulation.play_year` (the loop the runner plays), remembering `workers.memory` periods and
 expecting last period's transfer. Their randomness (e.g. bounded-rational choices) draws from
 a torch.Generator seeded from the environment's `np_random`, so `reset(seed=s)` followed by the
@@ -87,7 +88,8 @@ class PlannerEnv(gym.Env):
 
         low, high = (b.numpy() for b in self.mechanism.bounds(torch.float32))
         agg_low, agg_high = aggregate_bounds(self.prefs.max_hours)
-        self.action_space = spaces.Box(low, high, dtype=np.float32)
+        # Off-the-shelf algorithms expect [-1, 1]; `parameters_of` maps it onto the mechanism's box.
+        self.action_space = spaces.Box(-1.0, 1.0, (self.mechanism.size,), dtype=np.float32)
         self.observation_space = spaces.Box(np.concatenate([low, agg_low]), np.concatenate([high, agg_high]), dtype=np.float32)
 
         self._generator = torch.Generator()
@@ -101,6 +103,19 @@ class PlannerEnv(gym.Env):
         """The mechanism parameters in force (P,)."""
         return self._theta.clone()
 
+    def parameters_of(self, action) -> Tensor:
+        """(P,) mechanism parameters of an action in [-1, 1]^P (clipped): low + (a + 1) / 2 (high - low)."""
+        a = torch.as_tensor(np.asarray(action, dtype=np.float64).reshape(-1))
+        if a.numel() != self.mechanism.size:
+            raise ValueError(f"action: expected {self.mechanism.size} values for {self.mechanism.names}, got {a.numel()}")
+        low, high = self.mechanism.bounds()
+        return low + (a.clamp(-1.0, 1.0) + 1.0) / 2.0 * (high - low)
+
+    def action_of(self, theta) -> np.ndarray:
+        """The action in [-1, 1]^P that sets parameters `theta` (the inverse of `parameters_of`)."""
+        low, high = self.mechanism.bounds()
+        return (2.0 * (self.mechanism.validate(theta) - low) / (high - low) - 1.0).numpy().astype(np.float32)
+
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         self._generator = torch.Generator().manual_seed(int(self.np_random.integers(2**63 - 1)))
@@ -113,10 +128,7 @@ class PlannerEnv(gym.Env):
     def step(self, action):
         if self._year is None or self._year >= self.years:
             raise RuntimeError("planner env: no episode is running; call reset() first")
-        theta = torch.as_tensor(np.asarray(action, dtype=np.float64).reshape(-1))
-        if theta.numel() != self.mechanism.size:
-            raise ValueError(f"action: expected {self.mechanism.size} parameters {self.mechanism.names}, got {theta.numel()}")
-        self._theta = self.mechanism.clip(theta)
+        self._theta = self.parameters_of(action)
         policy = self.mechanism.compile(self._theta)
 
         periods, welfare = [], []

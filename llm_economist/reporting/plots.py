@@ -190,6 +190,22 @@ def plot_lorenz_curves(outcomes: pd.DataFrame, path: Path, colors: Mapping[str, 
     return _save(fig, path)
 
 
+def plot_training_curves(curves: Mapping[str, list], path: Path, colors: Mapping[str, tuple]) -> Path:
+    """Mean reward per rollout against environment steps, one line per planner and seed."""
+    fig = Figure(figsize=(9, 4.6), layout="constrained")
+    ax = fig.subplots()
+    for label, seeds in curves.items():
+        for k, curve in enumerate(seeds):
+            steps, reward = zip(*curve)
+            ax.plot(steps, reward, color=colors.get(label), lw=1.4, alpha=0.8, label=label if k == 0 else None)
+    ax.set_xlabel("environment steps (tax years played in training)")
+    ax.set_ylabel("mean reward per rollout (welfare / scale)")
+    ax.set_title("Training against the population model")
+    ax.grid(alpha=0.3)
+    fig.legend(loc="outside right upper", fontsize=9)
+    return _save(fig, path)
+
+
 def changing_parameters(parameters: pd.DataFrame) -> list[tuple[str, str]]:
     """(mechanism, parameter) pairs that some planner changed between tax years in some seed."""
     keys = ["mechanism", "parameter"]

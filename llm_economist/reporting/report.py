@@ -49,6 +49,10 @@ FIGURES = {
         "Lorenz curves of final pre-tax income and consumption, all seeds pooled; the legend gives the Gini "
         "as a mean over seeds; the dashed diagonal is perfect equality.",
     ),
+    "training_curve.png": (
+        "Training",
+        "Mean reward per rollout while the learning planners trained against the population model, one line per seed.",
+    ),
     "parameters_over_time.png": (
         "Parameters by year",
         "The mechanism parameters planners changed from year to year, mean over seeds; each panel is one "
@@ -347,6 +351,11 @@ def _make_figures(run_dir: Path, config: dict, summary: dict, outcomes: pd.DataF
         written += ["hours_distribution.png", "lorenz_curves.png"]
     else:
         skipped.append("hours and Lorenz curves (neither final_outcomes.parquet nor traces.parquet holds rows)")
+    curves = {label: [c for c in p.get("training_curves") or [] if c] for label, p in planners.items()}
+    curves = {label: c for label, c in curves.items() if c}
+    if curves:
+        plots.plot_training_curves(curves, run_dir / "training_curve.png", colors)
+        written.append("training_curve.png")
     if parameters is not None and plots.changing_parameters(parameters):
         plots.plot_parameters_over_time(parameters, run_dir / "parameters_over_time.png", colors)
         written.append("parameters_over_time.png")

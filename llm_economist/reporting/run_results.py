@@ -114,6 +114,7 @@ def summarise(setup: Setup, runs: list[PlannerRun], fingerprint: str, stopped: s
             "wall_s": r.wall_s,
             "years": r.year,
             "notes": list(r.planner.notes),
+            "training_curve": getattr(r.planner, "training_curve", None),  # learning planners: (steps, mean reward)
         }
     wage = setup.population.table["hourly_wage"]
     return {

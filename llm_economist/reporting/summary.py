@@ -170,6 +170,7 @@ def combine(summaries: Sequence[dict]) -> dict:
             "wall_s": sum(p["wall_s"] for _, p in rows),
             "years": [p["years"] for _, p in rows],
             "notes": list(dict.fromkeys(note for _, p in rows for note in p["notes"])),
+            "training_curves": [p.get("training_curve") for _, p in rows],
         }
     complete = [label for label in labels if planners[label]["seeds"] == seeds]
     ranked = ranking({label: planners[label]["per_seed"]["welfare"] for label in complete}) if complete else []
