@@ -39,7 +39,15 @@ class EconomyConfig(Section):
         description="labour-supply elasticity eps in the disutility: 0.33 is Chetty (2012)'s intensive-margin Hicksian "
         "elasticity, inside the evidence on taxable income (0.12-0.40, Saez, Slemrod and Giertz 2012)")
     max_hours: float = Field(80.0, gt=0.0, le=168.0, description="weekly hours cap")
-    target_median_hours: float = Field(40.0, gt=0.0, description="median hours under the US 2024 schedule (sets psi)")
+    target_median_hours: float = Field(40.0, gt=0.0, description="median hours of those who work under the US 2024 schedule (sets psi)")
+    share_not_working: float = Field(
+        0.0, ge=0.0, lt=0.9,
+        description="extensive margin: share of workers at 0 h under the US 2024 schedule, set by log-normal fixed costs of "
+        "working; 0 = none (everyone works). 0.19 is one minus the 2024 US prime-age employment rate (BLS, about 80.7%)")
+    extensive_elasticity: float = Field(
+        0.25, gt=0.0, le=2.0,
+        description="extensive margin: elasticity of participation with respect to the net-of-tax rate that the spread "
+        "of fixed costs is calibrated to; 0.25 is Chetty (2012)'s Hicksian extensive-margin elasticity")
     dtype: Literal["float64", "float32"] = Field("float64", description="floating-point precision of the simulation")
 
     @model_validator(mode="after")

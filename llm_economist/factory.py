@@ -5,10 +5,11 @@ alone knows which planners bring their own mechanism and which talk to a languag
 from __future__ import annotations
 
 import inspect
+import math
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib.metadata import EntryPoint
 from pathlib import Path
 
@@ -16,12 +17,13 @@ import torch
 from pydantic import ValidationError, create_model
 
 from .config import STRICT, ConfigError, EconomyConfig, PlannerConfig, RunConfig
-from .economy.labour import best_response_hours, calibrate_psi
+from .economy.labour import best_response_hours, calibrate_psi, reservation_cost
 from .economy.outcome import hours_shares
 from .economy.tax import TaxSchedule
 from .economy.utility import Preferences, annual_income
 from .llm import LLMClient, LLMSettings, open_client
 from .mechanisms.base import Mechanism
+from .mechanisms.builtin import USTax2024, us_filing_groups
 from .mechanisms.registry import available_mechanisms, make_mechanism
 from .planners.base import Planner
 from .personas import Population, SocialGraph, population_graph, sample_population
@@ -40,30 +42,90 @@ from .workers.surrogate import SurrogateWorkers, shipped_model_path
 from .population_model import PopulationModel
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
-GRAPH_WORKERS = ("llm", "surrogate")
+GRAPH_WORKERS = ("llm", "surrogate")  # workers that read their social-graph contacts
 CALIBRATION_ROUNDS = 50
-CALIBRATION_TOLERANCE = 1.0  # $/year of rebate  # workers that read their social-graph contacts
+CALIBRATION_TOLERANCE = 1.0  # $/year of rebate
+PARTICIPATION_STEP = 0.05  # +-5% take-home pay from work measures the extensive-margin elasticity
+MIN_COST_SPREAD, MAX_COST_SPREAD = 1e-3, 20.0  # log-sd of the fixed costs of working
 
 
-def calibrated_preferences(economy: EconomyConfig, wage: torch.Tensor) -> tuple[Preferences, dict[str, float]]:
-    """Preferences with psi set so the median worker works `target_median_hours` under US 2024
-    rates with their revenue rebated equally, as every mechanism in a run rebates it; and the
-    resulting hours statistics. With income effects (eta > 0) the rebate moves hours, so psi and
-    the rebate are solved together (a fixed point, one pass when utility is quasi-linear)."""
+def calibration_schedule(filing: torch.Tensor | None = None, dtype=torch.float64) -> TaxSchedule:
+    """The 2024 US taxes on earnings (`USTax2024`: income tax above the standard deduction, payroll
+    tax, EITC, by each worker's filing group (N,), or as single filers without `filing`), under
+    which preferences are calibrated: the schedule today's hours are observed under."""
+    mechanism = USTax2024(filing="single" if filing is None else "persona")
+    schedule = mechanism.compile(mechanism.initial()).for_agents(filing).schedule
+    return TaxSchedule(schedule.cutoffs.to(dtype), schedule.rates.to(dtype))
+
+
+def population_filing(population: Population) -> torch.Tensor:
+    """(N,) every worker's filing group for the 2024 US taxes."""
+    t = population.table
+    return us_filing_groups(t["filing_status"], t["children"], t["earners"])
+
+
+def calibrated_preferences(economy: EconomyConfig, wage: torch.Tensor, seed: int = 0,
+                           filing: torch.Tensor | None = None) -> tuple[Preferences, dict[str, float]]:
+    """Preferences with psi set so the median worker works `target_median_hours` under the 2024 US
+    taxes on earnings (`calibration_schedule`, by filing group) with their revenue rebated equally, as every mechanism in a run rebates it; with an
+    extensive margin (`share_not_working` > 0) also the fixed costs of working; and the resulting
+    statistics. With income effects (eta > 0) the rebate moves hours, and the fixed costs move
+    who works, so psi, the costs and the rebate are solved together (a fixed point, one pass
+    when utility is quasi-linear and there is no extensive margin)."""
     e = economy
     base = Preferences(eta=e.eta, elasticity=e.elasticity, max_hours=e.max_hours)
-    us = TaxSchedule.us_federal_2024(dtype=wage.dtype)
-    rebate = 0.0
+    us = calibration_schedule(filing, wage.dtype)
+    draws = torch.randn(wage.shape, generator=torch.Generator().manual_seed(seed), dtype=wage.dtype) if e.share_not_working else None
+    rebate, costs, participation = 0.0, 0.0, {}
     for _ in range(CALIBRATION_ROUNDS):
-        prefs = calibrate_psi(wage, us, base, e.target_median_hours, rebate)
+        prefs = calibrate_psi(wage, us, replace(base, fixed_cost=costs), e.target_median_hours, rebate)
+        if draws is not None:
+            costs, participation = participation_costs(wage, us, rebate, prefs, draws, e.share_not_working, e.extensive_elasticity)
+            prefs = replace(prefs, fixed_cost=costs)
         hours = best_response_hours(wage, us, rebate, prefs)
         previous, rebate = rebate, float(us.tax(annual_income(wage, hours)).mean())
         if abs(rebate - previous) < CALIBRATION_TOLERANCE:
             break
-    prefs = calibrate_psi(wage, us, base, e.target_median_hours, rebate)
-    hours = best_response_hours(wage, us, rebate, prefs)
     shares = {f"{name}_us_2024": value for name, value in hours_shares(hours, e.max_hours).items()}
-    return prefs, {"psi": prefs.psi, "median_hours_us_2024": float(hours.median()), "rebate_us_2024": rebate, **shares}
+    working = hours[hours > 0]
+    return prefs, {"psi": prefs.psi, "median_hours_us_2024": float(working.median()), "rebate_us_2024": rebate,
+                   "intensive_elasticity": e.elasticity, **participation, **shares}
+
+
+def participation_costs(wage: torch.Tensor, schedule: TaxSchedule, transfer: float, prefs: Preferences, draws: torch.Tensor,
+                        share: float, elasticity: float) -> tuple[torch.Tensor, dict[str, float]]:
+    """Fixed costs of working F_i = m exp(s x_i) (log-normal; x_i the standard-normal `draws`) that
+    leave `share` of workers at 0 h and give the extensive-margin `elasticity`.
+
+    A worker works when its reservation cost R_i (what working is worth to it) exceeds F_i, so
+    for a given s the median m is the `share` quantile of R_i exp(-s x_i) exactly; the
+    elasticity of participation with respect to the net-of-tax rate (all take-home pay from work
+    scaled by 1 +- PARTICIPATION_STEP) falls as s spreads the costs, so bisection on log s finds
+    it. Where even equal costs (s -> 0) respond less than asked, s stays at its floor and the
+    elasticity reported is the one reached.
+    """
+    def reserve(scale: float) -> torch.Tensor:  # take-home pay from work scaled: wages and cutoffs together
+        return reservation_cost(wage * scale, TaxSchedule(schedule.cutoffs * scale, schedule.rates), transfer, prefs)
+
+    r0, up, down = reserve(1.0), reserve(1.0 + PARTICIPATION_STEP), reserve(1.0 - PARTICIPATION_STEP)
+
+    def fit(log_spread: float) -> tuple[float, float]:
+        tilt = torch.exp(-math.exp(log_spread) * draws)
+        median = float(torch.quantile(r0 * tilt, share))
+        works = [float((r * tilt > median).double().mean()) for r in (r0, up, down)]
+        return median, (works[1] - works[2]) / (2 * PARTICIPATION_STEP * max(works[0], 1e-12))
+
+    lo, hi = math.log(MIN_COST_SPREAD), math.log(MAX_COST_SPREAD)
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        if fit(mid)[1] > elasticity:
+            lo = mid
+        else:
+            hi = mid
+    spread = math.exp(0.5 * (lo + hi))
+    median, reached = fit(0.5 * (lo + hi))
+    costs = median * torch.exp(spread * draws)
+    return costs, {"fixed_cost_median": median, "fixed_cost_log_sd": spread, "extensive_elasticity_us_2024": reached}
 
 
 def llm_settings(config: RunConfig, cache_path: str | None) -> LLMSettings:
@@ -131,19 +193,20 @@ def build_setup(config: RunConfig, client: LLMClient | None = None, cache_path: 
     if owns:
         client = open_client(llm_settings(config, cache_path))
     try:
-        prefs, calibration = calibrated_preferences(config.economy, wage)
+        filing = population_filing(population)
+        prefs, calibration = calibrated_preferences(config.economy, wage, config.seed, filing)
         workers = make_workers(config, prefs, population, graph, client)
     except BaseException:
         if owns:
             client.close()
         raise
-    model = PopulationModel(wage, prefs, workers, config.welfare.name, config.welfare.params())
+    model = PopulationModel(wage, prefs, workers, config.welfare.name, config.welfare.params(), filing=filing)
     return Setup(config, population, graph, model, calibration, client, owns)
 
 
 OWN_MECHANISM_PLANNERS = {"us_federal": us_federal_planner, "flat": flat_planner}
 # The registered name of the mechanism a planner kind sets: its own, else the config's.
-OWN_MECHANISM_NAMES = {"us_federal": "us_federal_2024", "flat": "flat", BASELINE: "flat"}
+OWN_MECHANISM_NAMES = {"us_federal": "us_tax_2024", "flat": "flat", BASELINE: "flat"}
 PLANNERS = {"fixed": FixedPlanner, "saez": SaezPlanner, "search": SearchPlanner, "grid": GridPlanner, "llm": LLMPlanner,
             "gradient": GradientPlanner, "random": RandomPlanner, "ppo": PPOPlanner}
 SEEDED_PLANNERS = ("search", "llm", "gradient", "random", "ppo")  # their `seed` defaults to the run's

@@ -1,8 +1,8 @@
 """What these workers do under this policy, and how good that is: the population model planners query.
 
-`respond` gives the period outcome a policy leads to once the equal transfer workers expect
-matches the one the budget pays (a fixed point, reached in one pass when utility is
-quasi-linear); `welfare` scores an outcome by the run's social welfare function. Model-based
+`respond` gives the period outcome a policy leads to once what workers expect of the budget
+(the equal transfer, or the rate that funds it) matches what it pays (a fixed point, reached in
+one pass when utility is quasi-linear and the budget balances by rebate); `welfare` scores an outcome by the run's social welfare function. Model-based
 planners (Saez, search, grid, gradient) query it; the simulation loop plays the real dynamics
 period by period instead. It knows no client, no planner and no file.
 """
@@ -24,6 +24,7 @@ from .workers.base import Workers
 Tensor = torch.Tensor
 
 TRANSFER_TOLERANCE = 0.01  # $/year
+FUNDING_RATE_TOLERANCE = 1e-7
 MAX_TRANSFER_ITERATIONS = 100
 EVALUATION_CHUNK = 256
 
@@ -36,20 +37,29 @@ class PopulationModel:
     welfare_name: str = DEFAULT_WELFARE
     welfare_params: dict = field(default_factory=dict)
     evaluations: int = 0  # policies evaluated through `respond`, for reporting planner cost
+    filing: Tensor | None = None  # (N,) each worker's filing group, for mechanisms that tax by filing status
 
-    def respond(self, policy: Policy, transfer: Tensor | None = None) -> Outcome:
-        """Outcome (..., N) of a (possibly batched) policy at the transfer fixed point, iterating
-        from `transfer` (..., 1) (default: none)."""
-        if transfer is None:
-            transfer = torch.zeros(*policy.schedule.rates.shape[:-1], 1, dtype=self.wage.dtype)
-        for _ in range(MAX_TRANSFER_ITERATIONS if self.prefs.eta > 0 else 1):
-            hours = self.workers.expected_hours(self.wage, policy, transfer)
+    def resolve(self, policy: Policy) -> Policy:
+        """The policy as these workers face it: each with its own filing group's schedule."""
+        return policy.for_agents(self.filing)
+
+    def respond(self, policy: Policy, expected: Tensor | None = None) -> Outcome:
+        """Outcome (..., N) of a (possibly batched) policy at the budget's fixed point, iterating
+        from `expected` (..., 1), the transfer or funding rate workers expect (default: none)."""
+        policy = self.resolve(policy)
+        if expected is None:
+            expected = torch.zeros(*policy.schedule.batch_shape, 1, dtype=self.wage.dtype)
+        one_pass = self.prefs.eta == 0 and policy.funding == "rebate"
+        tolerance = TRANSFER_TOLERANCE if policy.funding == "rebate" else FUNDING_RATE_TOLERANCE
+        for _ in range(1 if one_pass else MAX_TRANSFER_ITERATIONS):
+            faced, transfer = policy.faced(expected)
+            hours = self.workers.expected_hours(self.wage, faced, transfer)
             outcome = settle(self.wage, hours, policy, self.prefs)
-            converged = (outcome.transfer - transfer).abs().max() < TRANSFER_TOLERANCE
-            transfer = outcome.transfer
+            converged = (policy.expectation(outcome) - expected).abs().max() < tolerance
+            expected = policy.expectation(outcome)
             if converged:
                 break
-        self.evaluations += math.prod(policy.schedule.rates.shape[:-1])
+        self.evaluations += math.prod(policy.schedule.batch_shape)
         return outcome
 
     def welfare(self, outcome: Outcome) -> Tensor:

@@ -33,6 +33,7 @@ from .reporting.run_results import TRACE_DIR, outcome_frame, write_results
 from .simulation import Carried, Period, play_year
 
 CHECKPOINT_DIR = "checkpoints"
+PLANNER_DIR = "planners"  # files planners leave, one folder per planner
 
 
 class ResumeError(RuntimeError):
@@ -149,7 +150,7 @@ class Runner:
             year_metrics.append(metrics)
             run.metrics.append({"planner": run.label, "year": period.year, "step": period.step, "step_in_year": period.step_in_year, **metrics})
             if self.config.output.traces:
-                traces.append(outcome_frame(period.outcome, policy, run.label, period.year, period.step,
+                traces.append(outcome_frame(period.outcome, model.resolve(policy), run.label, period.year, period.step,
                                             self.config.output.trace_agents, period.decisions.columns))
             for key, value in period.decisions.diagnostics.items():
                 run.diagnostics[key] = run.diagnostics.get(key, 0.0) + value
@@ -160,6 +161,10 @@ class Runner:
             part.parent.mkdir(parents=True, exist_ok=True)
             pd.concat(traces, ignore_index=True).to_parquet(part, index=False)
         run.history.append(YearRecord.of(run.year, theta, year_metrics))
+        for name, data in run.planner.artifacts.items():
+            path = self.out / PLANNER_DIR / run.label / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
         mechanism = mechanism_name(planner_kind(run.label, self.config), self.config)
         run.parameters.extend(
             {"planner": run.label, "mechanism": mechanism, "year": run.year, "parameter": name, "value": value}

@@ -39,16 +39,16 @@ def sensitivity_model(config: RunConfig) -> PopulationModel:
 
 
 def horizon_welfare(population_model: PopulationModel, mechanism: Mechanism, theta: Tensor, horizon: int = 1) -> Tensor:
-    """W(theta) = (1/T) sum_t W(outcome_t), differentiable in theta; outcome_t starts from transfer_{t-1}."""
+    """W(theta) = (1/T) sum_t W(outcome_t), differentiable in theta; outcome_t starts from what outcome_{t-1} paid."""
     if horizon < 1:
         raise ValueError(f"welfare horizon must be at least 1 period, got {horizon}")
     policy = mechanism.compile(theta)
-    transfer = None  # the first period starts from no transfer
+    expected = None  # the first period starts from no transfer
     total = torch.zeros((), dtype=population_model.wage.dtype)
     for _ in range(horizon):
-        outcome = population_model.respond(policy, transfer)
+        outcome = population_model.respond(policy, expected)
         total = total + population_model.welfare(outcome)
-        transfer = outcome.transfer
+        expected = policy.expectation(outcome)
     return total / horizon
 
 

@@ -41,7 +41,7 @@ class Period:
     year: int
     step: int  # periods since the start
     step_in_year: int
-    expected_transfer: Tensor  # (1,)
+    expected_transfer: Tensor  # (1,) the transfer the workers expected
     decisions: Decisions
     outcome: Outcome
 
@@ -53,14 +53,15 @@ class Period:
 def play_period(model: PopulationModel, policy: Policy, carried: Carried, year: int, step: int, step_in_year: int,
                 generator: torch.Generator) -> tuple[Period, Carried]:
     """The workers act, the period settles (hours held to the feasible range), the memory moves on."""
-    last = carried.last
-    expected = last.transfer if last is not None else torch.zeros(1, dtype=model.wage.dtype)
-    seen = Observation(model.wage, policy, expected, carried.recent, carried.last_decisions, year, step)
+    policy, last = model.resolve(policy), carried.last
+    expected = policy.expectation(last) if last is not None else torch.zeros(1, dtype=model.wage.dtype)
+    faced, transfer = policy.faced(expected)
+    seen = Observation(model.wage, faced, transfer, carried.recent, carried.last_decisions, year, step)
     decisions = model.workers.act(seen, generator)
     # A learned population may stray outside the feasible hours.
     outcome = settle(model.wage, decisions.hours.clamp(0.0, model.prefs.max_hours), policy, model.prefs)
     recent = (carried.recent + (outcome,))[-model.workers.memory :]
-    return Period(year, step, step_in_year, expected, decisions, outcome), Carried(recent, decisions)
+    return Period(year, step, step_in_year, transfer, decisions, outcome), Carried(recent, decisions)
 
 
 def play_year(model: PopulationModel, policy: Policy, carried: Carried, year: int, steps_per_year: int,

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from llm_economist.cli import main
 from llm_economist.config import load_config
 from llm_economist.economy import Policy, TaxSchedule
-from llm_economist.factory import calibrated_preferences
+from llm_economist.factory import calibrated_preferences, population_filing
 from llm_economist.mechanisms import make_mechanism
 from llm_economist.personas import population_graph, sample_population
 from llm_economist.planners import GradientPlanner, GridPlanner
@@ -61,7 +61,7 @@ def test_collected_distributions_are_the_logit_of_the_stored_inputs(dataset: Pat
     config = load_config(None, [*OVERRIDES, "seed=3"])  # episode e plays seed config.seed + e
     population = sample_population(40, 3)
     assert frame["hourly_wage"].iloc[:40].tolist() == pytest.approx(population.table["hourly_wage"].tolist())
-    prefs, _ = calibrated_preferences(config.economy, population.wage())
+    prefs, _ = calibrated_preferences(config.economy, population.wage(), filing=population_filing(population))
     workers = BoundedRationalWorkers(prefs, 0.05, 9)
     for step, rows in frame.groupby("step"):
         first = rows.iloc[0]
@@ -150,7 +150,7 @@ def test_welfare_gradient_through_the_surrogate_matches_finite_differences(train
     model = SurrogatePopulation.load(trained).double()
     population = sample_population(200, 7)
     config = load_config(None, ["economy.dtype=float64"])
-    prefs, _ = calibrated_preferences(config.economy, population.wage())
+    prefs, _ = calibrated_preferences(config.economy, population.wage(), filing=population_filing(population))
     workers = SurrogateWorkers(model, population, population_graph(population, 7), horizon=2)
     population_model = PopulationModel(population.wage(), prefs, workers, "inverse_income", {"income_floor": 10_000.0})
     mechanism = make_mechanism("three_bracket")
@@ -165,7 +165,7 @@ def test_welfare_gradient_through_the_surrogate_matches_finite_differences(train
 def test_gradient_planner_through_the_surrogate_beats_the_grid_on_the_same_population(trained: Path) -> None:
     population = sample_population(200, 11)
     config = load_config(None, ["economy.dtype=float64"])
-    prefs, _ = calibrated_preferences(config.economy, population.wage())
+    prefs, _ = calibrated_preferences(config.economy, population.wage(), filing=population_filing(population))
     workers = SurrogateWorkers(SurrogatePopulation.load(trained).double(), population, population_graph(population, 11), horizon=2)
     population_model = PopulationModel(population.wage(), prefs, workers, "inverse_income", {"income_floor": 10_000.0})
     mechanism = make_mechanism("three_bracket")

@@ -1,5 +1,7 @@
 """The vectorised economy against hand computations, closed forms and brute force."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -21,9 +23,9 @@ from llm_economist.economy import (
     utility,
 )
 from llm_economist.config import EconomyConfig
-from llm_economist.economy.labour import jensen_shannon, llm_hour_bins
+from llm_economist.economy.labour import jensen_shannon, llm_hour_bins, reservation_cost
 from llm_economist.economy.utility import annual_income
-from llm_economist.factory import calibrated_preferences
+from llm_economist.factory import calibrated_preferences, calibration_schedule
 from llm_economist.personas import sample_population
 
 D = torch.float64
@@ -69,8 +71,8 @@ def test_tax_equals_sum_of_bracket_exposures():
 @pytest.mark.parametrize(
     "cutoffs, rates, field",
     [
-        ([0.0, 10.0], [0.1, 1.5], "marginal rates must lie in \\[0, 1\\]"),
-        ([0.0, 10.0], [-0.1, 0.2], "marginal rates must lie in \\[0, 1\\]"),
+        ([0.0, 10.0], [0.1, 1.5], "marginal rates must lie in \\[-1, 1\\]"),
+        ([0.0, 10.0], [-1.1, 0.2], "marginal rates must lie in \\[-1, 1\\]"),
         ([0.0, 10.0, 5.0], [0.1, 0.2, 0.3], "strictly increasing"),
         ([0.0, 10.0], [0.1], "2 cutoffs need 2 rates"),
         ([5.0, 10.0], [0.1, 0.2], "first cutoff must be 0"),
@@ -293,8 +295,57 @@ def test_best_response_beats_a_brute_force_grid_under_the_consumption_floor(eta,
 def test_calibration_hits_the_median_target_with_the_rebate_it_implies(eta):
     wage = sample_population(1000, seed=0).wage()
     prefs, figures = calibrated_preferences(EconomyConfig(eta=eta), wage)
-    us = TaxSchedule.us_federal_2024()
+    us = calibration_schedule()
     rebate = figures["rebate_us_2024"]
     hours = best_response_hours(wage, us, rebate, prefs)
     assert float(hours.median()) == pytest.approx(40.0, abs=0.1)
     assert rebate == pytest.approx(float(us.tax(annual_income(wage, hours)).mean()), abs=2.0)  # the rebate pays out the revenue
+
+
+@pytest.mark.parametrize("eta", [0.0, 1.0])
+def test_best_response_with_fixed_costs_of_working_beats_a_brute_force_grid(eta):
+    """Workers with a fixed cost of working choose 0 h exactly when no positive hours pay more."""
+    g = torch.Generator().manual_seed(5)
+    wage = torch.exp(2.8 + 0.6 * torch.randn(80, generator=g, dtype=D))
+    costs = 20_000.0 * torch.rand(80, generator=g, dtype=D)
+    base = calibrate_psi(wage, TaxSchedule.us_federal_2024(), Preferences(eta=eta, elasticity=0.33))
+    prefs = replace(base, fixed_cost=costs)
+    for schedule in (TaxSchedule.us_federal_2024(), TaxSchedule(t([0.0, 15_000.0]), t([0.5, 0.2]))):
+        hours = best_response_hours(wage, schedule, 8_000.0, prefs)
+        grid = torch.arange(0.0, 80.0 + 1e-9, 0.01, dtype=D)
+        z = 52.0 * wage.unsqueeze(-1) * grid
+        brute = utility(z - schedule.tax(z) + 8_000.0, grid.expand_as(z), prefs, agent_axis=-2).max(dim=-1).values
+        chosen = 52.0 * wage * hours
+        mine = utility(chosen - schedule.tax(chosen) + 8_000.0, hours, prefs)
+        assert (mine >= brute - 1e-6 * brute.abs().clamp(min=1.0)).all()
+        assert 0 < int((hours == 0).sum()) < 80  # some work and some do not
+
+
+@pytest.mark.parametrize("eta", [0.0, 1.0])
+def test_the_reservation_cost_is_where_working_stops_paying(eta):
+    wage = sample_population(200, seed=1).wage()
+    us = TaxSchedule.us_federal_2024()
+    prefs = calibrate_psi(wage, us, Preferences(eta=eta, elasticity=0.33))
+    reserve = reservation_cost(wage, us, 10_000.0, prefs)
+    below = best_response_hours(wage, us, 10_000.0, replace(prefs, fixed_cost=0.99 * reserve))
+    above = best_response_hours(wage, us, 10_000.0, replace(prefs, fixed_cost=1.01 * reserve))
+    assert (below > 0).all() and (above == 0).all()
+
+
+def test_participation_calibration_hits_its_targets_and_reports_them():
+    """19% at 0 h and an extensive-margin elasticity of 0.25 (Chetty 2012) under US 2024 with the
+    rebate; the elasticity measured afresh by moving everyone's take-home pay from work by +-5%."""
+    wage = sample_population(1000, seed=0).wage()
+    prefs, figures = calibrated_preferences(EconomyConfig(share_not_working=0.19, extensive_elasticity=0.25), wage, seed=4)
+    us, rebate = calibration_schedule(), figures["rebate_us_2024"]
+    hours = best_response_hours(wage, us, rebate, prefs)
+    assert float((hours == 0).double().mean()) == pytest.approx(0.19, abs=0.005)
+    assert float(hours[hours > 0].median()) == pytest.approx(40.0, abs=0.1)
+
+    def working(scale):
+        return float((best_response_hours(wage * scale, TaxSchedule(us.cutoffs * scale, us.rates), rebate, prefs) > 0).double().mean())
+
+    elasticity = (working(1.05) - working(0.95)) / (0.1 * working(1.0))
+    assert elasticity == pytest.approx(0.25, rel=0.1)
+    assert figures["extensive_elasticity_us_2024"] == pytest.approx(elasticity, rel=0.1)
+    assert figures["share_zero_hours_us_2024"] == pytest.approx(0.19, abs=0.005) and figures["intensive_elasticity"] == 0.33

@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from llm_economist.mechanisms import ENTRY_POINT_GROUP, available_mechanisms, make_mechanism
+from llm_economist.mechanisms.builtin import us_filing_groups
 from llm_economist.economy import Preferences, TaxSchedule, calibrate_psi
+from llm_economist.economy.outcome import aggregates, settle
 from llm_economist.planners import SearchPlanner
 from llm_economist.workers import RationalWorkers
 from llm_economist.population_model import PopulationModel
@@ -53,23 +55,46 @@ def test_unknown_mechanism_and_bad_options_are_clear_errors():
         make_mechanism("bracket_tax", cutoffs=[0, 50_000, 10_000])
 
 
-def test_negative_income_tax_net_tax_is_flat_tax_minus_phased_out_guarantee():
-    m = make_mechanism("negative_income_tax")
-    rate, guarantee, phase_out = 0.2, 12_000.0, 0.25
-    policy = m.compile(torch.tensor([rate, guarantee, phase_out], dtype=D))
+def _settle_incomes(policy, z):
+    """Settle a period in which workers earn exactly the incomes z ($1,000 a week-hour)."""
+    return settle(torch.full_like(z, 1000.0 / 52), z / 1000, policy, Preferences(max_hours=168.0))
+
+
+def test_negative_income_tax_by_hand():
+    """G = $12,000, r = 0.25 on incomes 0, 10k, 48k, 100k: withdrawn min(G, r z) = 0, 2,500,
+    12,000, 12,000 (mean 6,625); the guarantees cost 12,000 each, so the funding rate is
+    (12,000 - 6,625) / 39,500 = 0.136076 on all income."""
+    policy = make_mechanism("negative_income_tax").compile(torch.tensor([12_000.0, 0.25], dtype=D))
     z = torch.tensor([0.0, 10_000.0, 48_000.0, 100_000.0], dtype=D)
-    net = policy.schedule.tax(z) - guarantee
-    expected = rate * z - (guarantee - phase_out * z).clamp(min=0)
-    assert torch.allclose(net, expected)
-    taxes = policy.schedule.tax(z)
-    # Budget balance: what is not paid as the guarantee comes back equally.
-    assert torch.allclose(policy.transfer(taxes), taxes.mean().reshape(1))
+    outcome = _settle_incomes(policy, z)
+    t = 5_375.0 / 39_500.0
+    assert float(outcome.funding_rate) == pytest.approx(t, rel=1e-12)
+    net_tax = outcome.tax - outcome.transfer
+    assert torch.allclose(net_tax, t * z - (12_000.0 - 0.25 * z).clamp(min=0), atol=1e-8)
+    assert float(outcome.consumption[0]) == pytest.approx(12_000.0)  # a zero earner receives exactly G
+    assert float(net_tax.sum()) == pytest.approx(0.0, abs=1e-8)  # the budget balances
+
+
+@pytest.mark.parametrize("guarantee", [0.0, 20_000.0, 30_000.0])
+def test_the_guarantee_is_what_a_zero_earner_lives_on_even_without_phase_out(guarantee):
+    policy = make_mechanism("negative_income_tax").compile(torch.tensor([guarantee, 0.0], dtype=D))
+    z = torch.tensor([0.0, 30_000.0, 90_000.0], dtype=D)
+    outcome = _settle_incomes(policy, z)
+    assert float(outcome.consumption[0]) == pytest.approx(guarantee)
+    assert float(outcome.funding_rate) == pytest.approx(guarantee / 40_000.0)  # t = G / mean income
+
+
+def test_an_unfundable_guarantee_shows_as_a_deficit():
+    policy = make_mechanism("negative_income_tax").compile(torch.tensor([30_000.0, 0.5], dtype=D))
+    outcome = _settle_incomes(policy, torch.tensor([0.0, 0.0, 10_000.0], dtype=D))
+    assert float(outcome.funding_rate) == pytest.approx(0.5)  # capped: no marginal rate above 100%
+    assert aggregates(outcome, 168.0)["budget_balance"] < -20_000
 
 
 def test_clip_projects_onto_the_bounds():
     m = make_mechanism("negative_income_tax")
-    clipped = m.clip(torch.tensor([0.9, -5.0, float("nan")], dtype=D))
-    assert clipped.tolist() == [0.6, 0.0, 0.0]
+    clipped = m.clip(torch.tensor([50_000.0, float("nan")], dtype=D))
+    assert clipped.tolist() == [30_000.0, 0.0]
 
 
 def _install_entry_point(tmp_path, monkeypatch):
@@ -105,3 +130,81 @@ def test_a_plugin_registered_by_entry_point_works_with_an_unchanged_planner(tmp_
     theta = planner.propose(0, [], population_model)
     assert planner.evaluations == 60
     assert population_model.evaluate(m, theta.unsqueeze(0))[0] >= population_model.evaluate(m, m.initial().unsqueeze(0))[0]
+
+
+@pytest.mark.parametrize("kind", ["rational", "bounded"])
+def test_the_share_not_working_responds_to_the_guarantee(kind):
+    """With an extensive margin (19% at 0 h under US 2024), a larger guarantee, paid for by a
+    higher flat rate, keeps more workers at 0 h; the zero earners live on exactly G and the
+    budget balances at the fixed point workers and budget reach."""
+    from llm_economist.config import load_config
+    from llm_economist.economy.outcome import hours_shares
+    from llm_economist.factory import build_setup
+
+    model = build_setup(load_config(None, ["population.n_agents=500", "economy.share_not_working=0.19",
+                                           f"workers.kind={kind}"])).model
+    nit = make_mechanism("negative_income_tax")
+    shares = []
+    for guarantee in (0.0, 7_500.0, 15_000.0, 22_500.0):
+        outcome = model.respond(nit.compile(torch.tensor([guarantee, 0.25], dtype=D)))
+        assert float(outcome.tax.mean() - outcome.transfer.reshape(-1)[0]) == pytest.approx(0.0, abs=1.0)
+        if kind == "rational":
+            idle = outcome.hours == 0
+            assert torch.allclose(outcome.consumption[idle], torch.full_like(outcome.consumption[idle], guarantee))
+            shares.append(hours_shares(outcome.hours, 80.0)["share_zero_hours"])
+        else:
+            shares.append(float(model.workers.probabilities(model.wage, *nit.compile(
+                torch.tensor([guarantee, 0.25], dtype=D)).faced(outcome.funding_rate))[..., 0].mean()))
+    assert all(later > earlier + 0.01 for earlier, later in zip(shares, shares[1:]))
+
+
+def test_us_taxes_on_earnings_by_hand():
+    """2024, single filer, by hand: income tax on earnings above the $14,600 deduction, payroll
+    tax (6.2% to $168,600, 1.45%, 0.9% above $200,000) and the childless EITC (7.65% phase-in to
+    $8,260, $632 at most, phased out at 7.65% from $10,330)."""
+    us = make_mechanism("us_tax_2024", filing="single")
+    z = torch.tensor([0.0, 8_000.0, 12_000.0, 50_000.0, 250_000.0], dtype=D)
+    expected = [
+        0.0,
+        0.0765 * 8_000 - 0.0765 * 8_000,  # payroll paid back by the credit's phase-in
+        0.0765 * 12_000 - (632.0 - 0.0765 * (12_000 - 10_330)),
+        1_160.0 + 0.12 * (35_400 - 11_600) + 0.0765 * 50_000,
+        39_110.50 + 0.32 * (235_400 - 191_950) + 0.062 * 168_600 + 0.0145 * 250_000 + 0.009 * 50_000,
+    ]
+    assert us.compile(us.initial()).schedule.tax(z).tolist() == pytest.approx(expected, abs=1e-6)
+    bare = make_mechanism("us_tax_2024", payroll=False, eitc=False, standard_deduction=False, filing="single")
+    assert torch.allclose(bare.compile(bare.initial()).schedule.tax(z), TaxSchedule.us_federal_2024().tax(z))
+    # Without the payroll tax the credit's phase-in is a subsidy: a negative marginal rate.
+    credit_only = make_mechanism("us_tax_2024", payroll=False, filing="single")
+    assert float(credit_only.compile(credit_only.initial()).schedule.tax(z[1:2])) == pytest.approx(-612.0)
+
+
+def test_us_revenue_kept_as_spending_shows_in_the_budget_balance():
+    us = make_mechanism("us_tax_2024", rebate_share=0.0, filing="single")
+    outcome = _settle_incomes(us.compile(us.initial()), torch.tensor([0.0, 50_000.0], dtype=D))
+    assert float(outcome.transfer) == 0.0 and float(outcome.consumption[0]) == 0.0
+    assert aggregates(outcome, 168.0)["budget_balance"] == pytest.approx(7_841.0 / 2)
+    assert "funds government spending" in us.describe()
+
+
+def test_us_taxes_by_filing_status_by_hand():
+    """Head of household, 1 child, $30,000: income tax 10% x (30,000 - 21,900), payroll 7.65%,
+    EITC $4,213 less 15.98% above $22,720. Married, one earner, 2 children, $40,000: 10% x
+    (40,000 - 29,200), payroll, EITC $6,960 less 21.06% above $29,640. Married, both spouses
+    workers, $60,000 each: half the joint tax on $120,000 (10% x 23,200 + 12% x 67,600, halved),
+    payroll. Married filing separately, $400,000: the separate brackets (37% from $365,600),
+    payroll with Additional Medicare above $125,000."""
+    groups = us_filing_groups(["head_of_household", "married_joint", "married_joint", "married_separate"], [1, 2, 0, 0], [1, 1, 2, 1])
+    us = make_mechanism("us_tax_2024")
+    policy = us.compile(us.initial())
+    assert policy.by_filing
+    z = torch.tensor([30_000.0, 40_000.0, 60_000.0, 400_000.0], dtype=D)
+    expected = [
+        810.0 + 0.0765 * 30_000 - (4_213.0 - 0.1598 * (30_000 - 22_720)),
+        1_080.0 + 0.0765 * 40_000 - (6_960.0 - 0.2106 * (40_000 - 29_640)),
+        (2_320.0 + 0.12 * (120_000 - 29_200 - 23_200)) / 2 + 0.0765 * 60_000,
+        105_660.75 + 0.062 * 168_600 + 0.0145 * 400_000 + 0.009 * (400_000 - 125_000),
+    ]
+    assert policy.for_agents(groups).schedule.tax(z).tolist() == pytest.approx(expected, abs=1e-6)
+    with pytest.raises(ValueError, match="filing"):
+        policy.for_agents(None)

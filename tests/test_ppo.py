@@ -47,6 +47,27 @@ def test_ppo_takes_part_in_a_comparison_and_its_training_curve_reaches_the_repor
     assert [steps for steps, _ in curve] == [128, 256]
     text = write_report(tmp_path).read_text()
     assert "](training_curve.png)" in text and (tmp_path / "training_curve.png").is_file()
+    saved = tmp_path / "seed_0" / "planners" / "ppo"
+    assert {p.name for p in saved.iterdir()} == {"ppo_policy.zip", "ppo_vecnormalize.pkl"}
+
+
+def test_the_saved_policy_chooses_the_parameters_the_planner_held(three_brackets, tmp_path):
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    from llm_economist.envs.planner_env import PlannerEnv
+
+    model, mechanism = three_brackets
+    planner = PPOPlanner(mechanism, timesteps=256, n_steps=128, seed=3)
+    held = planner.propose(0, [], model)
+    for name, data in planner.artifacts.items():
+        (tmp_path / name).write_bytes(data)
+    env = VecNormalize.load(str(tmp_path / "ppo_vecnormalize.pkl"),
+                            DummyVecEnv([lambda: PlannerEnv(model.wage, mechanism, model.prefs, model.workers, steps_per_year=1, years=1)]))
+    env.training = False
+    agent = PPO.load(tmp_path / "ppo_policy.zip", device="cpu")
+    action, _ = agent.predict(env.reset(), deterministic=True)
+    assert torch.equal(env.venv.envs[0].unwrapped.parameters_of(action[0]), held)
 
 
 @pytest.mark.parametrize("options, name", [({"timesteps": 0}, "timesteps"), ({"n_steps": 1}, "n_steps"),

@@ -98,7 +98,7 @@ def test_report_states_what_was_run_with_correct_counts(full_run):
 def test_a_planner_that_brings_its_own_mechanism_is_named_as_such(full_run):
     _, _, text = full_run
     assert "saez (`saez`, sets `three_bracket`)" in text
-    assert "us_federal (`us_federal`, brings its own mechanism, `us_federal_2024`)" in text
+    assert "us_federal (`us_federal`, brings its own mechanism, `us_tax_2024`)" in text
     assert "no_tax (baseline: no tax, no transfer)" in text
 
 

@@ -132,6 +132,9 @@ def episode_frame(setup: Setup, episode: int) -> pd.DataFrame:
         for year in range(config.economy.years):
             theta = planner.mechanism.validate(planner.propose(year, history, model))
             policy = planner.mechanism.compile(theta)
+            if policy.by_filing or policy.funding != "rebate":
+                raise ValueError(f"distill collect: planners.{planner_config.name}: its mechanism {planner.mechanism.name} taxes by "
+                                 "filing status or funds itself with a flat rate; traces record one schedule with an equal rebate")
             schedule = {
                 "cutoffs": policy.schedule.cutoffs.tolist(), "rates": policy.schedule.rates.detach().reshape(-1).tolist(),
                 "lump_sum": float(torch.as_tensor(policy.lump_sum)), "rebate_share": float(policy.rebate_share),

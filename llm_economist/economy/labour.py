@@ -18,6 +18,8 @@ use an evenly spaced grid (``hour_bins``); language-model workers state 10-hour 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 
@@ -25,8 +27,7 @@ from .tax import TaxSchedule
 from .utility import (
     WEEKS_PER_YEAR,
     Preferences,
-    consumption_utility,
-    labour_disutility,
+    annual_income,
     marginal_consumption_utility,
     utility,
     utility_scale,
@@ -72,7 +73,7 @@ def _quasi_linear_convex_hours(wage: Tensor, schedule: TaxSchedule, prefs: Prefe
     whose floor binds is a kink where the worker bunches), then hours are capped.
     """
     per_hour = WEEKS_PER_YEAR * wage  # (N,)
-    keep = (1.0 - schedule.rates).clamp(min=0.0).pow(prefs.elasticity).unsqueeze(-2)  # (..., 1, K)
+    keep = (1.0 - schedule.agent_rates).clamp(min=0.0).pow(prefs.elasticity)  # (..., 1 or N, K)
     desired = (per_hour * (per_hour / prefs.psi).pow(prefs.elasticity)).unsqueeze(-1) * keep  # (..., N, K)
     z = torch.maximum(desired, schedule.cutoffs).min(dim=-1).values
     return (z / per_hour).clamp(max=prefs.max_hours)
@@ -80,7 +81,8 @@ def _quasi_linear_convex_hours(wage: Tensor, schedule: TaxSchedule, prefs: Prefe
 
 def best_response_hours(wage: Tensor, schedule: TaxSchedule, transfer, prefs: Preferences) -> Tensor:
     """Utility-maximising weekly hours (..., N) for wages (N,) under rates (..., K)."""
-    if prefs.eta == 0.0 and bool((schedule.rates[..., 1:] >= schedule.rates[..., :-1]).all()):
+    convex = bool((schedule.rates[..., 1:] >= schedule.rates[..., :-1]).all())
+    if prefs.eta == 0.0 and convex and not prefs.has_fixed_cost:
         return _quasi_linear_convex_hours(wage, schedule, prefs)
     return _best_of_segments(wage, schedule, transfer, prefs)
 
@@ -88,26 +90,52 @@ def best_response_hours(wage: Tensor, schedule: TaxSchedule, transfer, prefs: Pr
 def _best_of_segments(wage: Tensor, schedule: TaxSchedule, transfer, prefs: Preferences) -> Tensor:
     """The general case: optimise on every bracket's linear segment, keep the best."""
     income_per_hour = (WEEKS_PER_YEAR * wage).unsqueeze(-1)  # (N, 1)
-    cut = schedule.cutoffs
-    upper = torch.cat([cut[1:], cut.new_full((1,), float("inf"))])
+    cut = schedule.cutoffs  # (K,) or (N, K)
+    upper = cut + schedule.widths
     lo_full = cut / income_per_hour  # (N, K)
     lo = lo_full.clamp(max=prefs.max_hours)
     hi = (upper / income_per_hour).clamp(max=prefs.max_hours)
     reachable = lo_full < prefs.max_hours  # bracket 0 always reachable (lo = 0)
 
-    rates = schedule.rates.unsqueeze(-2)  # (..., 1, K)
+    rates = schedule.agent_rates  # (..., 1 or N, K)
+    owed = schedule.tax_at_cutoffs() if schedule.per_agent else schedule.tax_at_cutoffs().unsqueeze(-2)
     a = income_per_hour * (1.0 - rates)  # (..., N, K)
-    b = _transfer_per_choice(transfer, rates) - schedule.tax_at_cutoffs().unsqueeze(-2) + rates * cut  # (..., 1, K)
+    b = _transfer_per_choice(transfer, rates) - owed + rates * cut  # (..., 1 or N, K)
     a, b, lo, hi = torch.broadcast_tensors(a, b, lo, hi)
     # Below the consumption floor utility no longer rises with income, so a segment's objective
-    # is concave only where consumption clears the floor: its lower end is a candidate too.
-    interior = _segment_optimum(a, b, lo, hi, prefs)
+    # is concave only where consumption clears the floor: its lower end is a candidate too. A
+    # fixed cost of working lowers consumption at every positive hour, 0 h (bracket 0's lower
+    # end) excepted.
+    interior = _segment_optimum(a, b - prefs.cost(-2), lo, hi, prefs)
     h = torch.cat([interior, lo], dim=-1)  # (..., N, 2K): each segment's optimum, then its lower end
     a, b, reachable = torch.cat([a, a], dim=-1), torch.cat([b, b], dim=-1), torch.cat([reachable, reachable], dim=-1)
-    u = consumption_utility(a * h + b, prefs.eta) - labour_disutility(h, prefs.psi, prefs.elasticity)
+    u = utility(a * h + b, h, prefs, agent_axis=-2)
     u = u.masked_fill(~reachable, float("-inf"))
     best = u.argmax(dim=-1, keepdim=True)
     return torch.gather(h, -1, best).squeeze(-1)
+
+
+def reservation_cost(wage: Tensor, schedule: TaxSchedule, transfer, prefs: Preferences) -> Tensor:
+    """(N,) the largest fixed cost of working at which each worker still works: what working is
+    worth to it in $ of consumption under this schedule (0 where it is worth nothing).
+
+    Quasi-linear: the utility gain of the best positive hours over 0 h. Otherwise the cost moves
+    the hours chosen (income effects), so bisection on the cost finds where working stops paying.
+    """
+    free = replace(prefs, fixed_cost=0.0)
+    hours = best_response_hours(wage, schedule, transfer, free)
+    z = annual_income(wage, hours)
+    transfer = torch.as_tensor(transfer, dtype=wage.dtype)
+    gain = (utility(z - schedule.tax(z) + transfer, hours, free) - utility(transfer.expand_as(z), torch.zeros_like(z), free)).clamp(min=0.0)
+    if prefs.eta == 0.0:
+        return gain
+    # Working never pays more than twice what the cap's hours earn (rates lie in [0, 1]).
+    low, high = torch.zeros_like(z), 2.0 * annual_income(wage, torch.full_like(z, prefs.max_hours)) + 1.0
+    for _ in range(_BISECTION_STEPS):
+        mid = 0.5 * (low + high)
+        works = best_response_hours(wage, schedule, transfer, replace(prefs, fixed_cost=mid)) > 0
+        low, high = torch.where(works, mid, low), torch.where(works, high, mid)
+    return torch.where(hours > 0, 0.5 * (low + high), torch.zeros_like(z))
 
 
 def hour_bins(max_hours: float, n_bins: int, dtype=torch.float64) -> Tensor:
@@ -159,10 +187,8 @@ def logit_hour_probabilities(
     if not temperature > 0:
         raise ValueError(f"logit response: temperature must be positive, got {temperature}")
     z = WEEKS_PER_YEAR * wage.unsqueeze(-1) * bins  # (N, B)
-    batch = schedule.rates.shape[:-1]
-    flat = z.reshape(*([1] * len(batch)), -1).expand(*batch, z.numel()) if batch else z.reshape(-1)
-    taxes = schedule.tax(flat).reshape(*batch, *z.shape)  # (..., N, B)
-    u = utility(z - taxes + _transfer_per_choice(transfer, z), bins, prefs)  # (..., N, B)
+    taxes = schedule.tax_of_choices(z)  # (..., N, B)
+    u = utility(z - taxes + _transfer_per_choice(transfer, z), bins, prefs, agent_axis=-2)  # (..., N, B)
     scale = utility_scale(wage, prefs.eta).unsqueeze(-1)  # (N, 1)
     return torch.softmax(u / (temperature * scale), dim=-1)
 
@@ -170,7 +196,8 @@ def logit_hour_probabilities(
 def calibrate_psi(
     wage: Tensor, schedule: TaxSchedule, prefs: Preferences, target_median_hours: float = 40.0, transfer: float = 0.0
 ) -> Preferences:
-    """Preferences whose psi makes the median worker's best response `target_median_hours`.
+    """Preferences whose psi makes the median worker's best response `target_median_hours`, the
+    median over those who work (all of them without a fixed cost of working).
 
     Median hours fall monotonically as psi rises, so bisection on log psi finds it.
     """
@@ -180,7 +207,8 @@ def calibrate_psi(
     for _ in range(80):
         mid = 0.5 * (lo + hi)
         hours = best_response_hours(wage, schedule, transfer, prefs.with_psi(float(torch.exp(torch.tensor(mid)))))
-        if hours.median() > target_median_hours:
+        working = hours[hours > 0]
+        if working.numel() and working.median() > target_median_hours:
             lo = mid
         else:
             hi = mid

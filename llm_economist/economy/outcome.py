@@ -15,7 +15,8 @@ Tensor = torch.Tensor
 
 @dataclass(frozen=True)
 class Outcome:
-    """One period for every agent, annual $ terms; all fields (..., N) except `transfer` (..., 1)."""
+    """One period for every agent, annual $ terms; all fields (..., N) except `transfer` and
+    `funding_rate` (..., 1), the flat rate that paid for the transfer where the policy is funded so."""
 
     hours: Tensor
     income: Tensor
@@ -23,6 +24,7 @@ class Outcome:
     transfer: Tensor
     consumption: Tensor
     utility: Tensor
+    funding_rate: Tensor | None = None
 
     @property
     def revenue(self) -> Tensor:
@@ -31,12 +33,11 @@ class Outcome:
 
 
 def settle(wage: Tensor, hours: Tensor, policy: Policy, prefs: Preferences) -> Outcome:
-    """z = 52 w h, T(z), transfer from everyone's taxes, c = z - T(z) + transfer, u(c, h)."""
+    """z = 52 w h, taxes and the transfer as the policy levies them, c = z - T + transfer, u(c, h)."""
     z = annual_income(wage, hours)
-    taxes = policy.schedule.tax(z)
-    transfer = policy.transfer(taxes)
+    taxes, transfer, funding_rate = policy.levy(z)
     c = z - taxes + transfer
-    return Outcome(hours, z, taxes, transfer, c, utility(c, hours, prefs))
+    return Outcome(hours, z, taxes, transfer, c, utility(c, hours, prefs), funding_rate)
 
 
 def hours_shares(hours: Tensor, max_hours: float) -> dict[str, float]:
@@ -54,6 +55,8 @@ def aggregates(outcome: Outcome, max_hours: float) -> dict[str, float]:
         "output": float(outcome.income.mean()),
         "revenue": float(outcome.revenue),
         "transfer": float(outcome.transfer.reshape(-1)[0]),
+        # Revenue the transfers leave over ($ per agent): 0 when all of it is paid back.
+        "budget_balance": float(outcome.revenue - outcome.transfer.reshape(-1)[0]),
         # Rounding can leave -1e-17 for equal incomes.
         "gini_income": float(gini(outcome.income).clamp(0.0, 1.0)),
         "gini_consumption": float(gini(outcome.consumption).clamp(0.0, 1.0)),

@@ -21,35 +21,73 @@ Tensor = torch.Tensor
 # end (a negative income tax with no phase-out). Prompts and plots leave such cutoffs out.
 NEVER_REACHED_INCOME = 1e12
 
+# 2024 federal income tax on taxable income, single filer (IRS Rev. Proc. 2023-34, sec. 3.01).
 US_FEDERAL_2024_CUTOFFS = (0.0, 11_600.0, 47_150.0, 100_525.0, 191_950.0, 243_725.0, 609_350.0)
 US_FEDERAL_2024_RATES = (0.10, 0.12, 0.22, 0.24, 0.32, 0.35, 0.37)
 
 
 @dataclass(frozen=True)
+class USFiler2024:
+    """How the 2024 US taxes on earnings treat one filing status (IRS Rev. Proc. 2023-34: brackets
+    sec. 3.01, standard deduction sec. 3.15, EITC sec. 3.06; Additional Medicare tax thresholds,
+    IRC sec. 3101(b)(2))."""
+
+    cutoffs: tuple[float, ...]  # statutory brackets of taxable income, rates US_FEDERAL_2024_RATES
+    deduction: float
+    eitc_shift: float | None  # how much later the EITC phases out than for unmarried filers (None: no EITC)
+    medicare_threshold: float  # wages above which the 0.9% Additional Medicare tax applies
+
+
+US_2024_FILERS = {
+    "single": USFiler2024(US_FEDERAL_2024_CUTOFFS, 14_600.0, 0.0, 200_000.0),
+    "married_separate": USFiler2024((0.0, 11_600.0, 47_150.0, 100_525.0, 191_950.0, 243_725.0, 365_600.0), 14_600.0, None, 125_000.0),
+    "head_of_household": USFiler2024((0.0, 16_550.0, 63_100.0, 100_500.0, 191_950.0, 243_700.0, 609_350.0), 21_900.0, 0.0, 200_000.0),
+    "married_joint": USFiler2024((0.0, 23_200.0, 94_300.0, 201_050.0, 383_900.0, 487_450.0, 731_200.0), 29_200.0, 6_920.0, 250_000.0),
+}
+# EITC by qualifying children (0, 1, 2, 3 or more): phase-in rate, maximum credit, phase-out rate,
+# and where the phase-out starts for unmarried filers (married filing jointly: $6,920 later). The
+# credit reaches its maximum at max / phase-in rate ($8,261, $12,391, $17,400, $17,400; the table
+# rounds the first two to $8,260 and $12,390) and is gone at start + max / phase-out rate.
+US_2024_EITC = ((0.0765, 632.0, 0.0765, 10_330.0), (0.34, 4_213.0, 0.1598, 22_720.0),
+                (0.40, 6_960.0, 0.2106, 22_720.0), (0.45, 7_830.0, 0.2106, 22_720.0))
+# Employee payroll tax on wages: Social Security 6.2% up to the $168,600 wage base (SSA, 2024),
+# Medicare 1.45% on all wages (plus 0.9% above the filer's threshold).
+US_2024_SOCIAL_SECURITY = (0.062, 168_600.0)
+US_2024_MEDICARE, US_2024_ADDITIONAL_MEDICARE = 0.0145, 0.009
+
+
+@dataclass(frozen=True)
 class TaxSchedule:
-    """Cutoffs (K,) in $/year and marginal rates (..., K) in [0, 1]; the top bracket is open."""
+    """Cutoffs (K,) in $/year and marginal rates (..., K) in [-1, 1]; the top bracket is open.
+
+    One schedule per agent: cutoffs (N, K) and rates (..., N, K), agent i's in row i (taxes that
+    depend on who files: `USTax2024`). Incomes are then (..., N), agents in the same order.
+    """
 
     cutoffs: Tensor
     rates: Tensor
 
     def __post_init__(self) -> None:
         cutoffs, rates = self.cutoffs, self.rates
-        if cutoffs.ndim != 1 or cutoffs.numel() < 1:
+        if cutoffs.ndim not in (1, 2) or cutoffs.shape[-1] < 1:
             raise ValueError(f"tax schedule: cutoffs must be a 1-D list with at least one entry, got shape {tuple(cutoffs.shape)}")
-        if rates.ndim < 1 or rates.shape[-1] != cutoffs.numel():
+        if rates.ndim < cutoffs.ndim or rates.shape[-1] != cutoffs.shape[-1]:
             raise ValueError(
-                f"tax schedule: {cutoffs.numel()} cutoffs need {cutoffs.numel()} rates, got rates of shape {tuple(rates.shape)}"
+                f"tax schedule: {cutoffs.shape[-1]} cutoffs need {cutoffs.shape[-1]} rates, got rates of shape {tuple(rates.shape)}"
             )
+        if cutoffs.ndim == 2 and rates.shape[-2] != cutoffs.shape[0]:
+            raise ValueError(f"tax schedule: {cutoffs.shape[0]} agents' cutoffs need as many rows of rates, got {tuple(rates.shape)}")
         c, r = cutoffs.detach(), rates.detach()
         if not torch.isfinite(c).all():
             raise ValueError(f"tax schedule: cutoffs must be finite, got {c.tolist()}")
-        if c[0] != 0:
-            raise ValueError(f"tax schedule: the first cutoff must be 0, got {c[0].item():g}")
-        if (c[1:] <= c[:-1]).any():
+        if (c[..., 0] != 0).any():
+            raise ValueError(f"tax schedule: the first cutoff must be 0, got {c[..., 0].max().item():g}")
+        if (c[..., 1:] <= c[..., :-1]).any():
             raise ValueError(f"tax schedule: cutoffs must be strictly increasing, got {c.tolist()}")
-        if not torch.isfinite(r).all() or (r < 0).any() or (r > 1).any():
-            bad = r[~torch.isfinite(r) | (r < 0) | (r > 1)]
-            raise ValueError(f"tax schedule: marginal rates must lie in [0, 1], got {bad.flatten()[:5].tolist()}")
+        # A negative rate is a subsidy per $ earned (the phase-in of an earned income credit).
+        if not torch.isfinite(r).all() or (r < -1).any() or (r > 1).any():
+            bad = r[~torch.isfinite(r) | (r < -1) | (r > 1)]
+            raise ValueError(f"tax schedule: marginal rates must lie in [-1, 1], got {bad.flatten()[:5].tolist()}")
 
     @classmethod
     def from_lists(cls, cutoffs, rates, dtype=torch.float64) -> "TaxSchedule":
@@ -61,26 +99,50 @@ class TaxSchedule:
 
     @property
     def n_brackets(self) -> int:
-        return self.cutoffs.numel()
+        return self.cutoffs.shape[-1]
+
+    @property
+    def per_agent(self) -> bool:
+        return self.cutoffs.ndim == 2
+
+    @property
+    def batch_shape(self) -> torch.Size:
+        """The leading dims that index schedules in a batch (candidates a planner weighs at once)."""
+        return self.rates.shape[:-2] if self.per_agent else self.rates.shape[:-1]
+
+    @property
+    def agent_rates(self) -> Tensor:
+        """(..., N or 1, K): the rates with an agent axis, to broadcast against (..., N, K)."""
+        return self.rates if self.per_agent else self.rates.unsqueeze(-2)
+
+    def for_agent(self, i: int) -> "TaxSchedule":
+        """Agent i's own schedule (the schedule itself when all share one)."""
+        return TaxSchedule(self.cutoffs[i], self.rates[..., i, :]) if self.per_agent else self
 
     @property
     def widths(self) -> Tensor:
-        """(K,) bracket widths c_{j+1} - c_j; the open top bracket has width +inf."""
-        inf = torch.full((1,), float("inf"), dtype=self.cutoffs.dtype, device=self.cutoffs.device)
-        return torch.cat([self.cutoffs[1:] - self.cutoffs[:-1], inf])
+        """(K,) or (N, K) bracket widths c_{j+1} - c_j; the open top bracket has width +inf."""
+        c = self.cutoffs
+        return torch.cat([c[..., 1:] - c[..., :-1], torch.full_like(c[..., :1], float("inf"))], dim=-1)
 
     def tax_at_cutoffs(self) -> Tensor:
         """(..., K) tax owed at each cutoff: T(c_j) = sum_{k<j} tau_k (c_{k+1} - c_k)."""
-        full = self.rates[..., :-1] * (self.cutoffs[1:] - self.cutoffs[:-1])
+        c = self.cutoffs
+        full = self.rates[..., :-1] * (c[..., 1:] - c[..., :-1])
         zero = torch.zeros_like(self.rates[..., :1])
         return torch.cat([zero, torch.cumsum(full, dim=-1)], dim=-1)
 
     def bracket_index(self, z: Tensor) -> Tensor:
         """(..., N) index j of the bracket with c_j <= z < c_{j+1} (negative incomes count as bracket 0)."""
+        if self.per_agent:
+            return ((z.detach().unsqueeze(-1) >= self.cutoffs).sum(dim=-1) - 1).clamp_(min=0)
         return (torch.searchsorted(self.cutoffs, z.detach().contiguous(), right=True) - 1).clamp_(min=0)
 
     def _per_bracket(self, values: Tensor, idx: Tensor) -> Tensor:
-        """Gather (..., K) per-bracket values at (..., N) bracket indices, broadcasting batch dims."""
+        """Gather per-bracket values, (..., K) or per agent (..., N, K), at (..., N) bracket indices."""
+        if self.per_agent:
+            batch = torch.broadcast_shapes(values.shape[:-1], idx.shape)
+            return torch.gather(values.expand(*batch, values.shape[-1]), -1, idx.expand(batch).unsqueeze(-1)).squeeze(-1)
         batch = torch.broadcast_shapes(values.shape[:-1], idx.shape[:-1])
         values = values.expand(*batch, values.shape[-1])
         idx = idx.expand(*batch, idx.shape[-1])
@@ -91,7 +153,17 @@ class TaxSchedule:
         idx = self.bracket_index(z)
         base = self._per_bracket(self.tax_at_cutoffs(), idx)
         rate = self._per_bracket(self.rates, idx)
-        return base + rate * (z - self.cutoffs[idx])
+        start = self._per_bracket(self.cutoffs, idx) if self.per_agent else self.cutoffs[idx]
+        return base + rate * (z - start)
+
+    def tax_of_choices(self, z: Tensor) -> Tensor:
+        """T(z) for incomes (..., N, B), B choices per agent (the agent axis second to last)."""
+        if self.per_agent:  # sum over brackets of rate x income inside it
+            inside = torch.minimum((z.unsqueeze(-1) - self.cutoffs.unsqueeze(-2)).clamp(min=0), self.widths.unsqueeze(-2))
+            return (self.rates.unsqueeze(-2) * inside).sum(dim=-1)
+        batch = torch.broadcast_shapes(self.rates.shape[:-1], z.shape[:-2])
+        flat = z.expand(*batch, *z.shape[-2:]).reshape(*batch, -1)
+        return self.tax(flat).reshape(*batch, *z.shape[-2:])
 
     def marginal_rate(self, z: Tensor) -> Tensor:
         """T'(z): the rate of the bracket that contains z (the upper one at a cutoff)."""
@@ -107,7 +179,9 @@ class TaxSchedule:
         return torch.minimum((z.unsqueeze(-1) - self.cutoffs).clamp(min=0), self.widths)
 
     def describe(self) -> str:
-        """Plain-words schedule, one bracket per line."""
+        """Plain-words schedule, one bracket per line (the first agent's where each has its own)."""
+        if self.per_agent:
+            return self.for_agent(0).describe()
         lines = []
         cut = self.cutoffs.tolist()
         rates = self.rates.detach().reshape(-1, self.n_brackets)[0].tolist()

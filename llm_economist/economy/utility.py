@@ -1,8 +1,10 @@
 """Worker utility: isoelastic consumption utility minus isoelastic labour disutility.
 
-    u(c, h) = (c^(1-eta) - 1) / (1 - eta) - psi * h^(1 + 1/eps) / (1 + 1/eps)
+    u(c, h) = ((c - F 1[h > 0])^(1-eta) - 1) / (1 - eta) - psi * h^(1 + 1/eps) / (1 + 1/eps)
 
-eta is the curvature of consumption utility (eta = 1 is log; eta = 0 is quasi-linear, where the
+F is a fixed cost of working at all ($/year: travel, childcare, the job search), one per worker
+when the population has an extensive margin (`Preferences.fixed_cost`), so that some workers
+choose 0 h and participation responds to taxes (Cogan 1981; Saez 2002). eta is the curvature of consumption utility (eta = 1 is log; eta = 0 is quasi-linear, where the
 elasticity of taxable income is exactly eps and there are no income effects). Hours are per week,
 consumption and income per year: z = WEEKS_PER_YEAR * wage * hours.
 """
@@ -24,12 +26,14 @@ MIN_CONSUMPTION = 1.0
 
 @dataclass(frozen=True)
 class Preferences:
-    """Shared preference parameters; psi is usually set by `calibrate_psi`."""
+    """Preference parameters; psi is usually set by `calibrate_psi`, the fixed costs (N,) by the
+    participation calibration (`factory.calibrated_preferences`)."""
 
     eta: float = 0.0
     elasticity: float = 0.5
     psi: float = 1.0
     max_hours: float = 80.0
+    fixed_cost: Tensor | float = 0.0  # $/year given up by working any hours, per worker or one for all
 
     def __post_init__(self) -> None:
         checks = {
@@ -42,9 +46,22 @@ class Preferences:
                 raise ValueError(f"preferences: {name} must lie in [{lo}, {hi}], got {value}")
         if not self.psi > 0:
             raise ValueError(f"preferences: psi must be positive, got {self.psi}")
+        cost = torch.as_tensor(self.fixed_cost)
+        if not (torch.isfinite(cost).all() and (cost >= 0).all()):
+            raise ValueError("preferences: fixed_cost must be finite and non-negative")
 
     def with_psi(self, psi: float) -> "Preferences":
         return replace(self, psi=float(psi))
+
+    @property
+    def has_fixed_cost(self) -> bool:
+        return bool((torch.as_tensor(self.fixed_cost) > 0).any())
+
+    def cost(self, agent_axis: int = -1) -> Tensor | float:
+        """The fixed cost shaped so agents sit on `agent_axis` (-1: (..., N); -2: (..., N, choices))."""
+        if not torch.is_tensor(self.fixed_cost):
+            return float(self.fixed_cost)
+        return self.fixed_cost.reshape(-1, *([1] * (-agent_axis - 1)))
 
 
 def annual_income(wage: Tensor, hours: Tensor) -> Tensor:
@@ -73,7 +90,10 @@ def labour_disutility(h: Tensor, psi: float, elasticity: float) -> Tensor:
     return psi * h.clamp(min=0.0).pow(k) / k
 
 
-def utility(c: Tensor, h: Tensor, prefs: Preferences) -> Tensor:
+def utility(c: Tensor, h: Tensor, prefs: Preferences, agent_axis: int = -1) -> Tensor:
+    """u(c, h), the fixed cost paid where h > 0; agents on `agent_axis` of c (see `Preferences.cost`)."""
+    if prefs.has_fixed_cost:
+        c = c - prefs.cost(agent_axis) * (h > 0)
     return consumption_utility(c, prefs.eta) - labour_disutility(h, prefs.psi, prefs.elasticity)
 
 

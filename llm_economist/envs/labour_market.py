@@ -97,7 +97,8 @@ def check_mechanism(mechanism) -> Mechanism:
 
 def check_preferences(prefs, wage: Tensor) -> Preferences:
     """The given preferences, or those a run with the default economy calibrates (a 40 h median
-    under US 2024 rates), through the same builder function."""
+    under the 2024 US taxes, as single filers since the environment knows wages only), through the
+    same builder function."""
     if prefs is None:
         return calibrated_preferences(EconomyConfig(), wage)[0]
     if not isinstance(prefs, Preferences):
@@ -323,10 +324,11 @@ class LabourMarketEnv(ParallelEnv):
         n = self.n_workers
         if self._last is None:
             income = hours = torch.zeros(n, dtype=torch.float64)
-            transfer = torch.zeros(1, dtype=torch.float64)
+            expected = torch.zeros(1, dtype=torch.float64)
         else:
-            income, hours, transfer = self._last.income, self._last.hours, self._last.transfer.reshape(1)
-        schedule = self._policy.schedule
+            income, hours, expected = self._last.income, self._last.hours, self._policy.expectation(self._last)
+        faced, transfer = self._policy.faced(expected)  # the rules as a worker expecting last period's budget sees them
+        schedule, transfer = faced.schedule, transfer.reshape(1)
         year_fraction = (self._t % self.steps_per_year) / self.steps_per_year
         table = torch.stack(
             [

@@ -69,6 +69,7 @@ class PlannerEnv(gym.Env):
         welfare_name: str = DEFAULT_WELFARE,
         welfare_params: dict | None = None,
         render_mode: str | None = None,
+        filing=None,
     ) -> None:
         self.wage = check_wage(wage)
         self.mechanism = check_mechanism(mechanism)
@@ -78,7 +79,9 @@ class PlannerEnv(gym.Env):
         if not isinstance(workers, Workers):
             raise ValueError(f"workers: expected a Workers or None, got {type(workers).__name__}")
         self.workers = workers
-        self.model = PopulationModel(self.wage, self.prefs, workers, welfare_name, dict(welfare_params or {}))
+        # `filing`: each worker's filing group (N,), for mechanisms that tax by filing status.
+        self.model = PopulationModel(self.wage, self.prefs, workers, welfare_name, dict(welfare_params or {}),
+                                     filing=None if filing is None else torch.as_tensor(filing, dtype=torch.long))
         self.steps_per_year = check_count("steps_per_year", steps_per_year)
         self.years = check_count("years", years)
         self.welfare_name = welfare_name

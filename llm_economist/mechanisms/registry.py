@@ -8,13 +8,14 @@ from collections.abc import Callable
 from importlib.metadata import EntryPoint, entry_points
 
 from .base import Mechanism
-from .builtin import BracketTax, NegativeIncomeTax, flat, three_bracket, us_federal_2024
+from .builtin import BracketTax, NegativeIncomeTax, USTax2024, flat, three_bracket, us_federal_2024
 
 ENTRY_POINT_GROUP = "llm_economist.mechanisms"
 
 BUILTIN_MECHANISMS: dict[str, Callable[..., Mechanism]] = {
     "bracket_tax": BracketTax,
     "us_federal_2024": us_federal_2024,
+    "us_tax_2024": USTax2024,
     "three_bracket": three_bracket,
     "flat": flat,
     "negative_income_tax": NegativeIncomeTax,

@@ -47,6 +47,8 @@ class Planner(ABC):
         # One row per language-model proposal (planners that talk): its reason, tokens and
         # `failure` (None when usable), from which the runner counts fallbacks.
         self.log: list[dict] = []
+        # Files the planner leaves in the run directory (name -> bytes), e.g. a trained policy.
+        self.artifacts: dict[str, bytes] = {}
 
     def __getstate__(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k != "client"}

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 
 from ..mechanisms.base import Mechanism
-from ..mechanisms.builtin import flat, us_federal_2024
+from ..mechanisms.builtin import USTax2024, flat
 from ..population_model import PopulationModel
 from .base import Planner, YearRecord
 
@@ -30,9 +30,10 @@ class FixedPlanner(Planner):
         return self.theta.clone()
 
 
-def us_federal_planner(rebate_share: float = 1.0) -> FixedPlanner:
-    """US 2024 single-filer rates on their own brackets; revenue is rebated like every mechanism's."""
-    return FixedPlanner(us_federal_2024(rebate_share=rebate_share))
+def us_federal_planner(payroll: bool = True, eitc: bool = True, rebate_share: float = 1.0) -> FixedPlanner:
+    """The 2024 US taxes on a single filer's earnings (`USTax2024`): income tax above the standard
+    deduction, payroll tax and EITC; revenue is rebated equally unless rebate_share says otherwise."""
+    return FixedPlanner(USTax2024(payroll=payroll, eitc=eitc, rebate_share=rebate_share))
 
 
 def flat_planner(rate: float = 0.2, rebate_share: float = 1.0) -> FixedPlanner:

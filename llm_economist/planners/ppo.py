@@ -6,11 +6,16 @@ bounds) is built on the run's population model (rational, bounded or surrogate w
 `stable_baselines3.PPO` with an MLP policy trains on it for a stated budget of environment
 steps, observations normalised on the fly (incomes are in dollars, rates in fractions). The
 planner then holds the parameters its trained policy chooses deterministically from the first
-observation of an episode. The training curve (mean reward per rollout) is kept for the report;
-the network itself is not (planners pickle into checkpoints).
+observation of an episode. The training curve (mean reward per rollout) goes to the report, and
+the trained policy to the run directory: `planners/<label>/ppo_policy.zip` (load with
+`stable_baselines3.PPO.load`) and `ppo_vecnormalize.pkl` (the observation normaliser, load with
+`VecNormalize.load(path, venv)`).
 """
 
 from __future__ import annotations
+
+import io
+import pickle
 
 import torch
 
@@ -53,7 +58,7 @@ class PPOPlanner(OneShotPlanner):
 
         def make_env() -> PlannerEnv:
             return PlannerEnv(m.wage, self.mechanism, m.prefs, m.workers, steps_per_year=1, years=self.years_per_episode,
-                              welfare_name=m.welfare_name, welfare_params=m.welfare_params)
+                              welfare_name=m.welfare_name, welfare_params=m.welfare_params, filing=m.filing)
 
         curve = self.training_curve
 
@@ -72,4 +77,8 @@ class PPOPlanner(OneShotPlanner):
         env.training = False
         action, _ = agent.predict(env.reset(), deterministic=True)
         self.evaluations += self.timesteps
+        policy = io.BytesIO()
+        agent.save(policy)
+        # VecNormalize pickles without its environments, as its own `save` writes it.
+        self.artifacts = {"ppo_policy.zip": policy.getvalue(), "ppo_vecnormalize.pkl": pickle.dumps(env)}
         return env.venv.envs[0].unwrapped.parameters_of(action[0])

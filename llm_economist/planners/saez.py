@@ -107,6 +107,11 @@ class SaezPlanner(OneShotPlanner):
         return estimate
 
     def plan(self, population_model: PopulationModel) -> Tensor:
+        if population_model.prefs.has_fixed_cost:
+            self.notes.append(
+                "The workers have an extensive margin (fixed costs of working); this Saez formula counts only the "
+                "intensive response, so its rates are not the optimum where participation responds (Saez 2002)."
+            )
         return self.fixed_point(population_model, self.mechanism.initial())
 
     def fixed_point(self, population_model: PopulationModel, theta: Tensor) -> Tensor:

@@ -321,6 +321,19 @@ def _calibration(summary: dict, config: dict) -> str:
         f"schedule the median worker works {DASH if _missing(median) else f'{median:.1f}'} h/week; "
         f"{format_share(cal.get('share_zero_hours_us_2024'))} work 0 h and "
         f"{format_share(cal.get('share_at_cap_us_2024'))} sit at the cap" + (f" of {cap} h." if cap else ".")
+        + _margins(cal)
+    )
+
+
+def _margins(cal: dict) -> str:
+    """The elasticities the preferences were calibrated to, and the extensive margin's fixed costs."""
+    text = "" if _missing(cal.get("intensive_elasticity")) else f" Intensive-margin elasticity {cal['intensive_elasticity']:.2f}"
+    if _missing(cal.get("extensive_elasticity_us_2024")):
+        return text + ("; no extensive margin (everyone works; `economy.share_not_working` adds one)." if text else "")
+    return (
+        f"{text}; extensive-margin elasticity {cal['extensive_elasticity_us_2024']:.2f} (participation against take-home pay, "
+        f"measured at +-5%), from fixed costs of working with median ${cal['fixed_cost_median']:,.0f}/year and log-sd "
+        f"{cal['fixed_cost_log_sd']:.2f}."
     )
 
 

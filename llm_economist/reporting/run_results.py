@@ -29,7 +29,8 @@ PARAMETER_COLUMNS = ["planner", "mechanism", "year", "parameter", "value"]
 def outcome_frame(
     outcome: Outcome, policy: Policy, label: str, year: int, step: int, limit: int | None, columns: dict | None = None
 ) -> pd.DataFrame:
-    """Tidy rows (one per agent) of one step, for at most `limit` agents, with the decisions' extra columns."""
+    """Tidy rows (one per agent) of one step, for at most `limit` agents, with the decisions' extra columns;
+    `policy` as these agents face it (one schedule row per agent where it taxes by filing status)."""
     n = outcome.hours.shape[-1] if limit is None else min(limit, outcome.hours.shape[-1])
     frame = pd.DataFrame({name: getattr(outcome, name)[:n].detach().cpu().numpy() for name in TRACE_COLUMNS})
     frame.insert(0, "agent_id", range(n))
@@ -37,7 +38,8 @@ def outcome_frame(
     frame.insert(0, "year", year)
     frame.insert(0, "planner", label)
     frame["transfer"] = float(outcome.transfer.reshape(-1)[0])
-    frame["marginal_rate"] = policy.schedule.marginal_rate(outcome.income[:n]).detach().cpu().numpy()
+    faced, _ = policy.faced(policy.expectation(outcome))  # marginal rates include any funding rate
+    frame["marginal_rate"] = faced.schedule.marginal_rate(outcome.income)[:n].detach().cpu().numpy()
     for name, values in (columns or {}).items():
         frame[name] = values[:n].tolist() if isinstance(values, torch.Tensor) else list(values[:n])
     return frame
@@ -48,7 +50,8 @@ def tables(setup: Setup, runs: list[PlannerRun]) -> dict[str, pd.DataFrame]:
     finals = []
     for r in runs:
         columns = r.carried.last_decisions.columns if r.carried.last_decisions is not None else None
-        finals.append(outcome_frame(r.carried.last, r.policy, r.label, r.year - 1, len(r.metrics) - 1, None, columns))
+        policy = setup.model.resolve(r.policy)
+        finals.append(outcome_frame(r.carried.last, policy, r.label, r.year - 1, len(r.metrics) - 1, None, columns))
     metrics = [m for r in runs for m in r.metrics]
     out = {
         "metrics": pd.DataFrame(metrics) if metrics else pd.DataFrame(columns=METRIC_COLUMNS),
@@ -99,9 +102,9 @@ def summarise(setup: Setup, runs: list[PlannerRun], fingerprint: str, stopped: s
             **{k: v for k, v in final.items() if k != "welfare"},
             "parameters": mechanism.as_dict(r.history[-1].theta),
             "parameter_info": {p.name: {"description": p.description, "unit": p.unit} for p in mechanism.parameters},
-            "schedule": {
-                "cutoffs": policy.schedule.cutoffs.tolist(),
-                "rates": policy.schedule.rates.detach().tolist(),
+            "schedule": {  # by filing status: the first group's (a single filer without children)
+                "cutoffs": policy.schedule.for_agent(0).cutoffs.tolist(),
+                "rates": policy.schedule.for_agent(0).rates.detach().tolist(),
                 "lump_sum": float(torch.as_tensor(policy.lump_sum)),
             },
             "uses_population_model": r.planner.uses_population_model,
@@ -133,7 +136,7 @@ def summarise(setup: Setup, runs: list[PlannerRun], fingerprint: str, stopped: s
         "llm": llm_summary(setup, runs),
         "stopped": stopped,
         "planners": planners,
-        "caveats": caveats(setup),
+        "caveats": caveats(setup, runs),
     }
 
 
@@ -154,14 +157,29 @@ def llm_summary(setup: Setup, runs: list[PlannerRun]) -> dict | None:
     }
 
 
-def caveats(setup: Setup) -> list[str]:
+def revenue_use(policy: Policy) -> str:
+    """What a policy does with its net revenue, in words."""
+    if policy.funding == "flat_rate":
+        return "a flat rate on all income pays for the guarantee, nothing else is paid back"
+    if policy.rebate_share == 1:
+        return "paid back equally to every worker"
+    return f"{100 * policy.rebate_share:.0f}% paid back equally, the rest kept as government spending (not valued in welfare)"
+
+
+def caveats(setup: Setup, runs: list[PlannerRun]) -> list[str]:
     """What a reader must know about results from this config."""
     config = setup.config
+    uses: dict[str, list[str]] = {}
+    for r in runs:
+        if r.policy is not None:
+            uses.setdefault(revenue_use(r.policy), []).append(r.label)
     notes = [
         "Workers are simulated, not people: hours follow the stated utility model, calibrated only so that the "
-        "median worker works the target hours under the 2024 US schedule.",
-        "Every mechanism rebates its net revenue equally, including the US-federal baseline, whose real revenue "
-        "funds public spending; welfare comparisons are between rebated schedules.",
+        "median worker works the target hours under the 2024 US taxes on earnings.",
+        "Revenue: " + "; ".join(f"{', '.join(labels)}: {use}" for use, labels in uses.items()) + ". The US federal "
+        "baseline is the 2024 taxes on earnings by filing status (income tax above the standard deduction, payroll "
+        "tax, EITC); paying its revenue back equally, as the reference paper does, makes it a large basic income "
+        "the real US does not pay (`rebate_share: 0` keeps it as spending).",
     ]
     if config.workers.kind == "bounded":
         notes.append("Bounded-rational workers draw hours at random: realised welfare carries sampling noise of the period.")

@@ -93,14 +93,13 @@ def context_features(
 ) -> Tensor:
     """(..., N, B + 4) context of every agent under ``policy``, in the policy's dtype; batch dims follow the policy's."""
     schedule = policy.schedule
-    batch = schedule.rates.shape[:-1]
+    batch = schedule.batch_shape
     n, b = wage.shape[-1], bins.shape[0]
     dtype = schedule.rates.dtype
     wage = wage.to(dtype)
     full_time = annual_income(wage, torch.tensor(FULL_TIME_HOURS, dtype=dtype))  # (N,)
-    gross = annual_income(wage.unsqueeze(0), bins.to(dtype).unsqueeze(1))  # (B, N)
-    flat = gross.reshape(-1).expand(*batch, b * n)
-    keep = (flat - schedule.tax(flat)).reshape(*batch, b, n).transpose(-1, -2) / full_time.unsqueeze(-1)  # (..., N, B)
+    gross = annual_income(wage.unsqueeze(-1), bins.to(dtype))  # (N, B)
+    keep = (gross - schedule.tax_of_choices(gross)) / full_time.unsqueeze(-1)  # (..., N, B)
     transfer = torch.as_tensor(expected_transfer, dtype=dtype).expand(*batch, 1) / full_time  # (..., N)
     if last_income is None:
         rate = schedule.marginal_rate(full_time.expand(*batch, n))

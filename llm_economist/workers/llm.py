@@ -202,7 +202,7 @@ class LLMWorkers(Workers):
             lines.append("This is your first week under these rules.")
         else:
             z, tax, transfer = (float(last.income[agent]), float(last.tax[agent]), float(last.transfer.reshape(-1)[0]))
-            rate = float(obs.policy.schedule.marginal_rate(last.income[agent : agent + 1])[0])
+            rate = float(obs.policy.for_agent(agent).schedule.marginal_rate(last.income[agent : agent + 1])[0])
             lines.append(
                 f"Last week you worked {float(last.hours[agent]):.0f} h: yearly pace {_money(z)} earned, "
                 f"{_money(tax)} tax, {_money(transfer)} rebate, {_money(z - tax + transfer)} to spend; "
@@ -243,12 +243,15 @@ class LLMWorkers(Workers):
         )
 
     def act(self, obs: Observation, generator: torch.Generator) -> Decisions:
-        rules = schedule_line(obs.policy, float(obs.expected_transfer.reshape(-1)[0]))
-        shared = WORK_PROMPT.format(rules=rules, bins=", ".join(str(b) for b in self.bins))
+        transfer, bins = float(obs.expected_transfer.reshape(-1)[0]), ", ".join(str(b) for b in self.bins)
+
+        def shared(agent: int) -> str:  # the rules as they apply to this agent (its filing status)
+            return WORK_PROMPT.format(rules=schedule_line(obs.policy.for_agent(agent), transfer), bins=bins)
+
         speakers = [int(a) for a in self.representatives]
         checked = self._check_agents(obs) if obs.step == 0 else []
         asked = speakers + checked
-        replies = self.client.complete_many([self.request(a, obs, shared) for a in asked])
+        replies = self.client.complete_many([self.request(a, obs, shared(a)) for a in asked])
         previous = obs.last.hours if obs.last is not None else torch.full((self.n,), FALLBACK_HOURS)
         parsed = [self.parse(r, float(previous[a])) for r, a in zip(replies, asked)]
         voices, checks = parsed[: len(speakers)], parsed[len(speakers) :]
@@ -341,7 +344,7 @@ class LLMWorkers(Workers):
         approves only its first choice (counted as a fallback).
         """
         letters = [f"P{c + 1}" for c in range(len(platforms))]
-        policies = [mechanism.compile(p.theta) for p in platforms]
+        policies = [population_model.resolve(mechanism.compile(p.theta)) for p in platforms]
         transfers = [float(population_model.respond(policy).transfer.reshape(-1)[0]) for policy in policies]
         income = last.income if last is not None else population_model.respond(policies[0]).income
         keep = torch.stack([income - pol.schedule.tax(income) + t for pol, t in zip(policies, transfers)])  # (C, N)
@@ -359,7 +362,7 @@ class LLMWorkers(Workers):
         for a in (int(r) for r in self.representatives):
             z = float(income[a])
             options = [
-                f"{letter} ({p.name}): {schedule_line(pol, t)} For you at {_money(z)} a year: tax {_money(float(pol.schedule.tax(income[a : a + 1])[0]))}, "
+                f"{letter} ({p.name}): {schedule_line(pol.for_agent(a), t)} For you at {_money(z)} a year: tax {_money(float(pol.schedule.tax(income[a : a + 1])[0]))}, "
                 f"rebate {_money(t)}, you keep {_money(float(keep[c, a]))}."
                 for c, (letter, p, pol, t) in enumerate(zip(letters, platforms, policies, transfers))
             ]

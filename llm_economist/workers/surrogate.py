@@ -99,7 +99,7 @@ class SurrogateWorkers(Workers):
 
     def expected_hours(self, wage: Tensor, policy: Policy, transfer) -> Tensor:
         """(..., N) expected hours after ``horizon`` periods under ``policy``, differentiable in it."""
-        batch = policy.schedule.rates.shape[:-1]
+        batch = policy.schedule.batch_shape
         if batch:
             members = [self.expected_hours(wage, member, t) for member, t in _members(policy, transfer)]
             return torch.stack(members).reshape(*batch, -1)
@@ -118,7 +118,8 @@ class SurrogateWorkers(Workers):
 
 def _members(policy: Policy, transfer):
     """Each member of a batched policy (rates (..., K)), in row-major order, with its own transfer."""
-    rates = policy.schedule.rates.reshape(-1, policy.schedule.n_brackets)
+    s = policy.schedule
+    rates = s.rates.reshape(-1, *s.rates.shape[len(s.batch_shape):])
     lump = torch.as_tensor(policy.lump_sum, dtype=rates.dtype).reshape(-1)
     transfer = torch.as_tensor(0.0 if transfer is None else transfer, dtype=rates.dtype).reshape(-1)
     for g in range(rates.shape[0]):
