@@ -1,4 +1,5 @@
-"""`llm-economist`: run a planner, compare planners, welfare sensitivity, rebuild a report.
+"""`llm-economist`: run a planner, compare planners, probe a population's behaviour, welfare
+sensitivity, rebuild a report.
 
 Exit codes: 0 success; 1 a run failed; 2 invalid config, arguments or output directory (the
 message names the field or option); 3 the language-model server is unusable (refused
@@ -18,6 +19,7 @@ import click
 
 from .config import ConfigError, load_config
 
+PROBE_AGENTS = {"llm": 24, "other": 500}  # the behaviour probe's default sample
 OVERRIDE_HELP = "Override a config field, e.g. --set economy.years=3 --set population.n_agents=500 (repeatable)."
 EXIT_SERVER_UNUSABLE = 3
 
@@ -59,7 +61,7 @@ def _config(path: str, overrides: tuple[str, ...], seeds: int | None = None):
 
 def _execute(
     config_path: str, out: str | None, overrides: tuple[str, ...], seeds: int | None, resume: bool, overwrite: bool,
-    labels: list[str] | None, quiet: bool,
+    labels: list[str] | None, quiet: bool, behaviour: str | None = None,
 ) -> None:
     """Load, run every seed, report; labels None runs every planner, [] only the config's first."""
     from .comparison import run_comparison
@@ -71,7 +73,8 @@ def _execute(
         labels = [config.planners[0].name]
     out_dir = Path(out) if out else Path("runs") / config.name
     with exit_codes(f"interrupted; finished tax years are saved. Continue with --resume --out {out_dir}"):
-        summary = run_comparison(config, out_dir, labels, resume=resume, overwrite=overwrite, progress=not quiet)
+        summary = run_comparison(config, out_dir, labels, resume=resume, overwrite=overwrite, progress=not quiet,
+                                 behaviour=Path(behaviour) if behaviour else None)
     report = write_report(out_dir)
     if not quiet:
         click.echo(console_table(summary))
@@ -122,11 +125,45 @@ def run(config: str, out: str | None, overrides: tuple[str, ...], planner: str |
 @click.option("--resume", is_flag=True, help=RESUME_HELP)
 @click.option("--overwrite", is_flag=True, help=OVERWRITE_HELP)
 @click.option("--quiet", is_flag=True, help="No progress bar or table (warnings and errors still print).")
+@click.option("--behaviour", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Directory of a `behaviour` probe of this config's language-model population, for the report.")
 def compare(config: str, planners: str | None, out: str | None, overrides: tuple[str, ...], seeds: int | None, resume: bool,
-            overwrite: bool, quiet: bool) -> None:
-    """Run several planners on the same populations and seeds, and compare them with 95% intervals in one report."""
+            overwrite: bool, quiet: bool, behaviour: str | None) -> None:
+    """Run several planners on the same populations and seeds, and compare them with 95% intervals in one report.
+
+    The report states how the population responds to taxes: probed in seconds for rational, bounded
+    and surrogate workers, read from --behaviour for language-model workers.
+    """
     labels = [p.strip() for p in planners.split(",") if p.strip()] if planners else None
-    _execute(config, out, overrides, seeds, resume, overwrite, labels, quiet)
+    _execute(config, out, overrides, seeds, resume, overwrite, labels, quiet, behaviour)
+
+
+@main.command()
+@click.argument("config", type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="Output directory [default: runs/<config name>/behaviour].")
+@click.option("--agents", type=click.IntRange(2, 1_000_000), default=None,
+              help=f"Agents probed per population [default: {PROBE_AGENTS['llm']} for language models, else {PROBE_AGENTS['other']}].")
+@click.option("--seeds", type=click.IntRange(1, 100), default=1, help="Populations probed (seed, seed+1, ...), pooled.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=OVERRIDE_HELP)
+@click.option("--quiet", is_flag=True, help="No progress lines.")
+def behaviour(config: str, out: str | None, agents: int | None, seeds: int, overrides: tuple[str, ...], quiet: bool) -> None:
+    """Measure how the configured population responds to the mechanism, next to the evidence.
+
+    Every sampled agent decides under the configured mechanism and under controlled variations of it
+    (net-of-tax rate, wage, transfer, order of the options, its history); the figures are the
+    elasticity of taxable income and of hours, the wage elasticity, the income effect, participation,
+    salience, position bias, persistence and social pull, with 95% intervals. Writes behaviour.json,
+    behaviour.md and plots. Language-model replies go through the response cache: a rerun is free.
+    """
+    from .behaviour import headline, run_probe
+
+    run_config = _config(config, overrides)
+    out_dir = Path(out) if out else Path("runs") / run_config.name / "behaviour"
+    n = agents or PROBE_AGENTS["llm" if run_config.workers.kind == "llm" else "other"]
+    with exit_codes("interrupted; language-model replies so far are cached, so rerunning the same command is quick"):
+        result = run_probe(run_config, out_dir, n, seeds, progress=None if quiet else lambda line: click.echo(line, err=True))
+    click.echo(f"{run_config.workers.kind} workers, {result['n_agents']} agents: {headline(result)}")
+    click.echo(f"behaviour: {out_dir / 'behaviour.md'}")
 
 
 @main.command()

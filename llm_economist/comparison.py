@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .behaviour import population_response, read_probe
 from .config import RunConfig, config_fingerprint, dump_config, load_config
 from .factory import llm_settings
 from .llm import open_client
@@ -20,11 +21,12 @@ from .reporting.summary import combine
 from .reporting.run_results import tables as run_tables
 from .runner import ResumeError, Runner
 
+BEHAVIOUR_DIR = "behaviour"  # the probe of the population compared (workers without a language model)
 # What the tool writes into an output directory; `--overwrite` removes exactly these.
 OUTPUT_PATTERNS = (
     "config.yaml", "summary.json", "metrics.csv", "parameters.csv", "final_outcomes.parquet", "traces.parquet",
     "planner_log.csv", "elections.json", "llm_cache.sqlite", "llm_cache.sqlite-*", "report.md", "*.png",
-    "narrative_*.md", "checkpoints", "trace_parts", "seed_*",
+    "narrative_*.md", "checkpoints", "trace_parts", "seed_*", BEHAVIOUR_DIR,
 )
 
 
@@ -58,14 +60,16 @@ def seeds_of(config: RunConfig) -> list[int]:
 
 def run_comparison(
     config: RunConfig, out: str | Path, labels: list[str] | None = None, resume: bool = False,
-    overwrite: bool = False, progress: bool = True,
+    overwrite: bool = False, progress: bool = True, behaviour: Path | None = None,
 ) -> dict:
-    """Run every seed, write the combined tables and summary.json into `out`, return the summary.
+    """Run every seed, write the combined tables and summary.json into `out`, return the summary;
+    `behaviour` is the directory of an earlier probe of a language-model population.
 
     A seed stopped by an unusable language-model server ends the comparison: the seeds and years
     finished until then are combined, and `stopped` says why.
     """
     out = Path(out)
+    measured = read_probe(config, behaviour) if behaviour is not None else None  # refused before anything runs
     prepare_out_dir(out, resume, overwrite)
     out.mkdir(parents=True, exist_ok=True)
     saved = out / "config.yaml"
@@ -90,6 +94,7 @@ def run_comparison(
         path = out / f"{name}.{suffix}"
         frame.to_csv(path, index=False) if suffix == "csv" else frame.to_parquet(path, index=False)
     summary = combine(summaries)
+    summary["behaviour"] = population_response(config, out / BEHAVIOUR_DIR, measured)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 

@@ -80,6 +80,8 @@ class WorkersConfig(Section):
     kind: Literal["rational", "bounded", "llm", "surrogate"] = "rational"
     temperature: float = Field(0.05, gt=0.0, le=10.0, description="bounded: logit noise relative to full-time utility")
     hour_bins: int = Field(17, ge=2, le=1000, description="bounded: number of hour choices from 0 to max_hours")
+    persistence: float = Field(0.0, ge=0.0, lt=1.0, description="bounded: chance a worker repeats its last hours (habit)")
+    social_pull: float = Field(0.0, ge=0.0, lt=1.0, description="bounded: chance a worker copies a random contact's last hours")
     memory: int = Field(3, ge=1, le=50, description="llm: recent periods a worker remembers")
     neighbours: int = Field(3, ge=0, le=20, description="llm: contacts whose hours and messages a worker reads")
     archetypes: int = Field(0, ge=0, description="llm: 0 = one call per agent, K = one call per archetype")
@@ -88,7 +90,13 @@ class WorkersConfig(Section):
     scored: bool = Field(True, description="llm: ask for log-probabilities to get an hour distribution")
     surrogate_model: str | None = Field(None, description="surrogate: model file from `distill train` (default: the shipped one)")
     device: str = Field("cpu", pattern=r"^(cpu|auto|cuda(:[0-9]+)?)$", description="surrogate: cpu, cuda[:i] or auto")
-    horizon: int = Field(3, ge=1, le=50, description="surrogate: periods rolled forward when planners query the population model")
+    horizon: int = Field(3, ge=1, le=50, description="surrogate, and bounded with habit or imitation: periods rolled forward when planners query the population model")
+
+    @model_validator(mode="after")
+    def _habit_and_imitation(self) -> "WorkersConfig":
+        if self.persistence + self.social_pull >= 1:
+            raise ValueError("workers.persistence + workers.social_pull must be below 1 (the rest is the worker's own choice)")
+        return self
 
 
 class LLMConfig(LLMOptions):

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from pydantic import ValidationError, create_model
 
-from .config import STRICT, ConfigError, EconomyConfig, PlannerConfig, RunConfig
+from .config import STRICT, ConfigError, EconomyConfig, PlannerConfig, RunConfig, WorkersConfig
 from .economy.labour import best_response_hours, calibrate_psi, reservation_cost
 from .economy.outcome import hours_shares
 from .economy.tax import TaxSchedule
@@ -42,7 +42,6 @@ from .workers.surrogate import SurrogateWorkers, shipped_model_path
 from .population_model import PopulationModel
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
-GRAPH_WORKERS = ("llm", "surrogate")  # workers that read their social-graph contacts
 CALIBRATION_ROUNDS = 50
 CALIBRATION_TOLERANCE = 1.0  # $/year of rebate
 PARTICIPATION_STEP = 0.05  # +-5% take-home pay from work measures the extensive-margin elasticity
@@ -134,13 +133,18 @@ def llm_settings(config: RunConfig, cache_path: str | None) -> LLMSettings:
     return LLMSettings(**{**options, "cache_path": c.cache_path or cache_path, "seed": config.seed})
 
 
+def reads_contacts(workers: WorkersConfig) -> bool:
+    """Whether these workers read their social-graph contacts (so the run builds the graph)."""
+    return workers.kind in ("llm", "surrogate") or (workers.kind == "bounded" and workers.social_pull > 0)
+
+
 def make_workers(config: RunConfig, prefs: Preferences, population: Population, graph: SocialGraph | None,
                  client: LLMClient | None) -> Workers:
     w = config.workers
     if w.kind == "rational":
         return RationalWorkers(prefs)
     if w.kind == "bounded":
-        return BoundedRationalWorkers(prefs, w.temperature, w.hour_bins)
+        return BoundedRationalWorkers(prefs, w.temperature, w.hour_bins, w.persistence, w.social_pull, graph, w.horizon)
     if w.kind == "surrogate":
         return surrogate_workers(config, population, graph)
     if client is None:
@@ -188,7 +192,7 @@ def build_setup(config: RunConfig, client: LLMClient | None = None, cache_path: 
     pop = config.population
     population = sample_population(pop.n_agents, config.seed, pop.income_model)
     wage = population.wage(dtype=DTYPES[config.economy.dtype])
-    graph = population_graph(population, config.seed) if config.workers.kind in GRAPH_WORKERS else None
+    graph = population_graph(population, config.seed) if reads_contacts(config.workers) else None
     owns = client is None and config.needs_llm
     if owns:
         client = open_client(llm_settings(config, cache_path))

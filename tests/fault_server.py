@@ -13,7 +13,7 @@ Each chat request takes the next behaviour from the script (then `default`):
   "schema"     JSON without the required "hours"
   "empty"      empty content
   "garbage"    HTTP 200 whose body is not JSON at all
-Chat replies end with `finish_reason` ("stop"; "length" pretends the reply hit max_tokens); `delay_s`
+`content` is the "ok" reply, or a function of the request body that makes it. Chat replies end with `finish_reason` ("stop"; "length" pretends the reply hit max_tokens); `delay_s`
 delays "ok", "malformed", "schema" and "empty". Every request is recorded (path, headers with
 lower-case names, parsed body). The server stops itself after `lifetime_s` seconds or `max_requests`
 requests, and only ever binds the loopback address.
@@ -26,6 +26,7 @@ import threading
 import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from typing import Any
 
 from llm_economist.llm import LLMSettings
@@ -58,7 +59,7 @@ class FaultServer:
         self,
         script: list[str] | tuple[str, ...] = (),
         default: str = "ok",
-        content: str = OK_CONTENT,
+        content: str | Callable[[dict], str] = OK_CONTENT,
         delay_s: float = 0.0,
         hang_s: float = 3.0,
         lifetime_s: float = 120.0,
@@ -89,6 +90,10 @@ class FaultServer:
         self._timer = threading.Timer(lifetime_s, self.stop)
         self._timer.daemon = True
         self._timer.start()
+
+    def reply(self, body: dict) -> str:
+        """The "ok" content: fixed, or made from the request by a callable."""
+        return self.content(body) if callable(self.content) else self.content
 
     @property
     def chat_requests(self) -> list[Recorded]:
@@ -166,12 +171,12 @@ class FaultServer:
                     self._raw(200, b"<html>502 Bad Gateway</html>")
                 elif behaviour == "hang":
                     server._stopping.wait(server.hang_s)
-                    self._chat(body, server.content)
+                    self._chat(body, server.reply(body))
                 else:
                     if server.delay_s:
                         server._stopping.wait(server.delay_s)
                     content = {
-                        "ok": server.content, "malformed": MALFORMED_CONTENT, "schema": SCHEMA_CONTENT, "empty": "",
+                        "ok": server.reply(body), "malformed": MALFORMED_CONTENT, "schema": SCHEMA_CONTENT, "empty": "",
                     }[behaviour]
                     self._chat(body, content)
 

@@ -242,3 +242,52 @@ def plot_parameters_over_time(parameters: pd.DataFrame, path: Path, colors: Mapp
     fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncols=min(len(handles), 5), fontsize=9)
     fig.suptitle("Mechanism parameters chosen each tax year")
     return _save(fig, path)
+
+
+def plot_hours_against_rate(result: Mapping, path: Path) -> Path:
+    """Mean hours (95% band) against the own-bracket marginal rate, by income group, with the hours a
+    population with the evidence's elasticities (0.12-0.40) would work, anchored at the lowest rate."""
+    from ..behaviour import EVIDENCE, INCOME_GROUPS
+
+    fig = Figure(figsize=(7, 4.2))
+    ax = fig.add_subplot()
+    rates = np.asarray(result["rate_grid"], dtype=float)
+    low_e, high_e = EVIDENCE["eti"]["band"]
+    for k, group in enumerate(["all", *INCOME_GROUPS]):
+        means = result.get(f"rate_grid_hours_{group}")
+        if not means or means[0] is None:
+            continue
+        color = colormaps["tab10"](k)
+        ax.plot(100 * rates, means, marker="o", color=color, label=group.replace("_", " "))
+        bands = [b or [m, m] for b, m in zip(result[f"rate_grid_hours_{group}_ci95"], means)]
+        ax.fill_between(100 * rates, [b[0] for b in bands], [b[1] for b in bands], color=color, alpha=0.2)
+        keep = (1 - rates) / (1 - rates[0])
+        ax.fill_between(100 * rates, means[0] * keep**low_e, means[0] * keep**high_e, color=color, alpha=0.08, hatch="//")
+    ax.set_xlabel("marginal rate at the agent's own bracket (%)")
+    ax.set_ylabel("mean hours per week")
+    ax.set_title(f"{result['workers']} workers: hours against the marginal rate (hatched: evidence, elasticity {low_e}-{high_e})",
+                 fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_individual_responses(result: Mapping, path: Path) -> Path:
+    """Histogram of individual hours elasticities (agents not at a corner), the evidence band shaded."""
+    from ..behaviour import EVIDENCE
+
+    fig = Figure(figsize=(7, 4.2))
+    ax = fig.add_subplot()
+    values = np.asarray(result["individual_elasticities"], dtype=float)
+    low, high = EVIDENCE["eti"]["band"]
+    ax.axvspan(low, high, color="grey", alpha=0.2, label=f"evidence {low}-{high}")
+    if len(values):
+        ax.hist(values, bins=min(40, max(5, len(values) // 5)), color=colormaps["tab10"](0), alpha=0.8, label="agents")
+    else:
+        ax.text(0.5, 0.5, "no agent off a corner", transform=ax.transAxes, ha="center")
+    ax.set_xlabel("individual hours elasticity w.r.t. the net-of-tax rate")
+    ax.set_ylabel("agents")
+    ax.set_title(f"{result['workers']} workers: spread of individual responses", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)

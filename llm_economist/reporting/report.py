@@ -385,6 +385,15 @@ def _count(x) -> str:
     return DASH if _missing(x) else f"{x:,.0f}"
 
 
+def _population_response(summary: dict) -> list[str]:
+    """Does the population respond to taxes at all? Its headline elasticity against the evidence."""
+    found = summary.get("behaviour")
+    if not found:
+        return []
+    where = f" Full probe: [`{found['source']}`]({found['source']}/behaviour.md)." if found.get("measured") else ""
+    return ["## Does the population respond?", "", found["line"] + "." + where, ""]
+
+
 def _language_model(summary: dict) -> list[str]:
     """Model, endpoints, call accounting, fallbacks by reason and the archetype check, when the run used one."""
     llm = summary.get("llm")
@@ -530,6 +539,7 @@ def write_report(run_dir: Path) -> Path:
         ]
     lines += [_seeds_line(summary), "", _overview(config, summary), ""]
     lines += ["## Planners compared", "", markdown_table(comparison_table(summary)), "", _ranking_note(summary), ""]
+    lines += _population_response(summary)
     lines += ["## Final schedules", "", "Each planner's final parameters with what they mean; bracket rates name "
               "their own cutoffs, so planners with different mechanisms are never read as one column.", "",
               markdown_table(parameter_table(summary)), ""]

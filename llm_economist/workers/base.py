@@ -45,6 +45,7 @@ class Observation:
     last_decisions: Decisions | None  # what everyone chose and said last period
     year: int
     step: int
+    reverse_options: bool = False  # present the hour options in reverse order (the probe's test of position bias)
 
     @property
     def last(self) -> Outcome | None:

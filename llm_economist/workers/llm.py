@@ -92,19 +92,24 @@ def hour_distribution(
     text = ""
     for token in logprobs or ():
         before, text = text, text + token.token
-        if '"hours"' not in before or not token.token.strip()[:1].isdigit():
+        if '"hours"' not in before or not _lead(token.token).isdigit():
             continue
         mass = dict.fromkeys(bins, 0.0)
         alternatives = token.top or ((token.token, token.logprob),)
         top = max(logprob for _, logprob in alternatives)
         for alternative, logprob in alternatives:
-            head = alternative.strip()[:1]
+            head = _lead(alternative)
             if head.isdigit() and int(head) * LLM_HOURS_PER_BIN in mass:
                 # Relative to the top alternative, so a small temperature cannot underflow every weight.
                 mass[int(head) * LLM_HOURS_PER_BIN] += math.exp((logprob - top) / temperature) if temperature > 0 else float(logprob == top)
         total = sum(mass.values())
         return [mass[b] / total for b in bins] if total > 0 else None
     return None
+
+
+def _lead(token: str) -> str:
+    """A token's first character past the JSON punctuation a tokenizer may glue to a value (`: 4`)."""
+    return token.lstrip(' \t\n:"')[:1]
 
 
 def _money(x: float) -> str:
@@ -175,7 +180,6 @@ class LLMWorkers(Workers):
         self.raw_text = raw_text
         self.scored = scored
         self.bins = llm_hour_bins(prefs.max_hours)
-        self.schema = decision_schema(self.bins)
         self.personas = persona_texts(population)
         self.n = population.n
         if archetypes:
@@ -226,10 +230,10 @@ class LLMWorkers(Workers):
         lines.append("Choose your hours for this week.")
         return "\n".join(lines)
 
-    def request(self, agent: int, obs: Observation, shared: str) -> ChatRequest:
+    def request(self, agent: int, obs: Observation, shared: str, schema: dict) -> ChatRequest:
         messages = (("system", shared), ("user", self.situation(agent, obs)))
         seed = (self.seed * 1_000_003 + obs.step * 100_003 + agent) % 2**31
-        return ChatRequest(messages, self.schema, "work_decision", logprobs=self.scored, seed=seed, tag="worker")
+        return ChatRequest(messages, schema, "work_decision", logprobs=self.scored, seed=seed, tag="worker")
 
     # -- replies ----------------------------------------------------------------------------
     def parse(self, reply: ChatReply, previous_hours: float) -> ParsedDecision:
@@ -243,7 +247,9 @@ class LLMWorkers(Workers):
         )
 
     def act(self, obs: Observation, generator: torch.Generator) -> Decisions:
-        transfer, bins = float(obs.expected_transfer.reshape(-1)[0]), ", ".join(str(b) for b in self.bins)
+        order = self.bins[::-1] if obs.reverse_options else self.bins
+        transfer, bins = float(obs.expected_transfer.reshape(-1)[0]), ", ".join(str(b) for b in order)
+        schema = decision_schema(order)
 
         def shared(agent: int) -> str:  # the rules as they apply to this agent (its filing status)
             return WORK_PROMPT.format(rules=schedule_line(obs.policy.for_agent(agent), transfer), bins=bins)
@@ -251,7 +257,7 @@ class LLMWorkers(Workers):
         speakers = [int(a) for a in self.representatives]
         checked = self._check_agents(obs) if obs.step == 0 else []
         asked = speakers + checked
-        replies = self.client.complete_many([self.request(a, obs, shared(a)) for a in asked])
+        replies = self.client.complete_many([self.request(a, obs, shared(a), schema) for a in asked])
         previous = obs.last.hours if obs.last is not None else torch.full((self.n,), FALLBACK_HOURS)
         parsed = [self.parse(r, float(previous[a])) for r, a in zip(replies, asked)]
         voices, checks = parsed[: len(speakers)], parsed[len(speakers) :]

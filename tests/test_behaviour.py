@@ -1,0 +1,144 @@
+"""The behavioural probe against independent truth: the closed-form response of rational workers
+(corners included), a finite difference of bounded workers' expected hours, the habit and imitation
+weights a bounded population was built with, and a scripted language model that always takes the
+first option it is shown."""
+
+import json
+import math
+import re
+from dataclasses import replace
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from fault_server import FaultServer
+from llm_economist.behaviour import STEP, probe
+from llm_economist.cli import main
+from llm_economist.comparison import run_comparison
+from llm_economist.config import load_config
+from llm_economist.economy.labour import best_response_hours
+from llm_economist.economy.policy import Policy
+from llm_economist.economy.tax import TaxSchedule
+from llm_economist.factory import build_setup
+
+FLAT = ["mechanism.name=flat", "mechanism.options={initial_rates: [0.25]}"]
+ARC = math.log((1 + STEP) / (1 - STEP))
+
+
+def flat_policy(rate: float) -> Policy:
+    return Policy(TaxSchedule.from_lists([0.0], [rate]))
+
+
+def test_rational_quasi_linear_workers_show_the_configured_elasticity_and_their_corners():
+    config = load_config(None, ["workers.kind=rational", "economy.max_hours=50", *FLAT])
+    result = probe(config, 300)
+    assert result["eti_interior"] == pytest.approx(0.33, rel=0.02)
+    # Truth for everyone: each worker's uncapped best response scales by (net-of-tax)^0.33, then the cap binds.
+    setup = build_setup(config.model_copy(update={"population": config.population.model_copy(update={"n_agents": 300})}))
+    wage, prefs = setup.model.wage, setup.model.prefs
+    uncapped = best_response_hours(wage, flat_policy(0.25).schedule, 0.0, replace(prefs, max_hours=168.0))
+    assert float(uncapped.max()) < 160  # the widest cap never binds: these are the interior choices
+    at = {s: (uncapped * (1 + s) ** 0.33).clamp(max=50.0) for s in (STEP, -STEP)}
+    truth = math.log(float((wage * at[STEP]).sum() / (wage * at[-STEP]).sum())) / ARC
+    assert 0.05 < float((uncapped >= 50).double().mean()) < 0.9  # the cap binds for some, not all
+    assert result["eti"] == pytest.approx(truth, rel=1e-6)
+    assert result["eti"] < result["eti_interior"]
+    assert result["income_effect_hours_per_10k"] == 0.0 and result["salience_ratio"] == pytest.approx(1.0)
+    assert result["persistence"] == pytest.approx(0.0, abs=1e-9) and result["social_pull"] == pytest.approx(0.0, abs=1e-9)
+    assert result["position_bias_js"] == 0.0 and result["top_bin_probability"] is None
+    assert result["participation_elasticity"] is None  # no extensive margin without fixed costs
+
+
+def test_bounded_workers_match_a_finite_difference_of_their_expected_hours():
+    config = load_config(None, ["workers.kind=bounded", *FLAT])
+    result = probe(config, 200)
+    setup = build_setup(config.model_copy(update={"population": config.population.model_copy(update={"n_agents": 200})}))
+    workers, wage = setup.model.workers, setup.model.wage
+    transfer = setup.model.respond(flat_policy(0.25)).transfer
+    hours = {s: workers.expected_hours(wage, flat_policy(1 - 0.75 * (1 + s)), transfer) for s in (STEP, -STEP)}
+    truth = math.log(float((wage * hours[STEP]).sum() / (wage * hours[-STEP]).sum())) / ARC
+    assert result["eti"] == pytest.approx(truth, rel=0.10)
+    assert result["position_bias_js"] == 0.0  # no presentation: reversing the options changes nothing
+    assert 0 < result["top_bin_probability"] < 1
+
+
+def test_habit_and_imitation_are_recovered_as_persistence_and_social_pull():
+    config = load_config(None, ["workers.kind=bounded", "workers.persistence=0.3", "workers.social_pull=0.2"])
+    result = probe(config, 600)
+    assert result["persistence"] == pytest.approx(0.3, rel=0.10)
+    assert result["social_pull"] == pytest.approx(0.2, rel=0.10)
+    low, high = result["social_pull_ci95"]
+    assert low < 0.2 < high
+
+
+def test_the_bounded_population_model_rolls_habit_and_imitation_forward():
+    config = load_config(None, ["workers.kind=bounded", "workers.persistence=0.3", "workers.social_pull=0.2",
+                                "workers.horizon=4", "population.n_agents=50"])
+    setup = build_setup(config)
+    workers, wage = setup.model.workers, setup.model.wage
+    policy, transfer = flat_policy(0.25), torch.zeros(1)
+    chosen = workers.logit(wage, policy, transfer) @ workers.bins.double()
+    hours = chosen
+    neighbours = setup.graph.neighbours
+    for _ in range(3):  # by hand: each period the expectation mixes the logit, its own and its contacts' last
+        contacts = torch.stack([hours[[j for j in row.tolist() if j >= 0]].mean() if (row >= 0).any() else hours[i]
+                                for i, row in enumerate(neighbours)])
+        hours = 0.5 * chosen + 0.3 * hours + 0.2 * contacts
+    torch.testing.assert_close(workers.expected_hours(wage, policy, transfer), hours)
+
+
+def test_a_surrogate_population_has_no_position_bias():
+    result = probe(load_config(None, ["workers.kind=surrogate"]), 30)
+    assert result["position_bias_js"] == 0.0
+    assert result["fairness_per_10_points"] is not None  # the surrogate reports reasoning channels
+
+
+def first_option(body: dict) -> str:
+    """A model that always takes the first hour option the prompt lists."""
+    listed = re.search(r"hours \(one of ([0-9, ]+)\)", body["messages"][0]["content"]).group(1)
+    hours = int(listed.split(",")[0])
+    return json.dumps({"hours": hours, "fairness": 3, "trust": 3, "stress": 3, "reason": "first", "message": "hi"})
+
+
+def test_a_model_that_takes_the_first_option_shows_full_position_bias(tmp_path):
+    with FaultServer(content=first_option) as server:
+        config = load_config(None, ["workers.kind=llm", f"llm.base_urls=[{server.url}]", "llm.model=fault-model",
+                                    "llm.timeout_s=2", "planners=[{kind: saez}]"])
+        result = probe(config, 6, cache_path=str(tmp_path / "cache.sqlite"))
+    assert result["position_bias_js"] == pytest.approx(1.0)  # 0 h forward, the top bin reversed: no shared bin
+    assert result["top_bin_probability"] == pytest.approx(1.0)
+    assert result["mean_hours"] == 0.0 and result["eti"] is None  # nobody works, so there is no elasticity to read
+
+
+def test_the_behaviour_command_writes_its_files_and_compare_reports_the_response(tmp_path):
+    out = tmp_path / "probe"
+    done = CliRunner().invoke(main, ["behaviour", "experiments/configs/quickstart.yaml", "--set", "workers.kind=rational",
+                                     "--agents", "50", "--out", str(out), "--quiet"])
+    assert done.exit_code == 0, done.output
+    result = json.loads((out / "behaviour.json").read_text())
+    required = ["eti", "eti_ci95", "eti_interior", "eti_interior_ci95", "eti_under_50k", "eti_50k_100k", "eti_over_100k",
+                "hours_elasticity", "wage_elasticity", "income_effect_hours_per_10k", "share_correct_sign", "response_sd",
+                "salience_ratio", "position_bias_js", "top_bin_probability", "n_agents", "n_decisions", "wall_s"]
+    assert all(key in result for key in required)
+    assert not any(isinstance(v, dict) for v in result.values())  # one flat object
+    assert {p.name for p in out.glob("*.png")} == {"hours_against_rate.png", "individual_responses.png"}
+    assert "| elasticity of taxable income, all agents |" in (out / "behaviour.md").read_text()
+
+    config = load_config(None, ["workers.kind=bounded", "population.n_agents=40", "economy.years=1", "planners=[{kind: saez}]"])
+    summary = run_comparison(config, tmp_path / "run", progress=False)
+    assert summary["behaviour"]["measured"] and summary["behaviour"]["eti_ci95"] is not None
+    from llm_economist.reporting import write_report
+
+    report = write_report(tmp_path / "run").read_text()
+    assert "## Does the population respond?" in report and "Saez, Slemrod and Giertz 2012" in report
+
+
+def test_a_language_model_comparison_without_a_probe_says_its_response_is_unmeasured(tmp_path):
+    with FaultServer(content=first_option) as server:
+        config = load_config(None, ["workers.kind=llm", f"llm.base_urls=[{server.url}]", "llm.model=fault-model",
+                                    "population.n_agents=4", "economy.years=1", "planners=[{kind: us_federal}]"])
+        summary = run_comparison(config, tmp_path / "run", progress=False)
+        assert not summary["behaviour"]["measured"] and "llm-economist behaviour" in summary["behaviour"]["line"]
+        with pytest.raises(ValueError, match="--behaviour"):
+            run_comparison(config, tmp_path / "other", progress=False, behaviour=tmp_path / "run")  # no probe there
