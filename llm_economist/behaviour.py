@@ -81,6 +81,7 @@ class Choices:
     working: np.ndarray  # (N,) probability of working at all
     distribution: np.ndarray | None  # (N, B) over the workers' hour bins, where they state one
     channels: dict[str, np.ndarray]  # reasoning channel -> (N,) where the workers report them
+    prompt_tokens: np.ndarray | None = None  # (N,) for language-model decisions
 
 
 def choices(decisions: Decisions, bins) -> Choices:
@@ -89,8 +90,9 @@ def choices(decisions: Decisions, bins) -> Choices:
     stated = decisions.columns.get("hour_distribution")
     channels = {c: np.array([np.nan if v is None else float(v) for v in decisions.columns[c]]) for c in CHANNELS
                 if c in decisions.columns}
+    tokens = np.asarray(decisions.columns["prompt_tokens"], dtype=float) if "prompt_tokens" in decisions.columns else None
     if stated is None or bins is None:
-        return Choices(hours, (hours > CORNER_HOURS).astype(float), None, channels)
+        return Choices(hours, (hours > CORNER_HOURS).astype(float), None, channels, tokens)
     grid = np.asarray(bins, dtype=float)
     if isinstance(stated, torch.Tensor):
         distribution = stated.detach().double().numpy()
@@ -99,7 +101,7 @@ def choices(decisions: Decisions, bins) -> Choices:
         distribution = np.stack([np.eye(len(grid))[k] if row is None else np.asarray(row, dtype=float)
                                  for row, k in zip(stated, nearest)])
     distribution = distribution / distribution.sum(axis=1, keepdims=True)
-    return Choices(distribution @ grid, 1.0 - distribution[:, 0], distribution, channels)
+    return Choices(distribution @ grid, 1.0 - distribution[:, 0], distribution, channels, tokens)
 
 
 def _per_agent(schedule: TaxSchedule, n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -173,6 +175,8 @@ def sample(setup: Setup, step: float = STEP, seed: int = 0) -> dict[str, np.ndar
         data["top_bin"] = base.distribution.max(axis=1)
     else:  # point choices: the presentation moved them or it did not
         data["js_reversed"] = (np.abs(varied["reversed"].hours - base.hours) > 1e-9).astype(float)
+    if base.prompt_tokens is not None:
+        data["prompt_tokens"] = np.mean([c.prompt_tokens for c in (base, *varied.values())], axis=0)
     for c in CHANNELS:
         if c in varied["net_up"].channels:
             data[f"{c}_net_up"], data[f"{c}_net_down"] = varied["net_up"].channels[c], varied["net_down"].channels[c]
@@ -339,6 +343,7 @@ def probe(config: RunConfig, agents: int, seeds: int = 1, step: float = STEP, pr
     data = {key: np.concatenate(values) for key, values in pooled.items()}
     result = {"workers": config.workers.kind, "step": step, "n_agents": agents * seeds, "n_decisions": decisions,
               **estimate(data, step, config.seed)}
+    result["mean_prompt_tokens"] = float(np.mean(data["prompt_tokens"])) if "prompt_tokens" in data else None
     result["share_interior"] = float(np.mean(data["interior"]))
     result["mean_hours"] = float(np.mean(data["h0"]))
     result["hours_sd"] = float(np.std(data["h0"], ddof=1)) if len(data["h0"]) > 1 else None

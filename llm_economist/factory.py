@@ -152,6 +152,7 @@ def make_workers(config: RunConfig, prefs: Preferences, population: Population, 
     return LLMWorkers(
         population, graph, client, prefs, seed=config.seed, memory=w.memory, neighbours=w.neighbours,
         archetypes=w.archetypes, archetype_check=w.archetype_check, raw_text=w.raw_text, scored=w.scored,
+        decision_format=w.decision_format, satisfaction=w.satisfaction,
     )
 
 

@@ -95,10 +95,13 @@ def test_a_surrogate_population_has_no_position_bias():
 
 
 def first_option(body: dict) -> str:
-    """A model that always takes the first hour option the prompt lists."""
+    """A model that always takes the first hour option it is shown (budget menu or narrative)."""
+    menu = re.search(r"^(\d+) h: ", body["messages"][1]["content"], re.M)
+    if menu:
+        return json.dumps({"hours": int(menu.group(1)), "fairness": 3, "trust": 3, "stress": 3})
     listed = re.search(r"hours \(one of ([0-9, ]+)\)", body["messages"][0]["content"]).group(1)
-    hours = int(listed.split(",")[0])
-    return json.dumps({"hours": hours, "fairness": 3, "trust": 3, "stress": 3, "reason": "first", "message": "hi"})
+    return json.dumps({"hours": int(listed.split(",")[0]), "fairness": 3, "trust": 3, "stress": 3, "reason": "first",
+                       "message": "hi"})
 
 
 def test_a_model_that_takes_the_first_option_shows_full_position_bias(tmp_path):
@@ -106,9 +109,10 @@ def test_a_model_that_takes_the_first_option_shows_full_position_bias(tmp_path):
         config = load_config(None, ["workers.kind=llm", f"llm.base_urls=[{server.url}]", "llm.model=fault-model",
                                     "llm.timeout_s=2", "planners=[{kind: saez}]"])
         result = probe(config, 6, cache_path=str(tmp_path / "cache.sqlite"))
-    assert result["position_bias_js"] == pytest.approx(1.0)  # 0 h forward, the top bin reversed: no shared bin
+    # Forward each agent takes the first of its shuffled options, reversed the last: never the same bin.
+    assert result["position_bias_js"] == pytest.approx(1.0)
     assert result["top_bin_probability"] == pytest.approx(1.0)
-    assert result["mean_hours"] == 0.0 and result["eti"] is None  # nobody works, so there is no elasticity to read
+    assert result["eti"] == pytest.approx(0.0) and result["share_correct_sign"] == 0.0  # position, not pay, decides
 
 
 def test_the_behaviour_command_writes_its_files_and_compare_reports_the_response(tmp_path):

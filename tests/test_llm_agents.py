@@ -31,7 +31,7 @@ def economy(client):
     population = sample_population(6, seed=3)
     wage = population.wage()
     prefs = calibrate_psi(wage, TaxSchedule.us_federal_2024(), Preferences())
-    workers = LLMWorkers(population, population_graph(population, 3), client, prefs, seed=3)
+    workers = LLMWorkers(population, population_graph(population, 3), client, prefs, seed=3, decision_format="narrative")
     return population, PopulationModel(wage, prefs, workers)
 
 
@@ -126,3 +126,55 @@ def test_hour_distribution_reads_the_first_digit_alternatives():
     assert cool[4] > dist[4]
     greedy = hour_distribution(tokens, (0, 10, 20, 30, 40, 50, 60, 70, 80), temperature=0.0)
     assert greedy[4] == 1.0 and sum(greedy) == 1.0
+
+
+@pytest.fixture(scope="module")
+def menu_economy(client):
+    population = sample_population(6, seed=3)
+    wage = population.wage()
+    prefs = calibrate_psi(wage, TaxSchedule.us_federal_2024(), Preferences())
+    workers = LLMWorkers(population, population_graph(population, 3), client, prefs, seed=3, decision_format="budget_menu",
+                         satisfaction=True)
+    return population, PopulationModel(wage, prefs, workers)
+
+
+def test_the_budget_menu_lists_what_each_choice_leaves_to_spend(menu_economy):
+    population, population_model = menu_economy
+    workers = population_model.workers
+    obs = Observation(population_model.wage, make_mechanism("three_bracket").compile(torch.tensor([0.1, 0.2, 0.3], dtype=D)),
+                      torch.tensor([12_000.0], dtype=D), (), None, 0, 0)
+    text = workers.request(0, obs).messages[1][1]
+    wage = float(population.table["hourly_wage"].iloc[0])
+    for hours in (0, 40, 80):  # by hand: 10% to $50k, 20% to $150k, 30% above, plus the equal payment
+        z = 52 * wage * hours
+        tax = 0.1 * min(z, 50_000) + 0.2 * min(max(z - 50_000, 0), 100_000) + 0.3 * max(z - 150_000, 0)
+        spend = (z - tax + 12_000) / 1000
+        assert f"\n{hours} h: ${spend:,.1f}".removesuffix(".0") + "k" in text
+    assert f"You earn ${wage:,.2f} an hour" in text and "earning about" not in text  # the wage is stated once, exactly
+
+
+def test_option_order_is_shuffled_per_agent_recorded_and_reversed_on_request(menu_economy):
+    _, population_model = menu_economy
+    workers = population_model.workers
+    obs = _observe(population_model, make_mechanism("three_bracket"))
+    orders = [workers.options(a, obs) for a in range(6)]
+    assert all(sorted(o) == list(workers.bins) for o in orders) and len(set(orders)) > 1
+    assert workers.options(2, obs) == orders[2]  # fixed for the agent and seed
+    reversed_obs = Observation(obs.wage, obs.policy, obs.expected_transfer, (), None, 0, 0, reverse_options=True)
+    assert workers.options(2, reversed_obs) == orders[2][::-1]
+    decisions = workers.act(obs, torch.Generator().manual_seed(0))
+    assert decisions.columns["option_order"] == [",".join(map(str, o)) for o in orders]
+
+
+def test_budget_menu_replies_put_the_hour_digit_right_after_the_fixed_prefix(menu_economy, client):
+    import re
+
+    _, population_model = menu_economy
+    obs = _observe(population_model, make_mechanism("three_bracket"))
+    decisions = population_model.workers.act(obs, torch.Generator().manual_seed(0))
+    replies = client.complete_many([population_model.workers.request(a, obs) for a in range(6)])  # from the cache
+    for reply in replies:  # the embedded server decodes the exact grammar: no whitespace anywhere to choose
+        assert re.fullmatch(r'\{"hours": \d+, "fairness": [1-5], "trust": [1-5], "stress": [1-5]\}', reply.text)
+        assert [t.token for t in reply.logprobs[:3]] and reply.logprobs is not None
+    assert decisions.diagnostics["llm_scored"] == 6
+    assert decisions.diagnostics["llm_prompt_tokens"] / 6 <= 500

@@ -128,6 +128,19 @@ def test_structured_output_and_sampling_are_sent(server: FaultServer) -> None:
     assert len(reply.logprobs[0].top) == 5 and reply.logprobs[0].top[0][1] >= reply.logprobs[0].top[-1][1]
 
 
+def test_a_grammar_replaces_the_schema_only_for_servers_that_take_one(server: FaultServer, tmp_path: Path) -> None:
+    grammar = 'root ::= "{\\"hours\\": 40, \\"reason\\": \\"steady week\\"}"'
+    with LLMClient(fault_settings(server.url)) as client:  # an unknown server: the schema, no grammar
+        client.complete(ask(1, grammar=grammar))
+    with LLMClient(fault_settings(server.url, grammar=True)) as client:  # a llama.cpp server: the exact grammar
+        client.complete(ask(1, grammar=grammar))
+    plain, exact = (r.body for r in server.chat_requests)
+    assert "grammar" not in plain and plain["response_format"]["type"] == "json_schema"
+    assert exact["grammar"] == grammar and "response_format" not in exact
+    assert request_key(ask(1, grammar=grammar), model="m", max_tokens=9, temperature=0.0, seed=1, top_logprobs=0) != \
+        request_key(ask(1), model="m", max_tokens=9, temperature=0.0, seed=1, top_logprobs=0)
+
+
 def test_requests_are_spread_round_robin_over_base_urls() -> None:
     with FaultServer() as a, FaultServer() as b, LLMClient(fault_settings(a.url, b.url)) as client:
         replies = client.complete_many([ask(i) for i in range(6)])

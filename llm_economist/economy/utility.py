@@ -53,6 +53,10 @@ class Preferences:
     def with_psi(self, psi: float) -> "Preferences":
         return replace(self, psi=float(psi))
 
+    def for_agent(self, i: int) -> "Preferences":
+        """Agent i's preferences: its own fixed cost where each worker has one."""
+        return replace(self, fixed_cost=float(self.fixed_cost[i])) if torch.is_tensor(self.fixed_cost) else self
+
     @property
     def has_fixed_cost(self) -> bool:
         return bool((torch.as_tensor(self.fixed_cost) > 0).any())

@@ -48,6 +48,7 @@ def request_key(
         "max_tokens": max_tokens,
         "temperature": temperature,
         "seed": seed,
+        **({"grammar": request.grammar} if request.grammar else {}),
     }
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()

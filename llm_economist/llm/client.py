@@ -82,7 +82,8 @@ class LLMClient:
         else:
             key = os.environ.get(s.api_key_env)
             source = f"the API key in the environment variable {s.api_key_env}" + ("" if key else " (it is not set)")
-        return OpenAIBackend(base_urls, s.model, key or LOCAL_KEY, source)
+        grammar = s.grammar if s.grammar is not None else not s.base_urls  # the embedded server is llama.cpp
+        return OpenAIBackend(base_urls, s.model, key or LOCAL_KEY, source, grammar)
 
     @property
     def backend(self) -> Backend:

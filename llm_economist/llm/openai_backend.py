@@ -32,13 +32,15 @@ class OpenAIBackend:
 
     name = "openai"
 
-    def __init__(self, base_urls: tuple[str, ...], model: str, api_key: str, key_source: str = "the API key") -> None:
+    def __init__(self, base_urls: tuple[str, ...], model: str, api_key: str, key_source: str = "the API key",
+                 grammar: bool = False) -> None:
         if not base_urls:
             raise ValueError("base_urls: at least one URL is needed")
         self.base_urls = tuple(u.rstrip("/") for u in base_urls)
         self.model_id = model
         self._api_key = api_key
         self._key_source = key_source  # which key to check, for error messages
+        self.grammar = grammar  # the servers take llama.cpp's `grammar` field
         self._turn = itertools.count()
         self._refused: dict[int, float] = {}  # URL index -> when its last connection attempt failed
         self._lock = threading.Lock()
@@ -88,7 +90,9 @@ class OpenAIBackend:
             "seed": sampling.seed,
             "timeout": sampling.timeout_s,
         }
-        if request.schema is not None:
+        if request.grammar is not None and self.grammar:
+            kwargs["extra_body"] = {"grammar": request.grammar}
+        elif request.schema is not None:
             kwargs["response_format"] = {
                 "type": "json_schema",
                 "json_schema": {"name": request.schema_name, "schema": request.schema, "strict": True},

@@ -51,6 +51,9 @@ class LLMOptions(BaseModel):
     transformers_model: str | None = Field(None, description="transformers backend: local model path or GGUF file")
     temperature: float = Field(0.7, ge=0.0, le=2.0, description="sampling temperature")
     max_tokens: int = Field(200, ge=16, le=4096, description="room for the longest valid JSON reply")
+    grammar: bool | None = Field(
+        None, description="send a request's exact reply grammar (GBNF) as llama.cpp's `grammar` field instead of its JSON "
+        "schema; None: only to the embedded model (other servers get the schema, which allows whitespace)")
     timeout_s: float = Field(60.0, gt=0.0, le=3600.0, description="seconds per request")
     max_retries: int = Field(3, ge=0, le=10, description="retries after the first attempt, shared by transport and content failures")
     concurrency: int = Field(4, ge=1, le=256, description="requests in flight per event loop; also the embedded server's slots")
@@ -101,6 +104,7 @@ class ChatRequest:
     messages: tuple[tuple[str, str], ...]  # (role, content) pairs
     schema: dict | None = None  # JSON schema the reply must satisfy (structured output)
     schema_name: str = "reply"
+    grammar: str | None = None  # the exact reply (GBNF), for servers that take one (LLMOptions.grammar); the schema still checks it
     logprobs: bool = False
     max_tokens: int | None = None  # None: the client's settings
     temperature: float | None = None  # None: the client's settings

@@ -134,9 +134,10 @@ def _get(row, field):
     return getattr(row, field)
 
 
-def persona_text(row) -> str:
+def persona_text(row, wage: bool = True) -> str:
     """Describe one agent. ``row`` has the Population columns (Series, mapping or namedtuple);
-    a missing ``earners`` column counts the agent as its household's only earner."""
+    a missing ``earners`` column counts the agent as its household's only earner. Without
+    ``wage`` the sentence leaves the hourly wage out (a prompt that states it elsewhere)."""
     try:
         earners = int(_get(row, "earners"))
     except (KeyError, AttributeError):
@@ -147,14 +148,13 @@ def persona_text(row) -> str:
     state = state_name(str(_get(row, "state")))
     education = EDUCATION_PHRASES.get(str(_get(row, "education")), f"with {_get(row, 'education')}")
     job = occupation_phrase(str(_get(row, "occupation")))
-    wage = float(_get(row, "hourly_wage"))
     home = _household_phrase(int(_get(row, "household_size")), int(_get(row, "children")), earners)
-    return (f"A {age}-year-old {marital} {sex} in {state} {education}, working as {job} "
-            f"and earning about ${wage:,.0f} an hour; {home}.")
+    pay = f" and earning about ${float(_get(row, 'hourly_wage')):,.0f} an hour" if wage else ""
+    return f"A {age}-year-old {marital} {sex} in {state} {education}, working as {job}{pay}; {home}."
 
 
-def persona_texts(population: Population) -> list[str]:
-    """Describe every agent of ``population``, in row order, column-wise."""
+def persona_texts(population: Population, wage: bool = True) -> list[str]:
+    """Describe every agent of ``population``, in row order, column-wise (``wage`` as in persona_text)."""
     t = population.table
     if len(t) == 0:
         return []
@@ -189,6 +189,6 @@ def persona_texts(population: Population) -> list[str]:
             + mapped("sex", lambda s: SEX_NOUNS.get(str(s), str(s))) + " in "
             + mapped("state", lambda s: state_name(str(s))) + " "
             + mapped("education", lambda e: EDUCATION_PHRASES.get(str(e), f"with {e}")) + ", working as "
-            + mapped("occupation", lambda o: occupation_phrase(str(o))) + " and earning about $"
-            + dollars + " an hour; " + home + ".")
+            + mapped("occupation", lambda o: occupation_phrase(str(o)))
+            + ((" and earning about $" + dollars + " an hour") if wage else "") + "; " + home + ".")
     return text.tolist()

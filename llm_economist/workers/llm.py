@@ -19,7 +19,7 @@ distribution.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -30,7 +30,7 @@ from ..economy.labour import LLM_HOURS_PER_BIN, jensen_shannon, llm_hour_bins
 from ..economy.outcome import Outcome
 from ..economy.policy import Policy
 from ..economy.tax import NEVER_REACHED_INCOME
-from ..economy.utility import Preferences
+from ..economy.utility import Preferences, annual_income, utility
 from ..llm import ChatReply, ChatRequest, LLMClient, TokenLogprob
 from ..mechanisms.base import Mechanism
 from ..governance import Ballots, Platform
@@ -54,6 +54,15 @@ WORK_PROMPT = (
     "taxes, trust in the government and your financial stress, each from 1 (low) to 5 (high); a one-line "
     "reason; a short message to your contacts."
 )
+# The budget menu: what each hour choice leaves the worker to spend, so a model that cannot do
+# the tax arithmetic can still weigh money against free time. The reply is hours first.
+MENU_PROMPT = (
+    "You are a worker deciding how many hours a week to work this year. More hours leave you more to spend "
+    "but less free time. Answer only with JSON: hours (one of your options), then the fairness of the taxes, "
+    "your trust in the government and your financial stress, each from 1 (low) to 5 (high)."
+)
+MENU_MAX_TOKENS = 40  # {"hours": 40, "fairness": 3, "trust": 3, "stress": 3} and room to spare
+DECISION_FORMATS = ("narrative", "budget_menu")
 VOTE_PROMPT = (
     "You are a voter in an economy. An election decides next year's taxes. Answer only with JSON: your "
     "ranking of all platforms from best to worst for you (letters), the platforms you approve of, and a "
@@ -76,6 +85,24 @@ def decision_schema(bins: Sequence[int]) -> dict:
         "required": ["hours", "fairness", "trust", "stress", "reason", "message"],
         "additionalProperties": False,
     }
+
+
+def menu_schema(bins: Sequence[int]) -> dict:
+    channel = {"type": "integer", "minimum": 1, "maximum": 5}
+    return {
+        "type": "object",
+        "properties": {"hours": {"type": "integer", "enum": list(bins)}, **{c: channel for c in CHANNELS}},
+        "required": ["hours", *CHANNELS],
+        "additionalProperties": False,
+    }
+
+
+def menu_grammar(bins: Sequence[int]) -> str:
+    """The budget menu's reply exactly (GBNF): no optional whitespace, so the first token the model
+    chooses after the fixed prefix `{"hours": ` is the digit that names its hour bin."""
+    options = " | ".join(f'"{b}"' for b in bins)
+    channels = "".join(f' ", \\"{c}\\": " [1-5]' for c in CHANNELS)
+    return f'root ::= "{{\\"hours\\": " bin{channels} "}}"\nbin ::= {options}'
 
 
 def hour_distribution(
@@ -168,9 +195,15 @@ class LLMWorkers(Workers):
         archetype_check: int = 24,
         raw_text: bool = False,
         scored: bool = True,
+        decision_format: str = "budget_menu",
+        satisfaction: bool = False,
     ) -> None:
         if memory < 1 or neighbours < 0 or archetypes < 0 or archetype_check < 0:
             raise ValueError("llm workers: memory >= 1, neighbours >= 0, archetypes >= 0, archetype_check >= 0")
+        if decision_format not in DECISION_FORMATS:
+            raise ValueError(f"llm workers: decision_format must be one of {DECISION_FORMATS}, got {decision_format!r}")
+        self.decision_format = decision_format
+        self.satisfaction = satisfaction
         self.client = client
         self.graph = graph
         self.prefs = prefs
@@ -180,7 +213,7 @@ class LLMWorkers(Workers):
         self.raw_text = raw_text
         self.scored = scored
         self.bins = llm_hour_bins(prefs.max_hours)
-        self.personas = persona_texts(population)
+        self.personas = persona_texts(population, wage=decision_format == "narrative")  # the menu states the wage itself
         self.n = population.n
         if archetypes:
             self.labels, self.representatives = assign_archetypes(population.table, archetypes, seed)
@@ -230,10 +263,60 @@ class LLMWorkers(Workers):
         lines.append("Choose your hours for this week.")
         return "\n".join(lines)
 
-    def request(self, agent: int, obs: Observation, shared: str, schema: dict) -> ChatRequest:
-        messages = (("system", shared), ("user", self.situation(agent, obs)))
+    def options(self, agent: int, obs: Observation) -> tuple[int, ...]:
+        """The hour options in the order this agent is shown them: shuffled once per agent and seed
+        (the traces record it), reversed for the probe's test of position bias."""
+        order = tuple(int(b) for b in np.random.default_rng([self.seed, agent]).permutation(self.bins))
+        return order[::-1] if obs.reverse_options else order
+
+    def menu(self, agent: int, obs: Observation, order: Sequence[int]) -> str:
+        """The budget menu's user message: persona, wage, what each option leaves to spend, the
+        worker's own recent choices with what they left it (and how satisfying they were), contacts."""
+        persona, wage = self.personas[agent], obs.wage[agent]
+        transfer = float(obs.expected_transfer.reshape(-1)[0])
+        schedule = obs.policy.for_agent(agent).schedule
+        hours = torch.tensor(order, dtype=obs.wage.dtype)
+        spend = annual_income(wage, hours) - schedule.tax(annual_income(wage, hours)) + transfer
+        lines = [f"You are {persona[:1].lower()}{persona[1:]}",
+                 f"You earn ${float(wage):,.2f} an hour. What you would have to spend in the year after taxes, "
+                 f"the equal payment of {_money(transfer)} included, for each choice:"]
+        lines += [f"{h} h: {_money(c)}" for h, c in zip(order, spend.tolist())]
+        if obs.recent:
+            score = self._satisfaction(agent, hours, spend) if self.satisfaction else None
+            past = []
+            for o in obs.recent[-self.memory:]:
+                h, c = o.hours[agent], o.consumption[agent]
+                past.append(f"{float(h):.0f} h left you {_money(float(c))}" + (f" (satisfaction {score(h, c)}/10)" if score else ""))
+            lines.append("Your recent weeks, most recent last: " + "; ".join(past) + ".")
+            contacts = [j for j in self.graph.neighbours[agent].tolist() if j >= 0][: self.neighbours]
+            if contacts:
+                lines.append("Your contacts worked " + ", ".join(f"{float(obs.last.hours[j]):.0f} h" for j in contacts) + " last week.")
+        lines.append("Choose your hours.")
+        return "\n".join(lines)
+
+    def _satisfaction(self, agent: int, hours: Tensor, spend: Tensor) -> Callable[[Tensor, Tensor], int]:
+        """A 0-10 score of an (hours, spending) pair by the stated utility, from the worst to the best option now."""
+        prefs = self.prefs.for_agent(agent)
+        on_menu = utility(spend, hours, prefs)
+        low, high = float(on_menu.min()), float(on_menu.max())
+
+        def score(h: Tensor, c: Tensor) -> int:
+            u = float(utility(c.reshape(1), h.reshape(1), prefs)[0])
+            return int(round(10 * min(max((u - low) / (high - low), 0.0), 1.0))) if high > low else 10
+
+        return score
+
+    def request(self, agent: int, obs: Observation) -> ChatRequest:
+        order = self.options(agent, obs)
         seed = (self.seed * 1_000_003 + obs.step * 100_003 + agent) % 2**31
-        return ChatRequest(messages, schema, "work_decision", logprobs=self.scored, seed=seed, tag="worker")
+        if self.decision_format == "budget_menu":
+            messages = (("system", MENU_PROMPT), ("user", self.menu(agent, obs, order)))
+            return ChatRequest(messages, menu_schema(order), "work_decision", grammar=menu_grammar(order), logprobs=self.scored,
+                               max_tokens=MENU_MAX_TOKENS, seed=seed, tag="worker")
+        rules = schedule_line(obs.policy.for_agent(agent), float(obs.expected_transfer.reshape(-1)[0]))
+        system = WORK_PROMPT.format(rules=rules, bins=", ".join(str(b) for b in order))
+        messages = (("system", system), ("user", self.situation(agent, obs)))
+        return ChatRequest(messages, decision_schema(order), "work_decision", logprobs=self.scored, seed=seed, tag="worker")
 
     # -- replies ----------------------------------------------------------------------------
     def parse(self, reply: ChatReply, previous_hours: float) -> ParsedDecision:
@@ -247,17 +330,10 @@ class LLMWorkers(Workers):
         )
 
     def act(self, obs: Observation, generator: torch.Generator) -> Decisions:
-        order = self.bins[::-1] if obs.reverse_options else self.bins
-        transfer, bins = float(obs.expected_transfer.reshape(-1)[0]), ", ".join(str(b) for b in order)
-        schema = decision_schema(order)
-
-        def shared(agent: int) -> str:  # the rules as they apply to this agent (its filing status)
-            return WORK_PROMPT.format(rules=schedule_line(obs.policy.for_agent(agent), transfer), bins=bins)
-
         speakers = [int(a) for a in self.representatives]
         checked = self._check_agents(obs) if obs.step == 0 else []
         asked = speakers + checked
-        replies = self.client.complete_many([self.request(a, obs, shared(a), schema) for a in asked])
+        replies = self.client.complete_many([self.request(a, obs) for a in asked])
         previous = obs.last.hours if obs.last is not None else torch.full((self.n,), FALLBACK_HOURS)
         parsed = [self.parse(r, float(previous[a])) for r, a in zip(replies, asked)]
         voices, checks = parsed[: len(speakers)], parsed[len(speakers) :]
@@ -274,6 +350,7 @@ class LLMWorkers(Workers):
             else:
                 hours[idx] = voice.hours
         columns = self._columns(voices, replies[: len(speakers)])
+        columns["option_order"] = [",".join(map(str, self.options(int(self.representatives[k]), obs))) for k in self.labels]
         diagnostics = self._diagnostics(replies[: len(speakers)], voices)
         if checks:
             diagnostics.update(self._archetype_check(checked, checks, voices))
