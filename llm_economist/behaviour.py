@@ -395,7 +395,11 @@ def population_response(config: RunConfig, out: Path, measured: dict | None = No
     (seconds) for workers without a language model, an earlier probe of the same population
     (`read_probe`) for language models, else said to be unmeasured."""
     if config.workers.kind != "llm":
-        result = {**run_probe(config, out, min(config.population.n_agents, COMPARISON_AGENTS)), "source": out.name}
+        try:
+            result = {**run_probe(config, out, min(config.population.n_agents, COMPARISON_AGENTS)), "source": out.name}
+        except Exception as err:  # the comparison's finished results must still be written
+            return {"measured": False, "line": f"The probe of this population failed ({type(err).__name__}: {err}); "
+                    "rerun it with `llm-economist behaviour CONFIG`"}
     elif measured is not None:
         result = measured
     else:

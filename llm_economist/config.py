@@ -89,7 +89,7 @@ class WorkersConfig(Section):
     raw_text: bool = Field(False, description="llm: keep each reply's raw text in the traces")
     scored: bool = Field(True, description="llm: ask for log-probabilities to get an hour distribution")
     decision_format: Literal["narrative", "budget_menu"] = Field(
-        "budget_menu", description="llm: narrative (the rules in words) or budget_menu (what each hour choice leaves to spend)")
+        "narrative", description="llm: narrative (the rules in words) or budget_menu (what each hour choice leaves to spend)")
     satisfaction: bool = Field(False, description="llm, budget_menu: score each remembered week 0-10 by the stated utility")
     surrogate_model: str | None = Field(None, description="surrogate: model file from `distill train` (default: the shipped one)")
     device: str = Field("cpu", pattern=r"^(cpu|auto|cuda(:[0-9]+)?)$", description="surrogate: cpu, cuda[:i] or auto")

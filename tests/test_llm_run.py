@@ -19,7 +19,7 @@ from llm_economist.reporting.report import comparison_table
 from llm_economist.runner import Runner
 
 KEY = "sk-test-SECRET-7f3a9c"
-DECISION = '{"hours": 40, "fairness": 3, "trust": 4, "stress": 2}'  # the budget menu's reply
+DECISION = '{"hours": 40, "fairness": 3, "trust": 4, "stress": 2, "reason": "steady week", "message": "all good"}'
 
 
 def config(url, *extra):

@@ -18,7 +18,7 @@ from llm_economist.config import load_config
 PINNED = Path(__file__).parent / "pinned"
 REPIN = os.environ.get("LLM_ECONOMIST_REPIN") == "1"
 VOLATILE = {"created", "wall_s"}  # clock readings
-DECISION = '{"hours": 30, "fairness": 3, "trust": 4, "stress": 2}'  # the budget menu's reply
+DECISION = '{"hours": 30, "fairness": 3, "trust": 4, "stress": 2, "reason": "steady week", "message": "all good"}'
 
 BOUNDED = [
     "population.n_agents=60", "economy.years=3", "economy.steps_per_year=2", "workers.kind=bounded", "seeds=2",

@@ -195,7 +195,7 @@ class LLMWorkers(Workers):
         archetype_check: int = 24,
         raw_text: bool = False,
         scored: bool = True,
-        decision_format: str = "budget_menu",
+        decision_format: str = "narrative",
         satisfaction: bool = False,
     ) -> None:
         if memory < 1 or neighbours < 0 or archetypes < 0 or archetype_check < 0:
