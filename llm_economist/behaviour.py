@@ -404,7 +404,7 @@ def population_response(config: RunConfig, out: Path, measured: dict | None = No
         result = measured
     else:
         return {"measured": False, "line": "The response of the language-model population is unmeasured: measure it with "
-                "`llm-economist behaviour CONFIG --out DIR`, then pass `--behaviour DIR` to compare."}
+                "`llm-economist behaviour CONFIG --out DIR`, then pass `--behaviour DIR` to compare"}
     keys = ("eti", "eti_interior", "hours_elasticity", "wage_elasticity", "participation_elasticity", "n_agents")
     figures = {k: result.get(k) for k in keys} | {f"{k}_ci95": result.get(f"{k}_ci95") for k in keys}
     return {"measured": True, "source": result["source"], "line": headline(result), **figures}
