@@ -190,15 +190,12 @@ def _panel(setup: Setup, faced: Policy, cutoffs, rates, transfer, decide: Callab
     graph = setup.graph if setup.graph is not None else population_graph(setup.population, setup.config.seed)
     values = hour_bins(model.prefs.max_hours, PANEL_HOURS, model.wage.dtype)
     generator = torch.Generator().manual_seed(seed + 1)
-    neighbours = graph.neighbours
-    present = (neighbours >= 0).double()
     own_last, contacts_last, chosen = [], [], []
     shown = replace(faced, schedule=TaxSchedule(cutoffs, rates), by_filing=False)
     for _ in range(PANEL_ROUNDS):
         last = values[torch.randint(len(values), (len(model.wage),), generator=generator)]
         outcome = settle(model.wage, last, shown, model.prefs)
-        contacts = (last[neighbours.clamp(min=0)] * present).sum(1) / present.sum(1).clamp(min=1)
-        contacts = torch.where(present.sum(1) > 0, contacts, torch.full_like(contacts, float("nan")))
+        contacts = torch.where(graph.degree > 0, graph.neighbour_mean(last), float("nan"))
         own_last.append(last.numpy())
         contacts_last.append(contacts.numpy())
         chosen.append(decide(recent=(outcome,)).hours)

@@ -78,11 +78,9 @@ class BoundedRationalWorkers(Workers):
         """(N, ...) the mean of `rows` over each worker's contacts (its own row where it has none)."""
         if self.graph is None:
             return rows
-        neighbours = self.graph.neighbours
-        present = (neighbours >= 0).to(rows.dtype)
-        gathered = rows[neighbours.clamp(min=0)] * present.reshape(*present.shape, *([1] * (rows.ndim - 1)))
-        count = present.sum(dim=1).reshape(-1, *([1] * (rows.ndim - 1)))
-        return torch.where(count > 0, gathered.sum(dim=1) / count.clamp(min=1), rows)
+        flat = rows.reshape(rows.shape[0], -1)
+        has = (self.graph.degree > 0).unsqueeze(-1)
+        return torch.where(has, self.graph.neighbour_mean(flat), flat).reshape(rows.shape)
 
     def act(self, obs: Observation, generator: torch.Generator) -> Decisions:
         last = obs.last.hours if obs.last is not None else None
