@@ -123,9 +123,12 @@ def sample(setup: Setup, step: float = STEP, seed: int = 0) -> dict[str, np.ndar
     cutoffs, rates = _per_agent(faced.schedule, len(wage))
     n = len(wage)
 
+    def shown(rates_: torch.Tensor = rates) -> Policy:
+        """The policy as each agent sees it: its own schedule, with any variation of its rates."""
+        return replace(faced, schedule=TaxSchedule(cutoffs, rates_), by_filing=False)
+
     def decide(wage_=wage, rates_=rates, transfer_=transfer, recent=(), reverse=False) -> Choices:
-        shown = replace(faced, schedule=TaxSchedule(cutoffs, rates_), by_filing=False)
-        obs = Observation(wage_, shown, torch.as_tensor(transfer_, dtype=wage.dtype).reshape(1), recent, None, 0, 0,
+        obs = Observation(wage_, shown(rates_), torch.as_tensor(transfer_, dtype=wage.dtype).reshape(1), recent, None, 0, 0,
                           reverse_options=reverse)
         return choices(workers.act(obs, torch.Generator().manual_seed(seed)), bins)
 
@@ -180,18 +183,17 @@ def sample(setup: Setup, step: float = STEP, seed: int = 0) -> dict[str, np.ndar
     for c in CHANNELS:
         if c in varied["net_up"].channels:
             data[f"{c}_net_up"], data[f"{c}_net_down"] = varied["net_up"].channels[c], varied["net_down"].channels[c]
-    data.update(_panel(setup, faced, cutoffs, rates, transfer, decide, seed))
+    data.update(_panel(setup, shown(), decide, seed))
     return data
 
 
-def _panel(setup: Setup, faced: Policy, cutoffs, rates, transfer, decide: Callable, seed: int) -> dict[str, np.ndarray]:
+def _panel(setup: Setup, shown: Policy, decide: Callable, seed: int) -> dict[str, np.ndarray]:
     """(N, R) hours chosen after randomised last hours, with the agent's own and its contacts' mean last hours."""
     model = setup.model
     graph = setup.graph if setup.graph is not None else population_graph(setup.population, setup.config.seed)
     values = hour_bins(model.prefs.max_hours, PANEL_HOURS, model.wage.dtype)
     generator = torch.Generator().manual_seed(seed + 1)
     own_last, contacts_last, chosen = [], [], []
-    shown = replace(faced, schedule=TaxSchedule(cutoffs, rates), by_filing=False)
     for _ in range(PANEL_ROUNDS):
         last = values[torch.randint(len(values), (len(model.wage),), generator=generator)]
         outcome = settle(model.wage, last, shown, model.prefs)

@@ -99,7 +99,7 @@ def first_option(body: dict) -> str:
     menu = re.search(r"^(\d+) h: ", body["messages"][1]["content"], re.M)
     if menu:
         return json.dumps({"hours": int(menu.group(1)), "fairness": 3, "trust": 3, "stress": 3})
-    listed = re.search(r"hours \(one of ([0-9, ]+)\)", body["messages"][0]["content"]).group(1)
+    listed = re.search(r"Your options: ([0-9, ]+) hours", body["messages"][1]["content"]).group(1)
     return json.dumps({"hours": int(listed.split(",")[0]), "fairness": 3, "trust": 3, "stress": 3, "reason": "first",
                        "message": "hi"})
 

@@ -52,8 +52,9 @@ def test_a_worker_step_returns_hours_on_the_bins_with_scored_distributions(econo
     # The second period shows the workers their outcome and their contacts' messages.
     outcome = settle(population_model.wage, first.hours, mechanism.compile(mechanism.initial()), population_model.prefs)
     obs = _observe(population_model, mechanism, step=1, recent=(outcome,), last_decisions=first)
-    prompt = population_model.workers.situation(0, obs)
+    prompt = population_model.workers.request(0, obs).messages[1][1]
     assert "Last week you worked" in prompt and "Your contacts" in prompt
+    assert f"You earn ${float(population_model.wage[0]):,.2f} an hour" in prompt
     second = population_model.workers.act(obs, torch.Generator().manual_seed(0))
     mean_prompt = second.diagnostics["llm_prompt_tokens"] / second.diagnostics["llm_decisions"]
     assert 50 < mean_prompt <= 500

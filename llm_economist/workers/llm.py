@@ -47,10 +47,10 @@ Tensor = torch.Tensor
 FALLBACK_HOURS = 40.0
 CHANNELS = ("fairness", "trust", "stress")
 # Everything shared by all workers in a period comes first, so the server's prompt cache reuses it
-# and only the persona and the worker's own situation are new tokens for each call.
+# and only the worker's own part (persona, wage, situation, its shuffled options) is new for each call.
 WORK_PROMPT = (
     "You are a worker in an economy. Each week you decide how many hours to work: more hours mean more "
-    "income but less free time. {rules}\nAnswer only with JSON: hours (one of {bins}); fairness of the "
+    "income but less free time. {rules}\nAnswer only with JSON: hours (one of your options); fairness of the "
     "taxes, trust in the government and your financial stress, each from 1 (low) to 5 (high); a one-line "
     "reason; a short message to your contacts."
 )
@@ -213,7 +213,7 @@ class LLMWorkers(Workers):
         self.raw_text = raw_text
         self.scored = scored
         self.bins = llm_hour_bins(prefs.max_hours)
-        self.personas = persona_texts(population, wage=decision_format == "narrative")  # the menu states the wage itself
+        self.personas = persona_texts(population, wage=False)  # the prompt states the wage in force itself
         self.n = population.n
         if archetypes:
             self.labels, self.representatives = assign_archetypes(population.table, archetypes, seed)
@@ -230,10 +230,11 @@ class LLMWorkers(Workers):
         return self._model.expected_hours(wage, policy, transfer)
 
     # -- prompts ----------------------------------------------------------------------------
-    def situation(self, agent: int, obs: Observation) -> str:
-        """The worker's own part of the prompt: persona, last outcome, memory, contacts."""
+    def situation(self, agent: int, obs: Observation, order: Sequence[int]) -> str:
+        """The worker's own part of the narrative prompt: persona, wage, last outcome, memory,
+        contacts, and its hour options in the order it is shown them."""
         persona = self.personas[agent]
-        lines = [f"You are {persona[:1].lower()}{persona[1:]}"]
+        lines = [f"You are {persona[:1].lower()}{persona[1:]}", f"You earn ${float(obs.wage[agent]):,.2f} an hour."]
         last = obs.last
         if last is None:
             lines.append("This is your first week under these rules.")
@@ -260,7 +261,7 @@ class LLMWorkers(Workers):
                 heard.append(f"a {EDGE_TYPES[kind].replace('_', ' ')} worked {float(last.hours[j]):.0f} h{quote}")
             if heard:
                 lines.append("Your contacts: " + "; ".join(heard) + ".")
-        lines.append("Choose your hours for this week.")
+        lines.append(f"Your options: {', '.join(str(b) for b in order)} hours. Choose your hours for this week.")
         return "\n".join(lines)
 
     def options(self, agent: int, obs: Observation) -> tuple[int, ...]:
@@ -314,8 +315,7 @@ class LLMWorkers(Workers):
             return ChatRequest(messages, menu_schema(order), "work_decision", grammar=menu_grammar(order), logprobs=self.scored,
                                max_tokens=MENU_MAX_TOKENS, seed=seed, tag="worker")
         rules = schedule_line(obs.policy.for_agent(agent), float(obs.expected_transfer.reshape(-1)[0]))
-        system = WORK_PROMPT.format(rules=rules, bins=", ".join(str(b) for b in order))
-        messages = (("system", system), ("user", self.situation(agent, obs)))
+        messages = (("system", WORK_PROMPT.format(rules=rules)), ("user", self.situation(agent, obs, order)))
         return ChatRequest(messages, decision_schema(order), "work_decision", logprobs=self.scored, seed=seed, tag="worker")
 
     # -- replies ----------------------------------------------------------------------------
