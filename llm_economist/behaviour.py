@@ -127,12 +127,16 @@ def sample(setup: Setup, step: float = STEP, seed: int = 0) -> dict[str, np.ndar
         """The policy as each agent sees it: its own schedule, with any variation of its rates."""
         return replace(faced, schedule=TaxSchedule(cutoffs, rates_), by_filing=False)
 
-    def decide(wage_=wage, rates_=rates, transfer_=transfer, recent=(), reverse=False) -> Choices:
-        obs = Observation(wage_, shown(rates_), torch.as_tensor(transfer_, dtype=wage.dtype).reshape(1), recent, None, 0, 0,
+    def act(wage_=wage, rates_=rates, transfer_=transfer, recent=(), previous=None, reverse=False) -> Decisions:
+        obs = Observation(wage_, shown(rates_), torch.as_tensor(transfer_, dtype=wage.dtype).reshape(1), recent, previous, 0, 0,
                           reverse_options=reverse)
-        return choices(workers.act(obs, torch.Generator().manual_seed(seed)), bins)
+        return workers.act(obs, torch.Generator().manual_seed(seed))
 
-    base = decide()
+    def decide(**variation) -> Choices:
+        return choices(act(**variation), bins)
+
+    first = act()
+    base = choices(first, bins)
     z0 = annual_income(wage, torch.as_tensor(base.hours, dtype=wage.dtype))
     schedule = TaxSchedule(cutoffs, rates)
     bracket = schedule.bracket_index(z0)
@@ -183,12 +187,16 @@ def sample(setup: Setup, step: float = STEP, seed: int = 0) -> dict[str, np.ndar
     for c in CHANNELS:
         if c in varied["net_up"].channels:
             data[f"{c}_net_up"], data[f"{c}_net_down"] = varied["net_up"].channels[c], varied["net_down"].channels[c]
-    data.update(_panel(setup, shown(), decide, seed))
+    data.update(_panel(setup, shown(), first, decide, seed))
     return data
 
 
-def _panel(setup: Setup, shown: Policy, decide: Callable, seed: int) -> dict[str, np.ndarray]:
-    """(N, R) hours chosen after randomised last hours, with the agent's own and its contacts' mean last hours."""
+def _panel(setup: Setup, shown: Policy, first: Decisions, decide: Callable, seed: int) -> dict[str, np.ndarray]:
+    """(N, R) hours chosen after randomised last hours, with the agent's own and its contacts' mean last hours.
+
+    The period before is the baseline decision `first` with its hours replaced: workers with a
+    recurrent state (the surrogate) carry the state that decision left, what their contacts said
+    included, so only the hours are off their own path."""
     model = setup.model
     graph = setup.graph if setup.graph is not None else population_graph(setup.population, setup.config.seed)
     values = hour_bins(model.prefs.max_hours, PANEL_HOURS, model.wage.dtype)
@@ -200,7 +208,7 @@ def _panel(setup: Setup, shown: Policy, decide: Callable, seed: int) -> dict[str
         contacts = torch.where(graph.degree > 0, graph.neighbour_mean(last), float("nan"))
         own_last.append(last.numpy())
         contacts_last.append(contacts.numpy())
-        chosen.append(decide(recent=(outcome,)).hours)
+        chosen.append(decide(recent=(outcome,), previous=first).hours)
     return {"panel_own_last": np.stack(own_last, 1), "panel_contacts_last": np.stack(contacts_last, 1),
             "panel_hours": np.stack(chosen, 1)}
 
@@ -227,6 +235,7 @@ def _figures(step: float, has_distributions: bool, has_channels: bool, extensive
 
     interior = within(lambda d: d["interior"])
     figures = {
+        "mean_hours": lambda d, i: float(np.mean(d["h0"][i])),
         "eti": eti,
         "eti_interior": interior(eti),
         **{f"eti_{g}": within(lambda d, lo=lo, hi=hi: (d["income"] >= lo) & (d["income"] < hi))(eti)
@@ -344,7 +353,6 @@ def probe(config: RunConfig, agents: int, seeds: int = 1, step: float = STEP, pr
               **estimate(data, step, config.seed)}
     result["mean_prompt_tokens"] = float(np.mean(data["prompt_tokens"])) if "prompt_tokens" in data else None
     result["share_interior"] = float(np.mean(data["interior"]))
-    result["mean_hours"] = float(np.mean(data["h0"]))
     result["hours_sd"] = float(np.std(data["h0"], ddof=1)) if len(data["h0"]) > 1 else None
     result.update({f"analytic_{name}": value for name, value in analytic(config).items()})
     result["rate_grid"] = list(RATE_GRID)
@@ -422,6 +430,7 @@ def write_behaviour(result: dict, out: Path) -> list[Path]:
 
 
 ROWS = (  # figure, what it is
+    ("mean_hours", "mean hours a week under the configured mechanism"),
     ("eti", "elasticity of taxable income, all agents"),
     ("eti_interior", "elasticity of taxable income, agents not at a corner"),
     ("eti_under_50k", "elasticity of taxable income, income under $50k"),
@@ -464,7 +473,7 @@ def behaviour_markdown(result: dict, plots: list[str]) -> str:
         f"the configured mechanism and under controlled variations of it (net-of-tax rate and wage moved by "
         f"+-{100 * result['step']:.0f}%, transfer +${TRANSFER_STEP:,.0f}, options reversed), from a fresh start with the "
         "same random numbers; intervals are 95% bootstrap intervals over agents. "
-        f"Agents not at a corner: {100 * result['share_interior']:.0f}%. Mean hours {result['mean_hours']:.1f}.",
+        f"Agents not at a corner: {100 * result['share_interior']:.0f}%.",
         "",
         "| figure | estimate | 95% CI | evidence | theory |",
         "|---|---|---|---|---|",

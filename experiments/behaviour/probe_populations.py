@@ -1,6 +1,7 @@
 """The behavioural probe on every population kind, side by side: rational and bounded-rational
-workers (the bounded ones on the language model's 10-hour bins, the menu read by a logit), the
-embedded language model in each decision format, and the shipped surrogate.
+workers (the bounded ones on the language model's 10-hour bins), bounded workers with habit and
+imitation and the surrogate distilled from them, the embedded language model in each decision
+format, and the surrogate distilled from it.
 
 One command reruns it:  python experiments/behaviour/probe_populations.py [AGENTS_LLM]
 Results go to OUT/<population>/ (behaviour.json, behaviour.md, plots) and OUT/table.md. Language-
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from llm_economist.behaviour import run_probe
 from llm_economist.config import load_config
+from llm_economist.workers.surrogate import shipped_model_path
 
 OUT = Path("runs/behaviour_populations")
 AGENTS = 500  # rational, bounded and surrogate workers
@@ -21,12 +23,16 @@ BASE = ["planners=[{kind: saez}]"]  # the default economy and mechanism (three b
 POPULATIONS = {
     "rational": (["workers.kind=rational"], AGENTS),
     "bounded_10h_bins": (["workers.kind=bounded", "workers.hour_bins=9"], AGENTS),
+    "bounded_habit_imitation": (["workers.kind=bounded", "workers.hour_bins=9", "workers.persistence=0.3",
+                                 "workers.social_pull=0.2"], AGENTS),
+    "surrogate_of_bounded": (["workers.kind=surrogate", f"workers.surrogate_model={shipped_model_path('bounded_social')}"], AGENTS),
     "llm_narrative": (["workers.kind=llm", "workers.decision_format=narrative"], AGENTS_LLM),
     "llm_budget_menu": (["workers.kind=llm", "workers.decision_format=budget_menu"], AGENTS_LLM),
-    "surrogate": (["workers.kind=surrogate"], AGENTS),
+    "surrogate_of_embedded": (["workers.kind=surrogate"], AGENTS),
 }
 COLUMNS = ("eti", "eti_interior", "hours_elasticity", "wage_elasticity", "income_effect_hours_per_10k", "share_correct_sign",
-           "position_bias_js", "top_bin_probability", "persistence", "social_pull", "stress_per_10_points")
+           "response_sd", "position_bias_js", "top_bin_probability", "persistence", "social_pull", "fairness_per_10_points",
+           "trust_per_10_points", "stress_per_10_points")
 
 
 def cell(result: dict, key: str) -> str:

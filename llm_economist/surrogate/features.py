@@ -1,6 +1,8 @@
 """What the surrogate reads about each agent: who it is, and what the mechanism means for it.
 
-Persona features are fixed per agent. The context is recomputed every period from the
+Persona features are fixed per agent, except the wage: the surrogate workers read it from the
+wage in force (`wage_feature`), so a change of wage reaches them as it reaches the workers they
+stand in for (in the training data the two are the same). The context is recomputed every period from the
 mechanism in force, and it is mechanism-agnostic: instead of a schedule's parameters (whose
 number and meaning differ between mechanisms) it gives each agent what the worker prompt makes
 it weigh, in its own terms:
@@ -38,7 +40,8 @@ CATEGORICAL = ("sex", "education", "occupation_group_code", "marital_status")
 NUMERIC = ("log_wage", "age", "children", "household_size", "two_earners")
 CONTEXT_EXTRA = ("transfer", "marginal_rate", "last_hours", "first_period")
 
-__all__ = ["CATEGORICAL", "NUMERIC", "CONTEXT_EXTRA", "census_levels", "persona_features", "context_features", "n_context"]
+__all__ = ["CATEGORICAL", "NUMERIC", "CONTEXT_EXTRA", "census_levels", "persona_features", "wage_feature", "context_features",
+           "n_context"]
 
 
 @lru_cache(maxsize=1)
@@ -56,7 +59,7 @@ def persona_features(table: pd.DataFrame, levels: dict[str, list[str]] | None = 
     """
     numeric = np.stack(
         [
-            (np.log(table["hourly_wage"].to_numpy(float)) - math.log(25.0)) / 0.6,
+            wage_feature(torch.tensor(table["hourly_wage"].to_numpy(float))).numpy(),
             (table["age"].to_numpy(float) - 42.0) / 14.0,
             table["children"].to_numpy(float) / 2.0,
             (table["household_size"].to_numpy(float) - 2.0) / 1.3,
@@ -77,6 +80,11 @@ def persona_features(table: pd.DataFrame, levels: dict[str, list[str]] | None = 
             raise ValueError(f"persona field {name}: levels {unknown[:5]} were not in the surrogate's training data")
         codes.append(pd.Categorical(column, categories=levels[name]).codes.astype(np.int64))
     return torch.tensor(numeric, dtype=torch.float32), torch.tensor(np.stack(codes, axis=1))
+
+
+def wage_feature(wage: Tensor) -> Tensor:
+    """The standardised log hourly wage: NUMERIC's first column."""
+    return (torch.log(wage) - math.log(25.0)) / 0.6
 
 
 def n_context(n_bins: int) -> int:

@@ -47,10 +47,12 @@ Tensor = torch.Tensor
 FALLBACK_HOURS = 40.0
 CHANNELS = ("fairness", "trust", "stress")
 # Everything shared by all workers in a period comes first, so the server's prompt cache reuses it
-# and only the worker's own part (persona, wage, situation, its shuffled options) is new for each call.
+# up to the worker's shuffled hour options; only those, the persona and the worker's own situation
+# are new tokens for each call. (Listed last in the worker's own message instead, the options lead
+# the embedded model to take the first one shown: position bias 0.59 bits against 0.01 here.)
 WORK_PROMPT = (
     "You are a worker in an economy. Each week you decide how many hours to work: more hours mean more "
-    "income but less free time. {rules}\nAnswer only with JSON: hours (one of your options); fairness of the "
+    "income but less free time. {rules}\nAnswer only with JSON: hours (one of {bins}); fairness of the "
     "taxes, trust in the government and your financial stress, each from 1 (low) to 5 (high); a one-line "
     "reason; a short message to your contacts."
 )
@@ -230,9 +232,8 @@ class LLMWorkers(Workers):
         return self._model.expected_hours(wage, policy, transfer)
 
     # -- prompts ----------------------------------------------------------------------------
-    def situation(self, agent: int, obs: Observation, order: Sequence[int]) -> str:
-        """The worker's own part of the narrative prompt: persona, wage, last outcome, memory,
-        contacts, and its hour options in the order it is shown them."""
+    def situation(self, agent: int, obs: Observation) -> str:
+        """The worker's own part of the narrative prompt: persona, wage, last outcome, memory, contacts."""
         persona = self.personas[agent]
         lines = [f"You are {persona[:1].lower()}{persona[1:]}", f"You earn ${float(obs.wage[agent]):,.2f} an hour."]
         last = obs.last
@@ -261,7 +262,7 @@ class LLMWorkers(Workers):
                 heard.append(f"a {EDGE_TYPES[kind].replace('_', ' ')} worked {float(last.hours[j]):.0f} h{quote}")
             if heard:
                 lines.append("Your contacts: " + "; ".join(heard) + ".")
-        lines.append(f"Your options: {', '.join(str(b) for b in order)} hours. Choose your hours for this week.")
+        lines.append("Choose your hours for this week.")
         return "\n".join(lines)
 
     def options(self, agent: int, obs: Observation) -> tuple[int, ...]:
@@ -315,7 +316,8 @@ class LLMWorkers(Workers):
             return ChatRequest(messages, menu_schema(order), "work_decision", grammar=menu_grammar(order), logprobs=self.scored,
                                max_tokens=MENU_MAX_TOKENS, seed=seed, tag="worker")
         rules = schedule_line(obs.policy.for_agent(agent), float(obs.expected_transfer.reshape(-1)[0]))
-        messages = (("system", WORK_PROMPT.format(rules=rules)), ("user", self.situation(agent, obs, order)))
+        system = WORK_PROMPT.format(rules=rules, bins=", ".join(str(b) for b in order))
+        messages = (("system", system), ("user", self.situation(agent, obs)))
         return ChatRequest(messages, decision_schema(order), "work_decision", logprobs=self.scored, seed=seed, tag="worker")
 
     # -- replies ----------------------------------------------------------------------------

@@ -24,18 +24,19 @@ from ..economy.policy import Policy
 from ..economy.tax import TaxSchedule
 from ..economy.utility import annual_income
 from ..personas import Population, SocialGraph
-from ..surrogate.features import context_features, persona_features
+from ..surrogate.features import context_features, persona_features, wage_feature
 from ..surrogate.model import SurrogatePopulation
 from .base import Decisions, Observation, Workers
 
 Tensor = torch.Tensor
 
-SHIPPED_MODEL = "embedded_smollm2.pt"
+SHIPPED_MODEL = "embedded_smollm2"  # the default surrogate: distilled from the embedded model's workers
 
 
-def shipped_model_path() -> Path:
-    """The weights distilled from the embedded model's traces, shipped with the package."""
-    return Path(str(files("llm_economist.surrogate") / "weights" / SHIPPED_MODEL))
+def shipped_model_path(name: str = SHIPPED_MODEL) -> Path:
+    """Weights shipped with the package (`embedded_smollm2`, or `bounded_social`: distilled from
+    bounded-rational workers with habit and imitation, whose truth is known)."""
+    return Path(str(files("llm_economist.surrogate") / "weights" / f"{name}.pt"))
 
 
 def resolve_device(device: str) -> torch.device:
@@ -74,11 +75,13 @@ class SurrogateWorkers(Workers):
         self.graph = graph.to(self.device)
         self.n = population.n
 
-    def _step(self, context: Tensor, carry: tuple[Tensor, Tensor] | None):
+    def _step(self, wage: Tensor, context: Tensor, carry: tuple[Tensor, Tensor] | None):
         n = self.n
         memory, expression = carry if carry is not None else (self.model.init_memory(n, self.device), self.model.init_expression(n, self.device))
         context = context.to(self.device, self.dtype)
-        return self.model(self.persona_num, self.persona_cat, context, expression.to(self.dtype), memory.to(self.dtype), self.graph)
+        persona = self.persona_num.clone()
+        persona[:, 0] = wage_feature(wage.detach()).to(self.device, self.dtype)  # the wage in force, not the census one
+        return self.model(persona, self.persona_cat, context, expression.to(self.dtype), memory.to(self.dtype), self.graph)
 
     def act(self, obs: Observation, generator: torch.Generator) -> Decisions:
         last = obs.last
@@ -88,7 +91,7 @@ class SurrogateWorkers(Workers):
         )
         carry = obs.last_decisions.recurrent if obs.last_decisions is not None else None
         with torch.inference_mode():
-            out = self._step(context, carry)
+            out = self._step(obs.wage, context, carry)
             probs = torch.softmax(out.hour_logits.double(), dim=-1).cpu()
         choice = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
         hours = self.bins.to(obs.wage.dtype)[choice]
@@ -108,7 +111,7 @@ class SurrogateWorkers(Workers):
         carry, hours, income = None, None, None
         for _ in range(self.horizon):
             context = context_features(wage, policy, transfer, hours, income, bins)
-            out = self._step(context, carry)
+            out = self._step(wage, context, carry)
             carry = (out.memory, out.expression)
             hours = (torch.softmax(out.hour_logits, dim=-1).to(wage.dtype) @ bins.to(self.device)).to(wage.device)
             income = annual_income(wage, hours)

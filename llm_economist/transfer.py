@@ -1,0 +1,131 @@
+"""The transfer test: does a mechanism optimised against a model of the workers do well on the
+workers themselves?
+
+Every planner of a config that optimises against a population model (Saez, search, grid,
+gradient, PPO) is run once against each *source* model of the same census sample: the rational
+model with the run's preferences, a surrogate distilled from the workers, or the workers' own
+population model where it is theirs (bounded-rational workers). Each mechanism it settles on is then
+played on the real workers of that sample, beside the no-tax baseline, with common random numbers;
+the seeds are the config's, so a study keeps them apart from the seeds its surrogate was
+distilled on. Gain captured is read against the best mechanism optimised on the workers
+themselves where that source is run (the optimum computed on the truth), else against the best
+mechanism judged.
+
+Finished work is kept: each seed's mechanisms are written to `mechanisms_<seed>.json` before they
+are judged, and the judging runs resume from their checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+
+from .config import PlannerConfig, RunConfig, dump_config
+from .factory import build_setup, make_planner
+from .planners.fixed import BASELINE
+from .reporting.summary import combine, gain_captured, interval
+from .runner import Runner
+
+SOURCES = ("rational", "surrogate", "workers")
+TRUTH = "workers"  # the source that is the real workers' own population model
+
+
+def source_config(config: RunConfig, source: str, surrogate_model: str | None) -> RunConfig:
+    """The config whose population model a planner optimises against when trained on `source`."""
+    if source == "workers":
+        if config.workers.kind not in ("rational", "bounded", "surrogate"):
+            raise ValueError(f"transfer: planners cannot optimise against {config.workers.kind} workers themselves "
+                             "(their population model is the rational stand-in); leave out the source 'workers'")
+        return config
+    if source == "rational":
+        return config.model_copy(update={"workers": config.workers.model_copy(update={"kind": "rational"})})
+    if source == "surrogate":
+        if surrogate_model is None:
+            raise ValueError("transfer: the source 'surrogate' needs a surrogate model file")
+        update = {"kind": "surrogate", "surrogate_model": surrogate_model}
+        return config.model_copy(update={"workers": config.workers.model_copy(update=update)})
+    raise ValueError(f"transfer: unknown source {source!r}; choose from {SOURCES}")
+
+
+def optimise(config: RunConfig, sources: tuple[str, ...], surrogate_model: str | None) -> dict[str, list[float]]:
+    """`source.planner` -> the parameters each planner settles on against each source model (one seed)."""
+    found = {}
+    for source in sources:
+        trained_on = source_config(config, source, surrogate_model)
+        setup = build_setup(trained_on)
+        try:
+            for planner in trained_on.planners:
+                theta = make_planner(planner, trained_on).propose(0, [], setup.model)
+                found[f"{source}.{planner.name}"] = [float(x) for x in theta]
+        finally:
+            setup.close()
+    return found
+
+
+def run_transfer(
+    config: RunConfig, out: str | Path, sources: tuple[str, ...] = SOURCES, surrogate_model: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict:
+    """Optimise on every source, judge on the real workers for each seed; write and return the summary."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(dump_config(config))
+    summaries = []
+    for seed in range(config.seed, config.seed + config.seeds):
+        one = config.model_copy(update={"seed": seed, "seeds": 1})
+        saved = out / f"mechanisms_{seed}.json"
+        if not saved.is_file():
+            if progress:
+                progress(f"seed {seed}: optimising on {', '.join(sources)}")
+            saved.write_text(json.dumps(optimise(one, sources, surrogate_model), indent=1))
+        mechanisms = json.loads(saved.read_text())
+        judged = one.model_copy(update={"planners": [PlannerConfig(kind="fixed", label=label, parameters=theta)
+                                                       for label, theta in mechanisms.items()]})
+        if progress:
+            progress(f"seed {seed}: judging {len(mechanisms)} mechanisms on the workers")
+        summaries.append(Runner(judged, out / f"seed_{seed}", resume=True, progress=False).run())
+    summary = transfer_summary(combine(summaries), sources)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    (out / "table.md").write_text(transfer_table(summary))
+    return summary
+
+
+def transfer_summary(combined: dict, sources: tuple[str, ...]) -> dict:
+    """Each mechanism's welfare and gain captured on the real workers, with 95% intervals over seeds."""
+    planners = {k: v for k, v in combined["planners"].items() if k != BASELINE}
+    no_tax = combined["planners"][BASELINE]["per_seed"]["welfare"]
+    reference = [k for k in planners if k.startswith(f"{TRUTH}.")] if TRUTH in sources else list(planners)
+    best = [max(planners[k]["per_seed"]["welfare"][i] for k in reference) for i in range(len(no_tax))]
+    rows = {}
+    for label, p in planners.items():
+        source, planner = label.split(".", 1)
+        gains = [gain_captured(w, w0, b) for w, w0, b in zip(p["per_seed"]["welfare"], no_tax, best)]
+        gain = interval(gains)
+        rows[label] = {
+            "source": source, "planner": planner, "welfare_mean": p["welfare_mean"], "welfare_ci95": p["welfare_ci95"],
+            "gain_mean": gain.mean if gain else None, "gain_ci95": [gain.low, gain.high] if gain and gain.low is not None else None,
+            "per_seed_gain": gains, "parameters": {k: v["mean"] for k, v in p["parameters"].items()},
+            "mean_hours": p["mean_hours"]["mean"],
+        }
+    return {
+        "seeds": combined["seeds"], "population": combined["population"], "sources": list(sources),
+        "reference": "the best mechanism optimised on the workers themselves" if TRUTH in sources
+        else "the best mechanism judged", "no_tax_welfare_mean": interval(no_tax).mean, "mechanisms": rows,
+    }
+
+
+def transfer_table(summary: dict) -> str:
+    """Markdown: one row per mechanism, gain captured on the real workers with its interval."""
+    lines = [f"Gain captured on the real workers, against {summary['reference']}; means over seeds "
+             f"{summary['seeds']} with 95% intervals.", "",
+             "| optimised on | planner | gain captured (%) | welfare | mean hours | parameters |", "|---|---|---:|---:|---:|---|"]
+    for row in summary["mechanisms"].values():
+        gain = "n/a" if row["gain_mean"] is None else f"{row['gain_mean']:.1f}" + (
+            f" [{row['gain_ci95'][0]:.1f}, {row['gain_ci95'][1]:.1f}]" if row["gain_ci95"] else "")
+        welfare = f"{row['welfare_mean']:,.0f}" + (f" [{row['welfare_ci95'][0]:,.0f}, {row['welfare_ci95'][1]:,.0f}]"
+                                                   if row["welfare_ci95"] else "")
+        parameters = ", ".join(f"{k} {v:.3g}" for k, v in row["parameters"].items())
+        lines.append(f"| {row['source']} | {row['planner']} | {gain} | {welfare} | {row['mean_hours']:.1f} | {parameters} |")
+    return "\n".join(lines) + "\n"
