@@ -140,6 +140,31 @@ def compare(config: str, planners: str | None, out: str | None, overrides: tuple
 
 @main.command()
 @click.argument("config", type=click.Path(exists=True, dir_okay=False))
+@click.option("--grid", "grid", multiple=True, required=True, metavar="KEY=V1,V2,...",
+              help="A config field and the values to sweep it over, e.g. --grid economy.elasticity=0.2,0.4 (repeatable).")
+@click.option("--seeds", type=click.IntRange(1, 100), default=3, help="Seeds per grid point (seed, seed+1, ...).")
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="Output directory [default: runs/<config name>_sweep].")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=OVERRIDE_HELP)
+@click.option("--address", default=None, metavar="auto|HOST:PORT|none",
+              help="Ray cluster to join; `none` runs the cells here one after another [default: a local Ray instance].")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def sweep(config: str, grid: tuple[str, ...], seeds: int, out: str | None, overrides: tuple[str, ...], address: str | None,
+          quiet: bool) -> None:
+    """Compare the config's planners at every point of a grid of settings and every seed, each cell one task.
+
+    Rerun the same command to resume: finished cells are reused.
+    """
+    from .sweep import parse_grid, run_sweep
+
+    base = _config(config, overrides)
+    out_dir = Path(out) if out else Path("runs") / f"{base.name}_sweep"
+    with exit_codes("interrupted; finished cells are kept. Rerun the same command to continue."):
+        table = run_sweep(config, parse_grid(grid), seeds, out_dir, overrides, address, progress=not quiet)
+    click.echo(f"{table['cell'].nunique()} cells: {out_dir / 'sweep.csv'}, {out_dir / 'sweep.md'}")
+
+
+@main.command()
+@click.argument("config", type=click.Path(exists=True, dir_okay=False))
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Output directory [default: runs/<config name>/behaviour].")
 @click.option("--agents", type=click.IntRange(2, 1_000_000), default=None,
               help=f"Agents probed per population [default: {PROBE_AGENTS['llm']} for language models, else {PROBE_AGENTS['other']}].")

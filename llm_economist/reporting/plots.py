@@ -291,3 +291,28 @@ def plot_individual_responses(result: Mapping, path: Path) -> Path:
     ax.legend(fontsize=8)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def sweep_plot(table: pd.DataFrame, key: str, planners: Sequence[str], path: Path) -> Path:
+    """Gain captured against one swept setting, one line per planner (mean over seeds, 95% band);
+    categorical settings are spaced evenly in the order swept."""
+    fig = Figure(figsize=(7, 4.2), layout="constrained")
+    ax = fig.subplots()
+    values = list(dict.fromkeys(table[key].tolist()))
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+    x = np.asarray(values, dtype=float) if numeric else np.arange(len(values))
+    colors = planner_colors(planners)
+    for planner in planners:
+        rows = table[table["planner"] == planner]
+        points = [mean_band(rows.loc[rows[key] == v, "gain_captured"].dropna().tolist()) for v in values]
+        mean, low, high = (np.array([p[i] for p in points]) for i in range(3))
+        ax.plot(x, mean, color=colors[planner], label=planner, marker="o", lw=1.6)
+        ax.fill_between(x, low, high, color=colors[planner], alpha=0.15, lw=0)
+    if not numeric:
+        ax.set_xticks(x, [str(v) for v in values])
+    ax.set_xlabel(key)
+    ax.set_ylabel("gain captured (%)")
+    ax.set_title(f"Gain captured against {key}")
+    ax.grid(alpha=0.3)
+    fig.legend(loc="outside right upper", fontsize=9)
+    return _save(fig, path)

@@ -1,0 +1,81 @@
+"""Where independent pieces of work run: one after another in this process, or as Ray tasks on a
+local Ray instance or a cluster it joins.
+
+Each task is a plain function of picklable arguments that writes its own files and returns a small
+record; the executor adds the node it ran on and how long it took. On Ray a task whose worker
+process dies is retried (`RETRIES`), and results come back in submission order while a progress
+bar counts them as they finish.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from tqdm.auto import tqdm
+
+IN_PROCESS = "none"  # --address value: run the tasks here, one after another
+RETRIES = 3  # times Ray reruns a task whose worker process died
+
+
+def ray_available() -> bool:
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _timed(task: Callable[..., dict], args: tuple) -> dict:
+    """Run one task and say where and for how long."""
+    started = time.perf_counter()
+    record = task(*args)
+    return {**record, "node": _node(), "pid": os.getpid(), "wall_s": time.perf_counter() - started}
+
+
+def _node() -> str:
+    if ray_available():
+        import ray
+
+        if ray.is_initialized():
+            return ray.get_runtime_context().get_node_id()
+    return "local"
+
+
+def run_tasks(
+    task: Callable[..., dict], arguments: Sequence[tuple], address: str | None = None, progress: bool = True,
+    description: str = "tasks", log: Callable[[str], Any] = print,
+) -> list[dict]:
+    """Each `task(*args)` record, in the order of `arguments`, with `node`, `pid` and `wall_s` added.
+
+    `address`: None starts a local Ray instance sized to this machine; `auto` or HOST:PORT joins a
+    running cluster; `none` runs in this process. Without Ray installed, None also runs here and
+    says so.
+    """
+    if address is None and not ray_available():
+        log("Ray is not installed (pip install 'llm-economist[cluster]'): running the tasks here, one after another")
+        address = IN_PROCESS
+    if address == IN_PROCESS:
+        return [_timed(task, args) for args in tqdm(arguments, desc=description, disable=not progress, unit="task")]
+    import ray
+
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(address=address, logging_level="ERROR", log_to_driver=False,
+                 **({"num_cpus": os.cpu_count(), "include_dashboard": False} if address is None else {}))
+    try:
+        remote = ray.remote(num_cpus=1, max_retries=RETRIES)(_timed)
+        pending = {remote.remote(task, args): i for i, args in enumerate(arguments)}
+        results: list[dict | None] = [None] * len(arguments)
+        with tqdm(total=len(arguments), desc=description, disable=not progress, unit="task") as bar:
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                for ref in done:
+                    results[pending.pop(ref)] = ray.get(ref)
+                    bar.update(1)
+        return results
+    finally:
+        if started_here:
+            ray.shutdown()
