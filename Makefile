@@ -27,6 +27,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/graph_build.py
 	$(BIN)/python benchmarks/llm_throughput.py
 	$(BIN)/python benchmarks/surrogate_scale.py
+	$(BIN)/python benchmarks/sweep_scaling.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

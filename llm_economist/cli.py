@@ -145,10 +145,10 @@ def compare(config: str, planners: str | None, out: str | None, overrides: tuple
 @click.option("--seeds", type=click.IntRange(1, 100), default=3, help="Seeds per grid point (seed, seed+1, ...).")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Output directory [default: runs/<config name>_sweep].")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=OVERRIDE_HELP)
-@click.option("--address", default=None, metavar="auto|HOST:PORT|none",
-              help="Ray cluster to join; `none` runs the cells here one after another [default: a local Ray instance].")
+@click.option("--address", default="local", metavar="local|auto|HOST:PORT|none",
+              help="Where cells run: a Ray instance started on this machine, a Ray cluster to join, or `none`: here, one after another.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def sweep(config: str, grid: tuple[str, ...], seeds: int, out: str | None, overrides: tuple[str, ...], address: str | None,
+def sweep(config: str, grid: tuple[str, ...], seeds: int, out: str | None, overrides: tuple[str, ...], address: str,
           quiet: bool) -> None:
     """Compare the config's planners at every point of a grid of settings and every seed, each cell one task.
 
@@ -289,14 +289,16 @@ def distill() -> None:
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Dataset directory (episode Parquet files and meta.json).")
 @click.option("--episodes", type=int, default=40, help="Episodes to collect; each has a new population, graph and random mechanisms.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=OVERRIDE_HELP)
+@click.option("--address", default="none", metavar="none|local|auto|HOST:PORT",
+              help="Where episodes run: here, one after another, or as Ray tasks (see `sweep`); language-model episodes run here.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def collect(config: str, out: str, episodes: int, overrides: tuple[str, ...], quiet: bool) -> None:
+def collect(config: str, out: str, episodes: int, overrides: tuple[str, ...], address: str, quiet: bool) -> None:
     """Record workers' decisions under randomised mechanisms; rerun the same command to resume."""
     from .distill.dataset import collect as collect_dataset
 
     run_config = _config(config, overrides)
     with exit_codes("interrupted; finished episodes are kept. Rerun the same command to continue."):
-        collect_dataset(run_config, out, episodes, progress=not quiet)
+        collect_dataset(run_config, out, episodes, progress=not quiet, address=address)
     click.echo(f"dataset: {out}")
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 IN_PROCESS = "none"  # --address value: run the tasks here, one after another
+LOCAL = "local"  # --address value: start a Ray instance on this machine, sized to it
 RETRIES = 3  # times Ray reruns a task whose worker process died
 
 
@@ -45,16 +46,16 @@ def _node() -> str:
 
 
 def run_tasks(
-    task: Callable[..., dict], arguments: Sequence[tuple], address: str | None = None, progress: bool = True,
+    task: Callable[..., dict], arguments: Sequence[tuple], address: str = LOCAL, progress: bool = True,
     description: str = "tasks", log: Callable[[str], Any] = print,
 ) -> list[dict]:
     """Each `task(*args)` record, in the order of `arguments`, with `node`, `pid` and `wall_s` added.
 
-    `address`: None starts a local Ray instance sized to this machine; `auto` or HOST:PORT joins a
-    running cluster; `none` runs in this process. Without Ray installed, None also runs here and
-    says so.
+    `address`: `local` starts a Ray instance sized to this machine (or uses the one this process
+    has already started); `auto` or HOST:PORT joins a running cluster; `none` runs in this process.
+    Without Ray installed, `local` also runs here and says so.
     """
-    if address is None and not ray_available():
+    if address == LOCAL and not ray_available():
         log("Ray is not installed (pip install 'llm-economist[cluster]'): running the tasks here, one after another")
         address = IN_PROCESS
     if address == IN_PROCESS:
@@ -63,8 +64,9 @@ def run_tasks(
 
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(address=address, logging_level="ERROR", log_to_driver=False,
-                 **({"num_cpus": os.cpu_count(), "include_dashboard": False} if address is None else {}))
+        local = {"num_cpus": os.cpu_count(), "include_dashboard": False}
+        ray.init(address=None if address == LOCAL else address, logging_level="ERROR", log_to_driver=False,
+                 **(local if address == LOCAL else {}))
     try:
         remote = ray.remote(num_cpus=1, max_retries=RETRIES)(_timed)
         pending = {remote.remote(task, args): i for i, args in enumerate(arguments)}

@@ -20,7 +20,7 @@ import yaml
 
 from .comparison import run_comparison
 from .config import ConfigError, RunConfig, config_fingerprint, load_config
-from .executor import run_tasks
+from .executor import LOCAL, run_tasks
 from .reporting.summary import interval
 
 CELLS = "cells"
@@ -72,7 +72,7 @@ def run_cell(config: RunConfig, out: str) -> dict:
 
 def run_sweep(
     path: str | None, grid: dict[str, list[str]], seeds: int, out: str | Path, overrides: Sequence[str] = (),
-    address: str | None = None, progress: bool = True,
+    address: str = LOCAL, progress: bool = True,
 ) -> pd.DataFrame:
     """Run every cell (skipping finished ones), write sweep.csv and sweep.md into `out`; the table."""
     out = Path(out).resolve()

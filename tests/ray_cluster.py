@@ -33,9 +33,13 @@ class RayCluster:
         self.temp = tempfile.mkdtemp(prefix="ray_")
 
     def _start(self, *args: str) -> None:
+        """One node; every port it would otherwise take by default is a free one, so clusters of
+        tests running side by side never meet."""
         log = open(Path(self.temp) / f"node{len(self.processes)}.log", "w")
+        ports = [f"--{name}={_free_port()}" for name in (
+            "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "metrics-export-port", "runtime-env-agent-port")]
         self.processes.append(subprocess.Popen(
-            [RAY, "start", "--block", "--num-cpus", "1", "--node-ip-address", "127.0.0.1", "--disable-usage-stats", *args],
+            [RAY, "start", "--block", "--num-cpus", "1", "--node-ip-address", "127.0.0.1", "--disable-usage-stats", *ports, *args],
             env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
 
     def _nodes_alive(self) -> int:
@@ -64,6 +68,18 @@ class RayCluster:
         finally:
             ray.shutdown()
         return self
+
+    def descendants(self) -> list:
+        """Every process the two nodes started (raylets, workers), for tests that kill one."""
+        import psutil
+
+        found = []
+        for process in self.processes:
+            try:
+                found += psutil.Process(process.pid).children(recursive=True)
+            except psutil.NoSuchProcess:
+                continue
+        return found
 
     def __exit__(self, *exc) -> None:
         for process in reversed(self.processes):

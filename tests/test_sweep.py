@@ -1,16 +1,21 @@
-"""Sweeps against independent truth: every cell is the comparison `compare` itself produces for
-that setting and seed, a rerun reuses finished cells, and a real two-node Ray cluster gives the
-same numbers as running the cells one after another, with cells on both nodes."""
+"""Sweeps and distillation on Ray against independent truth: every cell is the comparison `compare`
+itself produces for that setting and seed, a rerun reuses finished cells, and a real two-node Ray
+cluster gives the same numbers as running the work one after another, with cells on both nodes,
+also when a worker process dies mid-task."""
 
 import json
+import threading
+import time
 
 import pandas as pd
+import psutil
 import pytest
 from click.testing import CliRunner
 
 from llm_economist.cli import main
 from llm_economist.comparison import run_comparison
 from llm_economist.config import ConfigError, load_config
+from llm_economist.distill.dataset import DatasetError, collect
 from llm_economist.sweep import parse_grid, run_sweep
 from ray_cluster import RayCluster
 
@@ -58,11 +63,58 @@ def test_bad_grids_are_named_errors():
     assert result.exit_code == 2 and "economy.elasticity" in result.output
 
 
-def test_a_two_node_ray_cluster_runs_cells_on_both_nodes_with_the_same_results(sequential, tmp_path):
+@pytest.fixture(scope="module")
+def cluster():
+    with RayCluster() as running:
+        yield running
+
+
+def test_a_two_node_ray_cluster_runs_cells_on_both_nodes_with_the_same_results(sequential, cluster, tmp_path):
     _, table = sequential
-    with RayCluster() as cluster:
-        on_ray = run_sweep(None, GRID, 2, tmp_path, BASE, address=cluster.address, progress=False)
+    on_ray = run_sweep(None, GRID, 2, tmp_path, BASE, address=cluster.address, progress=False)
     assert on_ray.drop_duplicates("cell")["node"].nunique() == 2
     pd.testing.assert_frame_equal(on_ray.drop(columns=WHERE), table.drop(columns=WHERE), check_exact=True)
     summary = json.loads((tmp_path / "cells" / "p000_seed0" / "summary.json").read_text())
     assert summary["seeds"] == [0]
+
+
+def test_a_worker_killed_mid_task_is_retried_and_the_sweep_completes(sequential, cluster, tmp_path):
+    _, table = sequential
+    killed = []
+
+    def kill_one_running_task(cluster: RayCluster, stop: threading.Event) -> None:
+        while not stop.is_set() and not killed:
+            for process in cluster.descendants():
+                try:
+                    if process.name().startswith("ray::_timed") or "ray::_timed" in " ".join(process.cmdline()):
+                        process.kill()
+                        killed.append(process.pid)
+                        return
+                except psutil.NoSuchProcess:
+                    continue
+            time.sleep(0.02)
+
+    stop = threading.Event()
+    killer = threading.Thread(target=kill_one_running_task, args=(cluster, stop))
+    killer.start()
+    try:
+        on_ray = run_sweep(None, GRID, 2, tmp_path, BASE, address=cluster.address, progress=False)
+    finally:
+        stop.set()
+        killer.join()
+    assert killed, "no task was caught running"
+    pd.testing.assert_frame_equal(on_ray.drop(columns=WHERE), table.drop(columns=WHERE), check_exact=True)
+
+
+def test_distillation_episodes_collected_on_the_cluster_are_the_ones_collected_here(cluster, tmp_path):
+    config = load_config(None, ["population.n_agents=30", "economy.years=2", "economy.steps_per_year=1", "workers.kind=bounded",
+                                "workers.hour_bins=9", "workers.persistence=0.3", "workers.social_pull=0.2",
+                                "planners=[{kind: random}]"])
+    collect(config, tmp_path / "here", 4, progress=False)
+    collect(config, tmp_path / "ray", 4, progress=False, address=cluster.address)
+    for episode in range(4):
+        name = f"episode_{episode:05d}.parquet"
+        pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "ray" / name), pd.read_parquet(tmp_path / "here" / name),
+                                      check_exact=True)
+    with pytest.raises(DatasetError, match="language-model episodes share one client"):
+        collect(load_config(None, ["workers.kind=llm", "planners=[{kind: random}]"]), tmp_path / "llm", 1, address=cluster.address)

@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from ..config import RunConfig, config_fingerprint, dump_config
 from ..economy.labour import hour_bins, llm_hour_bins
+from ..executor import IN_PROCESS, run_tasks
 from ..economy.policy import Policy
 from ..economy.tax import TaxSchedule
 from ..factory import Setup, build_setup, llm_settings, make_planner
@@ -63,11 +64,18 @@ def episode_path(out: Path, episode: int) -> Path:
     return out / f"episode_{episode:05d}.parquet"
 
 
-def collect(config: RunConfig, out: str | Path, episodes: int, progress: bool = True) -> Path:
-    """Play ``episodes`` episodes into ``out`` (skipping finished ones); returns ``out``."""
+def collect(config: RunConfig, out: str | Path, episodes: int, progress: bool = True, address: str = IN_PROCESS) -> Path:
+    """Play ``episodes`` episodes into ``out`` (skipping finished ones); returns ``out``.
+
+    With an ``address`` (see `executor.run_tasks`) every episode is a Ray task; each writes the
+    same file it would here. Language-model episodes share one client and its cache, so they run here.
+    """
     if episodes < 1:
         raise DatasetError(f"distill collect: episodes must be >= 1, got {episodes}")
-    out = Path(out)
+    if address != IN_PROCESS and config.needs_llm:
+        raise DatasetError("distill collect --address: language-model episodes share one client and run in this process; "
+                           "leave out --address")
+    out = Path(out).resolve()  # Ray workers run in directories of their own
     bins = decision_bins(config)
     fingerprint = config_fingerprint(config)
     meta_path = out / META
@@ -89,18 +97,21 @@ def collect(config: RunConfig, out: str | Path, episodes: int, progress: bool = 
         "config": dump_config(config),
     }
     meta_path.write_text(json.dumps(meta, indent=2))
+    todo = [episode for episode in range(episodes) if not episode_path(out, episode).exists()]
+    if address != IN_PROCESS:
+        run_tasks(_collect_episode, [(config, out, episode) for episode in todo], address, progress, description="episodes")
+        return out
     client = open_client(llm_settings(config, str(out / "llm_cache.sqlite"))) if config.needs_llm else None
     try:
-        for episode in tqdm(range(episodes), desc="episodes", disable=not progress, unit="episode"):
-            if not episode_path(out, episode).exists():
-                _collect_episode(config, out, episode, client)
+        for episode in tqdm(todo, desc="episodes", disable=not progress, unit="episode"):
+            _collect_episode(config, out, episode, client)
     finally:
         if client is not None:
             client.close()
     return out
 
 
-def _collect_episode(config: RunConfig, out: Path, episode: int, client) -> None:
+def _collect_episode(config: RunConfig, out: Path, episode: int, client=None) -> dict:
     setup = build_setup(config.model_copy(update={"seed": config.seed + episode}, deep=True), client)
     try:
         frame = episode_frame(setup, episode)
@@ -110,6 +121,7 @@ def _collect_episode(config: RunConfig, out: Path, episode: int, client) -> None
     tmp = path.with_suffix(".tmp")
     frame.to_parquet(tmp, index=False)
     tmp.replace(path)  # a file that exists is complete
+    return {"episode": episode}
 
 
 def episode_frame(setup: Setup, episode: int) -> pd.DataFrame:

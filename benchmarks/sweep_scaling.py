@@ -1,0 +1,68 @@
+"""A CPU-bound sweep run one cell after another in this process, then as Ray tasks on a local
+instance with two workers, side by side in one run; prints one JSON object.
+
+Cells: rational workers, a three-bracket schedule found by search, at 4 elasticities x 2 seeds.
+Ray gives each one-CPU task one thread (OMP_NUM_THREADS=1), so the sequential run is timed with
+one torch thread too (`sequential_cells_per_s`, the base of the speed-up: what the executor adds)
+and with torch's default threads (`sequential_all_threads_cells_per_s`: what a user without Ray
+gets from this machine).
+`ray_startup_s` is the time from `ray.init` until every worker has imported the package (the
+instance and warm workers); `ray_cells_per_s` counts from submitting the first cell, on that warm
+instance, so the two figures add up to what a one-off sweep pays. Each run writes into its own temporary
+directory, so nothing is reused between them.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+
+import ray
+import torch
+
+from llm_economist.sweep import run_sweep
+
+SETTINGS = ["population.n_agents=20000", "economy.years=1", "economy.steps_per_year=1", "workers.kind=rational",
+            "planners=[{kind: search, budget: 400, batch: 40}]"]
+GRID = {"economy.elasticity": ["0.2", "0.3", "0.4", "0.5"]}
+SEEDS = 2
+WORKERS = 2
+
+
+@ray.remote(num_cpus=1)
+def warm() -> None:
+    """Import what a cell imports, and hold the worker long enough that each warms its own."""
+    import llm_economist.sweep  # noqa: F401
+
+    time.sleep(1.0)
+
+
+def timed_sweep(address: str) -> float:
+    with tempfile.TemporaryDirectory() as out:
+        started = time.perf_counter()
+        table = run_sweep(None, GRID, SEEDS, out, SETTINGS, address=address, progress=False)
+        return table["cell"].nunique() / (time.perf_counter() - started)
+
+
+if __name__ == "__main__":
+    all_threads = timed_sweep("none")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    sequential = timed_sweep("none")
+    torch.set_num_threads(threads)
+    started = time.perf_counter()
+    ray.init(num_cpus=WORKERS, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    ray.get([warm.remote() for _ in range(WORKERS)])
+    startup = time.perf_counter() - started
+    parallel = timed_sweep("local")  # the instance started above
+    ray.shutdown()
+    print(json.dumps({
+        "cells": len(GRID["economy.elasticity"]) * SEEDS,
+        "sequential_cells_per_s": round(sequential, 4),
+        "sequential_all_threads_cells_per_s": round(all_threads, 4),
+        f"ray_{WORKERS}_workers_cells_per_s": round(parallel, 4),
+        f"ray_{WORKERS}_workers_speedup": round(parallel / sequential, 3),
+        f"ray_{WORKERS}_workers_speedup_over_all_threads": round(parallel / all_threads, 3),
+        "ray_startup_s": round(startup, 2),
+    }))
