@@ -29,7 +29,9 @@ class RayCluster:
     def __init__(self) -> None:
         self.address = f"127.0.0.1:{_free_port()}"
         self.processes: list[subprocess.Popen] = []
-        self.env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+        # Token authentication switches itself on once this machine holds a token (~/.ray/auth_token,
+        # written by any earlier local Ray instance); a loopback test cluster runs without it either way.
+        self.env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
         self.temp = tempfile.mkdtemp(prefix="ray_")
 
     def _start(self, *args: str) -> None:
