@@ -10,8 +10,8 @@ gain captured at each value, a mean over seeds with its 95% interval, and a plot
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +21,7 @@ import yaml
 from .comparison import run_comparison
 from .config import ConfigError, RunConfig, config_fingerprint, load_config
 from .executor import LOCAL, run_tasks
-from .reporting.summary import interval
+from .reporting.summary import bracketed, interval
 
 CELLS = "cells"
 
@@ -107,18 +107,15 @@ def sweep_markdown(table: pd.DataFrame, grid: dict[str, list[str]], out: Path) -
     """For each grid dimension: each planner's gain captured at each value, over seeds and the other dimensions' points."""
     from .reporting.plots import sweep_plot
 
-    lines = [f"# Sweep: {len(table['cell'].unique())} cells over {table['seed'].nunique()} seeds", "",
+    lines = [f"# Sweep: {table['cell'].nunique()} cells over {table['seed'].nunique()} seeds", "",
              "Gain captured (% of the best planner's welfare gain over no tax, per cell): means with 95% t-intervals "
              "over seeds (and over the other dimensions' values, when there are several).", ""]
     planners = [p for p in table["planner"].unique() if p != "no_tax"]
     for key in grid:
         lines += [f"## {key}", "", "| " + " | ".join([key, *planners]) + " |", "|---" * (len(planners) + 1) + "|"]
         for value, rows in table.groupby(key, sort=False):
-            cells = []
-            for planner in planners:
-                found = interval(rows.loc[rows["planner"] == planner, "gain_captured"].tolist())
-                cells.append("n/a" if found is None else f"{found.mean:.1f}" + (
-                    f" [{found.low:.1f}, {found.high:.1f}]" if found.low is not None else ""))
+            found = [interval(rows.loc[rows["planner"] == planner, "gain_captured"].tolist()) for planner in planners]
+            cells = [bracketed(f.mean, f.as_dict()["ci95"]) if f else "n/a" for f in found]
             lines.append(f"| {value} | " + " | ".join(cells) + " |")
         plot = sweep_plot(table, key, planners, out / f"sweep_{key.replace('.', '_')}.png")
         lines += ["", f"![gain captured against {key}]({plot.name})", ""]

@@ -21,11 +21,10 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-
 from .config import PlannerConfig, RunConfig, dump_config
 from .factory import build_setup, make_planner
 from .planners.fixed import BASELINE
-from .reporting.summary import combine, gain_captured, interval
+from .reporting.summary import bracketed, combine, gain_captured, interval
 from .runner import Runner
 
 SOURCES = ("rational", "surrogate", "workers")
@@ -105,7 +104,7 @@ def transfer_summary(combined: dict, sources: tuple[str, ...]) -> dict:
         gain = interval(gains)
         rows[label] = {
             "source": source, "planner": planner, "welfare_mean": p["welfare_mean"], "welfare_ci95": p["welfare_ci95"],
-            "gain_mean": gain.mean if gain else None, "gain_ci95": [gain.low, gain.high] if gain and gain.low is not None else None,
+            "gain_mean": gain.mean if gain else None, "gain_ci95": gain.as_dict()["ci95"] if gain else None,
             "per_seed_gain": gains, "parameters": {k: v["mean"] for k, v in p["parameters"].items()},
             "mean_hours": p["mean_hours"]["mean"],
         }
@@ -122,10 +121,7 @@ def transfer_table(summary: dict) -> str:
              f"{summary['seeds']} with 95% intervals.", "",
              "| optimised on | planner | gain captured (%) | welfare | mean hours | parameters |", "|---|---|---:|---:|---:|---|"]
     for row in summary["mechanisms"].values():
-        gain = "n/a" if row["gain_mean"] is None else f"{row['gain_mean']:.1f}" + (
-            f" [{row['gain_ci95'][0]:.1f}, {row['gain_ci95'][1]:.1f}]" if row["gain_ci95"] else "")
-        welfare = f"{row['welfare_mean']:,.0f}" + (f" [{row['welfare_ci95'][0]:,.0f}, {row['welfare_ci95'][1]:,.0f}]"
-                                                   if row["welfare_ci95"] else "")
+        gain, welfare = bracketed(row["gain_mean"], row["gain_ci95"]), bracketed(row["welfare_mean"], row["welfare_ci95"], ",.0f")
         parameters = ", ".join(f"{k} {v:.3g}" for k, v in row["parameters"].items())
         lines.append(f"| {row['source']} | {row['planner']} | {gain} | {welfare} | {row['mean_hours']:.1f} | {parameters} |")
     return "\n".join(lines) + "\n"

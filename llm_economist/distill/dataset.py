@@ -31,9 +31,9 @@ from tqdm.auto import tqdm
 
 from ..config import RunConfig, config_fingerprint, dump_config
 from ..economy.labour import hour_bins, llm_hour_bins
-from ..executor import IN_PROCESS, run_tasks
 from ..economy.policy import Policy
 from ..economy.tax import TaxSchedule
+from ..executor import IN_PROCESS, run_tasks
 from ..factory import Setup, build_setup, llm_settings, make_planner
 from ..llm import open_client
 from ..personas import SocialGraph, population_graph

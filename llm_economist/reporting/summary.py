@@ -54,6 +54,14 @@ def interval(values: Sequence[float | None]) -> Interval | None:
     return Interval(mean, float(ci.low), float(ci.high), len(x))
 
 
+def bracketed(mean: float | None, ci95: Sequence[float] | None, spec: str = ".1f") -> str:
+    """'12.3 [10.1, 14.5]' for tables of means with their 95% intervals; no brackets without an
+    interval, 'n/a' without a mean."""
+    if mean is None:
+        return "n/a"
+    return f"{mean:{spec}}" + (f" [{ci95[0]:{spec}}, {ci95[1]:{spec}}]" if ci95 else "")
+
+
 def _no_spread(x: np.ndarray) -> bool:
     return float(np.ptp(x)) <= 1e-12 * max(1.0, float(np.abs(x).max()))
 

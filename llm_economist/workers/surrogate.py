@@ -75,12 +75,16 @@ class SurrogateWorkers(Workers):
         self.graph = graph.to(self.device)
         self.n = population.n
 
-    def _step(self, wage: Tensor, context: Tensor, carry: tuple[Tensor, Tensor] | None):
+    def _persona(self, wage: Tensor) -> Tensor:
+        """The numeric persona features with the wage in force, not the census one."""
+        persona = self.persona_num.clone()
+        persona[:, 0] = wage_feature(wage.detach()).to(self.device, self.dtype)
+        return persona
+
+    def _step(self, persona: Tensor, context: Tensor, carry: tuple[Tensor, Tensor] | None):
         n = self.n
         memory, expression = carry if carry is not None else (self.model.init_memory(n, self.device), self.model.init_expression(n, self.device))
         context = context.to(self.device, self.dtype)
-        persona = self.persona_num.clone()
-        persona[:, 0] = wage_feature(wage.detach()).to(self.device, self.dtype)  # the wage in force, not the census one
         return self.model(persona, self.persona_cat, context, expression.to(self.dtype), memory.to(self.dtype), self.graph)
 
     def act(self, obs: Observation, generator: torch.Generator) -> Decisions:
@@ -91,7 +95,7 @@ class SurrogateWorkers(Workers):
         )
         carry = obs.last_decisions.recurrent if obs.last_decisions is not None else None
         with torch.inference_mode():
-            out = self._step(obs.wage, context, carry)
+            out = self._step(self._persona(obs.wage), context, carry)
             probs = torch.softmax(out.hour_logits.double(), dim=-1).cpu()
         choice = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
         hours = self.bins.to(obs.wage.dtype)[choice]
@@ -109,9 +113,10 @@ class SurrogateWorkers(Workers):
         bins = self.bins.to(wage.dtype)
         transfer = torch.as_tensor(transfer, dtype=wage.dtype).reshape(1)
         carry, hours, income = None, None, None
+        persona = self._persona(wage)
         for _ in range(self.horizon):
             context = context_features(wage, policy, transfer, hours, income, bins)
-            out = self._step(wage, context, carry)
+            out = self._step(persona, context, carry)
             carry = (out.memory, out.expression)
             hours = (torch.softmax(out.hour_logits, dim=-1).to(wage.dtype) @ bins.to(self.device)).to(wage.device)
             income = annual_income(wage, hours)
