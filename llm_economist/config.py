@@ -268,7 +268,7 @@ def config_fingerprint(config: RunConfig) -> str:
     """Hash of everything that changes results or files, not of how language-model calls are transported
     (so a run stopped by a broken server resumes against a fixed or another one)."""
     data = config.model_dump(mode="json")
-    for transport in ("base_urls", "api_key_env", "timeout_s", "max_retries", "concurrency", "cache_path",
+    for transport in ("base_urls", "api_key_env", "timeout_s", "max_retries", "concurrency", "server_concurrency", "cache_path",
                       "price_prompt_per_million", "price_completion_per_million", "max_consecutive_fallbacks"):
         data["llm"].pop(transport)
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]

@@ -16,7 +16,7 @@ Each chat request takes the next behaviour from the script (then `default`):
 `content` is the "ok" reply, or a function of the request body that makes it. Chat replies end with `finish_reason` ("stop"; "length" pretends the reply hit max_tokens); `delay_s`
 delays "ok", "malformed", "schema" and "empty". Every request is recorded (path, headers with
 lower-case names, parsed body). The server stops itself after `lifetime_s` seconds or `max_requests`
-requests, and only ever binds the loopback address.
+requests (dropping requests that still arrive on open connections), and only ever binds the loopback address.
 """
 
 from __future__ import annotations
@@ -139,6 +139,9 @@ class FaultServer:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length)
+                if server._stopping.is_set():  # a stopped server drops its kept-alive connections unanswered
+                    self.close_connection = True
+                    return
                 try:
                     body = json.loads(raw)
                 except ValueError:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
 
+from llm_economist.llm import openai_backend
+from llm_economist.llm.openai_backend import FAILURES_TO_REST
 from llm_economist.llm import (
     CacheError,
     ChatRequest,
@@ -142,17 +145,54 @@ def test_a_grammar_replaces_the_schema_only_for_servers_that_take_one(server: Fa
 
 
 def test_requests_are_spread_round_robin_over_base_urls() -> None:
-    with FaultServer() as a, FaultServer() as b, LLMClient(fault_settings(a.url, b.url)) as client:
+    with FaultServer() as a, FaultServer() as b, LLMClient(fault_settings(a.url, b.url, concurrency=1)) as client:
         replies = client.complete_many([ask(i) for i in range(6)])
     assert all(r.ok for r in replies)
     assert len(a.chat_requests) == 3 and len(b.chat_requests) == 3
 
 
-def test_a_failing_url_is_skipped_on_retry() -> None:
+def test_a_failing_server_hands_its_requests_to_another_and_leaves_the_rotation() -> None:
+    # No retries at all: moving a request to another server is not a retry.
     with FaultServer(default="500") as bad, FaultServer() as good:
-        with LLMClient(fault_settings(bad.url, good.url, max_retries=6)) as client:
-            replies = client.complete_many([ask(i) for i in range(4)])
-    assert all(r.ok for r in replies) and len(good.chat_requests) == 4
+        with LLMClient(fault_settings(bad.url, good.url, max_retries=0, concurrency=1)) as client:
+            replies = client.complete_many([ask(i) for i in range(6)])
+    assert all(r.ok and r.attempts == 1 for r in replies) and len(good.chat_requests) == 6
+    assert len(bad.chat_requests) == FAILURES_TO_REST  # then out of rotation
+    servers = client.usage.as_dict()["by_server"]
+    assert servers[bad.url] == {"calls": FAILURES_TO_REST, "failures": FAILURES_TO_REST,
+                                "failovers": FAILURES_TO_REST, "rested": 1}
+    assert servers[good.url] == {"calls": 6, "failures": 0, "failovers": 0, "rested": 0}
+    assert client.usage.retries == 0 and client.usage.failures == 0
+
+
+def test_a_rested_server_is_tried_again_after_the_cool_down(monkeypatch) -> None:
+    monkeypatch.setattr(openai_backend, "COOL_DOWN_S", 0.3)
+    with FaultServer(["500", "500"]) as flaky, FaultServer() as steady:
+        with LLMClient(fault_settings(flaky.url, steady.url, max_retries=0, concurrency=1)) as client:
+            client.complete_many([ask(i) for i in range(6)])
+            resting = len(flaky.chat_requests)
+            time.sleep(0.4)
+            replies = client.complete_many([ask(i) for i in range(6, 12)])
+    assert resting == 2 and all(r.ok for r in replies)
+    assert len(flaky.chat_requests) == resting + 3  # back in the rotation, answering its share
+
+
+def test_a_request_in_flight_at_a_server_that_stops_answering_is_answered_by_another() -> None:
+    with FaultServer(["hang"], hang_s=3.0) as stuck, FaultServer() as other:
+        with LLMClient(fault_settings(stuck.url, other.url, timeout_s=0.5, max_retries=0, concurrency=1)) as client:
+            reply = client.complete(ask(1))
+    assert reply.ok and reply.attempts == 1 and len(other.chat_requests) == 1
+    assert client.usage.as_dict()["by_server"][stuck.url]["failovers"] == 1
+
+
+def test_a_slow_server_holds_no_more_requests_than_its_limit() -> None:
+    with FaultServer(delay_s=0.5) as slow, FaultServer() as fast:
+        settings = fault_settings(slow.url, fast.url, concurrency=8, server_concurrency=2, timeout_s=5.0)
+        with LLMClient(settings) as client:
+            replies = client.complete_many([ask(i) for i in range(24)])
+    assert all(r.ok for r in replies)
+    assert slow.max_in_flight <= 2 and fast.max_in_flight <= 2
+    assert len(fast.chat_requests) > 2 * len(slow.chat_requests)  # the fast server took the rest
 
 
 # -- cache -------------------------------------------------------------------------------------

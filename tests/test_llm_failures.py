@@ -88,9 +88,11 @@ def test_requests_fail_over_from_a_refusing_url_to_one_that_answers() -> None:
 
 
 def test_a_refusing_url_is_passed_over_once_known() -> None:
-    with FaultServer() as live, LLMClient(fault_settings(nothing_listening(), live.url)) as client:
+    dead = nothing_listening()
+    with FaultServer() as live, LLMClient(fault_settings(dead, live.url)) as client:
         replies = [client.complete(ask(i)) for i in range(6)]
-    assert all(r.ok for r in replies) and client.usage.retries == 1
+    assert all(r.ok for r in replies) and client.usage.retries == 0  # moved at once, not retried
+    assert client.usage.as_dict()["by_server"][dead] == {"calls": 1, "failures": 1, "failovers": 1, "rested": 1}
 
 
 def test_complete_many_raises_on_one_rejected_request_and_stops_the_rest() -> None:

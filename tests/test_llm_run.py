@@ -15,7 +15,7 @@ import pytest
 from fault_server import FaultServer
 from llm_economist.comparison import run_comparison
 from llm_economist.config import load_config
-from llm_economist.reporting.report import comparison_table
+from llm_economist.reporting.report import comparison_table, write_report
 from llm_economist.runner import Runner
 
 KEY = "sk-test-SECRET-7f3a9c"
@@ -198,3 +198,26 @@ def test_a_stopped_run_resumes_against_a_working_server(tmp_path, monkeypatch):
         resumed = run_comparison(config(fixed.url), tmp_path, resume=True, progress=False)
         assert len(fixed.chat_requests) == 5 + 2 * 5  # us_federal's last year, then no_tax's two
     assert resumed["stopped"] is None and resumed["planners"]["us_federal"]["years"] == [2]
+
+
+def test_a_server_stopped_mid_run_hands_its_work_to_the_other_with_no_fallbacks(tmp_path, monkeypatch):
+    monkeypatch.setenv("LLM_ECONOMIST_TEST_KEY", KEY)
+    with FaultServer(content=DECISION, delay_s=0.02, max_requests=6) as dying, \
+            FaultServer(content=DECISION, delay_s=0.02) as survivor:
+        cfg = config(dying.url, "llm.concurrency=2", "economy.years=3")
+        cfg = cfg.model_copy(update={"llm": cfg.llm.model_copy(update={"base_urls": (dying.url, survivor.url)})})
+        summary = run_comparison(cfg, tmp_path, progress=False)
+        answered = len(dying.chat_requests), len(survivor.chat_requests)
+    assert summary["stopped"] is None
+    for planner in ("us_federal", "no_tax"):
+        diagnostics = summary["planners"][planner]["worker_diagnostics"]
+        assert diagnostics["llm_fallbacks"] == 0 and diagnostics["llm_decisions"] == 15
+    usage = summary["llm"]["usage"]
+    dead, alive = usage["by_server"][dying.url], usage["by_server"][survivor.url]
+    assert answered[0] == 6 and usage["failures"] == 0
+    assert dead["failures"] >= 1 and dead["failovers"] == dead["failures"] and dead["rested"] >= 1
+    assert alive == {"calls": answered[1], "failures": 0, "failovers": 0, "rested": 0}
+    assert answered[0] + answered[1] == 30  # one answer per decision, each from one of the two
+    report = write_report(tmp_path).read_text()
+    assert "| Server | Calls | Failures | Moved to another server | Out of rotation |" in report
+    assert f"| {dying.url} | {dead['calls']} | {dead['failures']} |" in report

@@ -35,17 +35,20 @@ class BackendError(LLMError):
 
     `kind` is the failure category the reply records ("timeout", "http_500", ...). `retryable`
     says whether trying again may help; `fatal` that the failure, once retries are spent (at once
-    when not retryable), means no request can succeed, so the client raises LLMUnavailable.
+    when not retryable), means no request can succeed, so the client raises LLMUnavailable;
+    `failover` that another server may answer the same request at once.
     """
 
     def __init__(
         self, message: str, *, kind: str, retryable: bool, retry_after: float | None = None, fatal: bool = False,
+        failover: bool = False,
     ) -> None:
         super().__init__(message)
         self.kind = kind
         self.retryable = retryable
         self.retry_after = retry_after
         self.fatal = fatal
+        self.failover = failover
 
 
 class Backend(Protocol):

@@ -7,6 +7,9 @@ Retry-After when it gives one of at most 60 s; other HTTP errors end the reply a
 whose JSON is missing or breaks the schema is retried at once with the next seed. A reply that
 stays unusable comes back with `data=None`, `error` and `failure` set: bad replies are never raised.
 
+With several base URLs the backend moves a request that fails in transport to another server at
+once (openai_backend); these retries only begin once no server in rotation is left to try.
+
 Failures no retry can heal raise LLMUnavailable instead, so a run stops within seconds: HTTP
 401/403 and 404 at once, and failed connections to every base URL once the retries are spent.
 """
@@ -83,7 +86,7 @@ class LLMClient:
             key = os.environ.get(s.api_key_env)
             source = f"the API key in the environment variable {s.api_key_env}" + ("" if key else " (it is not set)")
         grammar = s.grammar if s.grammar is not None else not s.base_urls  # the embedded server is llama.cpp
-        return OpenAIBackend(base_urls, s.model, key or LOCAL_KEY, source, grammar)
+        return OpenAIBackend(base_urls, s.model, key or LOCAL_KEY, source, grammar, s.server_concurrency, self.usage)
 
     @property
     def backend(self) -> Backend:

@@ -1,8 +1,13 @@
-"""Chat completions from OpenAI-compatible servers, spread round-robin over their base URLs.
+"""Chat completions from OpenAI-compatible servers, spread over their base URLs.
 
-A URL whose last connection attempt failed (nothing listening) is passed over while another
-may answer, and tried again after RECHECK_S. Failures that no retry can heal are marked fatal:
-HTTP 401/403 (the key), 404 (the model or route) and failed connections on every URL.
+Each request goes to the least busy server in rotation (round-robin among equals), never to
+one already holding `server_concurrency` requests. A server fails over: when it refuses a
+connection, drops one, times out or answers 429/5xx, the request moves at once to another
+server in rotation. A server that refuses a connection, or fails FAILURES_TO_REST times in a
+row, leaves the rotation for COOL_DOWN_S and is then tried again. Counts per server (calls,
+failures, failovers, times rested) go to the client's usage. Failures that no retry can heal
+are marked fatal: HTTP 401/403 (the key), 404 (the model or route) and refused connections on
+every URL.
 """
 
 from __future__ import annotations
@@ -16,15 +21,34 @@ import threading
 import time
 import weakref
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import openai
 from openai.types.chat import ChatCompletion
 
 from .backend import BackendError, Completion, Sampling
-from .types import ChatRequest, TokenLogprob
+from .types import ChatRequest, TokenLogprob, Usage
 
-RECHECK_S = 10.0  # how long a URL that refused a connection is passed over
+COOL_DOWN_S = 10.0  # how long a server out of rotation is passed over
+FAILURES_TO_REST = 2  # failures in a row (5xx, timeouts, dropped connections) that take a server out
 _KEYLIKE = re.compile(r"\b(sk-|Bearer\s+)[A-Za-z0-9*._\-]{4,}")
+
+
+@dataclass
+class _Health:
+    """What the backend knows of one server, shared by every event loop."""
+
+    failures_in_row: int = 0
+    refused: bool = False  # its last connection attempt found nothing listening
+    resting_until: float = 0.0  # out of rotation until this time.monotonic()
+
+
+class _LoopSlots:
+    """Requests in flight per server on one event loop, and a condition to wait for a free slot."""
+
+    def __init__(self, n: int) -> None:
+        self.in_flight = [0] * n
+        self.freed = asyncio.Condition()
 
 
 class OpenAIBackend:
@@ -33,7 +57,7 @@ class OpenAIBackend:
     name = "openai"
 
     def __init__(self, base_urls: tuple[str, ...], model: str, api_key: str, key_source: str = "the API key",
-                 grammar: bool = False) -> None:
+                 grammar: bool = False, server_concurrency: int | None = None, usage: Usage | None = None) -> None:
         if not base_urls:
             raise ValueError("base_urls: at least one URL is needed")
         self.base_urls = tuple(u.rstrip("/") for u in base_urls)
@@ -41,13 +65,16 @@ class OpenAIBackend:
         self._api_key = api_key
         self._key_source = key_source  # which key to check, for error messages
         self.grammar = grammar  # the servers take llama.cpp's `grammar` field
+        self.server_concurrency = server_concurrency  # None: no limit per server
+        self.usage = usage if usage is not None else Usage()
         self._turn = itertools.count()
-        self._refused: dict[int, float] = {}  # URL index -> when its last connection attempt failed
+        self._health = [_Health() for _ in self.base_urls]
         self._lock = threading.Lock()
-        # httpx connection pools belong to the loop that opened them, hence clients per loop.
+        # httpx connection pools and asyncio conditions belong to the loop that made them.
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[openai.AsyncOpenAI]] = (
             weakref.WeakKeyDictionary()
         )
+        self._slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopSlots] = weakref.WeakKeyDictionary()
 
     def _loop_clients(self, timeout_s: float) -> list[openai.AsyncOpenAI]:
         loop = asyncio.get_running_loop()
@@ -63,25 +90,86 @@ class OpenAIBackend:
                 self._clients[loop] = clients
             return clients
 
-    def _pick(self) -> int:
-        """The next URL in turn, passing over those that refused recently while another may answer."""
+    def _loop_slots(self) -> _LoopSlots:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            slots = self._slots.get(loop)
+            if slots is None:
+                slots = self._slots[loop] = _LoopSlots(len(self.base_urls))
+            return slots
+
+    def _in_rotation(self, i: int, now: float) -> bool:
+        return self._health[i].resting_until <= now
+
+    def _choose(self, in_flight: list[int], tried: set[int]) -> int | None:
+        """The least busy untried server in rotation with a free slot (round-robin among equals);
+        an untried resting server when none is in rotation; None when every candidate is full."""
         now = time.monotonic()
+        n = len(self.base_urls)
         with self._lock:
             start = next(self._turn)
-            for k in range(len(self.base_urls)):
-                i = (start + k) % len(self.base_urls)
-                if i not in self._refused or now - self._refused[i] >= RECHECK_S:
-                    return i
-            return start % len(self.base_urls)
+            untried = [(start + k) % n for k in range(n) if (start + k) % n not in tried]
+            if not untried:
+                return None
+            candidates = [i for i in untried if self._in_rotation(i, now)] or untried
+        limit = self.server_concurrency
+        free = [i for i in candidates if limit is None or in_flight[i] < limit]
+        return min(free, key=lambda i: in_flight[i]) if free else None
+
+    async def _acquire(self, slots: _LoopSlots, tried: set[int]) -> int:
+        async with slots.freed:
+            while (i := self._choose(slots.in_flight, tried)) is None:
+                await slots.freed.wait()
+            slots.in_flight[i] += 1
+            return i
+
+    async def _release(self, slots: _LoopSlots, i: int) -> None:
+        async with slots.freed:
+            slots.in_flight[i] -= 1
+            slots.freed.notify_all()
 
     def _answered(self, i: int) -> None:
         with self._lock:
-            self._refused.pop(i, None)
+            self._health[i] = _Health()
+        self.usage.add_server(self.base_urls[i], calls=1)
+
+    def _failed(self, i: int, refused: bool = False) -> None:
+        """Count a transport failure at server `i`; take it out of rotation when it refused or failed repeatedly."""
+        rested = 0
+        with self._lock:
+            health = self._health[i]
+            health.failures_in_row += 1
+            health.refused = health.refused or refused
+            if (refused or health.failures_in_row >= FAILURES_TO_REST) and health.resting_until <= time.monotonic():
+                health.resting_until = time.monotonic() + COOL_DOWN_S
+                rested = 1
+        self.usage.add_server(self.base_urls[i], calls=1, failures=1, rested=rested)
 
     async def generate(self, request: ChatRequest, sampling: Sampling) -> Completion:
+        """One completion, moved to another server at once when the one it was sent to fails in transport."""
         clients = self._loop_clients(sampling.timeout_s)
-        i = self._pick()
-        url = self.base_urls[i]
+        slots = self._loop_slots()
+        kwargs = self._arguments(request, sampling)
+        tried: set[int] = set()
+        while True:
+            i = await self._acquire(slots, tried)
+            try:
+                return await self._call(i, clients[i], kwargs, request.logprobs, sampling.timeout_s)
+            except BackendError as e:
+                tried.add(i)
+                if not e.failover or not self._another(tried):
+                    raise
+                self.usage.add_server(self.base_urls[i], failovers=1)
+            finally:
+                await self._release(slots, i)
+
+    def _another(self, tried: set[int]) -> bool:
+        """Whether a server not yet tried for this request is in rotation."""
+        now = time.monotonic()
+        with self._lock:
+            return any(self._in_rotation(i, now) for i in range(len(self.base_urls)) if i not in tried)
+
+    def _arguments(self, request: ChatRequest, sampling: Sampling) -> dict:
         kwargs: dict = {
             "model": self.model_id,
             "messages": [{"role": role, "content": content} for role, content in request.messages],
@@ -101,15 +189,25 @@ class OpenAIBackend:
             kwargs["logprobs"] = True
             if sampling.top_logprobs:
                 kwargs["top_logprobs"] = sampling.top_logprobs
+        return kwargs
+
+    async def _call(self, i: int, client: openai.AsyncOpenAI, kwargs: dict, logprobs: bool, timeout_s: float) -> Completion:
+        url = self.base_urls[i]
         try:
-            response = await clients[i].chat.completions.create(**kwargs)
+            response = await client.chat.completions.create(**kwargs)
         except openai.APITimeoutError as e:
-            raise BackendError(f"no reply from {url} within {sampling.timeout_s:g} s", kind="timeout", retryable=True) from e
+            self._failed(i)
+            raise BackendError(f"no reply from {url} within {timeout_s:g} s", kind="timeout", retryable=True,
+                               failover=True) from e
         except openai.APIConnectionError as e:
             raise self._connection_failed(i, e) from e
         except openai.APIStatusError as e:
-            self._answered(i)
-            raise self._status_error(url, e) from e
+            error = self._status_error(url, e)
+            if error.failover:
+                self._failed(i)
+            else:
+                self._answered(i)
+            raise error from e
         except (openai.APIResponseValidationError, json.JSONDecodeError) as e:
             self._answered(i)
             raise BackendError(f"malformed response from {url}: {self._redact(_short(str(e)))}",
@@ -119,27 +217,27 @@ class OpenAIBackend:
                                kind="backend_error", retryable=False) from e
         self._answered(i)
         try:
-            return _completion(response, request.logprobs)
+            return _completion(response, logprobs)
         except (AttributeError, TypeError, ValueError, IndexError) as e:
             raise BackendError(f"malformed response from {url}: {self._redact(_short(str(e)))}",
                                kind="malformed_response", retryable=True) from e
 
     def _connection_failed(self, i: int, e: openai.APIConnectionError) -> BackendError:
-        """Mark URL `i` refusing when no connection could be made; fatal once every URL refuses."""
+        """A failover; fatal once every URL refuses connections (nothing listening anywhere)."""
         cause = e.__cause__ or e
         refused = any(t.__name__ == "ConnectError" for t in type(cause).__mro__)  # of whichever httpx openai uses
+        self._failed(i, refused=refused)
         with self._lock:
-            if refused:
-                self._refused[i] = time.monotonic()
-            everywhere = refused and len(self._refused) == len(self.base_urls)
+            everywhere = refused and all(h.refused for h in self._health)
         detail = self._redact(_short(str(_root(cause)) or type(cause).__name__))
         if everywhere:
             return BackendError(
                 f"nothing is listening at {', '.join(self.base_urls)} (last: {detail}); "
                 "start the server or check llm.base_urls",
-                kind="connection", retryable=True, fatal=True,
+                kind="connection", retryable=True, fatal=True, failover=True,
             )
-        return BackendError(f"connection to {self.base_urls[i]} failed: {detail}", kind="connection", retryable=True)
+        return BackendError(f"connection to {self.base_urls[i]} failed: {detail}", kind="connection",
+                            retryable=True, failover=True)
 
     def _status_error(self, url: str, e: openai.APIStatusError) -> BackendError:
         status = e.status_code
@@ -151,7 +249,8 @@ class OpenAIBackend:
         if status == 404:
             return BackendError(f"{message}; model {self.model_id!r} or the chat route is not there: "
                                 "check llm.model and llm.base_urls", kind="http_404", retryable=False, fatal=True)
-        return BackendError(message, kind=f"http_{status}", retryable=status == 429 or status >= 500,
+        passing = status == 429 or status >= 500  # another server, or this one later, may answer
+        return BackendError(message, kind=f"http_{status}", retryable=passing, failover=passing,
                             retry_after=retry_after(e.response.headers))
 
     def _redact(self, message: str) -> str:

@@ -57,6 +57,8 @@ class LLMOptions(BaseModel):
     timeout_s: float = Field(60.0, gt=0.0, le=3600.0, description="seconds per request")
     max_retries: int = Field(3, ge=0, le=10, description="retries after the first attempt, shared by transport and content failures")
     concurrency: int = Field(4, ge=1, le=256, description="requests in flight per event loop; also the embedded server's slots")
+    server_concurrency: int | None = Field(
+        None, ge=1, le=256, description="requests in flight per base URL, so a slow server holds no more; None: no limit but concurrency")
     cache_path: str | None = Field(None, description="SQLite response cache; None disables caching")
     price_prompt_per_million: float | None = Field(None, ge=0.0, description="USD per million prompt tokens")
     price_completion_per_million: float | None = Field(None, ge=0.0, description="USD per million completion tokens")
@@ -175,6 +177,9 @@ class ChatReply:
 
 
 _COUNTERS = ("requests", "cache_hits", "http_calls", "retries", "failures", "prompt_tokens", "completion_tokens")
+# per base URL: calls answered or failed there, transport failures, requests moved on to another
+# server, and times the server was taken out of rotation
+SERVER_COUNTERS = ("calls", "failures", "failovers", "rested")
 
 
 @dataclass
@@ -194,6 +199,7 @@ class Usage:
     completion_tokens: int = 0
     cost_usd: float | None = None
     by_tag: dict[str, dict[str, int]] = field(default_factory=dict)
+    by_server: dict[str, dict[str, int]] = field(default_factory=dict)
     price_prompt_per_million: float | None = field(default=None, repr=False)
     price_completion_per_million: float | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
@@ -218,11 +224,22 @@ class Usage:
                     + self.completion_tokens * (self.price_completion_per_million or 0.0)
                 ) / 1e6
 
+    def add_server(self, url: str, **counts: int) -> None:
+        """Add to the named counters of the server at `url`."""
+        unknown = set(counts) - set(SERVER_COUNTERS)
+        if unknown:
+            raise ValueError(f"unknown server counters: {sorted(unknown)}")
+        with self._lock:
+            row = self.by_server.setdefault(url, dict.fromkeys(SERVER_COUNTERS, 0))
+            for name, n in counts.items():
+                row[name] += n
+
     def as_dict(self) -> dict[str, Any]:
         with self._lock:
             out: dict[str, Any] = {name: getattr(self, name) for name in _COUNTERS}
             out["cost_usd"] = self.cost_usd
             out["by_tag"] = {tag: dict(row) for tag, row in self.by_tag.items()}
+            out["by_server"] = {url: dict(row) for url, row in self.by_server.items()}
             return out
 
 

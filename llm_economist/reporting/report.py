@@ -394,6 +394,17 @@ def _population_response(summary: dict) -> list[str]:
     return ["## Does the population respond?", "", found["line"] + "." + where, ""]
 
 
+def _servers(by_server: dict) -> list[str]:
+    """Calls and failover per server, when the run spread its calls or a server failed."""
+    if len(by_server) < 2 and not any(row.get("failures") for row in by_server.values()):
+        return []
+    lines = ["| Server | Calls | Failures | Moved to another server | Out of rotation |", "|---|---:|---:|---:|---:|"]
+    for url, row in by_server.items():
+        lines.append(f"| {url} | {_count(row.get('calls', 0))} | {_count(row.get('failures', 0))} | "
+                     f"{_count(row.get('failovers', 0))} | {_count(row.get('rested', 0))} |")
+    return [*lines, ""]
+
+
 def _language_model(summary: dict) -> list[str]:
     """Model, endpoints, call accounting, fallbacks by reason and the archetype check, when the run used one."""
     llm = summary.get("llm")
@@ -411,6 +422,7 @@ def _language_model(summary: dict) -> list[str]:
         f"{_count(usage.get('completion_tokens', 0))} completion" + (f"; cost ${cost:,.4f}." if not _missing(cost) else ".")
         + " Counts cover every seed and every resumed part of the run.",
         "",
+        *_servers(usage.get("by_server") or {}),
     ]
     rows = []
     for label, p in summary.get("planners", {}).items():
