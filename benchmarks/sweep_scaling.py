@@ -6,6 +6,8 @@ Ray gives each one-CPU task one thread (OMP_NUM_THREADS=1), so the sequential ru
 one torch thread too (`sequential_cells_per_s`, the base of the speed-up: what the executor adds)
 and with torch's default threads (`sequential_all_threads_cells_per_s`: what a user without Ray
 gets from this machine).
+`processes_2_cells_per_s` runs the same cells in two plain worker processes (one thread each, no
+Ray), the ceiling this machine gives two parallel cells: Ray's own cost is the gap between the two.
 `ray_startup_s` is the time from `ray.init` until every worker has imported the package (the
 instance and warm workers); `ray_cells_per_s` counts from submitting the first cell, on that warm
 instance, so the two figures add up to what a one-off sweep pays. Each run writes into its own temporary
@@ -15,13 +17,17 @@ directory, so nothing is reused between them.
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 import ray
 import torch
 
-from llm_economist.sweep import run_sweep
+from llm_economist.sweep import cell_config, grid_cells, run_cell, run_sweep
 
 SETTINGS = ["population.n_agents=20000", "economy.years=1", "economy.steps_per_year=1", "workers.kind=rational",
             "planners=[{kind: search, budget: 400, batch: 40}]"]
@@ -45,12 +51,34 @@ def timed_sweep(address: str) -> float:
         return table["cell"].nunique() / (time.perf_counter() - started)
 
 
+def one_thread() -> None:
+    torch.set_num_threads(1)
+    import llm_economist.sweep  # noqa: F401  (warm, as the Ray workers are)
+
+
+def timed_processes() -> float:
+    """The cells on two plain processes, each cell one call of `run_cell` as a Ray task makes it."""
+    cells = grid_cells(GRID, list(range(SEEDS)))
+    os.environ["OMP_NUM_THREADS"] = "1"  # what Ray gives its one-CPU workers; spawned processes read it
+    spawn = multiprocessing.get_context("spawn")
+    with tempfile.TemporaryDirectory() as out, ProcessPoolExecutor(WORKERS, spawn, initializer=one_thread) as pool:
+        list(pool.map(time.sleep, [0.5] * WORKERS))  # both workers started and warm
+        started = time.perf_counter()
+        jobs = [pool.submit(run_cell, cell_config(None, SETTINGS, cell), str(Path(out) / cell.name)) for cell in cells]
+        for job in jobs:
+            job.result()
+        rate = len(cells) / (time.perf_counter() - started)
+    del os.environ["OMP_NUM_THREADS"]
+    return rate
+
+
 if __name__ == "__main__":
     all_threads = timed_sweep("none")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     sequential = timed_sweep("none")
     torch.set_num_threads(threads)
+    processes = timed_processes()
     started = time.perf_counter()
     ray.init(num_cpus=WORKERS, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     ray.get([warm.remote() for _ in range(WORKERS)])
@@ -61,8 +89,11 @@ if __name__ == "__main__":
         "cells": len(GRID["economy.elasticity"]) * SEEDS,
         "sequential_cells_per_s": round(sequential, 4),
         "sequential_all_threads_cells_per_s": round(all_threads, 4),
+        f"processes_{WORKERS}_cells_per_s": round(processes, 4),
+        f"processes_{WORKERS}_speedup": round(processes / sequential, 3),
         f"ray_{WORKERS}_workers_cells_per_s": round(parallel, 4),
         f"ray_{WORKERS}_workers_speedup": round(parallel / sequential, 3),
         f"ray_{WORKERS}_workers_speedup_over_all_threads": round(parallel / all_threads, 3),
+        f"ray_{WORKERS}_workers_over_processes": round(parallel / processes, 3),
         "ray_startup_s": round(startup, 2),
     }))

@@ -61,7 +61,7 @@ def _config(path: str, overrides: tuple[str, ...], seeds: int | None = None):
 
 def _execute(
     config_path: str, out: str | None, overrides: tuple[str, ...], seeds: int | None, resume: bool, overwrite: bool,
-    labels: list[str] | None, quiet: bool, behaviour: str | None = None,
+    labels: list[str] | None, quiet: bool, behaviour: str | None = None, address: str = "none",
 ) -> None:
     """Load, run every seed, report; labels None runs every planner, [] only the config's first."""
     from .comparison import run_comparison
@@ -74,7 +74,7 @@ def _execute(
     out_dir = Path(out) if out else Path("runs") / config.name
     with exit_codes(f"interrupted; finished tax years are saved. Continue with --resume --out {out_dir}"):
         summary = run_comparison(config, out_dir, labels, resume=resume, overwrite=overwrite, progress=not quiet,
-                                 behaviour=Path(behaviour) if behaviour else None)
+                                 behaviour=Path(behaviour) if behaviour else None, address=address)
     report = write_report(out_dir)
     if not quiet:
         click.echo(console_table(summary))
@@ -127,15 +127,17 @@ def run(config: str, out: str | None, overrides: tuple[str, ...], planner: str |
 @click.option("--quiet", is_flag=True, help="No progress bar or table (warnings and errors still print).")
 @click.option("--behaviour", type=click.Path(exists=True, file_okay=False), default=None,
               help="Directory of a `behaviour` probe of this config's language-model population, for the report.")
+@click.option("--address", default="none", metavar="none|local|auto|HOST:PORT",
+              help="Where seeds run: here, one after another; a Ray instance started on this machine; or a Ray cluster to join.")
 def compare(config: str, planners: str | None, out: str | None, overrides: tuple[str, ...], seeds: int | None, resume: bool,
-            overwrite: bool, quiet: bool, behaviour: str | None) -> None:
+            overwrite: bool, quiet: bool, behaviour: str | None, address: str) -> None:
     """Run several planners on the same populations and seeds, and compare them with 95% intervals in one report.
 
     The report states how the population responds to taxes: probed in seconds for rational, bounded
     and surrogate workers, read from --behaviour for language-model workers.
     """
     labels = [p.strip() for p in planners.split(",") if p.strip()] if planners else None
-    _execute(config, out, overrides, seeds, resume, overwrite, labels, quiet, behaviour)
+    _execute(config, out, overrides, seeds, resume, overwrite, labels, quiet, behaviour, address)
 
 
 @main.command()
@@ -290,7 +292,7 @@ def distill() -> None:
 @click.option("--episodes", type=int, default=40, help="Episodes to collect; each has a new population, graph and random mechanisms.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=OVERRIDE_HELP)
 @click.option("--address", default="none", metavar="none|local|auto|HOST:PORT",
-              help="Where episodes run: here, one after another, or as Ray tasks (see `sweep`); language-model episodes run here.")
+              help="Where episodes run: here, one after another, or as Ray tasks (see `sweep`).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def collect(config: str, out: str, episodes: int, overrides: tuple[str, ...], address: str, quiet: bool) -> None:
     """Record workers' decisions under randomised mechanisms; rerun the same command to resume."""

@@ -1,6 +1,7 @@
 """A comparison over seeds: every planner (and the no-tax baseline) runs on seeds seed, seed+1, ...,
-each seed in its own run directory `seed_<s>/`, all sharing one language-model client and response
-cache; the output directory then holds the tables of every seed and one summary with intervals.
+each seed in its own run directory `seed_<s>/` and one task for the executor (here, one after
+another, or on Ray), all sharing one response cache and, for the embedded model, one server per
+machine; the output directory then holds the tables of every seed and one summary with intervals.
 
 Seed s draws the population, the social graph and all worker randomness; all planners share it.
 """
@@ -15,8 +16,9 @@ import pandas as pd
 
 from .behaviour import population_response, read_probe
 from .config import RunConfig, config_fingerprint, dump_config, load_config
-from .factory import llm_settings
-from .llm import open_client
+from .executor import IN_PROCESS, run_tasks
+from .factory import embedded_slots, llm_settings
+from .llm import LLMSettings, open_client
 from .reporting.summary import combine
 from .reporting.run_results import tables as run_tables
 from .runner import ResumeError, Runner
@@ -60,13 +62,15 @@ def seeds_of(config: RunConfig) -> list[int]:
 
 def run_comparison(
     config: RunConfig, out: str | Path, labels: list[str] | None = None, resume: bool = False,
-    overwrite: bool = False, progress: bool = True, behaviour: Path | None = None,
+    overwrite: bool = False, progress: bool = True, behaviour: Path | None = None, address: str = IN_PROCESS,
 ) -> dict:
     """Run every seed, write the combined tables and summary.json into `out`, return the summary;
-    `behaviour` is the directory of an earlier probe of a language-model population.
+    `behaviour` is the directory of an earlier probe of a language-model population; `address`
+    where the seeds run (`executor.run_tasks`).
 
-    A seed stopped by an unusable language-model server ends the comparison: the seeds and years
-    finished until then are combined, and `stopped` says why.
+    A seed stopped by an unusable language-model server ends the comparison (in this process; on Ray
+    the other seeds stop by themselves): the seeds and years finished until then are combined, and
+    `stopped` says why.
     """
     out = Path(out)
     measured = read_probe(config, behaviour) if behaviour is not None else None  # refused before anything runs
@@ -77,18 +81,12 @@ def run_comparison(
     if resume and saved.is_file() and _fingerprint(load_config(saved)) != _fingerprint(config):
         raise ResumeError(f"{saved}: written by a different config; rerun without --resume or use a new --out")
     saved.write_text(dump_config(config))
-    client = open_client(llm_settings(config, str(out / "llm_cache.sqlite"))) if config.needs_llm else None
-    summaries, tables = [], []
-    try:
-        for seed in seeds_of(config):
-            runner = Runner(config.model_copy(update={"seed": seed, "seeds": 1}), out / f"seed_{seed}", resume, progress, client)
-            summaries.append(runner.run(labels))
-            tables.append(run_tables(runner.setup, runner.runs))
-            if runner.stopped:
-                break
-    finally:
-        if client is not None:
-            client.close()
+    settings = llm_settings(config, str((out / "llm_cache.sqlite").resolve())) if config.needs_llm else None
+    seeds = [(config.model_copy(update={"seed": seed, "seeds": 1}), str((out / f"seed_{seed}").resolve()), settings, resume,
+              progress and address == IN_PROCESS, labels) for seed in seeds_of(config)]
+    done = run_tasks(run_seed, seeds, address, progress=progress and address != IN_PROCESS, description="seeds",
+                     embedded_llm=embedded_slots(config), until=lambda seed: seed["stopped"])
+    summaries, tables = [d["summary"] for d in done], [d["tables"] for d in done]
     for name, suffix in (("metrics", "csv"), ("parameters", "csv"), ("final_outcomes", "parquet")):
         frame = pd.concat([t[name] for t in tables], ignore_index=True)
         path = out / f"{name}.{suffix}"
@@ -97,6 +95,19 @@ def run_comparison(
     summary["behaviour"] = population_response(config, out / BEHAVIOUR_DIR, measured)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def run_seed(config: RunConfig, out: str, settings: LLMSettings | None, resume: bool, progress: bool,
+             labels: list[str] | None) -> dict:
+    """One seed's run as a task: its summary, its tables and whether an unusable server stopped it."""
+    client = open_client(settings) if settings is not None else None
+    try:
+        runner = Runner(config, out, resume, progress, client)
+        summary = runner.run(labels)
+        return {"summary": summary, "tables": run_tables(runner.setup, runner.runs), "stopped": runner.stopped}
+    finally:
+        if client is not None:
+            client.close()
 
 
 def _fingerprint(config: RunConfig) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from tqdm.auto import tqdm
@@ -47,19 +48,28 @@ def _node() -> str:
 
 def run_tasks(
     task: Callable[..., dict], arguments: Sequence[tuple], address: str = LOCAL, progress: bool = True,
-    description: str = "tasks", log: Callable[[str], Any] = print,
+    description: str = "tasks", log: Callable[[str], Any] = print, embedded_llm: int | None = None,
+    until: Callable[[dict], bool] | None = None,
 ) -> list[dict]:
     """Each `task(*args)` record, in the order of `arguments`, with `node`, `pid` and `wall_s` added.
 
     `address`: `local` starts a Ray instance sized to this machine (or uses the one this process
     has already started); `auto` or HOST:PORT joins a running cluster; `none` runs in this process.
-    Without Ray installed, `local` also runs here and says so.
+    Without Ray installed, `local` also runs here and says so. `embedded_llm`: the tasks use the
+    embedded language model, one server with this many slots per machine, started once for all.
+    `until`: in this process, stop after the first record it holds true for (tasks on Ray all run).
     """
     if address == LOCAL and not ray_available():
         log("Ray is not installed (pip install 'llm-economist[cluster]'): running the tasks here, one after another")
         address = IN_PROCESS
     if address == IN_PROCESS:
-        return [_timed(task, args) for args in tqdm(arguments, desc=description, disable=not progress, unit="task")]
+        results = []
+        with _servers(embedded_llm, on_ray=False):
+            for args in tqdm(arguments, desc=description, disable=not progress, unit="task"):
+                results.append(_timed(task, args))
+                if until is not None and until(results[-1]):
+                    break
+        return results
     import ray
 
     started_here = not ray.is_initialized()
@@ -68,16 +78,25 @@ def run_tasks(
         ray.init(address=None if address == LOCAL else address, logging_level="ERROR", log_to_driver=False,
                  **(local if address == LOCAL else {}))
     try:
-        remote = ray.remote(num_cpus=1, max_retries=RETRIES)(_timed)
-        pending = {remote.remote(task, args): i for i, args in enumerate(arguments)}
-        results: list[dict | None] = [None] * len(arguments)
-        with tqdm(total=len(arguments), desc=description, disable=not progress, unit="task") as bar:
-            while pending:
-                done, _ = ray.wait(list(pending), num_returns=1)
-                for ref in done:
-                    results[pending.pop(ref)] = ray.get(ref)
-                    bar.update(1)
-        return results
+        with _servers(embedded_llm, on_ray=True):
+            remote = ray.remote(num_cpus=1, max_retries=RETRIES)(_timed)
+            pending = {remote.remote(task, args): i for i, args in enumerate(arguments)}
+            results: list[dict | None] = [None] * len(arguments)
+            with tqdm(total=len(arguments), desc=description, disable=not progress, unit="task") as bar:
+                while pending:
+                    done, _ = ray.wait(list(pending), num_returns=1)
+                    for ref in done:
+                        results[pending.pop(ref)] = ray.get(ref)
+                        bar.update(1)
+            return results
     finally:
         if started_here:
             ray.shutdown()
+
+
+def _servers(embedded_llm: int | None, on_ray: bool) -> AbstractContextManager:
+    if embedded_llm is None:
+        return nullcontext()
+    from .llm.server import shared_servers
+
+    return shared_servers(embedded_llm, on_ray)

@@ -133,6 +133,12 @@ def llm_settings(config: RunConfig, cache_path: str | None) -> LLMSettings:
     return LLMSettings(**{**options, "cache_path": c.cache_path or cache_path, "seed": config.seed})
 
 
+def embedded_slots(config: RunConfig) -> int | None:
+    """Slots of the embedded language-model server a run's tasks share, None when they need none."""
+    embedded = config.needs_llm and not config.llm.base_urls and config.llm.backend == "openai"
+    return config.llm.concurrency if embedded else None
+
+
 def reads_contacts(workers: WorkersConfig) -> bool:
     """Whether these workers read their social-graph contacts (so the run builds the graph)."""
     return workers.kind in ("llm", "surrogate") or (workers.kind == "bounded" and workers.social_pull > 0)

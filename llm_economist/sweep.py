@@ -1,7 +1,8 @@
 """Sweeps: a comparison at every point of a grid of config settings, for every seed.
 
 Each (point, seed) cell is one `compare` run with one seed in `OUT/cells/p<point>_seed<seed>/`,
-and one task for the executor (here, or Ray). A cell whose summary was written by the same config
+and one task for the executor (here, or Ray); language-model cells share the servers in
+`llm.base_urls`, or one embedded server per machine. A cell whose summary was written by the same config
 is finished and is not run again, so an interrupted sweep resumes. The results are gathered into
 `sweep.csv` (one row per cell and planner) and `sweep.md` (for every grid dimension, each planner's
 gain captured at each value, a mean over seeds with its 95% interval, and a plot).
@@ -21,6 +22,7 @@ import yaml
 from .comparison import run_comparison
 from .config import ConfigError, RunConfig, config_fingerprint, load_config
 from .executor import LOCAL, run_tasks
+from .factory import embedded_slots
 from .reporting.summary import bracketed, interval
 
 CELLS = "cells"
@@ -81,7 +83,7 @@ def run_sweep(
     configs = [cell_config(path, overrides, cell) for cell in cells]  # every cell's config is checked before any runs
     (out / CELLS).mkdir(parents=True, exist_ok=True)
     records = run_tasks(run_cell, [(c, str(out / CELLS / cell.name)) for c, cell in zip(configs, cells)], address, progress,
-                        description="cells")
+                        description="cells", embedded_llm=embedded_slots(base))
     table = sweep_table(out, grid, cells, records)
     table.to_csv(out / "sweep.csv", index=False)
     (out / "sweep.md").write_text(sweep_markdown(table, grid, out))

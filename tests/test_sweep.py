@@ -15,8 +15,9 @@ from click.testing import CliRunner
 from llm_economist.cli import main
 from llm_economist.comparison import run_comparison
 from llm_economist.config import ConfigError, load_config
-from llm_economist.distill.dataset import DatasetError, collect
+from llm_economist.distill.dataset import collect
 from llm_economist.sweep import parse_grid, run_sweep
+from fault_server import FaultServer
 from ray_cluster import RayCluster
 
 BASE = ["population.n_agents=60", "economy.years=1", "economy.steps_per_year=1", "workers.kind=rational",
@@ -116,5 +117,48 @@ def test_distillation_episodes_collected_on_the_cluster_are_the_ones_collected_h
         name = f"episode_{episode:05d}.parquet"
         pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "ray" / name), pd.read_parquet(tmp_path / "here" / name),
                                       check_exact=True)
-    with pytest.raises(DatasetError, match="language-model episodes share one client"):
-        collect(load_config(None, ["workers.kind=llm", "planners=[{kind: random}]"]), tmp_path / "llm", 1, address=cluster.address)
+
+
+def test_language_model_episodes_collected_on_the_cluster_are_the_ones_collected_here(cluster, tmp_path):
+    def decision(body: dict) -> str:  # hours that depend on the prompt, so every episode differs
+        hours = 10 * (sum(map(ord, json.dumps(body["messages"]))) % 9)
+        return json.dumps({"hours": hours, "fairness": 3, "trust": 4, "stress": 2, "reason": "r", "message": "m"})
+
+    with FaultServer(content=decision) as server:
+        config = load_config(None, ["population.n_agents=4", "economy.years=2", "economy.steps_per_year=1",
+                                    "workers.kind=llm", f"llm.base_urls=[{server.url}]", "planners=[{kind: random}]"])
+        collect(config, tmp_path / "here", 3, progress=False)
+        collect(config, tmp_path / "ray", 3, progress=False, address=cluster.address)
+    for episode in range(3):
+        name = f"episode_{episode:05d}.parquet"
+        ray_frame, here = pd.read_parquet(tmp_path / "ray" / name), pd.read_parquet(tmp_path / "here" / name)
+        assert not here["fallback"].any() and here["stated_hours"].nunique() > 1
+        pd.testing.assert_frame_equal(ray_frame, here, check_exact=True)
+
+
+def test_compare_seeds_on_the_cluster_are_the_seeds_run_here(cluster, tmp_path):
+    config = load_config(None, [*BASE, "seeds=3"])
+    here = run_comparison(config, tmp_path / "here", progress=False)
+    on_ray = run_comparison(config, tmp_path / "ray", progress=False, address=cluster.address)
+    for label, p in here["planners"].items():
+        assert on_ray["planners"][label]["per_seed"] == p["per_seed"]
+    for name in ("metrics.csv", "parameters.csv"):
+        pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "ray" / name), pd.read_csv(tmp_path / "here" / name),
+                                      check_exact=True)
+
+
+def test_language_model_cells_share_one_embedded_server_per_node(cluster, tmp_path):
+    tiny = ["population.n_agents=2", "economy.years=1", "economy.steps_per_year=1", "workers.kind=llm",
+            "llm.concurrency=2", "planners=[{kind: us_federal}]"]
+    table = run_sweep(None, {"economy.elasticity": ["0.2", "0.5"]}, 2, tmp_path, tiny, address=cluster.address,
+                      progress=False)
+    cells = table.drop_duplicates("cell").set_index("cell")
+    servers = {}  # cell -> the one server its calls went to
+    for cell in cells.index:
+        summary = json.loads((tmp_path / "cells" / cell / "summary.json").read_text())
+        used = summary["llm"]["usage"]["by_server"]
+        assert len(used) == 1 and summary["llm"]["usage"]["failures"] == 0
+        servers[cell] = next(iter(used))
+    by_node = cells.assign(server=pd.Series(servers)).groupby("node")["server"].nunique()
+    assert len(by_node) == 2 and (by_node == 1).all()  # every task on a node used that node's one server
+    assert len(set(servers.values())) == len(by_node)  # and each node had its own

@@ -27,15 +27,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from ..config import RunConfig, config_fingerprint, dump_config
 from ..economy.labour import hour_bins, llm_hour_bins
 from ..economy.policy import Policy
 from ..economy.tax import TaxSchedule
 from ..executor import IN_PROCESS, run_tasks
-from ..factory import Setup, build_setup, llm_settings, make_planner
-from ..llm import open_client
+from ..factory import Setup, build_setup, embedded_slots, llm_settings, make_planner
+from ..llm import LLMSettings, open_client
 from ..personas import SocialGraph, population_graph
 from ..planners.base import YearRecord
 from ..reporting.run_results import outcome_frame
@@ -68,13 +67,11 @@ def collect(config: RunConfig, out: str | Path, episodes: int, progress: bool = 
     """Play ``episodes`` episodes into ``out`` (skipping finished ones); returns ``out``.
 
     With an ``address`` (see `executor.run_tasks`) every episode is a Ray task; each writes the
-    same file it would here. Language-model episodes share one client and its cache, so they run here.
+    same file it would here. Language-model episodes share the dataset's response cache and the
+    servers in `llm.base_urls`, or one embedded server per machine.
     """
     if episodes < 1:
         raise DatasetError(f"distill collect: episodes must be >= 1, got {episodes}")
-    if address != IN_PROCESS and config.needs_llm:
-        raise DatasetError("distill collect --address: language-model episodes share one client and run in this process; "
-                           "leave out --address")
     out = Path(out).resolve()  # Ray workers run in directories of their own
     bins = decision_bins(config)
     fingerprint = config_fingerprint(config)
@@ -98,25 +95,23 @@ def collect(config: RunConfig, out: str | Path, episodes: int, progress: bool = 
     }
     meta_path.write_text(json.dumps(meta, indent=2))
     todo = [episode for episode in range(episodes) if not episode_path(out, episode).exists()]
-    if address != IN_PROCESS:
-        run_tasks(_collect_episode, [(config, out, episode) for episode in todo], address, progress, description="episodes")
-        return out
-    client = open_client(llm_settings(config, str(out / "llm_cache.sqlite"))) if config.needs_llm else None
-    try:
-        for episode in tqdm(todo, desc="episodes", disable=not progress, unit="episode"):
-            _collect_episode(config, out, episode, client)
-    finally:
-        if client is not None:
-            client.close()
+    settings = llm_settings(config, str(out / "llm_cache.sqlite")) if config.needs_llm else None
+    run_tasks(_collect_episode, [(config, out, episode, settings) for episode in todo], address, progress,
+              description="episodes", embedded_llm=embedded_slots(config))
     return out
 
 
-def _collect_episode(config: RunConfig, out: Path, episode: int, client=None) -> dict:
-    setup = build_setup(config.model_copy(update={"seed": config.seed + episode}, deep=True), client)
+def _collect_episode(config: RunConfig, out: Path, episode: int, settings: LLMSettings | None) -> dict:
+    client = open_client(settings) if settings is not None else None
     try:
-        frame = episode_frame(setup, episode)
+        setup = build_setup(config.model_copy(update={"seed": config.seed + episode}, deep=True), client)
+        try:
+            frame = episode_frame(setup, episode)
+        finally:
+            setup.close()
     finally:
-        setup.close()
+        if client is not None:
+            client.close()
     path = episode_path(out, episode)
     tmp = path.with_suffix(".tmp")
     frame.to_parquet(tmp, index=False)

