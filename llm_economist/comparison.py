@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from contextlib import nullcontext
 from pathlib import Path
 
 import pandas as pd
@@ -100,14 +101,10 @@ def run_comparison(
 def run_seed(config: RunConfig, out: str, settings: LLMSettings | None, resume: bool, progress: bool,
              labels: list[str] | None) -> dict:
     """One seed's run as a task: its summary, its tables and whether an unusable server stopped it."""
-    client = open_client(settings) if settings is not None else None
-    try:
+    with open_client(settings) if settings is not None else nullcontext() as client:
         runner = Runner(config, out, resume, progress, client)
         summary = runner.run(labels)
         return {"summary": summary, "tables": run_tables(runner.setup, runner.runs), "stopped": runner.stopped}
-    finally:
-        if client is not None:
-            client.close()
 
 
 def _fingerprint(config: RunConfig) -> str:

@@ -21,6 +21,7 @@ turns the files into tensors, one sequence per episode and planner.
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,16 +103,12 @@ def collect(config: RunConfig, out: str | Path, episodes: int, progress: bool = 
 
 
 def _collect_episode(config: RunConfig, out: Path, episode: int, settings: LLMSettings | None) -> dict:
-    client = open_client(settings) if settings is not None else None
-    try:
+    with open_client(settings) if settings is not None else nullcontext() as client:
         setup = build_setup(config.model_copy(update={"seed": config.seed + episode}, deep=True), client)
         try:
             frame = episode_frame(setup, episode)
         finally:
             setup.close()
-    finally:
-        if client is not None:
-            client.close()
     path = episode_path(out, episode)
     tmp = path.with_suffix(".tmp")
     frame.to_parquet(tmp, index=False)
