@@ -293,14 +293,17 @@ def distill() -> None:
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=OVERRIDE_HELP)
 @click.option("--address", default="none", metavar="none|local|auto|HOST:PORT",
               help="Where episodes run: here, one after another, or as Ray tasks (see `sweep`).")
+@click.option("--explore", type=float, default=0.0, show_default=True,
+              help="Chance per decision that a worker is shown a random last week instead of its own, "
+                   "so the surrogate can learn what the last week itself does.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def collect(config: str, out: str, episodes: int, overrides: tuple[str, ...], address: str, quiet: bool) -> None:
+def collect(config: str, out: str, episodes: int, overrides: tuple[str, ...], address: str, explore: float, quiet: bool) -> None:
     """Record workers' decisions under randomised mechanisms; rerun the same command to resume."""
     from .distill.dataset import collect as collect_dataset
 
     run_config = _config(config, overrides)
     with exit_codes("interrupted; finished episodes are kept. Rerun the same command to continue."):
-        collect_dataset(run_config, out, episodes, progress=not quiet, address=address)
+        collect_dataset(run_config, out, episodes, progress=not quiet, address=address, explore=explore)
     click.echo(f"dataset: {out}")
 
 

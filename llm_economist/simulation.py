@@ -3,7 +3,8 @@
 Each period the workers see the policy, the transfer they expect (last period's), their recent
 outcomes and everyone's last decisions; they act on all agents at once, the period settles, and
 what they carry moves on. The runner, the planner environment and distillation all play through
-`play_year`; a `record` hook sees every settled period.
+`play_year`; a `record` hook sees every settled period, and a `show` hook may change what the
+workers are shown of the last period (distillation's exploration) without changing what happened.
 """
 
 from __future__ import annotations
@@ -44,31 +45,38 @@ class Period:
     expected_transfer: Tensor  # (1,) the transfer the workers expected
     decisions: Decisions
     outcome: Outcome
+    shown_last: Outcome | None = None  # the last period as the workers were shown it (None in the first)
 
     def metrics(self, model: PopulationModel) -> dict[str, float]:
         """Welfare and the population aggregates of this period."""
         return {"welfare": float(model.welfare(self.outcome)), **aggregates(self.outcome, model.prefs.max_hours)}
 
 
+Show = Callable[[Outcome, Policy], Outcome]  # (last period, policy in force) -> the last period as shown
+
+
 def play_period(model: PopulationModel, policy: Policy, carried: Carried, year: int, step: int, step_in_year: int,
-                generator: torch.Generator) -> tuple[Period, Carried]:
+                generator: torch.Generator, show: Show | None = None) -> tuple[Period, Carried]:
     """The workers act, the period settles (hours held to the feasible range), the memory moves on."""
     policy, last = model.resolve(policy), carried.last
     expected = policy.expectation(last) if last is not None else torch.zeros(1, dtype=model.wage.dtype)
     faced, transfer = policy.faced(expected)
-    seen = Observation(model.wage, faced, transfer, carried.recent, carried.last_decisions, year, step)
+    recent = carried.recent
+    if show is not None and last is not None:
+        recent = recent[:-1] + (show(last, policy),)
+    seen = Observation(model.wage, faced, transfer, recent, carried.last_decisions, year, step)
     decisions = model.workers.act(seen, generator)
     # A learned population may stray outside the feasible hours.
     outcome = settle(model.wage, decisions.hours.clamp(0.0, model.prefs.max_hours), policy, model.prefs)
-    recent = (carried.recent + (outcome,))[-model.workers.memory :]
-    return Period(year, step, step_in_year, transfer, decisions, outcome), Carried(recent, decisions)
+    period = Period(year, step, step_in_year, transfer, decisions, outcome, seen.last)
+    return period, Carried((carried.recent + (outcome,))[-model.workers.memory :], decisions)
 
 
 def play_year(model: PopulationModel, policy: Policy, carried: Carried, year: int, steps_per_year: int,
-              generator: torch.Generator, record: Callable[[Period], None] | None = None) -> Carried:
+              generator: torch.Generator, record: Callable[[Period], None] | None = None, show: Show | None = None) -> Carried:
     """`steps_per_year` periods of tax year `year` under one policy; `record` sees each one."""
     for k in range(steps_per_year):
-        period, carried = play_period(model, policy, carried, year, year * steps_per_year + k, k, generator)
+        period, carried = play_period(model, policy, carried, year, year * steps_per_year + k, k, generator, show)
         if record is not None:
             record(period)
     return carried

@@ -76,6 +76,41 @@ def test_collected_distributions_are_the_logit_of_the_stored_inputs(dataset: Pat
     assert per_step["expected_transfer"].iloc[1:].tolist() == pytest.approx(per_step["transfer"].iloc[:-1].tolist())
 
 
+def test_explored_decisions_are_made_on_the_random_week_shown_and_record_it(tmp_path: Path) -> None:
+    """Habit workers (0.3 chance of repeating the last week) shown a random last week half the time:
+    the stored distribution's habit mass sits on the week shown, while what happened carries on."""
+    overrides = [*OVERRIDES, "workers.persistence=0.3"]
+    collect(load_config(None, overrides), tmp_path, 2, progress=False, explore=0.5)
+    frame = pd.read_parquet(tmp_path / "episode_00001.parquet").sort_values(["step", "agent_id"])
+    config = load_config(None, [*overrides, "seed=1"])
+    population = sample_population(40, 1)
+    prefs, _ = calibrated_preferences(config.economy, population.wage(), filing=population_filing(population))
+    workers = BoundedRationalWorkers(prefs, 0.05, 9)
+    bins = workers.bins
+    previous, explored = None, []
+    for step, rows in frame.groupby("step"):
+        first = rows.iloc[0]
+        shown = torch.tensor(rows["shown_hours"].to_numpy(float))
+        if previous is None:
+            assert shown.isnan().all()
+        else:
+            wage = torch.tensor(rows["hourly_wage"].to_numpy(float))
+            assert rows["shown_income"].to_numpy() == pytest.approx((52 * wage * shown).numpy())
+            moved = shown != torch.tensor(previous["hours"].to_numpy(float))
+            explored.append(moved)
+            assert first["expected_transfer"] == pytest.approx(previous["transfer"].iloc[0])  # the paid transfer, unexplored
+            policy = Policy(TaxSchedule.from_lists(list(first["cutoffs"]), list(first["rates"])), first["lump_sum"], first["rebate_share"])
+            logit = workers.probabilities(population.wage(), policy, torch.tensor([first["expected_transfer"]], dtype=torch.float64))
+            habit = torch.tensor([list(d) for d in rows["hour_distribution"]], dtype=torch.float64) - 0.7 * logit
+            on_shown = torch.nn.functional.one_hot((shown.unsqueeze(-1) - bins).abs().argmin(-1), len(bins)).double()
+            torch.testing.assert_close(habit, 0.3 * on_shown, rtol=0, atol=1e-6)
+        previous = rows
+    share = float(torch.cat(explored).double().mean())  # half explored, of which 8 in 9 draw another week
+    assert 0.25 < share < 0.6
+    with pytest.raises(DatasetError, match="explore"):
+        collect(load_config(None, overrides), tmp_path, 2, progress=False, explore=0.2)
+
+
 def test_persona_codes_follow_the_training_levels_and_unknown_levels_are_errors() -> None:
     table = sample_population(50, 0).table
     levels = census_levels()

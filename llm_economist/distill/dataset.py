@@ -7,11 +7,20 @@ planner draws new schedules. Each finished episode becomes ``episode_NNNNN.parqu
 number in five digits), one row per planner, step and agent:
 
 - who the agent is (persona fields, wage) and whom it listens to (``neighbours``, ``edge_types``);
-- the mechanism it faced (``cutoffs``, ``rates``, ``lump_sum``) and the transfer it expected;
+- the mechanism it faced (``cutoffs``, ``rates``, ``lump_sum``), the transfer it expected and
+  the last week it was shown (``shown_hours``, ``shown_income``; NaN in the first period);
 - what it did: ``hours`` and the settled ``income``, ``tax`` and ``transfer``;
 - the targets: ``hour_distribution`` over the bins in ``meta.json`` (LLM log-probabilities at
   the sampling temperature, or a bounded-rational worker's logit probabilities),
   ``stated_hours``, the reasoning channels, and ``fallback`` for replies that were not decisions.
+
+With ``explore`` > 0 each agent's last week is, at that chance per decision, shown to it as a
+random one: hours drawn uniformly from the decision bins, settled under the rules in force (its
+income, tax and what it left to spend; the transfer is the one paid). What actually happened
+carries on unchanged. Traces alone tie a worker's last hours to who it is; the random weeks let a
+surrogate learn how much the last week itself moves the choice (persistence) and how the rate
+on a different income does. The rows record what was shown (``shown_hours``, ``shown_income``),
+which is what the surrogate reads.
 
 Interrupting loses at most the current episode: finished episodes are skipped, and an unfinished
 one is played again, its language-model replies served from the shared cache. ``load_sequences``
@@ -31,15 +40,17 @@ import torch
 
 from ..config import RunConfig, config_fingerprint, dump_config
 from ..economy.labour import hour_bins, llm_hour_bins
+from ..economy.outcome import Outcome
 from ..economy.policy import Policy
 from ..economy.tax import TaxSchedule
+from ..economy.utility import annual_income, utility
 from ..executor import IN_PROCESS, run_tasks
 from ..factory import Setup, build_setup, embedded_slots, llm_settings, make_planner
 from ..llm import LLMSettings, open_client
 from ..personas import SocialGraph, population_graph
 from ..planners.base import YearRecord
 from ..reporting.run_results import outcome_frame
-from ..simulation import Carried, Period, play_year
+from ..simulation import Carried, Period, Show, play_year
 from ..workers.llm import CHANNELS
 from ..surrogate.features import CATEGORICAL
 
@@ -64,7 +75,8 @@ def episode_path(out: Path, episode: int) -> Path:
     return out / f"episode_{episode:05d}.parquet"
 
 
-def collect(config: RunConfig, out: str | Path, episodes: int, progress: bool = True, address: str = IN_PROCESS) -> Path:
+def collect(config: RunConfig, out: str | Path, episodes: int, progress: bool = True, address: str = IN_PROCESS,
+            explore: float = 0.0) -> Path:
     """Play ``episodes`` episodes into ``out`` (skipping finished ones); returns ``out``.
 
     With an ``address`` (see `executor.run_tasks`) every episode is a Ray task; each writes the
@@ -73,17 +85,20 @@ def collect(config: RunConfig, out: str | Path, episodes: int, progress: bool = 
     """
     if episodes < 1:
         raise DatasetError(f"distill collect: episodes must be >= 1, got {episodes}")
+    if not 0.0 <= explore <= 1.0:
+        raise DatasetError(f"distill collect: explore is a chance in [0, 1], got {explore}")
     out = Path(out).resolve()  # Ray workers run in directories of their own
     bins = decision_bins(config)
     fingerprint = config_fingerprint(config)
     meta_path = out / META
     if meta_path.is_file():
         saved = json.loads(meta_path.read_text())
-        if saved.get("fingerprint") != fingerprint:
-            raise DatasetError(f"{out}: collected with a different config; use a new --out to collect another dataset")
+        if saved.get("fingerprint") != fingerprint or saved.get("explore", 0.0) != explore:
+            raise DatasetError(f"{out}: collected with a different config or explore; use a new --out to collect another dataset")
     out.mkdir(parents=True, exist_ok=True)
     meta = {
         "fingerprint": fingerprint,
+        "explore": explore,
         "workers": config.workers.kind,
         "bins": bins,
         "channels": list(CHANNELS) if config.workers.kind == "llm" else [],
@@ -97,16 +112,16 @@ def collect(config: RunConfig, out: str | Path, episodes: int, progress: bool = 
     meta_path.write_text(json.dumps(meta, indent=2))
     todo = [episode for episode in range(episodes) if not episode_path(out, episode).exists()]
     settings = llm_settings(config, str(out / "llm_cache.sqlite")) if config.needs_llm else None
-    run_tasks(_collect_episode, [(config, out, episode, settings) for episode in todo], address, progress,
+    run_tasks(_collect_episode, [(config, out, episode, settings, explore) for episode in todo], address, progress,
               description="episodes", embedded_llm=embedded_slots(config))
     return out
 
 
-def _collect_episode(config: RunConfig, out: Path, episode: int, settings: LLMSettings | None) -> dict:
+def _collect_episode(config: RunConfig, out: Path, episode: int, settings: LLMSettings | None, explore: float) -> dict:
     with open_client(settings) if settings is not None else nullcontext() as client:
         setup = build_setup(config.model_copy(update={"seed": config.seed + episode}, deep=True), client)
         try:
-            frame = episode_frame(setup, episode)
+            frame = episode_frame(setup, episode, explore)
         finally:
             setup.close()
     path = episode_path(out, episode)
@@ -116,7 +131,25 @@ def _collect_episode(config: RunConfig, out: Path, episode: int, settings: LLMSe
     return {"episode": episode}
 
 
-def episode_frame(setup: Setup, episode: int) -> pd.DataFrame:
+def random_weeks(setup: Setup, chance: float, seed: int) -> Show:
+    """Show each agent, at ``chance`` per decision, a random last week in place of its own."""
+    model = setup.model
+    bins = torch.tensor(decision_bins(setup.config), dtype=model.wage.dtype)
+    generator = torch.Generator().manual_seed(seed)
+
+    def show(last: Outcome, policy: Policy) -> Outcome:
+        n = len(model.wage)
+        picked = torch.rand(n, generator=generator, dtype=model.wage.dtype) < chance
+        hours = torch.where(picked, bins[torch.randint(len(bins), (n,), generator=generator)], last.hours)
+        income = annual_income(model.wage, hours)
+        tax = torch.where(picked, policy.schedule.tax(income), last.tax)
+        consumption = income - tax + last.transfer
+        return Outcome(hours, income, tax, last.transfer, consumption, utility(consumption, hours, model.prefs), last.funding_rate)
+
+    return show
+
+
+def episode_frame(setup: Setup, episode: int, explore: float = 0.0) -> pd.DataFrame:
     """Every planner of the config plays the episode's years through the simulation loop; one row
     per planner, step and agent, recorded as the periods are played."""
     config, model, population = setup.config, setup.model, setup.population
@@ -132,6 +165,7 @@ def episode_frame(setup: Setup, episode: int) -> pd.DataFrame:
     for planner_config in config.planners:
         planner = make_planner(planner_config, config, setup.client)
         generator = torch.Generator().manual_seed(config.seed + 1)  # as the runner seeds each planner's run
+        show = random_weeks(setup, explore, config.seed + 2) if explore > 0 else None
         carried, history = Carried(), []
         for year in range(config.economy.years):
             theta = planner.mechanism.validate(planner.propose(year, history, model))
@@ -144,10 +178,13 @@ def episode_frame(setup: Setup, episode: int) -> pd.DataFrame:
                 "lump_sum": float(torch.as_tensor(policy.lump_sum)), "rebate_share": float(policy.rebate_share),
             }
             periods: list[Period] = []
-            carried = play_year(model, policy, carried, year, config.economy.steps_per_year, generator, periods.append)
+            carried = play_year(model, policy, carried, year, config.economy.steps_per_year, generator, periods.append, show)
             for period in periods:
                 frame = outcome_frame(period.outcome, policy, planner_config.name, year, period.step, None, period.decisions.columns)
                 frame["expected_transfer"] = float(period.expected_transfer.reshape(-1)[0])
+                shown = period.shown_last
+                frame["shown_hours"] = shown.hours.numpy() if shown is not None else np.nan
+                frame["shown_income"] = shown.income.numpy() if shown is not None else np.nan
                 for name, value in schedule.items():
                     frame[name] = [value] * len(frame)
                 rows.append(frame)
@@ -159,7 +196,8 @@ def episode_frame(setup: Setup, episode: int) -> pd.DataFrame:
         frame["stated_hours"] = frame["hours"]
         frame["fallback"] = False
     keep = ["episode", "planner", "year", "step", "agent_id", *PERSONA_COLUMNS, "neighbours", "edge_types",
-            "cutoffs", "rates", "lump_sum", "rebate_share", "expected_transfer", "hours", "income", "tax", "transfer",
+            "cutoffs", "rates", "lump_sum", "rebate_share", "expected_transfer", "shown_hours", "shown_income",
+            "hours", "income", "tax", "transfer",
             "hour_distribution", "stated_hours", "fallback", *[c for c in CHANNELS if c in frame]]
     return frame[keep]
 
@@ -178,8 +216,8 @@ class PlannerEpisode:
     wage: torch.Tensor  # (N,) float64
     policies: list[Policy]  # (T,)
     expected_transfer: torch.Tensor  # (T,)
-    hours: torch.Tensor  # (T, N) realised hours
-    income: torch.Tensor  # (T, N) realised income
+    last_hours: torch.Tensor  # (T, N) the last week's hours as shown at each period (NaN in the first)
+    last_income: torch.Tensor  # (T, N) and its income
     target: torch.Tensor  # (T, N, B) hour distribution (one-hot of the stated bin when no log-probabilities)
     decided: torch.Tensor  # (T, N) bool: a real decision (not a fallback)
     channels: torch.Tensor  # (T, N, C) stated channels, NaN where missing
@@ -190,7 +228,7 @@ class PlannerEpisode:
 
     @property
     def steps(self) -> int:
-        return self.hours.shape[0]
+        return self.target.shape[0]
 
 
 def read_meta(data: str | Path) -> dict:
@@ -217,7 +255,7 @@ def load_sequences(data: str | Path, episodes: list[int] | None = None) -> list[
         if episodes is not None and episode not in episodes:
             continue
         frame = pd.read_parquet(path)
-        missing = {"agent_id", "step", "hour_distribution", "neighbours"} - set(frame.columns)
+        missing = {"agent_id", "step", "hour_distribution", "neighbours", "shown_hours", "shown_income"} - set(frame.columns)
         if missing:
             raise DatasetError(f"{path}: missing columns {sorted(missing)}; was it written by `distill collect`?")
         for planner, rows in frame.groupby("planner", sort=True):
@@ -258,7 +296,8 @@ def _sequence(episode: int, planner: str, rows: pd.DataFrame, bins: torch.Tensor
         episode, planner, first[list(PERSONA_COLUMNS)].reset_index(drop=True),
         graph, torch.tensor(first["hourly_wage"].to_numpy(float)), policies,
         torch.tensor(per_step["expected_transfer"].to_numpy(float)),
-        torch.tensor(rows["hours"].to_numpy(float)).view(t, n), torch.tensor(rows["income"].to_numpy(float)).view(t, n),
+        torch.tensor(rows["shown_hours"].to_numpy(float)).view(t, n), torch.tensor(rows["shown_income"].to_numpy(float)).view(t, n),
         target, decided, stated_channels,
     )
+
 

@@ -3,7 +3,8 @@
 Sequences are stacked into one population per batch: agents of different episodes sit side by
 side with their own neighbour lists (offset into the stack), so the graph is a disjoint union
 and nobody attends across episodes. A batch is rolled forward through its T periods: the context
-of period t comes from the recorded outcome of t - 1 (what the real worker saw), while memory
+of period t comes from the last week the real worker was shown (its recorded outcome of t - 1,
+or the random week collection showed it in its place), while memory
 and expressions are the model's own. The loss is the cross-entropy of the recorded hour
 distribution under the predicted one, plus the squared error of the reasoning channels (on a
 0-1 scale) where they were stated. Replies that were fallbacks, not decisions, carry no loss.
@@ -77,11 +78,11 @@ class Batch:
 
 
 def sequence_context(sequence: PlannerEpisode, bins: Tensor) -> Tensor:
-    """(T, N, n_context): period t sees the mechanism of t and the recorded outcome of t - 1."""
+    """(T, N, n_context): period t sees the mechanism of t and the last week as it was shown then."""
     rows = []
     for t, policy in enumerate(sequence.policies):
-        last_hours = sequence.hours[t - 1] if t else None
-        last_income = sequence.income[t - 1] if t else None
+        last_hours = sequence.last_hours[t] if t else None
+        last_income = sequence.last_income[t] if t else None
         rows.append(context_features(sequence.wage, policy, sequence.expected_transfer[t], last_hours, last_income, bins))
     return torch.stack(rows)
 
