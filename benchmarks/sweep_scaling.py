@@ -8,6 +8,9 @@ and with torch's default threads (`sequential_all_threads_cells_per_s`: what a u
 gets from this machine).
 `processes_2_cells_per_s` runs the same cells in two plain worker processes (one thread each, no
 Ray), the ceiling this machine gives two parallel cells: Ray's own cost is the gap between the two.
+`python_loop_processes_2_speedup` times a pure-Python loop (no memory traffic, no torch) on one
+process and on two: what the machine's two cores give any two parallel jobs, the bound on every
+speed-up above.
 `ray_startup_s` is the time from `ray.init` until every worker has imported the package (the
 instance and warm workers); `ray_cells_per_s` counts from submitting the first cell, on that warm
 instance, so the two figures add up to what a one-off sweep pays. Each run writes into its own temporary
@@ -72,7 +75,28 @@ def timed_processes() -> float:
     return rate
 
 
+def spin(n: int) -> int:
+    total = 0
+    for i in range(n):
+        total += i * i % 7
+    return total
+
+
+def python_loop_speedup(jobs: int = 4, n: int = 20_000_000) -> float:
+    """Time of `jobs` loops on one process over their time on two."""
+    spawn = multiprocessing.get_context("spawn")
+    times = []
+    for workers in (1, WORKERS):
+        with ProcessPoolExecutor(workers, spawn) as pool:
+            list(pool.map(time.sleep, [0.5] * workers))
+            started = time.perf_counter()
+            list(pool.map(spin, [n] * jobs))
+            times.append(time.perf_counter() - started)
+    return times[0] / times[1]
+
+
 if __name__ == "__main__":
+    ceiling = python_loop_speedup()
     all_threads = timed_sweep("none")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -96,4 +120,5 @@ if __name__ == "__main__":
         f"ray_{WORKERS}_workers_speedup_over_all_threads": round(parallel / all_threads, 3),
         f"ray_{WORKERS}_workers_over_processes": round(parallel / processes, 3),
         "ray_startup_s": round(startup, 2),
+        f"python_loop_processes_{WORKERS}_speedup": round(ceiling, 3),
     }))

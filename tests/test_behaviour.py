@@ -77,7 +77,7 @@ BOUNDED_SOCIAL = ["workers.hour_bins=9", "workers.temperature=0.05", "workers.pe
 
 
 def test_a_surrogate_distilled_from_bounded_workers_with_habit_and_imitation_answers_the_probe_as_they_do():
-    """The shipped `bounded_social` surrogate (experiments/distill/bounded.yaml, seeds 2000-2059) on
+    """The shipped `bounded_social` surrogate (experiments/distill/bounded.yaml, seeds 2000-2149) on
     a census sample it never saw, against the workers it was distilled from."""
     truth = probe(load_config(None, ["seed=7", "workers.kind=bounded", *BOUNDED_SOCIAL]), 500)
     surrogate = probe(load_config(None, ["seed=7", "workers.kind=surrogate",

@@ -8,7 +8,7 @@ interrupted run continues where it stopped.
 
 - bounded: the real workers are bounded-rational with habit and imitation, the population the
   shipped `bounded_social` surrogate was distilled from (experiments/distill/bounded.yaml, seeds
-  2000-2059); the truth is known, so gain captured is read against the best mechanism optimised on
+  2000-2149); the truth is known, so gain captured is read against the best mechanism optimised on
   the workers themselves.
 - llm: the real workers are the embedded language model's (experiments/distill/llm_embedded.yaml,
   seeds 1000-1017), judged against the best mechanism found; planners cannot optimise against the
