@@ -312,17 +312,23 @@ def collect(config: str, out: str, episodes: int, overrides: tuple[str, ...], ad
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="Model file to write.")
 @click.option("--epochs", type=int, default=400, help="Most passes over the training episodes (early stopping may end sooner).")
 @click.option("--lr", type=float, default=3e-3, help="Learning rate (AdamW).")
+@click.option("--weight-decay", type=float, default=1e-4, show_default=True, help="AdamW weight decay.")
+@click.option("--batch-sequences", type=int, default=32, show_default=True, help="Episode sequences per gradient step.")
+@click.option("--patience", type=int, default=40, show_default=True, help="Epochs without a better validation loss before stopping.")
 @click.option("--d-model", type=int, default=None, help="Token width [default: the model's].")
 @click.option("--layers", type=int, default=None, help="Graph-attention blocks [default: the model's].")
+@click.option("--dropout", type=float, default=None, help="Dropout in the blocks [default: the model's, 0].")
 @click.option("--seed", type=int, default=0, help="Seeds the test split, initialisation and batch order.")
 @click.option("--quiet", is_flag=True, help="No progress lines.")
-def train(data: str, out: str, epochs: int, lr: float, d_model: int | None, layers: int | None, seed: int, quiet: bool) -> None:
+def train(data: str, out: str, epochs: int, lr: float, weight_decay: float, batch_sequences: int, patience: int,
+          d_model: int | None, layers: int | None, dropout: float | None, seed: int, quiet: bool) -> None:
     """Fit the surrogate to a collected dataset, holding out a fifth of its episodes for `eval`."""
     from .distill.train import TrainSettings, train_surrogate
 
-    overrides = {k: v for k, v in (("d_model", d_model), ("n_layers", layers)) if v is not None}
+    overrides = {k: v for k, v in (("d_model", d_model), ("n_layers", layers), ("dropout", dropout)) if v is not None}
     with exit_codes():
-        settings = TrainSettings(epochs=epochs, lr=lr, seed=seed, model=overrides)
+        settings = TrainSettings(epochs=epochs, lr=lr, weight_decay=weight_decay, batch_sequences=batch_sequences,
+                                 patience=patience, seed=seed, model=overrides)
         result = train_surrogate(data, out, settings, log=None if quiet else click.echo)
     t = result["spec"]["training"]
     click.echo(f"model: {out} (best epoch {t['best_epoch']}, validation loss {t['validation_loss']:.4f}, {t['train_s']:.0f} s)")
