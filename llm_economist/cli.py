@@ -334,6 +334,24 @@ def train(data: str, out: str, epochs: int, lr: float, weight_decay: float, batc
     click.echo(f"model: {out} (best epoch {t['best_epoch']}, validation loss {t['validation_loss']:.4f}, {t['train_s']:.0f} s)")
 
 
+@distill.command()
+@click.argument("model", type=click.Path(exists=True, dir_okay=False))
+@click.argument("config", type=click.Path(exists=True, dir_okay=False))
+@click.option("--behaviour", "measured", type=click.Path(exists=True, file_okay=False), required=True,
+              help="A `behaviour` probe of the language-model workers CONFIG describes (use another seed than the probe you will compare with).")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Model file to write [default: MODEL itself].")
+@click.option("--agents", type=int, default=500, show_default=True, help="Surrogate agents probed per trial scale.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=OVERRIDE_HELP)
+def calibrate(model: str, config: str, measured: str, out: str | None, agents: int, overrides: tuple[str, ...]) -> None:
+    """Fit the surrogate's wording noise to the spread of individual responses the probe measured."""
+    from .distill.calibrate import calibrate_wording
+
+    with exit_codes():
+        record = calibrate_wording(model, _config(config, overrides), Path(measured), out, agents, log=click.echo)
+    click.echo(f"wording_sd {record['sd']:.4f}: spread {record['achieved_response_sd']:.3f} against the measured "
+               f"{record['target_response_sd']:.3f}; written to {out or model}")
+
+
 @distill.command(name="eval")
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
 @click.argument("data", type=click.Path(exists=True, file_okay=False))

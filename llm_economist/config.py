@@ -94,6 +94,9 @@ class WorkersConfig(Section):
     surrogate_model: str | None = Field(None, description="surrogate: model file from `distill train` (default: the shipped one)")
     device: str = Field("cpu", pattern=r"^(cpu|auto|cuda(:[0-9]+)?)$", description="surrogate: cpu, cuda[:i] or auto")
     horizon: int = Field(3, ge=1, le=50, description="surrogate, and bounded with habit or imitation: periods rolled forward when planners query the population model")
+    wording_sd: float | None = Field(
+        None, ge=0.0, le=10.0,
+        description="surrogate: scale of each decision's wording noise (0 = none; default: the one `distill calibrate` fitted into the model file)")
 
     @model_validator(mode="after")
     def _habit_and_imitation(self) -> "WorkersConfig":

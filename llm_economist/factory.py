@@ -171,7 +171,8 @@ def surrogate_workers(config: RunConfig, population: Population, graph) -> Surro
     top = max(model.meta.get("bins", [0.0]))
     if top > config.economy.max_hours:
         raise ValueError(f"workers.surrogate_model: its hour bins reach {top:g} h, above economy.max_hours = {config.economy.max_hours:g}")
-    return SurrogateWorkers(model, population, graph, w.device, w.horizon)
+    wording_sd = w.wording_sd if w.wording_sd is not None else model.meta.get("wording", {}).get("sd", 0.0)
+    return SurrogateWorkers(model, population, graph, w.device, w.horizon, wording_sd)
 
 
 @dataclass

@@ -1,11 +1,13 @@
 """The behavioural probe against independent truth: the closed-form response of rational workers
 (corners included), a finite difference of bounded workers' expected hours, the habit and imitation
-weights a bounded population was built with, and a scripted language model that always takes the
-first option it is shown."""
+weights a bounded population was built with, a scripted language model that always takes the
+first option it is shown, and one whose choice follows the wording of its prompt."""
 
 import json
 import math
 import re
+import shutil
+import zlib
 from dataclasses import replace
 
 import pytest
@@ -21,6 +23,7 @@ from llm_economist.economy.labour import best_response_hours
 from llm_economist.economy.policy import Policy
 from llm_economist.economy.tax import TaxSchedule
 from llm_economist.factory import build_setup
+from llm_economist.surrogate.model import SurrogatePopulation
 from llm_economist.workers.surrogate import shipped_model_path
 
 FLAT = ["mechanism.name=flat", "mechanism.options={initial_rates: [0.25]}"]
@@ -77,19 +80,14 @@ BOUNDED_SOCIAL = ["workers.hour_bins=9", "workers.temperature=0.05", "workers.pe
 
 
 def test_a_surrogate_distilled_from_bounded_workers_with_habit_and_imitation_answers_the_probe_as_they_do():
-    """The shipped `bounded_social` surrogate (experiments/distill/bounded.yaml, seeds 2000-2149) on
-    a census sample it never saw, against the workers it was distilled from."""
+    """The shipped `bounded_social` surrogate (experiments/distill/bounded.yaml, seeds 2000-2149, a
+    random last week shown at chance 0.35) on a census sample it never saw, against the workers it
+    was distilled from."""
     truth = probe(load_config(None, ["seed=7", "workers.kind=bounded", *BOUNDED_SOCIAL]), 500)
     surrogate = probe(load_config(None, ["seed=7", "workers.kind=surrogate",
                                          f"workers.surrogate_model={shipped_model_path('bounded_social')}"]), 500)
-    for figure in ("mean_hours", "eti", "eti_interior", "hours_elasticity", "wage_elasticity"):
+    for figure in ("mean_hours", "eti", "eti_interior", "hours_elasticity", "wage_elasticity", "persistence", "social_pull"):
         assert surrogate[figure] == pytest.approx(truth[figure], rel=0.10), figure
-    # The weight on past hours is learnt in total; its split between the worker's own and its
-    # contacts' is only loosely identified by traces in which the two move together.
-    total = surrogate["persistence"] + surrogate["social_pull"]
-    assert total == pytest.approx(truth["persistence"] + truth["social_pull"], rel=0.10)
-    for figure in ("persistence", "social_pull"):
-        assert surrogate[figure] == pytest.approx(truth[figure], rel=0.25), figure
 
 
 def test_the_bounded_population_model_rolls_habit_and_imitation_forward():
@@ -133,6 +131,42 @@ def test_a_model_that_takes_the_first_option_shows_full_position_bias(tmp_path):
     assert result["position_bias_js"] == pytest.approx(1.0)
     assert result["top_bin_probability"] == pytest.approx(1.0)
     assert result["eti"] == pytest.approx(0.0) and result["share_correct_sign"] == 0.0  # position, not pay, decides
+
+
+def worded(body: dict) -> str:
+    """A model whose choice follows the wording: 40 h, or 50 h for one prompt in eight (by a hash of the text)."""
+    text = "".join(message["content"] for message in body["messages"])
+    hours = 50 if zlib.crc32(text.encode()) % 8 == 0 else 40
+    return json.dumps({"hours": hours, "fairness": 3, "trust": 3, "stress": 3, "reason": "r", "message": "m"})
+
+
+def test_wording_noise_calibrated_on_a_language_models_probe_gives_the_surrogate_its_spread(tmp_path):
+    model = tmp_path / "surrogate.pt"
+    shutil.copy(shipped_model_path(), model)
+    with FaultServer(content=worded) as server:
+        settings = ["--set", f"llm.base_urls=[{server.url}]", "--set", "llm.model=fault-model", "--set", "seed=100"]
+        done = CliRunner().invoke(main, ["behaviour", "experiments/behaviour/llm_narrative.yaml", *settings, "--agents", "24",
+                                         "--out", str(tmp_path / "probe"), "--quiet"])
+        assert done.exit_code == 0, done.output
+    measured = json.loads((tmp_path / "probe" / "behaviour.json").read_text())["response_sd"]
+    assert measured > 0.3  # some agents' hours moved with the wording of a 5% change
+
+    done = CliRunner().invoke(main, ["distill", "calibrate", str(model), "experiments/behaviour/llm_narrative.yaml", *settings,
+                                     "--behaviour", str(tmp_path / "probe"), "--agents", "200"])
+    assert done.exit_code == 0, done.output
+    record = SurrogatePopulation.load(model).meta["wording"]
+    assert record["target_response_sd"] == measured and record["achieved_response_sd"] == pytest.approx(measured, rel=0.03)
+    assert 0 < record["sd"] < 10
+    # The surrogate workers read the fitted scale from the model file (here on agents the fit never saw)...
+    surrogate = ["workers.kind=surrogate", f"workers.surrogate_model={model}"]
+    spread = probe(load_config(None, [*surrogate, "seed=5"]), 500)["response_sd"]
+    assert spread == pytest.approx(measured, rel=0.15)
+    # ...and workers.wording_sd overrides it: without the noise the network moves everyone alike.
+    assert probe(load_config(None, [*surrogate, "seed=5", "workers.wording_sd=0"]), 500)["response_sd"] < 0.1
+    # A probe of another population is refused by name.
+    done = CliRunner().invoke(main, ["distill", "calibrate", str(model), "experiments/behaviour/llm_narrative.yaml", *settings,
+                                     "--set", "economy.elasticity=0.5", "--behaviour", str(tmp_path / "probe")])
+    assert done.exit_code != 0 and "probed a different population" in done.output
 
 
 def test_the_behaviour_command_writes_its_files_and_compare_reports_the_response(tmp_path):

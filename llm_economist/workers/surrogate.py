@@ -7,14 +7,25 @@ from the distribution. Memory and expressions travel in ``Decisions.recurrent``,
 the run (and its checkpoints), never to this object, and planners compared in one run do not
 share them.
 
+A language model's choice also moves with the wording of its prompt: change one number it is
+shown and each worker's hours move by a different amount, at random. A smooth network of what
+each agent is told cannot do that, so with ``wording_sd`` > 0 each decision's distribution is
+tilted towards longer or shorter hours by ``wording_sd * z * hours / max hours``, where z is a
+standard normal draw fixed by the agent and everything it is shown (`wording_noise`): the same
+agent shown the same numbers gets the same draw, any change gives a fresh one. `distill
+calibrate` fits the scale to the spread of individual responses a probe of the language model
+measured, and stores it in the model file.
+
 Planners that query the population model get the surrogate itself: ``expected_hours`` rolls
 the model forward ``horizon`` periods under the candidate policy from a fresh start, feeding
-back its own expected hours and the transfer they imply. Everything in that roll is
+back its own expected hours and the transfer they imply, without the wording noise (a planner
+reads the mean over wordings, and the noise averages out over a population). Everything in that roll is
 differentiable, so gradient planners and ``sensitivity`` work through it.
 """
 
 from __future__ import annotations
 
+import math
 from importlib.resources import files
 from pathlib import Path
 
@@ -58,9 +69,12 @@ class SurrogateWorkers(Workers):
         graph: SocialGraph,
         device: str = "cpu",
         horizon: int = 3,
+        wording_sd: float = 0.0,
     ) -> None:
         if horizon < 1:
             raise ValueError(f"surrogate workers: horizon must be >= 1, got {horizon}")
+        if not 0.0 <= wording_sd < math.inf:
+            raise ValueError(f"workers.wording_sd: must be a finite number >= 0, got {wording_sd}")
         spec = model.meta
         if not spec or "bins" not in spec:
             raise ValueError("surrogate workers: the model file carries no feature spec; train it with `distill train`")
@@ -70,6 +84,7 @@ class SurrogateWorkers(Workers):
         self.bins = torch.tensor(spec["bins"], dtype=torch.float64)
         self.channels = list(spec["channels"])
         self.horizon = horizon
+        self.wording_sd = float(wording_sd)
         numeric, codes = persona_features(population.table, spec["levels"])
         self.persona_num, self.persona_cat = numeric.to(self.device, self.dtype), codes.to(self.device)
         self.graph = graph.to(self.device)
@@ -96,7 +111,11 @@ class SurrogateWorkers(Workers):
         carry = obs.last_decisions.recurrent if obs.last_decisions is not None else None
         with torch.inference_mode():
             out = self._step(self._persona(obs.wage), context, carry)
-            probs = torch.softmax(out.hour_logits.double(), dim=-1).cpu()
+            logits = out.hour_logits.double().cpu()
+            if self.wording_sd:
+                tilt = self.wording_sd * wording_noise(context.cpu())
+                logits = logits + tilt.unsqueeze(-1) * (self.bins / self.bins[-1])
+            probs = torch.softmax(logits, dim=-1)
         choice = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
         hours = self.bins.to(obs.wage.dtype)[choice]
         columns: dict = {"hour_distribution": probs.float()}
@@ -122,6 +141,32 @@ class SurrogateWorkers(Workers):
             income = annual_income(wage, hours)
             transfer = policy.transfer(policy.schedule.tax(income)).reshape(1)
         return hours
+
+
+_SPLITMIX = (-4658895280553007687, -7723592293110705685)  # 0xbf58476d1ce4e5b9, 0x94d049bb133111eb as int64
+
+
+def _shift(z: Tensor, bits: int) -> Tensor:
+    """Logical right shift of int64 values."""
+    return (z >> bits) & ((1 << (64 - bits)) - 1)
+
+
+def _mix(z: Tensor) -> Tensor:
+    """splitmix64's finaliser on int64 tensors (multiplication wraps), a bijection that scrambles every bit."""
+    z = (z ^ _shift(z, 30)) * _SPLITMIX[0]
+    z = (z ^ _shift(z, 27)) * _SPLITMIX[1]
+    return z ^ _shift(z, 31)
+
+
+def wording_noise(context: Tensor) -> Tensor:
+    """(N,) standard normal draws, one per agent (its row) and what it is shown (the row's values,
+    to 2^-20): equal rows at the same index give the same draw, rows that differ anywhere give
+    independent ones."""
+    shown = context.double().mul(2.0**20).round_().long()  # (N, C)
+    keys = _mix(torch.arange(1, shown.shape[1] + 1, dtype=torch.int64)) | 1  # an odd multiplier per column
+    h = _mix(shown @ keys + _mix(torch.arange(shown.shape[0], dtype=torch.int64)))  # products and sums wrap
+    u1, u2 = ((_shift(_mix(h + k), 11).double() + 0.5) / 2.0**53 for k in (1, 2))
+    return torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(2.0 * math.pi * u2)  # Box-Muller
 
 
 def _members(policy: Policy, transfer):
