@@ -13,7 +13,9 @@ Each chat request takes the next behaviour from the script (then `default`):
   "schema"     JSON without the required "hours"
   "empty"      empty content
   "garbage"    HTTP 200 whose body is not JSON at all
-`content` is the "ok" reply, or a function of the request body that makes it. Chat replies end with `finish_reason` ("stop"; "length" pretends the reply hit max_tokens); `delay_s`
+`content` is the "ok" reply, or a function of the request body that makes it: a string, or a
+scored reply, a list of (token, {alternative: logprob}) pairs whose tokens make the text and
+whose alternatives are the token's top log-probabilities (the token itself first). Chat replies end with `finish_reason` ("stop"; "length" pretends the reply hit max_tokens); `delay_s`
 delays "ok", "malformed", "schema" and "empty". Every request is recorded (path, headers with
 lower-case names, parsed body). The server stops itself after `lifetime_s` seconds or `max_requests`
 requests (dropping requests that still arrive on open connections), and only ever binds the loopback address.
@@ -59,7 +61,7 @@ class FaultServer:
         self,
         script: list[str] | tuple[str, ...] = (),
         default: str = "ok",
-        content: str | Callable[[dict], str] = OK_CONTENT,
+        content: str | Callable[[dict], str | list[tuple[str, dict[str, float]]]] = OK_CONTENT,
         delay_s: float = 0.0,
         hang_s: float = 3.0,
         lifetime_s: float = 120.0,
@@ -91,7 +93,7 @@ class FaultServer:
         self._timer.daemon = True
         self._timer.start()
 
-    def reply(self, body: dict) -> str:
+    def reply(self, body: dict) -> str | list[tuple[str, dict[str, float]]]:
         """The "ok" content: fixed, or made from the request by a callable."""
         return self.content(body) if callable(self.content) else self.content
 
@@ -183,20 +185,23 @@ class FaultServer:
                     }[behaviour]
                     self._chat(body, content)
 
-            def _chat(self, body: dict, content: str) -> None:
-                pieces = [content[i : i + 4] for i in range(0, len(content), 4)]
+            def _chat(self, body: dict, content: str | list[tuple[str, dict[str, float]]]) -> None:
+                top = int(body.get("top_logprobs") or 0)
+                if isinstance(content, str):  # 4-character tokens, each far likelier than any alternative
+                    scored = [(p, {p: -0.1, **{f"alt{k}": -0.1 - k for k in range(1, top)}})
+                              for p in (content[i : i + 4] for i in range(0, len(content), 4))]
+                else:
+                    scored, content = content, "".join(token for token, _ in content)
+                pieces = [token for token, _ in scored]
                 logprobs = None
                 if body.get("logprobs"):
-                    top = int(body.get("top_logprobs") or 0)
                     logprobs = {
                         "content": [
                             {
-                                "token": p, "logprob": -0.1, "bytes": list(p.encode()),
-                                "top_logprobs": [
-                                    {"token": p if k == 0 else f"alt{k}", "logprob": -0.1 - k, "bytes": None} for k in range(top)
-                                ],
+                                "token": token, "logprob": alternatives.get(token, -0.1), "bytes": list(token.encode()),
+                                "top_logprobs": [{"token": a, "logprob": lp, "bytes": None} for a, lp in list(alternatives.items())[:top]],
                             }
-                            for p in pieces
+                            for token, alternatives in scored
                         ]
                     }
                 prompt_tokens = sum(len(m.get("content", "").split()) for m in body.get("messages", []))

@@ -1,7 +1,8 @@
 """The behavioural probe against independent truth: the closed-form response of rational workers
 (corners included), a finite difference of bounded workers' expected hours, the habit and imitation
 weights a bounded population was built with, a scripted language model that always takes the
-first option it is shown, and one whose choice follows the wording of its prompt."""
+first option it is shown, one that reads the budget menu and chooses as bounded workers do, and one
+whose choice follows the wording of its prompt."""
 
 import json
 import math
@@ -22,6 +23,7 @@ from llm_economist.config import load_config
 from llm_economist.economy.labour import best_response_hours
 from llm_economist.economy.policy import Policy
 from llm_economist.economy.tax import TaxSchedule
+from llm_economist.economy.utility import utility, utility_scale
 from llm_economist.factory import build_setup
 from llm_economist.surrogate.model import SurrogatePopulation
 from llm_economist.workers.surrogate import shipped_model_path
@@ -131,6 +133,45 @@ def test_a_model_that_takes_the_first_option_shows_full_position_bias(tmp_path):
     assert result["position_bias_js"] == pytest.approx(1.0)
     assert result["top_bin_probability"] == pytest.approx(1.0)
     assert result["eti"] == pytest.approx(0.0) and result["share_correct_sign"] == 0.0  # position, not pay, decides
+
+
+def menu_reader(prefs, temperature: float):
+    """A model that reads only the budget menu's text (its wage and what each option leaves to spend)
+    and chooses as bounded-rational workers do: a logit over the stated utility of each option."""
+    def money(text: str) -> float:  # $950, $12.5k, -$1.2k
+        return float(text.replace("$", "").replace(",", "").removesuffix("k")) * (1000 if text.endswith("k") else 1)
+
+    def reply(body: dict):
+        menu = body["messages"][1]["content"]
+        wage = float(re.search(r"You earn \$([\d,.]+) an hour", menu).group(1).replace(",", ""))
+        options = re.findall(r"^(\d+) h: (-?\$[\d,.]+k?)$", menu, re.M)
+        hours = torch.tensor([float(h) for h, _ in options], dtype=torch.float64)
+        spend = torch.tensor([money(c) for _, c in options], dtype=torch.float64)
+        scale = float(utility_scale(torch.tensor(wage, dtype=torch.float64), prefs.eta))
+        logprobs = torch.log_softmax(utility(spend, hours, prefs) / (temperature * scale), dim=0).tolist()
+        digits = {h[0]: lp for (h, _), lp in zip(options, logprobs)}  # each bin's first digit names it
+        best = max(digits, key=digits.get)
+        return [('{"hours": ', {}), (best, dict(sorted(digits.items(), key=lambda d: -d[1]))),
+                (("0" if best != "0" else "") + ', "fairness": 3, "trust": 3, "stress": 3}', {})]
+
+    return reply
+
+
+def test_bounded_workers_voiced_through_the_budget_menu_answer_the_probe_as_they_do(tmp_path):
+    """The menu carries what a decision needs: a model choosing from its text alone, as bounded
+    workers choose from the economy itself, shows their response (up to the menu's rounding)."""
+    bounded = load_config(None, ["workers.kind=bounded", "workers.hour_bins=9", "workers.temperature=0.05"])
+    truth = probe(bounded, 40)
+    prefs = build_setup(bounded.model_copy(update={"population": bounded.population.model_copy(update={"n_agents": 40})})).model.prefs
+    with FaultServer(content=menu_reader(prefs, 0.05), max_requests=5000) as server:
+        config = load_config(None, ["workers.kind=llm", "workers.decision_format=budget_menu", f"llm.base_urls=[{server.url}]",
+                                    "llm.model=fault-model", "llm.temperature=1.0", "llm.timeout_s=5"])
+        voiced = probe(config, 40, cache_path=str(tmp_path / "cache.sqlite"))
+    for figure in ("mean_hours", "eti", "eti_interior", "hours_elasticity", "wage_elasticity", "salience_ratio",
+                   "top_bin_probability"):
+        assert voiced[figure] == pytest.approx(truth[figure], rel=0.02), figure
+    assert voiced["position_bias_js"] == pytest.approx(0.0, abs=1e-12)  # it reads what an option pays, not where it is
+    assert voiced["persistence"] == pytest.approx(0.0, abs=0.02) and voiced["social_pull"] == pytest.approx(0.0, abs=0.02)
 
 
 def worded(body: dict) -> str:
