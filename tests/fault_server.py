@@ -13,12 +13,13 @@ Each chat request takes the next behaviour from the script (then `default`):
   "schema"     JSON without the required "hours"
   "empty"      empty content
   "garbage"    HTTP 200 whose body is not JSON at all
-`content` is the "ok" reply, or a function of the request body that makes it: a string, or a
-scored reply, a list of (token, {alternative: logprob}) pairs whose tokens make the text and
-whose alternatives are the token's top log-probabilities (the token itself first). Chat replies end with `finish_reason` ("stop"; "length" pretends the reply hit max_tokens); `delay_s`
-delays "ok", "malformed", "schema" and "empty". Every request is recorded (path, headers with
-lower-case names, parsed body). The server stops itself after `lifetime_s` seconds or `max_requests`
-requests (dropping requests that still arrive on open connections), and only ever binds the loopback address.
+`content` is the "ok" reply, or a function of the request body that makes it: a string, or a scored
+reply, a list of (token, {alternative: logprob}) pairs whose tokens make the text and whose
+alternatives are the token's top log-probabilities (the token itself first). Chat replies end with
+`finish_reason` ("stop"; "length" pretends the reply hit max_tokens); `delay_s` delays "ok",
+"malformed", "schema" and "empty". Every request is recorded (path, headers with lower-case names,
+parsed body). The server stops itself after `lifetime_s` seconds or `max_requests` requests
+(dropping requests that still arrive on open connections), and only ever binds the loopback address.
 """
 
 from __future__ import annotations
@@ -192,7 +193,6 @@ class FaultServer:
                               for p in (content[i : i + 4] for i in range(0, len(content), 4))]
                 else:
                     scored, content = content, "".join(token for token, _ in content)
-                pieces = [token for token, _ in scored]
                 logprobs = None
                 if body.get("logprobs"):
                     logprobs = {
@@ -210,8 +210,8 @@ class FaultServer:
                     "model": body.get("model", "fault-model"),
                     "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
                                  "logprobs": logprobs, "finish_reason": server.finish_reason}],
-                    "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(pieces),
-                              "total_tokens": prompt_tokens + len(pieces)},
+                    "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(scored),
+                              "total_tokens": prompt_tokens + len(scored)},
                 })
 
             def _json(self, status: int, payload: dict, headers: dict[str, str] | None = None) -> None:

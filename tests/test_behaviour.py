@@ -32,6 +32,11 @@ FLAT = ["mechanism.name=flat", "mechanism.options={initial_rates: [0.25]}"]
 ARC = math.log((1 + STEP) / (1 - STEP))
 
 
+def probed_setup(config, agents: int):
+    """The economy the probe builds for `agents` agents of `config`."""
+    return build_setup(config.model_copy(update={"population": config.population.model_copy(update={"n_agents": agents})}))
+
+
 def flat_policy(rate: float) -> Policy:
     return Policy(TaxSchedule.from_lists([0.0], [rate]))
 
@@ -41,7 +46,7 @@ def test_rational_quasi_linear_workers_show_the_configured_elasticity_and_their_
     result = probe(config, 300)
     assert result["eti_interior"] == pytest.approx(0.33, rel=0.02)
     # Truth for everyone: each worker's uncapped best response scales by (net-of-tax)^0.33, then the cap binds.
-    setup = build_setup(config.model_copy(update={"population": config.population.model_copy(update={"n_agents": 300})}))
+    setup = probed_setup(config, 300)
     wage, prefs = setup.model.wage, setup.model.prefs
     uncapped = best_response_hours(wage, flat_policy(0.25).schedule, 0.0, replace(prefs, max_hours=168.0))
     assert float(uncapped.max()) < 160  # the widest cap never binds: these are the interior choices
@@ -59,7 +64,7 @@ def test_rational_quasi_linear_workers_show_the_configured_elasticity_and_their_
 def test_bounded_workers_match_a_finite_difference_of_their_expected_hours():
     config = load_config(None, ["workers.kind=bounded", *FLAT])
     result = probe(config, 200)
-    setup = build_setup(config.model_copy(update={"population": config.population.model_copy(update={"n_agents": 200})}))
+    setup = probed_setup(config, 200)
     workers, wage = setup.model.workers, setup.model.wage
     transfer = setup.model.respond(flat_policy(0.25)).transfer
     hours = {s: workers.expected_hours(wage, flat_policy(1 - 0.75 * (1 + s)), transfer) for s in (STEP, -STEP)}
@@ -149,9 +154,10 @@ def menu_reader(prefs, temperature: float):
         spend = torch.tensor([money(c) for _, c in options], dtype=torch.float64)
         scale = float(utility_scale(torch.tensor(wage, dtype=torch.float64), prefs.eta))
         logprobs = torch.log_softmax(utility(spend, hours, prefs) / (temperature * scale), dim=0).tolist()
-        digits = {h[0]: lp for (h, _), lp in zip(options, logprobs)}  # each bin's first digit names it
-        best = max(digits, key=digits.get)
-        return [('{"hours": ', {}), (best, dict(sorted(digits.items(), key=lambda d: -d[1]))),
+        # Each bin's first digit names it; the likeliest first, as a server lists its top alternatives.
+        digits = dict(sorted(((h[0], lp) for (h, _), lp in zip(options, logprobs)), key=lambda d: -d[1]))
+        best = next(iter(digits))
+        return [('{"hours": ', {}), (best, digits),
                 (("0" if best != "0" else "") + ', "fairness": 3, "trust": 3, "stress": 3}', {})]
 
     return reply
@@ -162,7 +168,7 @@ def test_bounded_workers_voiced_through_the_budget_menu_answer_the_probe_as_they
     workers choose from the economy itself, shows their response (up to the menu's rounding)."""
     bounded = load_config(None, ["workers.kind=bounded", "workers.hour_bins=9", "workers.temperature=0.05"])
     truth = probe(bounded, 40)
-    prefs = build_setup(bounded.model_copy(update={"population": bounded.population.model_copy(update={"n_agents": 40})})).model.prefs
+    prefs = probed_setup(bounded, 40).model.prefs
     with FaultServer(content=menu_reader(prefs, 0.05), max_requests=5000) as server:
         config = load_config(None, ["workers.kind=llm", "workers.decision_format=budget_menu", f"llm.base_urls=[{server.url}]",
                                     "llm.model=fault-model", "llm.temperature=1.0", "llm.timeout_s=5"])
