@@ -13,7 +13,9 @@ seeds). The variations, each moving one thing:
   net pay as `net_down`, so the two compare a tax rise with a wage cut (salience);
 - `transfer_up`: the equal payment raised by `TRANSFER_STEP`;
 - `reversed`: the baseline with the hour options presented in reverse order;
-- `rate_grid`: the own-bracket rate set to each of `RATE_GRID` (the plot of hours against the rate);
+- `rate_grid`: the own-bracket rate set to each of `RATE_GRID`: the response to large changes (hours
+  at 70% against 10%, the slope of hours on the rate, the global elasticity), read against the
+  local one (`coherence`);
 - a short panel: every agent's last hours, and so its contacts', drawn at random and shown to it;
   the regression of its hours on its own and its contacts' last hours gives persistence and social
   pull (the draws are independent, so the regression needs no controls).
@@ -48,12 +50,13 @@ from .economy.tax import TaxSchedule
 from .economy.utility import annual_income
 from .factory import Setup, build_setup, make_config_mechanism
 from .personas import population_graph
-from .reporting.summary import interval
+from .reporting.summary import bracketed, interval
 from .workers.base import Decisions, Observation
 
 STEP = 0.05  # net-of-tax rate and wage moved by +-5%
 TRANSFER_STEP = 5_000.0  # $/year added to the equal payment
-RATE_GRID = (0.1, 0.3, 0.5, 0.7)  # own-bracket marginal rates for the hours-against-rate plot
+RATE_GRID = (0.1, 0.3, 0.5, 0.7)  # own-bracket marginal rates: the large-change response
+GRID_LOG_NET = math.log((1 - RATE_GRID[-1]) / (1 - RATE_GRID[0]))  # ln(0.3 / 0.9), the net-of-tax change across the grid
 PANEL_ROUNDS = 2  # decisions per agent with randomised last hours
 PANEL_HOURS = 9  # the randomised last hours take this many values from 0 to the cap
 INCOME_GROUPS = {"under_50k": (0.0, 50_000.0), "50k_100k": (50_000.0, 100_000.0), "over_100k": (100_000.0, math.inf)}
@@ -156,22 +159,24 @@ def sample(setup: Setup, step: float = STEP, seed: int = 0) -> dict[str, np.ndar
 
     moved = {"net_up": 1.0, "net_down": 1.0, "wage_up": 1 + step, "wage_down": 1 - step}  # wage factor of each
     z = {m: annual_income(wage * f, torch.as_tensor(varied[m].hours, dtype=wage.dtype)) for m, f in moved.items()}
-
-    def kink(income: torch.Tensor) -> np.ndarray:
-        return ((income.unsqueeze(-1) - cutoffs).abs() < KINK_DOLLARS).any(dim=-1).numpy()
-
-    at_kink = np.any([kink(z0), *(kink(z[m]) for m in moved)], axis=0)
-    same_bracket = np.all([(schedule.bracket_index(z[m]) == bracket).numpy() for m in moved], axis=0)
+    z_grid = [annual_income(wage, torch.as_tensor(h, dtype=wage.dtype)) for h in grid]
 
     def at_corner(hours: np.ndarray) -> np.ndarray:
         return (hours < CORNER_HOURS) | (hours > model.prefs.max_hours - CORNER_HOURS)
 
+    def at_margin(hours: list[np.ndarray], incomes: list[torch.Tensor]) -> np.ndarray:
+        """Agents at no corner, at no kink and in their baseline bracket in every one of these decision sets."""
+        kink = [((income.unsqueeze(-1) - cutoffs).abs() < KINK_DOLLARS).any(dim=-1).numpy() for income in incomes]
+        same_bracket = [(schedule.bracket_index(income) == bracket).numpy() for income in incomes]
+        return ~np.any([at_corner(h) for h in hours], axis=0) & ~np.any(kink, axis=0) & np.all(same_bracket, axis=0)
+
     corner = at_corner(base.hours)
-    interior = ~corner & ~np.any([at_corner(varied[m].hours) for m in moved], axis=0) & ~at_kink & same_bracket
+    interior = at_margin([base.hours, *(varied[m].hours for m in moved)], [z0, *z.values()])
 
     data = {
         "wage": wage.double().numpy(), "income": z0.double().numpy(), "tau": tau.double().numpy(),
-        "interior": interior, "corner": corner, "h0": base.hours, "p0": base.working,
+        "interior": interior, "interior_everywhere": interior & at_margin(grid, z_grid), "corner": corner,
+        "h0": base.hours, "p0": base.working,
         **{f"h_{name}": c.hours for name, c in varied.items()},
         **{f"p_{name}": c.working for name, c in varied.items()},
         "rate_grid_hours": np.stack(grid, axis=1),
@@ -215,10 +220,15 @@ def _panel(setup: Setup, shown: Policy, first: Decisions, decide: Callable, seed
 
 # -- figures: each a function of the pooled per-agent data and an index of agents -------------------
 
+def _log_ratio(a: np.ndarray, b: np.ndarray) -> float:
+    """ln(sum a / sum b); NaN where a side sums to 0."""
+    a_, b_ = float(np.sum(a)), float(np.sum(b))
+    return math.log(a_ / b_) if a_ > 0 and b_ > 0 else math.nan
+
+
 def _arc(up: np.ndarray, down: np.ndarray, step: float) -> float:
     """ln(sum up / sum down) / ln((1 + step) / (1 - step)); NaN where a side sums to 0."""
-    a, b = float(np.sum(up)), float(np.sum(down))
-    return math.log(a / b) / math.log((1 + step) / (1 - step)) if a > 0 and b > 0 else math.nan
+    return _log_ratio(up, down) / math.log((1 + step) / (1 - step))
 
 
 def _figures(step: float, has_distributions: bool, has_channels: bool, extensive: bool) -> dict[str, Callable]:
@@ -230,18 +240,34 @@ def _figures(step: float, has_distributions: bool, has_channels: bool, extensive
     def eti(d, i):
         return _arc(income(d, i, "h_net_up"), income(d, i, "h_net_down"), step)
 
+    def hours_elasticity(d, i):
+        return _arc(d["h_net_up"][i], d["h_net_down"][i], step)
+
+    def grid_log_ratio(d, i):  # ln(hours at 70% / hours at 10%)
+        return _log_ratio(d["rate_grid_hours"][i, -1], d["rate_grid_hours"][i, 0])
+
+    def grid_slope(d, i):  # least squares of mean hours on the rate, per 10 points
+        return 0.1 * float(np.polyfit(RATE_GRID, d["rate_grid_hours"][i].mean(axis=0), 1)[0]) if len(i) else math.nan
+
     def within(mask_of):
         return lambda stat: (lambda d, i: stat(d, i[mask_of(d)[i]]))
 
     interior = within(lambda d: d["interior"])
+    everywhere = within(lambda d: d["interior_everywhere"])
     figures = {
         "mean_hours": lambda d, i: float(np.mean(d["h0"][i])),
         "eti": eti,
         "eti_interior": interior(eti),
         **{f"eti_{g}": within(lambda d, lo=lo, hi=hi: (d["income"] >= lo) & (d["income"] < hi))(eti)
            for g, (lo, hi) in INCOME_GROUPS.items()},
-        "hours_elasticity": lambda d, i: _arc(d["h_net_up"][i], d["h_net_down"][i], step),
-        "hours_elasticity_interior": interior(lambda d, i: _arc(d["h_net_up"][i], d["h_net_down"][i], step)),
+        "hours_elasticity": hours_elasticity,
+        "hours_elasticity_interior": interior(hours_elasticity),
+        "hours_ratio_70_10": lambda d, i: math.exp(grid_log_ratio(d, i)),
+        "rate_grid_slope_h_per_10pt": grid_slope,
+        "hours_elasticity_global": lambda d, i: grid_log_ratio(d, i) / GRID_LOG_NET,
+        "hours_elasticity_global_interior": everywhere(lambda d, i: grid_log_ratio(d, i) / GRID_LOG_NET),
+        "log_hours_ratio_observed": everywhere(grid_log_ratio),
+        "log_hours_ratio_predicted": everywhere(lambda d, i: hours_elasticity(d, i) * GRID_LOG_NET),
         "wage_elasticity": lambda d, i: _arc(d["h_wage_up"][i], d["h_wage_down"][i], step),
         "income_effect_hours_per_10k": lambda d, i: float(np.mean(d["h_transfer_up"][i] - d["h0"][i])) * 10_000 / TRANSFER_STEP,
         "share_correct_sign": interior(lambda d, i: float(np.mean(d["h_net_up"][i] > d["h_net_down"][i])) if len(i) else math.nan),
@@ -322,7 +348,35 @@ def analytic(config: RunConfig) -> dict[str, float]:
     if config.workers.kind != "rational" or e.eta != 0:
         return {}
     return {"eti_interior": e.elasticity, "hours_elasticity_interior": e.elasticity, "income_effect_hours_per_10k": 0.0,
-            "salience_ratio": 1.0, "persistence": 0.0, "social_pull": 0.0, "position_bias_js": 0.0}
+            "salience_ratio": 1.0, "persistence": 0.0, "social_pull": 0.0, "position_bias_js": 0.0,
+            "hours_elasticity_global_interior": e.elasticity, "log_hours_ratio_observed": e.elasticity * GRID_LOG_NET,
+            "log_hours_ratio_predicted": e.elasticity * GRID_LOG_NET}
+
+
+def coherence(result: dict) -> tuple[bool | None, str]:
+    """Whether the local response predicts the large-change one, and why (None: it cannot be told).
+
+    Both are read on the agents at no corner (0 h or the cap), at no kink and in their baseline
+    bracket under every variation and at every grid rate, so a cap or zero hours that bind at one
+    rate and not another are not counted as disagreement. The local hours elasticity predicts the
+    log hours ratio from 10% to 70% of the own rate, P = e x ln(0.3 / 0.9); the grid observes
+    O = ln(h70 / h10). With 95% intervals, they disagree when
+    (a) O's interval holds 0 and P's does not: the local response vanishes under large changes,
+        so it is not a response to taxes; or
+    (b) the intervals are disjoint and O / P lies outside [1/2, 2] (opposite signs included).
+    """
+    o, p = result.get("log_hours_ratio_observed"), result.get("log_hours_ratio_predicted")
+    o_ci, p_ci = result.get("log_hours_ratio_observed_ci95"), result.get("log_hours_ratio_predicted_ci95")
+    if o_ci is None or p_ci is None:
+        return None, "no interval for agents at no corner at every rate probed"
+    observed = f"log hours ratio {_estimate(o, o_ci)} from {RATE_GRID[0]:.0%} to {RATE_GRID[-1]:.0%} of the own rate"
+    predicted = f"{_estimate(p, p_ci)} predicted by the local elasticity"
+    if o_ci[0] <= 0 <= o_ci[1] and not p_ci[0] <= 0 <= p_ci[1]:
+        return False, (f"{observed} is indistinguishable from zero against {predicted}, "
+                       "so the local elasticity is not a response to taxes")
+    if (o_ci[1] < p_ci[0] or p_ci[1] < o_ci[0]) and not (o * p > 0 and 0.5 <= o / p <= 2):
+        return False, f"{observed} against {predicted}, so the local elasticity does not describe larger tax changes"
+    return True, f"{observed} against {predicted}"
 
 
 def probe(config: RunConfig, agents: int, seeds: int = 1, step: float = STEP, progress: Callable[[str], None] | None = None,
@@ -351,8 +405,10 @@ def probe(config: RunConfig, agents: int, seeds: int = 1, step: float = STEP, pr
     data = {key: np.concatenate(values) for key, values in pooled.items()}
     result = {"workers": config.workers.kind, "step": step, "n_agents": agents * seeds, "n_decisions": decisions,
               **estimate(data, step, config.seed)}
+    result["response_coherent"], result["response_coherence_reason"] = coherence(result)
     result["mean_prompt_tokens"] = float(np.mean(data["prompt_tokens"])) if "prompt_tokens" in data else None
     result["share_interior"] = float(np.mean(data["interior"]))
+    result["share_interior_everywhere"] = float(np.mean(data["interior_everywhere"]))
     result["hours_sd"] = float(np.std(data["h0"], ddof=1)) if len(data["h0"]) > 1 else None
     result.update({f"analytic_{name}": value for name, value in analytic(config).items()})
     result["rate_grid"] = list(RATE_GRID)
@@ -412,8 +468,10 @@ def population_response(config: RunConfig, out: Path, measured: dict | None = No
     else:
         return {"measured": False, "line": "The response of the language-model population is unmeasured: measure it with "
                 "`llm-economist behaviour CONFIG --out DIR`, then pass `--behaviour DIR` to compare"}
-    keys = ("eti", "eti_interior", "hours_elasticity", "wage_elasticity", "participation_elasticity", "n_agents")
-    figures = {k: result.get(k) for k in keys} | {f"{k}_ci95": result.get(f"{k}_ci95") for k in keys}
+    keys = ("hours_ratio_70_10", "hours_elasticity_global", "log_hours_ratio_observed", "log_hours_ratio_predicted", "eti",
+            "eti_interior", "hours_elasticity", "wage_elasticity", "participation_elasticity", "n_agents")
+    figures = ({k: result.get(k) for k in keys} | {f"{k}_ci95": result.get(f"{k}_ci95") for k in keys}
+               | {k: result.get(k) for k in ("response_coherent", "response_coherence_reason")})
     return {"measured": True, "source": result["source"], "line": headline(result), **figures}
 
 
@@ -431,6 +489,12 @@ def write_behaviour(result: dict, out: Path) -> list[Path]:
 
 ROWS = (  # figure, what it is
     ("mean_hours", "mean hours a week under the configured mechanism"),
+    ("hours_ratio_70_10", "hours at a 70% own-bracket rate / at 10%"),
+    ("rate_grid_slope_h_per_10pt", "hours a week per +10 points of own-bracket rate (least squares, 10%-70%)"),
+    ("hours_elasticity_global", "global hours elasticity w.r.t. the net-of-tax rate, 10%-70%"),
+    ("hours_elasticity_global_interior", "global hours elasticity, agents at no corner at any rate probed"),
+    ("log_hours_ratio_observed", "log hours ratio 70% / 10%, agents at no corner at any rate probed"),
+    ("log_hours_ratio_predicted", "the same predicted by their local hours elasticity"),
     ("eti", "elasticity of taxable income, all agents"),
     ("eti_interior", "elasticity of taxable income, agents not at a corner"),
     ("eti_under_50k", "elasticity of taxable income, income under $50k"),
@@ -458,33 +522,64 @@ def _number(x) -> str:
     return "n/a" if x is None else f"{x:.3g}" if abs(x) >= 1e-3 or x == 0 else f"{x:.1e}"
 
 
+def _spec(x: float, ci) -> str:
+    """A format for x with two significant digits of its 95% interval's width (three of x without one)."""
+    width = ci[1] - ci[0] if ci else 0.0
+    return f".{max(0, 1 - math.floor(math.log10(width)))}f" if width > 1e-9 * max(1.0, abs(x)) else ".3g"
+
+
+def _rounded(x, ci) -> str:
+    """x at the precision its 95% interval supports; 'n/a' without x."""
+    return "n/a" if x is None else f"{x:{_spec(x, ci)}}"
+
+
+def _estimate(x, ci) -> str:
+    """'x [lo, hi]' at the precision the interval supports; 'n/a' without x."""
+    return bracketed(x, ci, "" if x is None else _spec(x, ci))
+
+
 def headline(result: dict) -> str:
-    """One line: the population's elasticity of taxable income with its interval, against the evidence."""
-    ci = result.get("eti_ci95")
-    interval = f" (95% CI {_number(ci[0])} to {_number(ci[1])})" if ci else ""
-    return f"elasticity of taxable income {_number(result.get('eti'))}{interval}; evidence {EVIDENCE['eti']['source']}"
+    """One line: hours at a 70% against a 10% own-bracket rate (the response to a large change), the
+    local elasticity of taxable income, a warning where the two disagree, and the evidence."""
+    means = result.get("rate_grid_hours_all") or [None] * len(RATE_GRID)
+    bands = result.get("rate_grid_hours_all_ci95") or [None] * len(RATE_GRID)
+    parts = [f"hours at a {RATE_GRID[-1]:.0%} own-bracket rate {_rounded(means[-1], bands[-1])} h against "
+             f"{_rounded(means[0], bands[0])} h at {RATE_GRID[0]:.0%}, ratio "
+             f"{_estimate(result.get('hours_ratio_70_10'), result.get('hours_ratio_70_10_ci95'))}",
+             f"local elasticity of taxable income {_estimate(result.get('eti'), result.get('eti_ci95'))}"]
+    if result.get("response_coherent") is False:
+        parts.append(f"local and large-change responses disagree: {result['response_coherence_reason']}")
+    return "; ".join([*parts, f"evidence {EVIDENCE['eti']['source']}"])
 
 
 def behaviour_markdown(result: dict, plots: list[str]) -> str:
+    rates = ", ".join(f"{r:.0%}" for r in RATE_GRID)
+    verdict = {True: "agree", False: "disagree", None: "cannot be compared"}[result["response_coherent"]]
     lines = [
         f"# Behavioural probe: {result['workers']} workers",
         "",
+        headline(result) + ".",
+        "",
         f"{result['n_agents']} agents, {result['n_decisions']} decisions, {result['wall_s']:.0f} s. Each agent decided under "
         f"the configured mechanism and under controlled variations of it (net-of-tax rate and wage moved by "
-        f"+-{100 * result['step']:.0f}%, transfer +${TRANSFER_STEP:,.0f}, options reversed), from a fresh start with the "
-        "same random numbers; intervals are 95% bootstrap intervals over agents. "
-        f"Agents not at a corner: {100 * result['share_interior']:.0f}%.",
+        f"+-{100 * result['step']:.0f}%, transfer +${TRANSFER_STEP:,.0f}, options reversed, own-bracket rate set to each of "
+        f"{rates}), from a fresh start with the same random numbers; intervals are 95% bootstrap intervals over agents. "
+        f"Agents not at a corner: {100 * result['share_interior']:.0f}%; at no corner at any rate probed: "
+        f"{100 * result['share_interior_everywhere']:.0f}%.",
         "",
-        "| figure | estimate | 95% CI | evidence | theory |",
-        "|---|---|---|---|---|",
+        f"Large changes against small ones: the global elasticity is of hours (the wage is fixed, so it is also that of "
+        f"income), ln(h70 / h10) / ln(0.3 / 0.9). The local and large-change responses {verdict}: "
+        f"{result['response_coherence_reason']} (the rule: `llm_economist.behaviour.coherence`).",
+        "",
+        "| figure | estimate [95% CI] | evidence | theory |",
+        "|---|---|---|---|",
     ]
     for key, label in ROWS:
         if key not in result:
             continue
-        ci = result.get(f"{key}_ci95")
         evidence = EVIDENCE.get(key, {}).get("source", "")
         theory = result.get(f"analytic_{key}")
-        lines.append(f"| {label} | {_number(result[key])} | {f'{_number(ci[0])} to {_number(ci[1])}' if ci else ''} | "
-                     f"{evidence} | {'' if theory is None else _number(theory)} |")
+        lines.append(f"| {label} | {_estimate(result[key], result.get(f'{key}_ci95'))} | {evidence} | "
+                     f"{'' if theory is None else _number(theory)} |")
     lines += ["", *[f"![{p}]({p})" for p in plots], ""]
     return "\n".join(lines)

@@ -1,5 +1,5 @@
 """`llm-economist`: run a planner, compare planners, probe a population's behaviour, welfare
-sensitivity, rebuild a report.
+sensitivity, distil a population, tune a worker model, rebuild a report.
 
 Exit codes: 0 success; 1 a run failed; 2 invalid config, arguments or output directory (the
 message names the field or option); 3 the language-model server is unusable (refused
@@ -368,6 +368,58 @@ def evaluate_command(model: str, data: str, out: str | None) -> None:
     if out:
         Path(out).write_text(json.dumps(result, indent=2))
         click.echo(f"written: {out}")
+
+
+@main.command()
+@click.argument("config", type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", type=click.Path(file_okay=False), required=True,
+              help="Adapter directory: adapter.gguf (llama.cpp), adapter/ (peft), tune.json, card.md, loss.png.")
+@click.option("--base-model", type=click.Path(exists=True), default=None,
+              help="The model to tune: a Hugging Face directory or a GGUF file [default: the embedded SmolLM2 GGUF].")
+@click.option("--episodes", type=int, default=40, show_default=True, help="Episodes of the target population; each a new census sample and graph.")
+@click.option("--explore", type=float, default=0.35, show_default=True, help="Chance per decision that a worker is shown a random last week.")
+@click.option("--held-out", type=float, default=0.1, show_default=True, help="Share of the episodes held out for early stopping.")
+@click.option("--rank", type=int, default=8, show_default=True, help="LoRA rank.")
+@click.option("--alpha", type=float, default=16.0, show_default=True, help="LoRA alpha (the update is scaled by alpha / rank).")
+@click.option("--layers", type=int, default=8, show_default=True, help="Top decoder layers that carry adapters; those below run once per prompt.")
+@click.option("--lr", type=float, default=1e-3, show_default=True, help="Learning rate (AdamW, cosine decay).")
+@click.option("--epochs", type=int, default=3, show_default=True, help="Most passes over the training prompts.")
+@click.option("--batch", type=int, default=8, show_default=True, help="Prompts per optimiser step.")
+@click.option("--patience", type=int, default=2, show_default=True, help="Held-out evaluations without improvement before stopping.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the adapter's initialisation and the prompt order.")
+@click.option("--device", default="cpu", show_default=True, help="cpu, or cuda[:i] for a model on a GPU.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=OVERRIDE_HELP)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def tune(config: str, out: str, base_model: str | None, episodes: int, explore: float, held_out: float, rank: int, alpha: float,
+         layers: int, lr: float, epochs: int, batch: int, patience: int, seed: int, device: str, overrides: tuple[str, ...],
+         quiet: bool) -> None:
+    """Tune a LoRA adapter so the worker model's scored hour choice answers as CONFIG's target
+    population (its `workers` section), on the prompts of its decision format. Rerun the same
+    command to resume."""
+    from tqdm import tqdm
+
+    from .llm.server import embedded_model_path
+    from .tune import LoraSettings, tune_adapter
+
+    run_config = _config(config, overrides)
+    bars: dict[str, tqdm] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if quiet:
+            return
+        bar = bars.get(stage) or bars.setdefault(stage, tqdm(total=total, desc=stage, unit="prompt" if stage != "train" else "step"))
+        bar.update(done - bar.n)
+
+    with exit_codes("interrupted; examples, cached layers and the last checkpoint are kept. Rerun the same command to continue."):
+        settings = LoraSettings(rank=rank, alpha=alpha, layers=layers, learning_rate=lr, epochs=epochs, batch=batch,
+                                patience=patience, seed=seed)
+        meta = tune_adapter(run_config, out, base_model or embedded_model_path(), episodes, explore, held_out, settings, device,
+                            progress)
+    for bar in bars.values():
+        bar.close()
+    base, tuned = meta["held_out"]["base"], meta["held_out"]["tuned"]
+    click.echo(f"adapter: {out} (held-out Jensen-Shannon {base['held_out_js_bits']:.3f} -> {tuned['held_out_js_bits']:.3f} bits, "
+               f"{meta['wall_s']['total'] / 60:.0f} min); card: {Path(out) / 'card.md'}")
 
 
 @main.command()

@@ -91,6 +91,11 @@ class WorkersConfig(Section):
     decision_format: Literal["narrative", "budget_menu"] = Field(
         "narrative", description="llm: narrative (the rules in words) or budget_menu (what each hour choice leaves to spend)")
     satisfaction: bool = Field(False, description="llm, budget_menu: score each remembered week 0-10 by the stated utility")
+    llm_adapter: str | None = Field(
+        None, min_length=1,
+        description="llm: a LoRA adapter the workers' decisions are answered with: `tuned` (shipped for the embedded model: "
+        "tuned to bounded workers with elasticity 0.33, habit 0.3 and imitation 0.2, on budget-menu prompts) or a "
+        "directory from `llm-economist tune`; None: the base model")
     surrogate_model: str | None = Field(None, description="surrogate: model file from `distill train` (default: the shipped one)")
     device: str = Field("cpu", pattern=r"^(cpu|auto|cuda(:[0-9]+)?)$", description="surrogate: cpu, cuda[:i] or auto")
     horizon: int = Field(3, ge=1, le=50, description="surrogate, and bounded with habit or imitation: periods rolled forward when planners query the population model")
@@ -271,7 +276,7 @@ def config_fingerprint(config: RunConfig) -> str:
     """Hash of everything that changes results or files, not of how language-model calls are transported
     (so a run stopped by a broken server resumes against a fixed or another one)."""
     data = config.model_dump(mode="json")
-    for transport in ("base_urls", "api_key_env", "timeout_s", "max_retries", "concurrency", "server_concurrency", "cache_path",
+    for transport in ("base_urls", "adapter_model", "api_key_env", "timeout_s", "max_retries", "concurrency", "server_concurrency", "cache_path",
                       "price_prompt_per_million", "price_completion_per_million", "max_consecutive_fallbacks"):
         data["llm"].pop(transport)
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]

@@ -48,7 +48,7 @@ def _node() -> str:
 
 def run_tasks(
     task: Callable[..., dict], arguments: Sequence[tuple], address: str = LOCAL, progress: bool = True,
-    description: str = "tasks", log: Callable[[str], Any] = print, embedded_llm: int | None = None,
+    description: str = "tasks", log: Callable[[str], Any] = print, embedded_llm: tuple[int, str | None] | None = None,
     until: Callable[[dict], bool] | None = None,
 ) -> list[dict]:
     """Each `task(*args)` record, in the order of `arguments`, with `node`, `pid` and `wall_s` added.
@@ -56,7 +56,7 @@ def run_tasks(
     `address`: `local` starts a Ray instance sized to this machine (or uses the one this process
     has already started); `auto` or HOST:PORT joins a running cluster; `none` runs in this process.
     Without Ray installed, `local` also runs here and says so. `embedded_llm`: the tasks use the
-    embedded language model, one server with this many slots per machine, started once for all.
+    embedded language model, one server per machine with these (slots, worker adapter file), started once for all.
     `until`: in this process, stop after the first record it holds true for (tasks on Ray all run).
     """
     if address == LOCAL and not ray_available():
@@ -94,9 +94,10 @@ def run_tasks(
             ray.shutdown()
 
 
-def _servers(embedded_llm: int | None, on_ray: bool) -> AbstractContextManager:
+def _servers(embedded_llm: tuple[int, str | None] | None, on_ray: bool) -> AbstractContextManager:
     if embedded_llm is None:
         return nullcontext()
     from .llm.server import shared_servers
 
-    return shared_servers(embedded_llm, on_ray)
+    slots, adapter = embedded_llm
+    return shared_servers(slots, on_ray, adapter)

@@ -22,6 +22,8 @@ from .economy.outcome import hours_shares
 from .economy.tax import TaxSchedule
 from .economy.utility import Preferences, annual_income
 from .llm import LLMClient, LLMSettings, open_client
+from .llm.adapter import WorkerAdapter, load_worker_adapter
+from .llm.server import EMBEDDED_GGUF
 from .mechanisms.base import Mechanism
 from .mechanisms.builtin import USTax2024, us_filing_groups
 from .mechanisms.registry import available_mechanisms, make_mechanism
@@ -128,15 +130,44 @@ def participation_costs(wage: torch.Tensor, schedule: TaxSchedule, transfer: flo
 
 
 def llm_settings(config: RunConfig, cache_path: str | None) -> LLMSettings:
-    c = config.llm  # the run's LLMOptions; the client's settings add the run's seed and cache
+    c = config.llm  # the run's LLMOptions; the client's settings add the run's seed, cache and worker adapter
     options = c.model_dump(include=set(LLMSettings.model_fields))
-    return LLMSettings(**{**options, "cache_path": c.cache_path or cache_path, "seed": config.seed})
+    adapter = worker_adapter(config)
+    return LLMSettings(**{**options, "cache_path": c.cache_path or cache_path, "seed": config.seed,
+                          "adapter": str(adapter.path) if adapter else None})
 
 
-def embedded_slots(config: RunConfig) -> int | None:
-    """Slots of the embedded language-model server a run's tasks share, None when they need none."""
+def worker_adapter(config: RunConfig) -> WorkerAdapter | None:
+    """The adapter `workers.llm_adapter` names, checked against the run: language-model workers,
+    prompts built as it was tuned on, and (on the embedded server) the base model it was tuned from."""
+    name, w = config.workers.llm_adapter, config.workers
+    if name is None:
+        return None
+    if w.kind != "llm":
+        raise ConfigError(f"workers.llm_adapter: only language-model workers use an adapter (workers.kind is {w.kind})")
+    try:
+        adapter = load_worker_adapter(name)
+    except FileNotFoundError as err:
+        raise ConfigError(f"workers.llm_adapter: {err}") from None
+    for field, tuned in adapter.prompt.items():
+        if getattr(w, field) != tuned:
+            raise ConfigError(f"workers.{field}: the adapter {name} was tuned on prompts with {field} = {tuned!r}, this run has "
+                              f"{getattr(w, field)!r}; set it so, or tune an adapter on these prompts")
+    embedded = not config.llm.base_urls and config.llm.backend == "openai"
+    if embedded and adapter.meta.get("base_model") != EMBEDDED_GGUF:
+        raise ConfigError(f"workers.llm_adapter: {name} was tuned from {adapter.meta.get('base_model')}, not the embedded "
+                          f"{EMBEDDED_GGUF}")
+    return adapter
+
+
+def embedded_slots(config: RunConfig) -> tuple[int, str | None] | None:
+    """(slots, worker adapter file) of the embedded language-model server a run's tasks share,
+    None when they need none."""
     embedded = config.needs_llm and not config.llm.base_urls and config.llm.backend == "openai"
-    return config.llm.concurrency if embedded else None
+    if not embedded:
+        return None
+    adapter = worker_adapter(config)
+    return config.llm.concurrency, str(adapter.gguf) if adapter else None
 
 
 def reads_contacts(workers: WorkersConfig) -> bool:
@@ -315,3 +346,4 @@ def check_buildable(config: RunConfig) -> None:
     make_config_mechanism(config)
     for planner in config.planners:
         make_planner(planner, config)
+    worker_adapter(config)

@@ -1,8 +1,9 @@
 """The behavioural probe against independent truth: the closed-form response of rational workers
-(corners included), a finite difference of bounded workers' expected hours, the habit and imitation
-weights a bounded population was built with, a scripted language model that always takes the
-first option it is shown, one that reads the budget menu and chooses as bounded workers do, and one
-whose choice follows the wording of its prompt."""
+(corners included), to small and to large changes, a finite difference of bounded workers' expected
+hours, the habit and imitation weights a bounded population was built with, a scripted language
+model that always takes the first option it is shown, one that reads the budget menu and chooses as
+bounded workers do, one whose choice follows the wording of its prompt, and one that answers only
+the last digit of its tax rate."""
 
 import json
 import math
@@ -11,12 +12,13 @@ import shutil
 import zlib
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
 
 from fault_server import FaultServer
-from llm_economist.behaviour import STEP, probe
+from llm_economist.behaviour import EVIDENCE, RATE_GRID, STEP, headline, probe
 from llm_economist.cli import main
 from llm_economist.comparison import run_comparison
 from llm_economist.config import load_config
@@ -59,6 +61,34 @@ def test_rational_quasi_linear_workers_show_the_configured_elasticity_and_their_
     assert result["persistence"] == pytest.approx(0.0, abs=1e-9) and result["social_pull"] == pytest.approx(0.0, abs=1e-9)
     assert result["position_bias_js"] == 0.0 and result["top_bin_probability"] is None
     assert result["participation_elasticity"] is None  # no extensive margin without fixed costs
+
+
+def test_rational_workers_large_change_response_has_the_closed_form_and_agrees_with_the_local_one():
+    config = load_config(None, ["workers.kind=rational", "economy.max_hours=50", *FLAT])
+    result = probe(config, 300)
+    # Off the corners hours scale as (1 - t)^0.33, so from 10% to 70% they fall by (0.3 / 0.9)^0.33.
+    assert math.exp(result["log_hours_ratio_observed"]) == pytest.approx((0.3 / 0.9) ** 0.33, rel=1e-6)
+    assert result["hours_elasticity_global_interior"] == pytest.approx(0.33, rel=1e-6)
+    # Everyone: each worker's uncapped best response at 25% scaled to each grid rate, then capped.
+    setup = probed_setup(config, 300)
+    uncapped = best_response_hours(setup.model.wage, flat_policy(0.25).schedule, 0.0, replace(setup.model.prefs, max_hours=168.0))
+    at = {r: (uncapped * ((1 - r) / 0.75) ** 0.33).clamp(max=50.0) for r in RATE_GRID}
+    assert result["hours_ratio_70_10"] == pytest.approx(float(at[0.7].sum() / at[0.1].sum()), rel=1e-6)
+    assert result["hours_ratio_70_10"] > (0.3 / 0.9) ** 0.33 + 0.01  # the cap binds more at 10%: corners damp the ratio
+    slope = 0.1 * np.polyfit(RATE_GRID, [float(at[r].mean()) for r in RATE_GRID], 1)[0]
+    assert result["rate_grid_slope_h_per_10pt"] == pytest.approx(slope, rel=1e-6)
+    assert result["response_coherent"] is True
+
+
+def test_bounded_workers_large_change_response_matches_their_expected_hours_and_agrees_with_the_local_one():
+    config = load_config(None, ["workers.kind=bounded", *FLAT])
+    result = probe(config, 200)
+    setup = probed_setup(config, 200)
+    workers, wage = setup.model.workers, setup.model.wage
+    transfer = setup.model.respond(flat_policy(0.25)).transfer
+    hours = {r: workers.expected_hours(wage, flat_policy(r), transfer) for r in (0.1, 0.7)}
+    assert result["hours_ratio_70_10"] == pytest.approx(float(hours[0.7].sum() / hours[0.1].sum()), rel=1e-6)
+    assert result["response_coherent"] is True
 
 
 def test_bounded_workers_match_a_finite_difference_of_their_expected_hours():
@@ -180,6 +210,43 @@ def test_bounded_workers_voiced_through_the_budget_menu_answer_the_probe_as_they
     assert voiced["persistence"] == pytest.approx(0.0, abs=0.02) and voiced["social_pull"] == pytest.approx(0.0, abs=0.02)
 
 
+def last_digit(body: dict):
+    """A model that reads only the last digit of its tax rate: a rate ending in 1-4 leans 7% of its
+    choice 10 h up, one ending in 6-9 10 h down, one ending in 0 or 5 not at all (around a bin set by
+    its persona). The +-5% variations of a 25% rate read 21% and 29%, while 10%, 30%, 50% and 70% all
+    end in 0: locally responsive, globally flat."""
+    rules, situation = body["messages"][0]["content"], body["messages"][1]["content"]
+    rate = int(re.search(r"Income tax on yearly income: [^:]*: (\d+)%", rules).group(1))
+    bin_ = str(3 + zlib.crc32(situation.splitlines()[0].encode()) % 3)  # 30, 40 or 50 h
+    lean = 1 if 1 <= rate % 10 <= 4 else -1 if rate % 10 >= 6 else 0
+    alternatives = {bin_: math.log(0.93), str(int(bin_) + lean): math.log(0.07)} if lean else {bin_: 0.0}
+    return [('{"hours": ', {}), (bin_, alternatives),
+            ('0, "fairness": 3, "trust": 3, "stress": 3, "reason": "r", "message": "m"}', {})]
+
+
+def test_a_model_that_reads_only_the_rates_last_digit_is_flagged_as_not_responding_to_taxes(tmp_path):
+    with FaultServer(content=last_digit) as server:
+        config = load_config(None, ["workers.kind=llm", f"llm.base_urls=[{server.url}]", "llm.model=fault-model",
+                                    "llm.temperature=1.0", "llm.timeout_s=5", *FLAT])
+        result = probe(config, 8, cache_path=str(tmp_path / "cache.sqlite"))
+    low, high = EVIDENCE["eti"]["band"]
+    assert low < result["eti"] < high and result["eti_ci95"][0] > 0  # the local elasticity passes for a real one
+    assert result["hours_ratio_70_10"] == 1.0  # large changes move nobody
+    assert result["response_coherent"] is False
+    assert "local and large-change responses disagree" in headline(result) and "not a response to taxes" in headline(result)
+
+
+def test_the_headline_leads_with_the_large_change_response_at_the_precision_of_its_intervals():
+    result = {"rate_grid_hours_all": [22.71, 22.2, 22.5, 22.02], "rate_grid_hours_all_ci95": [[21.9, 23.5]] * 4,
+              "hours_ratio_70_10": 0.9696, "hours_ratio_70_10_ci95": [0.9312, 1.0101],
+              "eti": 0.3412, "eti_ci95": [0.1123, 0.5934], "response_coherent": False, "response_coherence_reason": "why"}
+    line = headline(result)
+    assert line.startswith("hours at a 70% own-bracket rate 22.0 h against 22.7 h at 10%, ratio 0.970 [0.931, 1.010]; "
+                           "local elasticity of taxable income 0.34 [0.11, 0.59]; "
+                           "local and large-change responses disagree: why; evidence ")
+    assert "disagree" not in headline(result | {"response_coherent": True})
+
+
 def worded(body: dict) -> str:
     """A model whose choice follows the wording: 40 h, or 50 h for one prompt in eight (by a hash of the text)."""
     text = "".join(message["content"] for message in body["messages"])
@@ -224,7 +291,11 @@ def test_the_behaviour_command_writes_its_files_and_compare_reports_the_response
     result = json.loads((out / "behaviour.json").read_text())
     required = ["eti", "eti_ci95", "eti_interior", "eti_interior_ci95", "eti_under_50k", "eti_50k_100k", "eti_over_100k",
                 "hours_elasticity", "wage_elasticity", "income_effect_hours_per_10k", "share_correct_sign", "response_sd",
-                "salience_ratio", "position_bias_js", "top_bin_probability", "n_agents", "n_decisions", "wall_s"]
+                "salience_ratio", "position_bias_js", "top_bin_probability", "n_agents", "n_decisions", "wall_s",
+                "hours_ratio_70_10", "hours_ratio_70_10_ci95", "rate_grid_slope_h_per_10pt", "rate_grid_slope_h_per_10pt_ci95",
+                "hours_elasticity_global", "hours_elasticity_global_ci95", "log_hours_ratio_observed",
+                "log_hours_ratio_observed_ci95", "log_hours_ratio_predicted", "log_hours_ratio_predicted_ci95",
+                "response_coherent", "response_coherence_reason"]
     assert all(key in result for key in required)
     assert not any(isinstance(v, dict) for v in result.values())  # one flat object
     assert {p.name for p in out.glob("*.png")} == {"hours_against_rate.png", "individual_responses.png"}

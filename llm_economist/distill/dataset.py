@@ -51,7 +51,7 @@ from ..personas import SocialGraph, population_graph
 from ..planners.base import YearRecord
 from ..reporting.run_results import outcome_frame
 from ..simulation import Carried, Period, Show, play_year
-from ..workers.llm import CHANNELS
+from ..workers.prompts import CHANNELS
 from ..surrogate.features import CATEGORICAL
 
 PERSONA_COLUMNS = ("age", "sex", "education", "occupation_group_code", "marital_status", "children", "household_size", "earners", "hourly_wage")

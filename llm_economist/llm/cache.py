@@ -49,6 +49,7 @@ def request_key(
         "temperature": temperature,
         "seed": seed,
         **({"grammar": request.grammar} if request.grammar else {}),
+        **({"answer_prefix": request.answer_prefix} if request.answer_prefix else {}),
     }
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()

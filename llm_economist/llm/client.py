@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 
 from .backend import Backend, BackendError, Completion, Sampling
+from .adapter import load_worker_adapter
 from .cache import CachedReply, ResponseCache, request_key
 from .schema import SchemaViolation, extract_json, validate
 from .types import ChatReply, ChatRequest, LLMSettings, LLMUnavailable, Usage
@@ -59,6 +60,7 @@ class LLMClient:
         self.server = None  # the embedded server this client owns, if any
         self._cache = ResponseCache(settings.cache_path) if settings.cache_path else None
         try:
+            self.adapter = load_worker_adapter(settings.adapter) if settings.adapter else None
             self._backend = self._make_backend(api_key)
         except BaseException:
             if self._cache is not None:
@@ -69,27 +71,34 @@ class LLMClient:
 
     def _make_backend(self, api_key: str | None) -> Backend:
         s = self.settings
+        adapter = self.adapter
         if s.backend == "transformers":
             from .transformers_backend import TransformersBackend
 
-            return TransformersBackend(s.transformers_model)
+            return TransformersBackend(s.transformers_model, adapter.peft_dir if adapter else None)
         from .openai_backend import OpenAIBackend
 
-        base_urls = s.base_urls
+        base_urls, adapter_body = s.base_urls, None
+        if adapter is not None and base_urls and s.adapter_model is None:
+            raise ValueError("llm.adapter_model: a worker adapter on your own servers needs the model name they serve it under "
+                             f"(vLLM: --lora-modules NAME={adapter.peft_dir})")
         if not base_urls:
-            from .server import EmbeddedServer, shared_server_url
+            from .server import LORA_REQUEST, EmbeddedServer, shared_server_url
 
-            shared = shared_server_url()
+            gguf = str(adapter.gguf) if adapter else None
+            shared = shared_server_url(gguf)
             if shared is None:
-                self.server = EmbeddedServer(parallel=s.concurrency)
+                self.server = EmbeddedServer(parallel=s.concurrency, adapter=gguf)
             base_urls = (shared or self.server.base_url,)
+            adapter_body = LORA_REQUEST if adapter else None
         if api_key is not None:
             key, source = api_key, "the api_key given to LLMClient"
         else:
             key = os.environ.get(s.api_key_env)
             source = f"the API key in the environment variable {s.api_key_env}" + ("" if key else " (it is not set)")
         grammar = s.grammar if s.grammar is not None else not s.base_urls  # the embedded server is llama.cpp
-        return OpenAIBackend(base_urls, s.model, key or LOCAL_KEY, source, grammar, s.server_concurrency, self.usage)
+        return OpenAIBackend(base_urls, s.model, key or LOCAL_KEY, source, grammar, s.server_concurrency, self.usage,
+                             adapter_model=s.adapter_model if adapter else None, adapter_body=adapter_body)
 
     @property
     def backend(self) -> Backend:
@@ -113,8 +122,9 @@ class LLMClient:
             top_logprobs=s.top_logprobs,
             timeout_s=s.timeout_s,
         )
+        model = self._backend.model_id + (f"+adapter:{self.adapter.digest}" if request.adapter and self.adapter else "")
         key = request_key(
-            request, model=self._backend.model_id, max_tokens=base.max_tokens,
+            request, model=model, max_tokens=base.max_tokens,
             temperature=base.temperature, seed=base.seed, top_logprobs=base.top_logprobs,
         )
         self.usage.add(request.tag, requests=1)

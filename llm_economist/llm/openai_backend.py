@@ -21,7 +21,7 @@ import threading
 import time
 import weakref
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import openai
 from openai.types.chat import ChatCompletion
@@ -57,7 +57,8 @@ class OpenAIBackend:
     name = "openai"
 
     def __init__(self, base_urls: tuple[str, ...], model: str, api_key: str, key_source: str = "the API key",
-                 grammar: bool = False, server_concurrency: int | None = None, usage: Usage | None = None) -> None:
+                 grammar: bool = False, server_concurrency: int | None = None, usage: Usage | None = None,
+                 adapter_model: str | None = None, adapter_body: list | None = None) -> None:
         if not base_urls:
             raise ValueError("base_urls: at least one URL is needed")
         self.base_urls = tuple(u.rstrip("/") for u in base_urls)
@@ -65,6 +66,10 @@ class OpenAIBackend:
         self._api_key = api_key
         self._key_source = key_source  # which key to check, for error messages
         self.grammar = grammar  # the servers take llama.cpp's `grammar` field
+        # How a request that asks for the worker adapter gets it: by the model name the server
+        # serves it under (vLLM, SGLang), or by llama.cpp's per-request `lora` field.
+        self.adapter_model = adapter_model
+        self.adapter_body = adapter_body
         self.server_concurrency = server_concurrency  # None: no limit per server
         self.usage = usage if usage is not None else Usage()
         self._turn = itertools.count()
@@ -154,7 +159,7 @@ class OpenAIBackend:
         while True:
             i = await self._acquire(slots, tried)
             try:
-                return await self._call(i, clients[i], kwargs, request.logprobs, sampling.timeout_s)
+                return self._prefixed(await self._call(i, clients[i], kwargs, request.logprobs, sampling.timeout_s), request)
             except BackendError as e:
                 tried.add(i)
                 if not e.failover or not self._another(tried):
@@ -162,6 +167,16 @@ class OpenAIBackend:
                 self.usage.add_server(self.base_urls[i], failovers=1)
             finally:
                 await self._release(slots, i)
+
+    def _prefixed(self, completion: Completion, request: ChatRequest) -> Completion:
+        """The whole reply where the server was handed its opening: the text from the opening on
+        (llama.cpp returns it, others may not), and the opening as a first token chosen for certain."""
+        prefix = request.answer_prefix
+        if not (prefix and request.grammar is not None and self.grammar):
+            return completion
+        text = completion.text if completion.text.startswith(prefix) else prefix + completion.text
+        logprobs = (TokenLogprob(prefix, 0.0, ()), *completion.logprobs) if completion.logprobs else completion.logprobs
+        return replace(completion, text=text, logprobs=logprobs)
 
     def _another(self, tried: set[int]) -> bool:
         """Whether a server not yet tried for this request is in rotation."""
@@ -178,13 +193,22 @@ class OpenAIBackend:
             "seed": sampling.seed,
             "timeout": sampling.timeout_s,
         }
+        extra: dict = {}
+        if request.adapter and self.adapter_model is not None:
+            kwargs["model"] = self.adapter_model
+        if request.adapter and self.adapter_body is not None:
+            extra["lora"] = self.adapter_body
         if request.grammar is not None and self.grammar:
-            kwargs["extra_body"] = {"grammar": request.grammar}
+            extra["grammar"] = request.grammar
+            if request.answer_prefix:
+                kwargs["messages"].append({"role": "assistant", "content": request.answer_prefix})
         elif request.schema is not None:
             kwargs["response_format"] = {
                 "type": "json_schema",
                 "json_schema": {"name": request.schema_name, "schema": request.schema, "strict": True},
             }
+        if extra:
+            kwargs["extra_body"] = extra
         if request.logprobs:
             kwargs["logprobs"] = True
             if sampling.top_logprobs:

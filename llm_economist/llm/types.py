@@ -49,6 +49,9 @@ class LLMOptions(BaseModel):
         "openai", description="openai (any OpenAI-compatible server) or transformers (in-process)"
     )
     transformers_model: str | None = Field(None, description="transformers backend: local model path or GGUF file")
+    adapter_model: str | None = Field(
+        None, min_length=1, description="with base_urls and workers.llm_adapter: the model name the server serves the worker "
+        "adapter under (vLLM `--lora-modules NAME=DIR`, SGLang `--lora-paths NAME=DIR`), asked for by workers' decisions")
     temperature: float = Field(0.7, ge=0.0, le=2.0, description="sampling temperature")
     max_tokens: int = Field(200, ge=16, le=4096, description="room for the longest valid JSON reply")
     grammar: bool | None = Field(
@@ -85,6 +88,8 @@ class LLMSettings(LLMOptions):
     backoff_s: float = Field(0.5, ge=0.0, le=60.0, description="delay before retry k is backoff_s * 2**k plus up to 25 % jitter")
     top_logprobs: int = Field(20, ge=0, le=20, description="alternatives asked for at each token of a scored reply")
     seed: int = Field(0, ge=0, le=2**63 - 1, description="default sampling seed of requests without one; seeds the backoff jitter")
+    adapter: str | None = Field(
+        None, description="worker adapter directory (from `llm-economist tune`); requests that ask for it are answered with it")
 
     def __init__(self, **data: Any) -> None:
         try:
@@ -107,10 +112,14 @@ class ChatRequest:
     schema: dict | None = None  # JSON schema the reply must satisfy (structured output)
     schema_name: str = "reply"
     grammar: str | None = None  # the exact reply (GBNF), for servers that take one (LLMOptions.grammar); the schema still checks it
+    # With a grammar: the reply's fixed opening, handed to such a server as the start of its answer
+    # (llama.cpp continues a final assistant message), the grammar then covering the rest.
+    answer_prefix: str | None = None
     logprobs: bool = False
     max_tokens: int | None = None  # None: the client's settings
     temperature: float | None = None  # None: the client's settings
     seed: int | None = None  # None: the client's settings
+    adapter: bool = False  # answer with the client's worker adapter, where it has one
     tag: str = ""  # what the call is for ("worker", "planner", ...); accounting only
 
     def __post_init__(self) -> None:

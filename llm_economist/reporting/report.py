@@ -14,7 +14,7 @@ import pandas as pd
 import yaml
 
 from ..planners.fixed import BASELINE
-from ..workers.llm import CHANNELS
+from ..workers.prompts import CHANNELS
 from . import plots
 
 REPORT_NAME = "report.md"

@@ -1,10 +1,9 @@
 """Language-model workers: each persona reads its situation in plain words and chooses hours.
 
-The prompt is compact (a few hundred tokens): who the worker is, the tax rules in one line, its
-own last outcome, a short memory of earlier periods, and what a few social-graph neighbours did
-and said. The reply is structured (JSON schema): hours from a set of 10-hour bins, three
-readable reasoning channels on a 1-5 scale, a one-line reason and a short public message that
-the neighbours read next period.
+The prompt (`prompts.DecisionPrompts`) is compact, a few hundred tokens, in one of two decision
+formats. The reply is structured (JSON schema): hours from a set of 10-hour bins, three readable
+reasoning channels on a 1-5 scale and, in the narrative format, a one-line reason and a short
+public message that the neighbours read next period.
 
 Scored choice: where the server returns log-probabilities, the hours come with a probability
 distribution over the bins, read off the alternatives for the first digit of the hours value
@@ -19,24 +18,24 @@ distribution.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from ..economy.labour import LLM_HOURS_PER_BIN, jensen_shannon, llm_hour_bins
+from ..economy.labour import LLM_HOURS_PER_BIN, jensen_shannon
 from ..economy.outcome import Outcome
 from ..economy.policy import Policy
-from ..economy.tax import NEVER_REACHED_INCOME
-from ..economy.utility import Preferences, annual_income, utility
+from ..economy.utility import Preferences
 from ..llm import ChatReply, ChatRequest, LLMClient, TokenLogprob
 from ..mechanisms.base import Mechanism
 from ..governance import Ballots, Platform
-from ..personas import EDGE_TYPES, Population, SocialGraph, persona_texts
+from ..personas import Population, SocialGraph
 from .archetypes import assign_archetypes
 from .base import Decisions, Observation, Workers
+from .prompts import CHANNELS, DecisionPrompts, schedule_line, short_money
 from .rational import RationalWorkers
 
 if TYPE_CHECKING:
@@ -45,66 +44,11 @@ if TYPE_CHECKING:
 Tensor = torch.Tensor
 
 FALLBACK_HOURS = 40.0
-CHANNELS = ("fairness", "trust", "stress")
-# Everything shared by all workers in a period comes first, so the server's prompt cache reuses it
-# up to the worker's shuffled hour options; only those, the persona and the worker's own situation
-# are new tokens for each call. (Listed last in the worker's own message instead, the options lead
-# the embedded model to take the first one shown: position bias 0.59 bits against 0.01 here.)
-WORK_PROMPT = (
-    "You are a worker in an economy. Each week you decide how many hours to work: more hours mean more "
-    "income but less free time. {rules}\nAnswer only with JSON: hours (one of {bins}); fairness of the "
-    "taxes, trust in the government and your financial stress, each from 1 (low) to 5 (high); a one-line "
-    "reason; a short message to your contacts."
-)
-# The budget menu: what each hour choice leaves the worker to spend, so a model that cannot do
-# the tax arithmetic can still weigh money against free time. The reply is hours first.
-MENU_PROMPT = (
-    "You are a worker deciding how many hours a week to work this year. More hours leave you more to spend "
-    "but less free time. Answer only with JSON: hours (one of your options), then the fairness of the taxes, "
-    "your trust in the government and your financial stress, each from 1 (low) to 5 (high)."
-)
-MENU_MAX_TOKENS = 40  # {"hours": 40, "fairness": 3, "trust": 3, "stress": 3} and room to spare
-DECISION_FORMATS = ("narrative", "budget_menu")
 VOTE_PROMPT = (
     "You are a voter in an economy. An election decides next year's taxes. Answer only with JSON: your "
     "ranking of all platforms from best to worst for you (letters), the platforms you approve of, and a "
     "one-line reason."
 )
-
-
-def decision_schema(bins: Sequence[int]) -> dict:
-    channel = {"type": "integer", "minimum": 1, "maximum": 5}
-    return {
-        "type": "object",
-        "properties": {
-            "hours": {"type": "integer", "enum": list(bins)},
-            "fairness": channel,
-            "trust": channel,
-            "stress": channel,
-            "reason": {"type": "string", "maxLength": 60},
-            "message": {"type": "string", "maxLength": 48},
-        },
-        "required": ["hours", "fairness", "trust", "stress", "reason", "message"],
-        "additionalProperties": False,
-    }
-
-
-def menu_schema(bins: Sequence[int]) -> dict:
-    channel = {"type": "integer", "minimum": 1, "maximum": 5}
-    return {
-        "type": "object",
-        "properties": {"hours": {"type": "integer", "enum": list(bins)}, **{c: channel for c in CHANNELS}},
-        "required": ["hours", *CHANNELS],
-        "additionalProperties": False,
-    }
-
-
-def menu_grammar(bins: Sequence[int]) -> str:
-    """The budget menu's reply exactly (GBNF): no optional whitespace, so the first token the model
-    chooses after the fixed prefix `{"hours": ` is the digit that names its hour bin."""
-    options = " | ".join(f'"{b}"' for b in bins)
-    channels = "".join(f' ", \\"{c}\\": " [1-5]' for c in CHANNELS)
-    return f'root ::= "{{\\"hours\\": " bin{channels} "}}"\nbin ::= {options}'
 
 
 def hour_distribution(
@@ -139,30 +83,6 @@ def hour_distribution(
 def _lead(token: str) -> str:
     """A token's first character past the JSON punctuation a tokenizer may glue to a value (`: 4`)."""
     return token.lstrip(' \t\n:"')[:1]
-
-
-def _money(x: float) -> str:
-    """$950, $12.5k, $50k, -$1.2k: short enough for a prompt, exact enough for a decision."""
-    sign, x = ("-" if x < 0 else ""), abs(x)
-    if x < 1000:
-        return f"{sign}${x:,.0f}"
-    return f"{sign}${x / 1000:,.1f}".removesuffix(".0") + "k"
-
-
-def schedule_line(policy: Policy, expected_transfer: float) -> str:
-    """Brackets and rates in one line, then the equal payment everyone receives."""
-    cut = [c for c in policy.schedule.cutoffs.tolist() if c < NEVER_REACHED_INCOME]
-    rates = policy.schedule.rates.detach().reshape(-1, policy.schedule.n_brackets)[0].tolist()[: len(cut)]
-    parts = [
-        (f"{_money(cut[j])}-{_money(cut[j + 1])}" if j + 1 < len(cut) else f"over {_money(cut[j])}") + f": {100 * rate:.0f}%"
-        for j, rate in enumerate(rates)
-    ]
-    payment = (
-        f"Everyone also receives an equal payment, {_money(expected_transfer)} a year last week."
-        if expected_transfer
-        else "Tax revenue is paid back to everyone in equal shares."
-    )
-    return "Income tax on yearly income: " + ", ".join(parts) + ". " + payment
 
 
 @dataclass(frozen=True)
@@ -202,20 +122,14 @@ class LLMWorkers(Workers):
     ) -> None:
         if memory < 1 or neighbours < 0 or archetypes < 0 or archetype_check < 0:
             raise ValueError("llm workers: memory >= 1, neighbours >= 0, archetypes >= 0, archetype_check >= 0")
-        if decision_format not in DECISION_FORMATS:
-            raise ValueError(f"llm workers: decision_format must be one of {DECISION_FORMATS}, got {decision_format!r}")
-        self.decision_format = decision_format
-        self.satisfaction = satisfaction
+        self.prompts = DecisionPrompts(population, graph, prefs, seed, memory, neighbours, scored, decision_format, satisfaction)
         self.client = client
         self.graph = graph
         self.prefs = prefs
         self.seed = seed
-        self.memory = memory
-        self.neighbours = neighbours
         self.raw_text = raw_text
-        self.scored = scored
-        self.bins = llm_hour_bins(prefs.max_hours)
-        self.personas = persona_texts(population, wage=False)  # the prompt states the wage in force itself
+        self.bins = self.prompts.bins
+        self.personas = self.prompts.personas
         self.n = population.n
         if archetypes:
             self.labels, self.representatives = assign_archetypes(population.table, archetypes, seed)
@@ -231,95 +145,15 @@ class LLMWorkers(Workers):
     def expected_hours(self, wage: Tensor, policy: Policy, transfer) -> Tensor:
         return self._model.expected_hours(wage, policy, transfer)
 
-    # -- prompts ----------------------------------------------------------------------------
-    def situation(self, agent: int, obs: Observation) -> str:
-        """The worker's own part of the narrative prompt: persona, wage, last outcome, memory, contacts."""
-        persona = self.personas[agent]
-        lines = [f"You are {persona[:1].lower()}{persona[1:]}", f"You earn ${float(obs.wage[agent]):,.2f} an hour."]
-        last = obs.last
-        if last is None:
-            lines.append("This is your first week under these rules.")
-        else:
-            z, tax, transfer = (float(last.income[agent]), float(last.tax[agent]), float(last.transfer.reshape(-1)[0]))
-            rate = float(obs.policy.for_agent(agent).schedule.marginal_rate(last.income[agent : agent + 1])[0])
-            lines.append(
-                f"Last week you worked {float(last.hours[agent]):.0f} h: yearly pace {_money(z)} earned, "
-                f"{_money(tax)} tax, {_money(transfer)} rebate, {_money(z - tax + transfer)} to spend; "
-                f"each extra dollar is taxed {100 * rate:.0f}%."
-            )
-            earlier = [f"{float(o.hours[agent]):.0f} h" for o in obs.recent[:-1]]
-            if earlier:
-                lines.append("Before that: " + ", ".join(earlier) + ".")
-        said = obs.last_decisions.columns.get("message") if obs.last_decisions is not None else None
-        if self.neighbours and last is not None:
-            row = self.graph.neighbours[agent].tolist()
-            kinds = self.graph.edge_type[agent].tolist()
-            heard = []
-            for j, kind in zip(row, kinds):
-                if j < 0 or len(heard) >= self.neighbours:
-                    continue
-                quote = f' and said "{said[j]}"' if said is not None and said[j] else ""
-                heard.append(f"a {EDGE_TYPES[kind].replace('_', ' ')} worked {float(last.hours[j]):.0f} h{quote}")
-            if heard:
-                lines.append("Your contacts: " + "; ".join(heard) + ".")
-        lines.append("Choose your hours for this week.")
-        return "\n".join(lines)
+    def request(self, agent: int, obs: Observation) -> ChatRequest:
+        """The agent's decision request, as `DecisionPrompts` builds it."""
+        return self.prompts.request(agent, obs)
 
     def options(self, agent: int, obs: Observation) -> tuple[int, ...]:
-        """The hour options in the order this agent is shown them: shuffled once per agent and seed
-        (the traces record it), reversed for the probe's test of position bias."""
-        order = tuple(int(b) for b in np.random.default_rng([self.seed, agent]).permutation(self.bins))
-        return order[::-1] if obs.reverse_options else order
+        """The hour options in the order the agent is shown them."""
+        return self.prompts.options(agent, obs)
 
-    def menu(self, agent: int, obs: Observation, order: Sequence[int]) -> str:
-        """The budget menu's user message: persona, wage, what each option leaves to spend, the
-        worker's own recent choices with what they left it (and how satisfying they were), contacts."""
-        persona, wage = self.personas[agent], obs.wage[agent]
-        transfer = float(obs.expected_transfer.reshape(-1)[0])
-        schedule = obs.policy.for_agent(agent).schedule
-        hours = torch.tensor(order, dtype=obs.wage.dtype)
-        spend = annual_income(wage, hours) - schedule.tax(annual_income(wage, hours)) + transfer
-        lines = [f"You are {persona[:1].lower()}{persona[1:]}",
-                 f"You earn ${float(wage):,.2f} an hour. What you would have to spend in the year after taxes, "
-                 f"the equal payment of {_money(transfer)} included, for each choice:"]
-        lines += [f"{h} h: {_money(c)}" for h, c in zip(order, spend.tolist())]
-        if obs.recent:
-            score = self._satisfaction(agent, hours, spend) if self.satisfaction else None
-            past = []
-            for o in obs.recent[-self.memory:]:
-                h, c = o.hours[agent], o.consumption[agent]
-                past.append(f"{float(h):.0f} h left you {_money(float(c))}" + (f" (satisfaction {score(h, c)}/10)" if score else ""))
-            lines.append("Your recent weeks, most recent last: " + "; ".join(past) + ".")
-            contacts = [j for j in self.graph.neighbours[agent].tolist() if j >= 0][: self.neighbours]
-            if contacts:
-                lines.append("Your contacts worked " + ", ".join(f"{float(obs.last.hours[j]):.0f} h" for j in contacts) + " last week.")
-        lines.append("Choose your hours.")
-        return "\n".join(lines)
-
-    def _satisfaction(self, agent: int, hours: Tensor, spend: Tensor) -> Callable[[Tensor, Tensor], int]:
-        """A 0-10 score of an (hours, spending) pair by the stated utility, from the worst to the best option now."""
-        prefs = self.prefs.for_agent(agent)
-        on_menu = utility(spend, hours, prefs)
-        low, high = float(on_menu.min()), float(on_menu.max())
-
-        def score(h: Tensor, c: Tensor) -> int:
-            u = float(utility(c.reshape(1), h.reshape(1), prefs)[0])
-            return int(round(10 * min(max((u - low) / (high - low), 0.0), 1.0))) if high > low else 10
-
-        return score
-
-    def request(self, agent: int, obs: Observation) -> ChatRequest:
-        order = self.options(agent, obs)
-        seed = (self.seed * 1_000_003 + obs.step * 100_003 + agent) % 2**31
-        if self.decision_format == "budget_menu":
-            messages = (("system", MENU_PROMPT), ("user", self.menu(agent, obs, order)))
-            return ChatRequest(messages, menu_schema(order), "work_decision", grammar=menu_grammar(order), logprobs=self.scored,
-                               max_tokens=MENU_MAX_TOKENS, seed=seed, tag="worker")
-        rules = schedule_line(obs.policy.for_agent(agent), float(obs.expected_transfer.reshape(-1)[0]))
-        system = WORK_PROMPT.format(rules=rules, bins=", ".join(str(b) for b in order))
-        messages = (("system", system), ("user", self.situation(agent, obs)))
-        return ChatRequest(messages, decision_schema(order), "work_decision", logprobs=self.scored, seed=seed, tag="worker")
-
+    # -- prompts ----------------------------------------------------------------------------
     # -- replies ----------------------------------------------------------------------------
     def parse(self, reply: ChatReply, previous_hours: float) -> ParsedDecision:
         if not reply.ok:
@@ -447,8 +281,8 @@ class LLMWorkers(Workers):
         for a in (int(r) for r in self.representatives):
             z = float(income[a])
             options = [
-                f"{letter} ({p.name}): {schedule_line(pol.for_agent(a), t)} For you at {_money(z)} a year: tax {_money(float(pol.schedule.tax(income[a : a + 1])[0]))}, "
-                f"rebate {_money(t)}, you keep {_money(float(keep[c, a]))}."
+                f"{letter} ({p.name}): {schedule_line(pol.for_agent(a), t)} For you at {short_money(z)} a year: tax {short_money(float(pol.schedule.tax(income[a : a + 1])[0]))}, "
+                f"rebate {short_money(t)}, you keep {short_money(float(keep[c, a]))}."
                 for c, (letter, p, pol, t) in enumerate(zip(letters, platforms, policies, transfers))
             ]
             persona = self.personas[a]

@@ -1,0 +1,132 @@
+"""Tuning examples: the decision prompts a language-model worker would be shown, each paired with
+the hour distribution a target population chose in that very situation.
+
+The target population (bounded-rational workers with habit and imitation by default) plays the
+config's economy under the config's planners (normally `random`, the distillation sampler: new
+mechanism parameters drawn from their bounds every year), one new census sample and social graph
+per episode. At every decision the prompt is built by `workers.prompts.DecisionPrompts` from the
+observation the target acted on, in the config's decision format, with the hour options shuffled
+per agent and episode, so the option order carries no information. With `explore` > 0 a worker is
+shown, at that chance per decision, a random last week settled under the rules in force
+(`distill.dataset.random_weeks`), so that what the last week itself does is identified.
+
+Episodes are split by number: the last `held_out` share of them (new personas, new mechanisms) is
+kept for early stopping and the held-out figures.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..config import RunConfig
+from ..economy.labour import llm_hour_bins
+from ..factory import build_setup, make_planner
+from ..population_model import PopulationModel
+from ..simulation import Carried, play_year
+from ..distill.dataset import random_weeks
+from ..workers.base import Decisions, Observation, Workers
+from ..workers.prompts import DecisionPrompts
+
+EXAMPLES = "examples.parquet"
+
+
+class TuneDataError(ValueError):
+    """A tuning config or examples file that cannot be used; the message names the field."""
+
+
+def check_target(config: RunConfig) -> None:
+    """The target must be a population whose decisions carry a distribution over the language
+    model's own hour bins (10-hour steps), or its choices could not be a soft target."""
+    w = config.workers
+    if w.kind != "bounded":
+        raise TuneDataError(f"workers.kind: the tuning target must be a population with choice probabilities (bounded), got {w.kind}")
+    llm_bins = llm_hour_bins(config.economy.max_hours)
+    if w.hour_bins != len(llm_bins):
+        raise TuneDataError(f"workers.hour_bins: the target must choose among the language model's {len(llm_bins)} bins "
+                            f"{', '.join(map(str, llm_bins))} h, so set it to {len(llm_bins)} (got {w.hour_bins})")
+
+
+class RecordingWorkers(Workers):
+    """The target population, each of whose decisions is also written down with the prompt a
+    language-model worker would have been shown in its place."""
+
+    name = "recording"
+
+    def __init__(self, target: Workers, prompts: DecisionPrompts) -> None:
+        self.target = target
+        self.prompts = prompts
+        self.memory = prompts.memory  # the prompt shows this many recent weeks
+        self.rows: list[dict] = []
+
+    def act(self, obs: Observation, generator: torch.Generator) -> Decisions:
+        decisions = self.target.act(obs, generator)
+        probabilities = decisions.columns["hour_distribution"]
+        for agent in range(len(obs.wage)):
+            request = self.prompts.request(agent, obs)
+            self.rows.append({
+                "step": obs.step, "agent": agent,
+                "messages": json.dumps(request.messages),
+                "options": ",".join(map(str, self.prompts.options(agent, obs))),
+                "target": probabilities[agent].tolist(),
+            })
+        return decisions
+
+    def expected_hours(self, wage, policy, transfer):
+        return self.target.expected_hours(wage, policy, transfer)
+
+
+def episode_examples(config: RunConfig, episode: int, explore: float) -> pd.DataFrame:
+    """One episode's decisions as prompts and target distributions."""
+    check_target(config)
+    episode_config = config.model_copy(update={"seed": config.seed + episode}, deep=True)
+    setup = build_setup(episode_config)
+    w = config.workers
+    prompts = DecisionPrompts(setup.population, setup.graph, setup.model.prefs, episode_config.seed, w.memory, w.neighbours,
+                              True, w.decision_format, w.satisfaction)
+    recorder = RecordingWorkers(setup.model.workers, prompts)
+    base = setup.model
+    model = PopulationModel(base.wage, base.prefs, recorder, config.welfare.name, config.welfare.params(), filing=base.filing)
+    generator = torch.Generator().manual_seed(episode_config.seed + 1)
+    show = random_weeks(setup, explore, episode_config.seed + 2) if explore > 0 else None
+    for planner_config in config.planners:
+        planner = make_planner(planner_config, episode_config)
+        carried = Carried()
+        for year in range(config.economy.years):
+            policy = planner.mechanism.compile(planner.mechanism.validate(planner.propose(year, [], model)))
+            carried = play_year(model, policy, carried, year, config.economy.steps_per_year, generator, show=show)
+    frame = pd.DataFrame(recorder.rows)
+    frame.insert(0, "episode", episode)
+    return frame
+
+
+def make_examples(config: RunConfig, episodes: int, explore: float, held_out: float, out: Path) -> pd.DataFrame:
+    """Every episode's examples with their split, written to `out/examples.parquet` (read back when
+    it exists and was made from the same settings)."""
+    path = out / EXAMPLES
+    if path.is_file():
+        return pd.read_parquet(path)
+    if episodes < 2:
+        raise TuneDataError(f"tune: episodes must be >= 2 (some are held out), got {episodes}")
+    if not 0 < held_out < 1:
+        raise TuneDataError(f"tune: held_out is a share in (0, 1), got {held_out}")
+    frames = [episode_examples(config, e, explore) for e in range(episodes)]
+    frame = pd.concat(frames, ignore_index=True)
+    first_held_out = episodes - max(1, int(round(held_out * episodes)))
+    frame["split"] = np.where(frame["episode"] >= first_held_out, "held_out", "train")
+    tmp = path.with_suffix(".tmp")
+    frame.to_parquet(tmp, index=False)
+    tmp.replace(path)
+    return frame
+
+
+def prompt_fingerprint(examples: pd.DataFrame) -> str:
+    """sha256 of the first episode's prompts: an adapter records it, and a test rebuilds those
+    prompts, so a change to the prompt text shows as a test failure, not a silently stale adapter."""
+    first = examples[examples["episode"] == examples["episode"].min()]
+    return hashlib.sha256("\n".join(first["messages"]).encode()).hexdigest()[:16]

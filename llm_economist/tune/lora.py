@@ -1,0 +1,227 @@
+"""LoRA tuning of a worker language model so that its scored hour distribution matches a target's.
+
+The distribution is read as at run time: the chat prompt, then the reply's fixed opening
+`{"hours": ` (`workers.prompts.HOURS_PREFIX`, which the embedded server is handed as the start of
+its answer), and the model's next-token logits at the digits that name
+the hour bins, tempered by the run's sampling temperature (`workers.llm.hour_distribution`).
+The loss is the KL divergence from the target distribution to that one, plus a small term that
+keeps the bin digits the likely next tokens at all (so the reply format holds without a grammar
+and every bin stays among the alternatives a server reports).
+
+Cost on CPUs: only the top `layers` decoder layers carry adapters, so the frozen layers below run
+once per prompt and their output (the residual stream entering the first tuned layer) is kept on
+disk; each epoch then runs only the tuned layers forward and backward.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..workers.prompts import HOURS_PREFIX
+
+TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+TOP_LOGPROBS = 20  # alternatives a server reports per token (llm.types.LLMSettings.top_logprobs)
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    """How the adapter is shaped and fitted."""
+
+    rank: int = 8
+    alpha: float = 16.0
+    layers: int = 8  # the top decoder layers that carry adapters
+    learning_rate: float = 1e-3
+    epochs: int = 4
+    batch: int = 8  # prompts per optimiser step
+    patience: int = 2  # held-out evaluations without improvement before stopping
+    format_weight: float = 0.1  # weight of -log P(a bin digit) in the loss
+    evaluations_per_epoch: int = 2
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("rank", "layers", "epochs", "batch", "patience", "evaluations_per_epoch"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"tune: {name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if not (self.alpha > 0 and self.learning_rate > 0 and self.format_weight >= 0):
+            raise ValueError("tune: alpha and learning-rate must be positive, format-weight >= 0")
+
+
+def load_base(path: str | Path, device: str = "cpu") -> tuple[Any, Any]:
+    """The tokenizer and causal LM (float32) from a Hugging Face directory or a GGUF file, offline."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(path)
+    where, extra = (str(path.parent), {"gguf_file": path.name}) if path.is_file() else (str(path), {})
+    tokenizer = AutoTokenizer.from_pretrained(where, local_files_only=True, **extra)
+    model = AutoModelForCausalLM.from_pretrained(where, local_files_only=True, dtype=torch.float32, **extra)
+    return tokenizer, model.to(device).eval()
+
+
+def prompt_ids(tokenizer: Any, messages: Sequence[Sequence[str]]) -> list[int]:
+    """Token ids of the chat prompt followed by the answer prefix, up to the hour digit."""
+    chat = [{"role": role, "content": content} for role, content in messages]
+    text = tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False) + HOURS_PREFIX
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def bin_token_ids(tokenizer: Any, bins: Sequence[int]) -> list[int]:
+    """The token of each bin's first digit (bins are 0, 10, ..., so each has its own digit)."""
+    ids = []
+    for b in bins:
+        found = tokenizer(str(b)[0], add_special_tokens=False)["input_ids"]
+        if len(found) != 1:
+            raise ValueError(f"the tokenizer splits the digit {str(b)[0]!r} into {found}; scored choice needs one token per digit")
+        ids.append(found[0])
+    return ids
+
+
+def read_distribution(logits: torch.Tensor, bin_ids: Sequence[int], temperature: float) -> torch.Tensor:
+    """(..., B) the hour distribution a run reads from next-token logits (..., V): the server's top
+    alternatives, the bin digits among them weighted exp(logprob / temperature); NaN where no bin
+    digit is among them (a run reads no distribution there)."""
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    kept = torch.zeros_like(logp, dtype=torch.bool).scatter_(-1, logp.topk(TOP_LOGPROBS, dim=-1).indices, True)
+    at_bins = logp[..., list(bin_ids)]
+    weights = torch.where(kept[..., list(bin_ids)], (at_bins - at_bins.max(-1, keepdim=True).values) / temperature, -math.inf)
+    return torch.softmax(weights, dim=-1)
+
+
+def js_bits(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """(...,) Jensen-Shannon divergence in bits between distributions on the last axis."""
+    m = 0.5 * (p + q)
+
+    def kl(a: torch.Tensor) -> torch.Tensor:
+        return torch.where(a > 0, a * (a.clamp_min(1e-30).log2() - m.clamp_min(1e-30).log2()), 0.0).sum(-1)
+
+    return 0.5 * kl(p) + 0.5 * kl(q)
+
+
+class LayerStack:
+    """The decoder as three parts: embeddings and frozen layers, the tuned layers, and the head."""
+
+    def __init__(self, model: Any, first_tuned: int) -> None:
+        self.model = model
+        self.inner = model.get_decoder()
+        self.first = first_tuned
+
+    def _run(self, hidden: torch.Tensor, layers) -> torch.Tensor:
+        from transformers.masking_utils import create_causal_mask
+
+        positions = torch.arange(hidden.shape[1], device=hidden.device).unsqueeze(0)
+        mask = create_causal_mask(config=self.inner.config, inputs_embeds=hidden, attention_mask=None, past_key_values=None,
+                                  position_ids=positions)
+        rotary = self.inner.rotary_emb(hidden, position_ids=positions)
+        for layer in layers:
+            hidden = layer(hidden, attention_mask=mask, position_embeddings=rotary, position_ids=positions)
+        return hidden
+
+    @torch.no_grad()
+    def frozen(self, ids: list[int]) -> torch.Tensor:
+        """(L, d) the residual stream entering the first tuned layer."""
+        device = next(self.model.parameters()).device
+        hidden = self.inner.embed_tokens(torch.tensor([ids], device=device))
+        return self._run(hidden, self.inner.layers[: self.first])[0]
+
+    def next_logits(self, frozen: torch.Tensor) -> torch.Tensor:
+        """(V,) logits of the token after the prompt, from the frozen stream through the tuned layers."""
+        hidden = self._run(frozen.unsqueeze(0), self.inner.layers[self.first :])
+        return self.model.lm_head(self.inner.norm(hidden[:, -1]))[0]
+
+
+def loss_terms(logits: torch.Tensor, target: torch.Tensor, bin_ids: list[int], temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """KL(target || model's tempered bin distribution) and -log P(the next token is a bin digit)."""
+    logp = torch.log_softmax(logits, dim=-1)
+    at_bins = logp[bin_ids]
+    model_logq = torch.log_softmax(at_bins / temperature, dim=-1)
+    kl = (target * (target.clamp_min(1e-12).log() - model_logq)).sum()
+    return kl, -torch.logsumexp(at_bins, dim=-1)
+
+
+def peft_config(settings: LoraSettings, n_layers: int):
+    from peft import LoraConfig
+
+    return LoraConfig(r=settings.rank, lora_alpha=settings.alpha, lora_dropout=0.0, target_modules=list(TARGET_MODULES),
+                      layers_to_transform=list(range(n_layers - settings.layers, n_layers)))
+
+
+def fit(model: Any, frozen: Callable[[int], torch.Tensor], train: list[int], held_out: list[int], targets: torch.Tensor,
+        bin_ids: list[int], temperature: float, settings: LoraSettings, checkpoint: Path,
+        progress: Callable[[str, int, int], None] | None = None) -> list[dict]:
+    """Fit the adapters of the peft `model` on the train examples; evaluate the held-out ones
+    `evaluations_per_epoch` times an epoch, keep the best adapter weights, stop after `patience`
+    evaluations without improvement. Resumes from `checkpoint` when it exists. Returns the history."""
+    stack = LayerStack(model, model.config.num_hidden_layers - settings.layers)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimiser = torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=0.0)
+    steps_per_epoch = math.ceil(len(train) / settings.batch)
+    total = steps_per_epoch * settings.epochs
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+    state = {"step": 0, "history": [], "best": None, "best_kl": math.inf, "since_best": 0}
+    if checkpoint.is_file():
+        saved = torch.load(checkpoint, weights_only=False)
+        model.load_state_dict(saved["adapter"], strict=False)
+        optimiser.load_state_dict(saved["optimiser"])
+        schedule.load_state_dict(saved["schedule"])
+        state = saved["state"]
+    evaluate_every = max(1, steps_per_epoch // settings.evaluations_per_epoch)
+    device = params[0].device
+
+    def evaluate() -> dict:
+        model.eval()
+        kls, jss, valid = [], [], []
+        with torch.no_grad():
+            for i in held_out:
+                logits = stack.next_logits(frozen(i).to(device))
+                kl, invalid = loss_terms(logits, targets[i].to(device), bin_ids, temperature)
+                kls.append(float(kl))
+                valid.append(math.exp(-float(invalid)))
+                js = float(js_bits(targets[i].to(device), read_distribution(logits, bin_ids, temperature)))
+                jss.append(1.0 if math.isnan(js) else js)  # no distribution read: as far as two distributions can be
+        return {"held_out_kl": sum(kls) / len(kls), "held_out_js_bits": sum(jss) / len(jss), "bin_digit_mass": sum(valid) / len(valid)}
+
+    if not state["history"]:
+        state["history"].append({"step": 0, "epoch": 0.0, "train_kl": None, **evaluate()})
+        state["best_kl"] = state["history"][-1]["held_out_kl"]
+    while state["step"] < total and state["since_best"] < settings.patience:
+        step = state["step"]
+        epoch, within = divmod(step, steps_per_epoch)
+        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(settings.seed * 1000 + epoch)).tolist()
+        batch = [train[k] for k in order[within * settings.batch : (within + 1) * settings.batch]]
+        model.train()
+        optimiser.zero_grad()
+        kl_sum = 0.0
+        for i in batch:
+            kl, invalid = loss_terms(stack.next_logits(frozen(i).to(device)), targets[i].to(device), bin_ids, temperature)
+            ((kl + settings.format_weight * invalid) / len(batch)).backward()
+            kl_sum += float(kl.detach())
+        optimiser.step()
+        schedule.step()
+        state["step"] = step + 1
+        state.setdefault("train_kls", []).append(kl_sum / len(batch))
+        if progress is not None:
+            progress("train", state["step"], total)
+        if state["step"] % evaluate_every == 0 or state["step"] == total:
+            recent = state["train_kls"][-evaluate_every:]
+            row = {"step": state["step"], "epoch": state["step"] / steps_per_epoch, "train_kl": sum(recent) / len(recent), **evaluate()}
+            state["history"].append(row)
+            if row["held_out_kl"] < state["best_kl"] - 1e-4:
+                state["best_kl"], state["since_best"] = row["held_out_kl"], 0
+                state["best"] = {k: v.detach().clone() for k, v in model.state_dict().items() if "lora_" in k}
+            else:
+                state["since_best"] += 1
+            adapter = {k: v for k, v in model.state_dict().items() if "lora_" in k}
+            tmp = checkpoint.with_suffix(".tmp")
+            torch.save({"adapter": adapter, "optimiser": optimiser.state_dict(), "schedule": schedule.state_dict(), "state": state}, tmp)
+            tmp.replace(checkpoint)
+    if state["best"] is not None:
+        model.load_state_dict(state["best"], strict=False)
+    return state["history"]
+
