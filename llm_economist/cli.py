@@ -386,12 +386,14 @@ def evaluate_command(model: str, data: str, out: str | None) -> None:
 @click.option("--epochs", type=int, default=3, show_default=True, help="Most passes over the training prompts.")
 @click.option("--batch", type=int, default=8, show_default=True, help="Prompts per optimiser step.")
 @click.option("--patience", type=int, default=2, show_default=True, help="Held-out evaluations without improvement before stopping.")
+@click.option("--max-steps", type=int, default=None, help="Stop after this many optimiser steps (a time budget; the learning-rate schedule is unchanged).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds the adapter's initialisation and the prompt order.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, or cuda[:i] for a model on a GPU.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=OVERRIDE_HELP)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def tune(config: str, out: str, base_model: str | None, episodes: int, explore: float, held_out: float, rank: int, alpha: float,
-         layers: int, lr: float, epochs: int, batch: int, patience: int, seed: int, device: str, overrides: tuple[str, ...],
+         layers: int, lr: float, epochs: int, batch: int, patience: int, max_steps: int | None, seed: int, device: str,
+         overrides: tuple[str, ...],
          quiet: bool) -> None:
     """Tune a LoRA adapter so the worker model's scored hour choice answers as CONFIG's target
     population (its `workers` section), on the prompts of its decision format. Rerun the same
@@ -412,14 +414,14 @@ def tune(config: str, out: str, base_model: str | None, episodes: int, explore: 
 
     with exit_codes("interrupted; examples, cached layers and the last checkpoint are kept. Rerun the same command to continue."):
         settings = LoraSettings(rank=rank, alpha=alpha, layers=layers, learning_rate=lr, epochs=epochs, batch=batch,
-                                patience=patience, seed=seed)
+                                patience=patience, seed=seed, max_steps=max_steps)
         meta = tune_adapter(run_config, out, base_model or embedded_model_path(), episodes, explore, held_out, settings, device,
                             progress)
     for bar in bars.values():
         bar.close()
     base, tuned = meta["held_out"]["base"], meta["held_out"]["tuned"]
     click.echo(f"adapter: {out} (held-out Jensen-Shannon {base['held_out_js_bits']:.3f} -> {tuned['held_out_js_bits']:.3f} bits, "
-               f"{meta['wall_s']['total'] / 60:.0f} min); card: {Path(out) / 'card.md'}")
+               f"{sum(meta['wall_s'].values()) / 60:.0f} min of compute); card: {Path(out) / 'card.md'}")
 
 
 @main.command()

@@ -112,11 +112,11 @@ def test_hour_distribution_reads_the_first_digit_alternatives():
 
     tokens = [
         TokenLogprob('{"', -0.1, ()), TokenLogprob("hours", -0.1, ()), TokenLogprob('":', -0.1, ()),
-        TokenLogprob(" 4", -0.5, ((" 4", -0.5), ("3", -1.5), ("40", -2.0), ("9", -1.0), ("x", -3.0))),
+        TokenLogprob(" 4", -0.5, ((" 4", -0.5), ("3", -1.5), ("40", -2.0), ("9", -1.0), ("x", -3.0), ("²", -1.2))),
         TokenLogprob("0", -0.1, ()),
     ]
     dist = hour_distribution(tokens, (0, 10, 20, 30, 40, 50, 60, 70, 80))
-    raw = {40: math.exp(-0.5) + math.exp(-2.0), 30: math.exp(-1.5)}  # "9" -> 90 h is not a bin; "x" is no digit
+    raw = {40: math.exp(-0.5) + math.exp(-2.0), 30: math.exp(-1.5)}  # "9" -> 90 h is not a bin; "x" and "²" name none
     total = sum(raw.values())
     assert dist[4] == pytest.approx(raw[40] / total) and dist[3] == pytest.approx(raw[30] / total)
     assert sum(dist) == pytest.approx(1.0)

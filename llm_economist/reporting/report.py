@@ -14,6 +14,7 @@ import pandas as pd
 import yaml
 
 from ..planners.fixed import BASELINE
+from ..llm.adapter import load_worker_adapter
 from ..workers.prompts import CHANNELS
 from . import plots
 
@@ -219,6 +220,26 @@ def _seeds_line(summary: dict) -> str:
 def _embedded_model(summary: dict, config: dict) -> bool:
     llm = config.get("llm", {})
     return bool(summary.get("llm")) and not llm.get("base_urls") and llm.get("backend", "openai") == "openai"
+
+
+def _embedded_note(config: dict) -> str:
+    """What the embedded model's workers are, plainly: the untuned model, or the model tuned to a stated population."""
+    adapter = (config.get("workers") or {}).get("llm_adapter")
+    if adapter and (config.get("workers") or {}).get("kind") == "llm":
+        try:
+            t = load_worker_adapter(adapter).meta["target"]
+            target = (f"{t['kind']}-rational workers with elasticity {t['elasticity']:g}, habit {t['persistence']:g} and "
+                      f"imitation {t['social_pull']:g}")
+        except (FileNotFoundError, KeyError):
+            target = "a stated population"
+        return (f"> **The workers are the embedded SmolLM2-135M-Instruct with a LoRA adapter (`{adapter}`) tuned to answer "
+                f"as {target}.** Their response to taxes is the one they were tuned to give: the run demonstrates the "
+                "method (plan against a population of language-model workers that responds) and is no evidence about "
+                "people. The planner's proposals come from the base model. Point `llm.base_urls` and `llm.model` at a real "
+                "model, and tune it with `llm-economist tune`, for workers of your own.")
+    return ("> **The language model is the embedded SmolLM2-135M-Instruct**, a tiny model that exercises the pipeline: "
+            "its choices carry no economic meaning (measured, its hours barely move with taxes), so nothing here is a "
+            "finding about people. Point `llm.base_urls` and `llm.model` at a real model for that.")
 
 
 def _planner_line(label: str, p: dict, config_mechanism: str | None) -> str:
@@ -544,11 +565,7 @@ def write_report(run_dir: Path) -> Path:
     if warning:
         lines += [f"> **Warning:** {warning}.", ""]
     if _embedded_model(summary, config):
-        lines += [
-            "> **The language model is the embedded SmolLM2-135M-Instruct**, a tiny model that exercises the pipeline: "
-            "its choices carry no economic meaning (measured, its hours barely move with taxes), so nothing here is a "
-            "finding about people. Point `llm.base_urls` and `llm.model` at a real model for that.", "",
-        ]
+        lines += [_embedded_note(config), ""]
     lines += [_seeds_line(summary), "", _overview(config, summary), ""]
     lines += ["## Planners compared", "", markdown_table(comparison_table(summary)), "", _ranking_note(summary), ""]
     lines += _population_response(summary)

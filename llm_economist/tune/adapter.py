@@ -38,23 +38,29 @@ def prompt_settings(config: RunConfig) -> dict:
     return {name: getattr(config.workers, name) for name in PROMPT_SETTINGS}
 
 
-def _activations(stack: LayerStack, ids: list[list[int]], folder: Path, progress: Progress | None) -> list[torch.Tensor]:
-    """The frozen layers' output for every prompt, computed once and kept in `folder` by chunks."""
+def _activations(stack: LayerStack, ids: list[list[int]], folder: Path, progress: Progress | None) -> tuple[list[torch.Tensor], float]:
+    """The frozen layers' output for every prompt, computed once and kept in `folder` by chunks, and
+    the seconds computing them took over all resumed parts (in `folder/seconds.json`)."""
     folder.mkdir(exist_ok=True)
+    timing = folder / "seconds.json"
+    seconds = json.loads(timing.read_text())["seconds"] if timing.is_file() else 0.0
     out: list[torch.Tensor] = []
     for start in range(0, len(ids), CHUNK):
         path = folder / f"chunk_{start // CHUNK:05d}.pt"
         if path.is_file():
             chunk = torch.load(path)
         else:
+            started = time.perf_counter()
             chunk = [stack.frozen(x).cpu() for x in ids[start : start + CHUNK]]
             tmp = path.with_suffix(".tmp")
             torch.save(chunk, tmp)
             tmp.replace(path)
+            seconds += time.perf_counter() - started
+            timing.write_text(json.dumps({"seconds": seconds}))
         out.extend(chunk)
         if progress is not None:
             progress("frozen layers", len(out), len(ids))
-    return out
+    return out, seconds
 
 
 def tune(config: RunConfig, out: str | Path, base_model: str | Path, episodes: int = 60, explore: float = 0.35,
@@ -65,7 +71,6 @@ def tune(config: RunConfig, out: str | Path, base_model: str | Path, episodes: i
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     base_model = Path(base_model)
-    started = time.perf_counter()
     examples = make_examples(config, episodes, explore, held_out, out)
     tokenizer, model = load_base(base_model, device)
     bins = llm_hour_bins(config.economy.max_hours)
@@ -74,8 +79,7 @@ def tune(config: RunConfig, out: str | Path, base_model: str | Path, episodes: i
     n_layers = model.config.num_hidden_layers
     if not 1 <= settings.layers <= n_layers:
         raise ValueError(f"tune: layers must be in [1, {n_layers}] for this model, got {settings.layers}")
-    frozen = _activations(LayerStack(model, n_layers - settings.layers), ids, out / "activations", progress)
-    cached_s = time.perf_counter() - started
+    frozen, frozen_s = _activations(LayerStack(model, n_layers - settings.layers), ids, out / "activations", progress)
 
     from peft import get_peft_model, get_peft_model_state_dict
 
@@ -87,6 +91,7 @@ def tune(config: RunConfig, out: str | Path, base_model: str | Path, episodes: i
     history = fit(peft_model.base_model.model, frozen.__getitem__, train, held, targets, bin_ids, config.llm.temperature,
                   settings, out / "checkpoint.pt", progress)
 
+    peft_model.peft_config["default"].base_model_name_or_path = base_model.name  # not this machine's path
     peft_model.save_pretrained(str(out / PEFT_DIR))
     state = get_peft_model_state_dict(peft_model)
     write_gguf_lora(state, settings.alpha, model.config.num_attention_heads, model.config.num_key_value_heads, out / GGUF)
@@ -106,9 +111,9 @@ def tune(config: RunConfig, out: str | Path, base_model: str | Path, episodes: i
         "data": {"episodes": episodes, "explore": explore, "held_out_share": held_out, "agents_per_episode": config.population.n_agents,
                  "train_prompts": len(train), "held_out_prompts": len(held), "first_seed": config.seed,
                  "mean_prompt_tokens": sum(map(len, ids)) / len(ids)},
-        "lora": {**settings.__dict__},
+        "lora": {**settings.__dict__, "steps_run": history[-1]["step"], "epochs_run": round(history[-1]["epoch"], 2)},
         "held_out": {"base": history[0], "tuned": best},
-        "wall_s": {"examples_and_frozen_layers": round(cached_s, 1), "total": round(time.perf_counter() - started, 1)},
+        "wall_s": {"frozen_layers": round(frozen_s, 1), "training": round(history[-1].get("train_s", 0.0), 1)},
         "device": device,
         "config": dump_config(config),
     }

@@ -53,8 +53,11 @@ def write_card(meta: dict, history: list[dict], out: Path) -> None:
         "",
         "## Adapter",
         f"Rank {lora['rank']}, alpha {lora['alpha']:g}, on the attention and MLP projections of the top {lora['layers']} "
-        f"layers; AdamW at {lora['learning_rate']:g} (cosine), {lora['batch']} prompts a step, up to {lora['epochs']} epochs "
-        f"with early stopping on held-out KL (patience {lora['patience']}), seed {lora['seed']}. Base model sha256 "
+        f"layers; AdamW at {lora['learning_rate']:g} (cosine over {lora['epochs']} epochs), {lora['batch']} prompts a step, "
+        f"early stopping on held-out KL (patience {lora['patience']}), seed {lora['seed']}"
+        + (f", a budget of {lora['max_steps']} steps" if lora.get("max_steps") else "")
+        + f"; {lora['steps_run']} steps run ({lora['epochs_run']:g} epochs), the adapter kept from the evaluation with the "
+        f"lowest held-out KL. Base model sha256 "
         f"{meta['base_model_sha256']}; adapter (GGUF) sha256 {meta['adapter_sha256']}.",
         "",
         "## Held-out fit",
@@ -65,8 +68,8 @@ def write_card(meta: dict, history: list[dict], out: Path) -> None:
         "",
         "![loss](loss.png)",
         "",
-        f"Wall time: {meta['wall_s']['total'] / 60:.0f} min on {meta['device']} ({meta['wall_s']['examples_and_frozen_layers'] / 60:.0f} "
-        "min of it making the examples and running the frozen layers once).",
+        f"Compute time on {meta['device']}: {meta['wall_s']['frozen_layers'] / 60:.0f} min running the frozen layers once over "
+        f"every prompt, {meta['wall_s']['training'] / 60:.0f} min of training (optimiser steps and held-out evaluations).",
         "",
     ]
     (out / "card.md").write_text("\n".join(lines))

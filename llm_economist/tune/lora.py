@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,11 +45,14 @@ class LoraSettings:
     format_weight: float = 0.1  # weight of -log P(a bin digit) in the loss
     evaluations_per_epoch: int = 2
     seed: int = 0
+    max_steps: int | None = None  # a budget: stop after this many optimiser steps, the schedule unchanged
 
     def __post_init__(self) -> None:
         for name in ("rank", "layers", "epochs", "batch", "patience", "evaluations_per_epoch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"tune: {name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"tune: max-steps must be >= 1, got {self.max_steps}")
         if not (self.alpha > 0 and self.learning_rate > 0 and self.format_weight >= 0):
             raise ValueError("tune: alpha and learning-rate must be positive, format-weight >= 0")
 
@@ -164,7 +168,7 @@ def fit(model: Any, frozen: Callable[[int], torch.Tensor], train: list[int], hel
     steps_per_epoch = math.ceil(len(train) / settings.batch)
     total = steps_per_epoch * settings.epochs
     schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
-    state = {"step": 0, "history": [], "best": None, "best_kl": math.inf, "since_best": 0}
+    state = {"step": 0, "history": [], "best": None, "best_kl": math.inf, "since_best": 0, "train_s": 0.0}
     if checkpoint.is_file():
         saved = torch.load(checkpoint, weights_only=False)
         model.load_state_dict(saved["adapter"], strict=False)
@@ -190,7 +194,9 @@ def fit(model: Any, frozen: Callable[[int], torch.Tensor], train: list[int], hel
     if not state["history"]:
         state["history"].append({"step": 0, "epoch": 0.0, "train_kl": None, **evaluate()})
         state["best_kl"] = state["history"][-1]["held_out_kl"]
-    while state["step"] < total and state["since_best"] < settings.patience:
+    last = min(total, settings.max_steps or total)
+    while state["step"] < last and state["since_best"] < settings.patience:
+        started = time.perf_counter()
         step = state["step"]
         epoch, within = divmod(step, steps_per_epoch)
         order = torch.randperm(len(train), generator=torch.Generator().manual_seed(settings.seed * 1000 + epoch)).tolist()
@@ -208,7 +214,8 @@ def fit(model: Any, frozen: Callable[[int], torch.Tensor], train: list[int], hel
         state.setdefault("train_kls", []).append(kl_sum / len(batch))
         if progress is not None:
             progress("train", state["step"], total)
-        if state["step"] % evaluate_every == 0 or state["step"] == total:
+        row_due = state["step"] % evaluate_every == 0 or state["step"] == last
+        if row_due:
             recent = state["train_kls"][-evaluate_every:]
             row = {"step": state["step"], "epoch": state["step"] / steps_per_epoch, "train_kl": sum(recent) / len(recent), **evaluate()}
             state["history"].append(row)
@@ -217,11 +224,14 @@ def fit(model: Any, frozen: Callable[[int], torch.Tensor], train: list[int], hel
                 state["best"] = {k: v.detach().clone() for k, v in model.state_dict().items() if "lora_" in k}
             else:
                 state["since_best"] += 1
+        state["train_s"] = state.get("train_s", 0.0) + time.perf_counter() - started
+        if row_due:
             adapter = {k: v for k, v in model.state_dict().items() if "lora_" in k}
             tmp = checkpoint.with_suffix(".tmp")
             torch.save({"adapter": adapter, "optimiser": optimiser.state_dict(), "schedule": schedule.state_dict(), "state": state}, tmp)
             tmp.replace(checkpoint)
     if state["best"] is not None:
         model.load_state_dict(state["best"], strict=False)
+    state["history"][-1]["train_s"] = state.get("train_s", 0.0)
     return state["history"]
 

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 Tensor = torch.Tensor
 
 FALLBACK_HOURS = 40.0
+DIGITS = frozenset("0123456789")  # ASCII only: a superscript or other script's digit names no bin
 VOTE_PROMPT = (
     "You are a voter in an economy. An election decides next year's taxes. Answer only with JSON: your "
     "ranking of all platforms from best to worst for you (letters), the platforms you approve of, and a "
@@ -65,14 +66,14 @@ def hour_distribution(
     text = ""
     for token in logprobs or ():
         before, text = text, text + token.token
-        if '"hours"' not in before or not _lead(token.token).isdigit():
+        if '"hours"' not in before or _lead(token.token) not in DIGITS:
             continue
         mass = dict.fromkeys(bins, 0.0)
         alternatives = token.top or ((token.token, token.logprob),)
         top = max(logprob for _, logprob in alternatives)
         for alternative, logprob in alternatives:
             head = _lead(alternative)
-            if head.isdigit() and int(head) * LLM_HOURS_PER_BIN in mass:
+            if head in DIGITS and int(head) * LLM_HOURS_PER_BIN in mass:
                 # Relative to the top alternative, so a small temperature cannot underflow every weight.
                 mass[int(head) * LLM_HOURS_PER_BIN] += math.exp((logprob - top) / temperature) if temperature > 0 else float(logprob == top)
         total = sum(mass.values())
