@@ -141,10 +141,8 @@ def worker_adapter(config: RunConfig) -> WorkerAdapter | None:
     """The adapter `workers.llm_adapter` names, checked against the run: language-model workers,
     prompts built as it was tuned on, and (on the embedded server) the base model it was tuned from."""
     name, w = config.workers.llm_adapter, config.workers
-    if name is None:
+    if name is None or w.kind != "llm":  # like every llm-only worker setting, unused by other kinds
         return None
-    if w.kind != "llm":
-        raise ConfigError(f"workers.llm_adapter: only language-model workers use an adapter (workers.kind is {w.kind})")
     try:
         adapter = load_worker_adapter(name)
     except FileNotFoundError as err:
