@@ -124,7 +124,6 @@ def sample(setup: Setup, step: float = STEP, seed: int = 0) -> dict[str, np.ndar
     resolved = model.resolve(policy)
     faced, transfer = resolved.faced(resolved.expectation(model.respond(policy)))
     cutoffs, rates = _per_agent(faced.schedule, len(wage))
-    n = len(wage)
 
     def shown(rates_: torch.Tensor = rates) -> Policy:
         """The policy as each agent sees it: its own schedule, with any variation of its rates."""

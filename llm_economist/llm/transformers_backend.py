@@ -1,7 +1,7 @@
 """In-process generation with a local Hugging Face `transformers` model (a directory or a GGUF file).
 
 There is no grammar here: a schema is described to the model in a system message and the reply
-is checked after generation. Logprobs come from the raw logits (before temperature), like the
+is checked after generation; a reply's fixed opening (`ChatRequest.answer_prefix`) is prefilled. Logprobs come from the raw logits (before temperature), like the
 server's `top_logprobs`. Nothing is downloaded: the hub is switched to offline mode and files are
 read with `local_files_only`. A worker adapter (peft) is loaded beside the model and answers the
 requests that ask for it; the others are answered with it switched off.
@@ -80,7 +80,8 @@ class TransformersBackend:
         import torch
 
         messages = [{"role": role, "content": content} for role, content in request.messages]
-        if request.schema is not None:
+        prefix = request.answer_prefix or ""
+        if request.schema is not None and not prefix:
             hint = SCHEMA_HINT.format(keys=describe_keys(request.schema))
             if messages[0]["role"] == "system":
                 messages[0] = {"role": "system", "content": messages[0]["content"] + "\n\n" + hint}
@@ -88,7 +89,10 @@ class TransformersBackend:
                 messages.insert(0, {"role": "system", "content": hint})
         tok = self._tokenizer
         try:
-            inputs = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+            # A request that gives its reply's opening is sent as written, the opening prefilled, as the
+            # embedded server gets it: the model then scores exactly the position `tune` fits.
+            text = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False) + prefix
+            inputs = tok(text, return_tensors="pt", add_special_tokens=False)
         except ValueError as e:  # no chat template shipped with the model
             raise BackendError(f"{self.path.name}: cannot build the prompt ({e}); check llm.transformers_model",
                                kind="backend_error", retryable=False, fatal=True) from e
@@ -117,8 +121,10 @@ class TransformersBackend:
         logprobs = None
         if request.logprobs and out.logits:
             logprobs = self._token_logprobs(out.logits, generated, sampling.top_logprobs, eos)
+            if prefix:
+                logprobs = (TokenLogprob(prefix, 0.0, ()), *logprobs)
         return Completion(
-            text=tok.decode(generated, skip_special_tokens=True),
+            text=prefix + tok.decode(generated, skip_special_tokens=True),
             logprobs=logprobs,
             prompt_tokens=prompt_len,
             completion_tokens=len(generated),

@@ -112,8 +112,9 @@ class ChatRequest:
     schema: dict | None = None  # JSON schema the reply must satisfy (structured output)
     schema_name: str = "reply"
     grammar: str | None = None  # the exact reply (GBNF), for servers that take one (LLMOptions.grammar); the schema still checks it
-    # With a grammar: the reply's fixed opening, handed to such a server as the start of its answer
-    # (llama.cpp continues a final assistant message), the grammar then covering the rest.
+    # The reply's fixed opening, handed as the start of the answer to a server that takes a grammar
+    # (llama.cpp continues a final assistant message; the grammar covers the rest) and to the
+    # in-process transformers model.
     answer_prefix: str | None = None
     logprobs: bool = False
     max_tokens: int | None = None  # None: the client's settings
