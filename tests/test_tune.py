@@ -20,7 +20,7 @@ from llm_economist.llm.server import EMBEDDED_GGUF, embedded_model_path
 from llm_economist.personas import population_graph, sample_population
 from llm_economist.economy import Preferences, TaxSchedule, calibrate_psi
 from llm_economist.mechanisms import make_mechanism
-from llm_economist.tune import LoraSettings, tune_adapter, write_gguf_lora
+from llm_economist.tune import LoraSettings, TuneDataError, tune_adapter, write_gguf_lora
 from llm_economist.tune.examples import episode_examples, prompt_fingerprint
 from llm_economist.tune.lora import LayerStack, bin_token_ids, fit, js_bits, load_base, peft_config, prompt_ids
 from llm_economist.workers import Observation
@@ -91,6 +91,8 @@ def test_tune_writes_a_complete_adapter_directory_that_resumes(tmp_path, tiny_ba
     assert (tmp_path / "loss.png").stat().st_size > 0 and adapter.gguf.stat().st_size > 0
     again = tune_adapter(config, tmp_path, tiny_base, episodes=3, held_out=0.34, settings=settings)  # resumes: nothing to redo
     assert again["held_out"] == meta["held_out"]
+    with pytest.raises(TuneDataError, match="--episodes"):  # other examples asked of the same directory
+        tune_adapter(config, tmp_path, tiny_base, episodes=4, held_out=0.34, settings=settings)
 
 
 def _menu_requests(n: int = 3):

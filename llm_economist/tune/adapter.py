@@ -63,8 +63,8 @@ def _activations(stack: LayerStack, ids: list[list[int]], folder: Path, progress
     return out, seconds
 
 
-def tune(config: RunConfig, out: str | Path, base_model: str | Path, episodes: int = 60, explore: float = 0.35,
-         held_out: float = 0.15, settings: LoraSettings = LoraSettings(), device: str = "cpu",
+def tune(config: RunConfig, out: str | Path, base_model: str | Path, episodes: int = 40, explore: float = 0.35,
+         held_out: float = 0.1, settings: LoraSettings = LoraSettings(), device: str = "cpu",
          progress: Progress | None = None) -> dict:
     """Tune an adapter toward the config's target population; returns the saved `tune.json`."""
     check_target(config)

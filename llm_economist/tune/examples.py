@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..config import RunConfig
+from ..config import RunConfig, config_fingerprint
 from ..economy.labour import llm_hour_bins
 from ..factory import build_setup, make_planner
 from ..population_model import PopulationModel
@@ -106,10 +106,14 @@ def episode_examples(config: RunConfig, episode: int, explore: float) -> pd.Data
 
 
 def make_examples(config: RunConfig, episodes: int, explore: float, held_out: float, out: Path) -> pd.DataFrame:
-    """Every episode's examples with their split, written to `out/examples.parquet` (read back when
-    it exists and was made from the same settings)."""
-    path = out / EXAMPLES
-    if path.is_file():
+    """Every episode's examples with their split, written to `out/examples.parquet`; read back on a
+    rerun, which must ask for the same examples (else a TuneDataError says so)."""
+    path, made = out / EXAMPLES, out / "examples.json"
+    settings = {"config": config_fingerprint(config), "episodes": episodes, "explore": explore, "held_out": held_out}
+    if path.is_file() and made.is_file():
+        if json.loads(made.read_text()) != settings:
+            raise TuneDataError(f"{out}: its examples were made from another config, --episodes, --explore or --held-out; "
+                                "rerun with those, or use a new --out")
         return pd.read_parquet(path)
     if episodes < 2:
         raise TuneDataError(f"tune: episodes must be >= 2 (some are held out), got {episodes}")
@@ -122,6 +126,7 @@ def make_examples(config: RunConfig, episodes: int, explore: float, held_out: fl
     tmp = path.with_suffix(".tmp")
     frame.to_parquet(tmp, index=False)
     tmp.replace(path)
+    made.write_text(json.dumps(settings))
     return frame
 
 
