@@ -22,7 +22,8 @@ from llm_economist.economy import Preferences, TaxSchedule, calibrate_psi
 from llm_economist.mechanisms import make_mechanism
 from llm_economist.tune import LoraSettings, TuneDataError, tune_adapter, write_gguf_lora
 from llm_economist.tune.examples import episode_examples, prompt_fingerprint
-from llm_economist.tune.lora import LayerStack, bin_token_ids, fit, js_bits, load_base, peft_config, prompt_ids
+from llm_economist.economy.labour import jensen_shannon as js_bits
+from llm_economist.tune.lora import LayerStack, bin_token_ids, fit, load_base, peft_config, prompt_ids
 from llm_economist.workers import Observation
 from llm_economist.workers.llm import hour_distribution
 from llm_economist.workers.prompts import HOURS_PREFIX, DecisionPrompts, menu_grammar, menu_schema

@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from ..economy.labour import jensen_shannon
 from ..workers.prompts import HOURS_PREFIX
 
 TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -96,16 +97,6 @@ def read_distribution(logits: torch.Tensor, bin_ids: Sequence[int], temperature:
     at_bins = logp[..., list(bin_ids)]
     weights = torch.where(kept[..., list(bin_ids)], (at_bins - at_bins.max(-1, keepdim=True).values) / temperature, -math.inf)
     return torch.softmax(weights, dim=-1)
-
-
-def js_bits(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    """(...,) Jensen-Shannon divergence in bits between distributions on the last axis."""
-    m = 0.5 * (p + q)
-
-    def kl(a: torch.Tensor) -> torch.Tensor:
-        return torch.where(a > 0, a * (a.clamp_min(1e-30).log2() - m.clamp_min(1e-30).log2()), 0.0).sum(-1)
-
-    return 0.5 * kl(p) + 0.5 * kl(q)
 
 
 class LayerStack:
@@ -187,7 +178,7 @@ def fit(model: Any, frozen: Callable[[int], torch.Tensor], train: list[int], hel
                 kl, invalid = loss_terms(logits, targets[i].to(device), bin_ids, temperature)
                 kls.append(float(kl))
                 valid.append(math.exp(-float(invalid)))
-                js = float(js_bits(targets[i].to(device), read_distribution(logits, bin_ids, temperature)))
+                js = float(jensen_shannon(targets[i].cpu(), read_distribution(logits, bin_ids, temperature).cpu()))
                 jss.append(1.0 if math.isnan(js) else js)  # no distribution read: as far as two distributions can be
         return {"held_out_kl": sum(kls) / len(kls), "held_out_js_bits": sum(jss) / len(jss), "bin_digit_mass": sum(valid) / len(valid)}
 
