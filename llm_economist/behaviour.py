@@ -480,8 +480,9 @@ def write_behaviour(result: dict, out: Path) -> list[Path]:
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "behaviour.json").write_text(json.dumps(result, indent=2))
-    plots = [plot_hours_against_rate(result, out / "hours_against_rate.png"),
-             plot_individual_responses(result, out / "individual_responses.png")]
+    plots = [out / "hours_against_rate.png", out / "individual_responses.png"]
+    plot_hours_against_rate(result, plots[0])
+    plot_individual_responses(result, plots[1])
     (out / "behaviour.md").write_text(behaviour_markdown(result, [p.name for p in plots]))
     return [out / "behaviour.json", out / "behaviour.md", *plots]
 

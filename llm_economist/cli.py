@@ -17,6 +17,7 @@ from pathlib import Path
 
 import click
 
+from . import __version__
 from .config import ConfigError, load_config
 
 PROBE_AGENTS = {"llm": 24, "other": 500}  # the behaviour probe's default sample
@@ -92,6 +93,7 @@ def _execute(
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.version_option(__version__, prog_name="llm-economist", message="%(prog)s %(version)s")
 def main() -> None:
     """Mechanism design in economies of language-model and rational agents."""
 

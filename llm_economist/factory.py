@@ -223,11 +223,15 @@ class Setup:
             self.client = None
 
 
+def config_population(config: RunConfig) -> Population:
+    """The workers a config samples: `population.n_agents` of its income model, drawn with its seed."""
+    return sample_population(config.population.n_agents, config.seed, config.population.income_model)
+
+
 def build_setup(config: RunConfig, client: LLMClient | None = None, cache_path: str | None = None) -> Setup:
     """Sample the population and graph, calibrate preferences, make the workers and, when the run
     talks to a language model and no client is handed in, open one (cached at `cache_path`)."""
-    pop = config.population
-    population = sample_population(pop.n_agents, config.seed, pop.income_model)
+    population = config_population(config)
     wage = population.wage(dtype=DTYPES[config.economy.dtype])
     graph = population_graph(population, config.seed) if reads_contacts(config.workers) else None
     owns = client is None and config.needs_llm

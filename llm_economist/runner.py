@@ -159,7 +159,9 @@ class Runner:
         if traces:
             part = self.out / TRACE_DIR / run.label / f"year_{run.year:05d}.parquet"
             part.parent.mkdir(parents=True, exist_ok=True)
-            pd.concat(traces, ignore_index=True).to_parquet(part, index=False)
+            frame = pd.concat(traces, ignore_index=True)
+            frame.insert(0, "seed", self.config.seed)  # as in the other tables: rows of several seeds stay apart when combined
+            frame.to_parquet(part, index=False)
         run.history.append(YearRecord.of(run.year, theta, year_metrics))
         for name, data in run.planner.artifacts.items():
             path = self.out / PLANNER_DIR / run.label / name

@@ -119,7 +119,8 @@ def sweep_markdown(table: pd.DataFrame, grid: dict[str, list[str]], out: Path) -
             found = [interval(rows.loc[rows["planner"] == planner, "gain_captured"].tolist()) for planner in planners]
             cells = [bracketed(f.mean, f.as_dict()["ci95"]) if f else "n/a" for f in found]
             lines.append(f"| {value} | " + " | ".join(cells) + " |")
-        plot = sweep_plot(table, key, planners, out / f"sweep_{key.replace('.', '_')}.png")
+        plot = out / f"sweep_{key.replace('.', '_')}.png"
+        sweep_plot(table, key, planners, plot)
         lines += ["", f"![gain captured against {key}]({plot.name})", ""]
     nodes = table.drop_duplicates("cell")["node"].nunique()
     lines.append(f"Cells ran on {nodes} node(s); {int(table.drop_duplicates('cell')['reused'].sum())} were reused from an earlier run.")

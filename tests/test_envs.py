@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+
 import gymnasium
 import numpy as np
 import pytest
 import torch
 from gymnasium.utils.env_checker import check_env, data_equivalence
+from pettingzoo import AECEnv
 from pettingzoo.test import api_test, parallel_api_test, parallel_seed_test
 from pettingzoo.utils import parallel_to_aec
+from pettingzoo.utils.wrappers import OrderEnforcingWrapper
 
+from llm_economist.config import RunConfig, load_config
 from llm_economist.economy import Preferences, TaxSchedule, calibrate_psi, settle, social_welfare
 from llm_economist.economy.utility import utility
-from llm_economist.envs import PLANNER, PLANNER_ENV_ID, LabourMarketEnv, PlannerEnv
+from llm_economist.envs import PLANNER, PLANNER_ENV_ID, LabourMarketEnv, PlannerEnv, labour_market
+from llm_economist.factory import build_setup, config_population
 from llm_economist.mechanisms import make_mechanism
 from llm_economist.mechanisms.builtin import THREE_BRACKET_CUTOFFS
 from llm_economist.workers import BoundedRationalWorkers, RationalWorkers
@@ -283,3 +291,98 @@ def test_planner_actions_span_minus_one_to_one_and_map_onto_the_mechanism_bounds
     torch.testing.assert_close(env.parameters_of(np.ones(3)), high)
     theta = torch.tensor([0.2, 0.35, 0.5], dtype=torch.float64)
     torch.testing.assert_close(env.parameters_of(env.action_of(theta)), theta, atol=1e-6, rtol=0)
+
+
+# ---- the ecosystem's conventions: registration, PettingZoo factories, configs -------------------
+
+
+def test_the_gymnasium_entry_point_registers_the_planner_env_and_make_needs_no_arguments():
+    """In a fresh process, the `gymnasium.envs` entry point, called as Gymnasium before 1.0 calls
+    it, registers the id without loading the environments; make then plays the default population."""
+    code = textwrap.dedent(f"""
+        import sys
+        from importlib.metadata import entry_points
+        import gymnasium
+        from gymnasium.envs.registration import namespace
+
+        (plugin,) = [ep for ep in entry_points(group="gymnasium.envs") if ep.name == "llm_economist"]
+        with namespace(plugin.name):
+            plugin.load()()
+        assert "llm_economist.envs" not in sys.modules and "torch" not in sys.modules
+        env = gymnasium.make({PLANNER_ENV_ID!r})
+        obs, _ = env.reset(seed=0)
+        obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+        print(env.unwrapped.wage.numel(), obs in env.observation_space, info["year"])
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["1000", "True", "0"]
+
+
+def test_without_wages_both_environments_play_the_default_runs_census_population():
+    census = config_population(RunConfig()).wage()
+    torch.testing.assert_close(gymnasium.make(PLANNER_ENV_ID).unwrapped.wage, census, rtol=0, atol=0)
+    torch.testing.assert_close(labour_market.parallel_env().wage, census, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("factory", [labour_market.env, labour_market.raw_env], ids=["env", "raw_env"])
+def test_the_pettingzoo_aec_factories_pass_the_pettingzoo_api_test(factory, prefs):
+    aec = factory(wage=wages(), prefs=prefs, steps_per_year=STEPS_PER_YEAR, years=YEARS)
+    assert isinstance(aec, AECEnv)
+    assert isinstance(aec, OrderEnforcingWrapper) == (factory is labour_market.env)  # raw_env is unwrapped
+    api_test(aec, num_cycles=STEPS_PER_YEAR * YEARS)
+
+
+def test_the_pettingzoo_parallel_factory_passes_the_parallel_api_test(prefs):
+    env = labour_market.parallel_env(wage=wages(), prefs=prefs, steps_per_year=STEPS_PER_YEAR, years=YEARS)
+    assert isinstance(env, LabourMarketEnv)
+    parallel_api_test(env, num_cycles=2 * STEPS_PER_YEAR * YEARS)
+
+
+@pytest.mark.parametrize("factory", [labour_market.env, labour_market.raw_env, labour_market.parallel_env])
+def test_the_pettingzoo_factories_render_text_in_ansi_mode_nothing_without_and_refuse_other_modes(factory, prefs):
+    for mode, rendered in (("ansi", str), (None, type(None))):
+        env = factory(render_mode=mode, wage=wages(), prefs=prefs)
+        env.reset(seed=0)
+        assert isinstance(env.render(), rendered)
+    with pytest.raises(ValueError, match="render_mode"):
+        factory(render_mode="human", wage=wages(), prefs=prefs)
+
+
+SMALL_CONFIG = ["population.n_agents=40", "economy.years=2", "economy.steps_per_year=2", "workers.kind=bounded",
+                "mechanism.name=flat", "welfare.name=utilitarian"]
+
+
+def test_planner_env_from_a_yaml_config_plays_that_runs_population_workers_mechanism_and_calendar(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text(textwrap.dedent("""\
+        population: {n_agents: 40}
+        economy: {years: 2, steps_per_year: 2}
+        workers: {kind: bounded}
+        mechanism: {name: flat}
+        welfare: {name: utilitarian}
+        planners: [{kind: llm}]
+    """))
+    env = PlannerEnv.from_config(path)
+    model = build_setup(load_config(None, SMALL_CONFIG)).model
+    torch.testing.assert_close(env.wage, model.wage, rtol=0, atol=0)
+    assert env.prefs == model.prefs and isinstance(env.workers, BoundedRationalWorkers)
+    assert env.mechanism.names == make_mechanism("flat").names
+    assert (env.years, env.steps_per_year, env.welfare_name) == (2, 2, "utilitarian")
+    check_env(env, skip_render_check=True)  # rendering is specified above; this env has no spec to remake it from
+    env.close()
+
+
+def test_market_from_a_config_plays_that_runs_population_and_calibrated_preferences():
+    config = load_config(None, SMALL_CONFIG)
+    env = LabourMarketEnv.from_config(config)
+    model = build_setup(config).model
+    torch.testing.assert_close(env.wage, model.wage, rtol=0, atol=0)
+    assert env.prefs == model.prefs and env.horizon == 4 and env.welfare_name == "utilitarian"
+    parallel_api_test(env, num_cycles=env.horizon)
+
+
+@pytest.mark.parametrize("make", [PlannerEnv.from_config, LabourMarketEnv.from_config], ids=["planner_env", "market"])
+def test_from_config_refuses_what_is_neither_a_config_nor_a_path(make):
+    with pytest.raises(ValueError, match="config"):
+        make({"population": {"n_agents": 10}})

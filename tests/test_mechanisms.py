@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from llm_economist.mechanisms import ENTRY_POINT_GROUP, available_mechanisms, make_mechanism
-from llm_economist.mechanisms.builtin import us_filing_groups
+from llm_economist.mechanisms.builtin import BracketTax, flat, us_filing_groups
 from llm_economist.economy import Preferences, TaxSchedule, calibrate_psi
 from llm_economist.economy.outcome import aggregates, settle
 from llm_economist.planners import SearchPlanner
@@ -97,8 +97,8 @@ def test_clip_projects_onto_the_bounds():
     assert clipped.tolist() == [30_000.0, 0.0]
 
 
-def _install_entry_point(tmp_path, monkeypatch):
-    """Make a real distribution with an entry point visible to importlib.metadata."""
+def _install_entry_point(tmp_path, monkeypatch, name="progressive_line"):
+    """Make a real distribution with an entry point `name` visible to importlib.metadata."""
     source = (
         __import__("pathlib").Path(__file__).resolve().parents[1]
         / "experiments/plugins/progressive_line/progressive_line/__init__.py"
@@ -112,7 +112,7 @@ def _install_entry_point(tmp_path, monkeypatch):
     (dist / "entry_points.txt").write_text(
         textwrap.dedent(f"""\
         [{ENTRY_POINT_GROUP}]
-        progressive_line = progressive_line:ProgressiveLine
+        {name} = progressive_line:ProgressiveLine
         """)
     )
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -130,6 +130,18 @@ def test_a_plugin_registered_by_entry_point_works_with_an_unchanged_planner(tmp_
     theta = planner.propose(0, [], population_model)
     assert planner.evaluations == 60
     assert population_model.evaluate(m, theta.unsqueeze(0))[0] >= population_model.evaluate(m, m.initial().unsqueeze(0))[0]
+
+
+def test_a_plugin_under_a_builtin_name_is_ignored_with_a_warning_naming_both(tmp_path, monkeypatch):
+    _install_entry_point(tmp_path, monkeypatch, name="flat")
+    with pytest.warns(UserWarning, match="'flat'") as caught:
+        registry = available_mechanisms()
+    assert registry["flat"] is flat
+    message = str(caught[0].message)
+    assert "llm_economist.mechanisms.builtin.flat" in message  # the built-in that keeps the name
+    assert "progressive_line:ProgressiveLine of distribution llm-economist-progressive-line" in message  # the plug-in
+    with pytest.warns(UserWarning, match="'flat'"):
+        assert isinstance(make_mechanism("flat"), BracketTax)
 
 
 @pytest.mark.parametrize("kind", ["rational", "bounded"])

@@ -13,6 +13,7 @@ from llm_economist.comparison import run_comparison
 from llm_economist.config import load_config
 from llm_economist.reporting import write_report
 from llm_economist.reporting.report import FIGURES, NoRunError, format_estimate, format_money, format_number, format_share
+from llm_economist.reporting.summary import tied_groups
 
 SMALL = [
     "name=report-test",
@@ -60,11 +61,11 @@ def test_every_figure_is_a_valid_png_of_sensible_size(full_run, name):
 def test_comparison_table_shows_each_planner_as_a_mean_with_its_interval(full_run):
     _, summary, text = full_run
     table = section(text, "Planners compared")
-    assert "| Rank | Planner | Welfare | Gain captured | Fallbacks |" in table
+    assert "| Rank | Tied | Planner | Welfare | Gain captured | Fallbacks |" in table
     for label, p in summary["planners"].items():
         row = next(line for line in table.splitlines() if f"| {label} |" in line)
         welfare = format_estimate({"mean": p["welfare_mean"], "ci95": p["welfare_ci95"]})
-        assert "±" in welfare and welfare in row
+        assert welfare.count("[") == 1 and welfare in row
         assert ("| yes |" if p["uses_population_model"] else "| no |") in row
 
 
@@ -72,9 +73,22 @@ def test_the_ranking_says_which_planners_the_seeds_cannot_separate(full_run):
     _, summary, text = full_run
     note = section(text, "Planners compared")
     assert "95% confidence" in note
-    for row in summary["ranking"]:
+    groups = tied_groups(summary["ranking"])
+    for row in summary["ranking"]:  # every pair the seeds cannot separate shares a group named in the note
         for other in row["not_distinguishable_from"]:
-            assert f"{min(row['planner'], other)} and {max(row['planner'], other)}" in note
+            assert any(row["planner"] in g and other in g for g in groups)
+    for group in groups:
+        assert "{" + ", ".join(group) + "}" in note
+
+
+def test_the_report_opens_with_its_answer_drawn_from_the_ranking(full_run):
+    _, summary, text = full_run
+    first = text.split("\n\n")[1]
+    best = next(row["planner"] for row in summary["ranking"] if row["planner"] != "no_tax")
+    assert first.startswith(f"**{best}") and first.endswith(".**") and ". " not in first  # one sentence, in bold
+    assert "above no tax" in first
+    top = [row["planner"] for row in summary["ranking"] if row["rank"] == 1 and row["planner"] != "no_tax"]
+    assert all(label in first for label in top) and ("cannot tell them apart" in first) == (len(top) > 1)
 
 
 def test_report_states_the_seeds_and_what_the_intervals_are(full_run):
@@ -85,8 +99,9 @@ def test_report_states_the_seeds_and_what_the_intervals_are(full_run):
 def test_one_seed_says_that_no_interval_can_be_given(tmp_path):
     compare(tmp_path)
     text = write_report(tmp_path).read_text()
-    assert "**1 seed** (0): no interval can be given" in text
-    assert "±" not in section(text, "Planners compared")
+    assert "**1 seed** (0): figures are means with no interval and the ranking is not tested" in text
+    assert "[" not in section(text, "Planners compared").split("|---")[1].split("\n\n")[0]
+    assert "cannot say whether that order would hold" in text.split("\n\n")[1]
 
 
 def test_report_states_what_was_run_with_correct_counts(full_run):

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from llm_economist.comparison import run_comparison
 from llm_economist.config import ConfigError, load_config
 from llm_economist.runner import ResumeError, Runner
 
@@ -72,6 +73,18 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result_without_redoing_yea
     for name in ("metrics.csv", "parameters.csv"):
         assert (tmp_path / "full" / name).read_text() == (tmp_path / "cut" / name).read_text()
     assert pd.read_parquet(tmp_path / "full/traces.parquet").equals(pd.read_parquet(tmp_path / "cut/traces.parquet"))
+
+
+def test_every_table_of_a_seed_names_that_seed_in_its_first_column(tmp_path):
+    config = small_config("seeds=2", "population.n_agents=20", "economy.years=1", "planners=[{kind: us_federal}]")
+    run_comparison(config, tmp_path, progress=False)
+    for seed in (0, 1):
+        folder = tmp_path / f"seed_{seed}"
+        tables = {path.name: pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+                  for path in [*folder.glob("*.csv"), *folder.glob("*.parquet")]}
+        assert {"traces.parquet", "metrics.csv", "parameters.csv", "final_outcomes.parquet"} <= set(tables)
+        for name, table in tables.items():
+            assert table.columns[0] == "seed" and set(table["seed"]) == {seed}, name
 
 
 def test_resume_refuses_a_checkpoint_from_another_config(tmp_path):

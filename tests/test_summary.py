@@ -5,7 +5,7 @@ import math
 import pytest
 
 from llm_economist.reporting.report import format_estimate
-from llm_economist.reporting.summary import distinguishable, gain_captured, interval, ranking
+from llm_economist.reporting.summary import distinguishable, gain_captured, interval, ranking, tied_groups
 
 T_975 = {2: 4.302653, 4: 2.776445, 9: 2.262157}  # Student t quantiles from printed tables
 
@@ -28,10 +28,17 @@ def test_three_seeds_give_an_interval_that_contains_every_seed():
     assert all(found.low <= v <= found.high for v in values)
 
 
-def test_one_value_has_no_interval_and_missing_values_are_left_out():
+def test_below_three_values_there_is_no_interval_and_missing_values_are_left_out():
     assert interval([5.0]).low is None
+    assert interval([5.0, 7.0]).low is None  # t with 1 degree of freedom: 12.7 standard errors each side
     assert interval([5.0, None, float("nan")]).n == 1
     assert interval([None]) is None
+
+
+def test_an_interval_is_cut_to_the_quantitys_bounds_and_keeps_its_mean():
+    shares = [0.02, 0.0, 0.07]  # t-interval [-0.06, 0.12]
+    whole, cut = interval(shares), interval(shares, (0.0, 1.0))
+    assert whole.low < 0 and cut.low == 0.0 and cut.high == pytest.approx(whole.high) and cut.mean == whole.mean
 
 
 def test_values_without_spread_have_an_exact_interval():
@@ -52,6 +59,7 @@ def test_paired_seeds_separate_planners_whose_levels_vary_by_seed():
     assert distinguishable(a, b) is True
     assert distinguishable(a, [101.0, 199.0, 300.5]) is False
     assert distinguishable([1.0], [0.0]) is None
+    assert distinguishable([1.0, 2.0], [0.0, 1.5]) is None
 
 
 def test_ranking_shares_a_rank_between_planners_the_seeds_cannot_separate():
@@ -67,6 +75,14 @@ def test_ranking_shares_a_rank_between_planners_the_seeds_cannot_separate():
     assert llm["not_distinguishable_from"] == ["us_federal"]
 
 
+def test_tied_groups_are_the_largest_sets_no_two_of_which_the_seeds_separate():
+    # a ~ b ~ c and b ~ c ~ d, but a and d are told apart: two overlapping groups, e alone.
+    tied = {"a": ["b", "c"], "b": ["a", "c", "d"], "c": ["a", "b", "d"], "d": ["b", "c"], "e": []}
+    rows = [{"planner": k, "not_distinguishable_from": v} for k, v in tied.items()]
+    assert tied_groups(rows) == [["a", "b", "c"], ["b", "c", "d"]]
+    assert tied_groups([{"planner": "a", "not_distinguishable_from": []}]) == []
+
+
 def test_one_seed_ranks_by_the_means_but_marks_the_ranking_untested():
     rows = ranking({"a": [2.0], "b": [1.0]})
     assert [r["planner"] for r in rows] == ["a", "b"]
@@ -74,12 +90,13 @@ def test_one_seed_ranks_by_the_means_but_marks_the_ranking_untested():
 
 
 @pytest.mark.parametrize(("estimate", "kwargs", "text"), [
-    ({"mean": 18412.3, "ci95": [17200.1, 19624.5]}, {}, "18,400 ± 1,200"),
+    ({"mean": 18412.3, "ci95": [17200.1, 19624.5]}, {}, "18,400 [17,200, 19,600]"),
     ({"mean": 18412.3, "ci95": None}, {}, "18,400"),
-    ({"mean": 0.31234, "ci95": [0.31, 0.3147]}, {}, "0.3123 ± 0.0023"),
-    ({"mean": 87.3, "ci95": [60.0, 114.6]}, {"suffix": "%"}, "87% ± 27%"),
+    ({"mean": 0.31234, "ci95": [0.31, 0.3147]}, {}, "0.3123 [0.3100, 0.3147]"),
+    ({"mean": 87.3, "ci95": [60.0, 114.6]}, {"suffix": "%"}, "87% [60%, 115%]"),
     ({"mean": -1234.5, "ci95": None}, {"prefix": "$"}, "-$1,230"),
-    ({"mean": 0.052, "ci95": [0.041, 0.063]}, {"scale": 100, "suffix": "%"}, "5.2% ± 1.1%"),
+    ({"mean": 0.052, "ci95": [0.041, 0.063]}, {"scale": 100, "suffix": "%"}, "5.2% [4.1%, 6.3%]"),
+    ({"mean": 0.02, "ci95": [0.0, 0.12]}, {"scale": 100, "suffix": "%"}, "2.0% [0.0%, 12.0%]"),
     ({"mean": None, "ci95": None}, {}, "—"),
     ({"mean": float("nan"), "ci95": [1.0, 2.0]}, {}, "—"),
 ])

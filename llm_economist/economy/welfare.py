@@ -89,7 +89,20 @@ SOCIAL_WELFARE_FUNCTIONS: dict[str, Callable[..., Tensor]] = {
 
 
 WAGE_WEIGHTED = ("ability_weighted",)  # welfare functions that weigh workers by their hourly wage
+CONSUMPTION_MEASURES = ("atkinson", "equality_productivity")  # welfare functions whose W is an amount of consumption or income
 DEFAULT_WELFARE = "ability_weighted"
+
+
+def welfare_unit(name: str, eta: float | None = None) -> str:
+    """What one unit of W is. Consumption measures are dollars a year; the others average (or, for
+    `rawlsian`, take the least) utility, which is dollars a year only when utility is quasi-linear
+    (eta = 0: u = c - 1 - labour disutility in $) and utils otherwise; eta None: not known."""
+    whose = "of the worst-off worker" if name == "rawlsian" else "per worker"
+    if name in CONSUMPTION_MEASURES:
+        return f"$/yr {whose}"
+    if eta is None:
+        return f"utility {whose}: $/yr if eta = 0, utils otherwise"
+    return f"$/yr-equivalent utility {whose}" if eta == 0 else f"utils {whose} (eta = {eta:g})"
 
 
 def social_welfare(outcome: Outcome, name: str, wage: Tensor | None = None, **params) -> Tensor:

@@ -35,18 +35,25 @@ society (the same number for welfare functions measured in utility, median full-
 for those measured in dollars). A scale that comes out zero or non-finite is replaced by 1.
 
 Computation is on the CPU in float64; observations are cast to float32.
+
+As PettingZoo's own environment modules do, this module offers `parallel_env()`, `raw_env()` (AEC)
+and `env()` (AEC, order enforced); without wages they play the census population of 1000.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import torch
 from gymnasium import spaces
 from gymnasium.utils import seeding
-from pettingzoo import ParallelEnv
+from pettingzoo import AECEnv, ParallelEnv
+from pettingzoo.utils.conversions import parallel_to_aec_wrapper
+from pettingzoo.utils.wrappers import OrderEnforcingWrapper
 
-from ..config import EconomyConfig
-from ..factory import calibrated_preferences
+from ..config import EconomyConfig, RunConfig, WorkersConfig, load_config
+from ..factory import build_setup, calibrated_preferences, config_population, make_config_mechanism
 from ..economy.outcome import Outcome, aggregates, settle
 from ..economy.utility import FULL_TIME_HOURS, Preferences, annual_income, utility
 from ..economy.welfare import DEFAULT_WELFARE, social_welfare
@@ -65,7 +72,11 @@ PLANNER_FEATURES = AGGREGATES + ("year_fraction",)  # after the P mechanism para
 
 
 def check_wage(wage) -> Tensor:
-    """Hourly wages as a float64 CPU tensor (N,), N >= 1, all finite and positive (a private copy)."""
+    """Hourly wages as a float64 CPU tensor (N,), N >= 1, all finite and positive (a private copy);
+    None gives the default run's census population (1000 workers, seed 0), so that an environment
+    can be made without arguments."""
+    if wage is None:
+        wage = config_population(RunConfig()).wage()
     try:
         w = torch.as_tensor(wage, dtype=torch.float64)
     except (TypeError, ValueError, RuntimeError) as err:
@@ -77,6 +88,15 @@ def check_wage(wage) -> Tensor:
     if not (torch.isfinite(w).all() and (w > 0).all()):
         raise ValueError("wage: hourly wages must be finite and positive")
     return w.detach().cpu().clone()
+
+
+def check_config(config) -> RunConfig:
+    """A RunConfig as given, or the one in the YAML file at this path (read by `load_config`)."""
+    if isinstance(config, RunConfig):
+        return config
+    if isinstance(config, (str, Path)):
+        return load_config(config)
+    raise ValueError(f"config: expected a RunConfig or the path of a YAML config, got {type(config).__name__}")
 
 
 def check_count(name: str, value) -> int:
@@ -163,16 +183,17 @@ class LabourMarketEnv(ParallelEnv):
     the new parameters, which appear in their observations from the next step on. The episode is
     truncated for everyone after `years * steps_per_year` steps; nothing terminates.
 
-    `wage` holds N hourly wages; `mechanism` is a Mechanism or a registered name; `prefs=None`
-    calibrates psi so that the median worker chooses 40 h under the US 2024 schedule;
-    `welfare_name` and `welfare_params` choose the planner's social welfare function.
+    `wage` holds N hourly wages (None: the default census population of 1000); `mechanism` is a
+    Mechanism or a registered name; `prefs=None` calibrates psi so that the median worker chooses
+    40 h under the US 2024 schedule; `welfare_name` and `welfare_params` choose the planner's
+    social welfare function.
     """
 
     metadata = {"name": "labour_market_v0", "render_modes": ["ansi"], "is_parallelizable": True}
 
     def __init__(
         self,
-        wage,
+        wage=None,
         mechanism: Mechanism | str = "three_bracket",
         prefs: Preferences | None = None,
         steps_per_year: int = 4,
@@ -216,6 +237,17 @@ class LabourMarketEnv(ParallelEnv):
         self._policy = self.mechanism.compile(self._theta)
         self._last: Outcome | None = None
         self._aggregates = np.zeros(len(AGGREGATES))
+
+    @classmethod
+    def from_config(cls, config: RunConfig | str | Path, render_mode: str | None = None) -> LabourMarketEnv:
+        """The market of a run config (a RunConfig or a YAML path): its population, preferences
+        calibrated as a run calibrates them, mechanism, calendar and welfare function. The agents
+        choose the hours, so the config's worker model and planners are not used."""
+        config = check_config(config)
+        mechanism = make_config_mechanism(config)
+        setup = build_setup(config.model_copy(update={"planners": [], "workers": WorkersConfig()}))  # opens no client
+        m, e = setup.model, config.economy
+        return cls(m.wage, mechanism, m.prefs, e.steps_per_year, e.years, m.welfare_name, m.welfare_params, render_mode)
 
     def observation_space(self, agent: str) -> spaces.Box:
         return self._observation_spaces[agent]
@@ -345,3 +377,21 @@ class LabourMarketEnv(ParallelEnv):
         observations = {a: table[i] for i, a in enumerate(self.worker_ids)}
         observations[PLANNER] = np.concatenate([self._theta.numpy(), self._aggregates, [year_fraction]]).astype(np.float32)
         return observations
+
+
+# ---- PettingZoo's module conventions: env(), raw_env() and parallel_env() ----------------------
+
+
+def parallel_env(*, render_mode: str | None = None, **options) -> LabourMarketEnv:
+    """The market under PettingZoo's parallel API; `render_mode` None or "ansi", `options` as for `LabourMarketEnv`."""
+    return LabourMarketEnv(render_mode=render_mode, **options)
+
+
+def raw_env(*, render_mode: str | None = None, **options) -> AECEnv:
+    """The market under PettingZoo's AEC API, unwrapped: agents act in turn and the period settles after the last."""
+    return parallel_to_aec_wrapper(parallel_env(render_mode=render_mode, **options))
+
+
+def env(*, render_mode: str | None = None, **options) -> AECEnv:
+    """`raw_env` inside PettingZoo's order-enforcing wrapper, which refuses steps and renders before `reset`."""
+    return OrderEnforcingWrapper(raw_env(render_mode=render_mode, **options))

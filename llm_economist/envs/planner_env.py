@@ -21,13 +21,17 @@ society in which every worker has the median wage and works 40 hours untaxed (se
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium import spaces
 
+from ..config import RunConfig
 from ..economy.utility import Preferences
 from ..economy.welfare import DEFAULT_WELFARE
+from ..factory import Setup, build_setup, make_config_mechanism
 from ..mechanisms.base import Mechanism
 from ..population_model import PopulationModel
 from ..simulation import Carried, Period, play_year
@@ -36,6 +40,7 @@ from ..workers.rational import RationalWorkers
 from .labour_market import (
     AGGREGATES,
     aggregate_bounds,
+    check_config,
     check_count,
     check_mechanism,
     check_preferences,
@@ -51,8 +56,10 @@ Tensor = torch.Tensor
 class PlannerEnv(gym.Env):
     """Choose the mechanism parameters once a year to maximise the population's social welfare.
 
-    Arguments as for `LabourMarketEnv`, plus `workers`, the population (RationalWorkers under
-    `prefs` by default); a worker policy sees `Observation.step` as periods since reset.
+    Arguments as for `LabourMarketEnv` (so `gymnasium.make("llm_economist/Planner-v0")` without
+    arguments plays the census population of 1000), plus `workers`, the population
+    (RationalWorkers under `prefs` by default); a worker policy sees `Observation.step` as
+    periods since reset.
     """
 
     # render_fps only matters to human renderers; it is declared because Gymnasium expects it.
@@ -60,7 +67,7 @@ class PlannerEnv(gym.Env):
 
     def __init__(
         self,
-        wage,
+        wage=None,
         mechanism: Mechanism | str = "three_bracket",
         prefs: Preferences | None = None,
         workers: Workers | None = None,
@@ -95,11 +102,26 @@ class PlannerEnv(gym.Env):
         self.action_space = spaces.Box(-1.0, 1.0, (self.mechanism.size,), dtype=np.float32)
         self.observation_space = spaces.Box(np.concatenate([low, agg_low]), np.concatenate([high, agg_high]), dtype=np.float32)
 
+        self._setup: Setup | None = None  # what `from_config` built, closed with the environment
         self._generator = torch.Generator()
         self._year: int | None = None
         self._theta = self.mechanism.initial()
         self._carried = Carried()
         self._aggregates = np.zeros(len(AGGREGATES))
+
+    @classmethod
+    def from_config(cls, config: RunConfig | str | Path, render_mode: str | None = None) -> PlannerEnv:
+        """The planner's problem of a run config (a RunConfig or a YAML path): its population and
+        worker model built as a run builds them, its mechanism, calendar and welfare function. The
+        config's planners are not used; `close()` closes a language-model client it opened."""
+        config = check_config(config)
+        mechanism = make_config_mechanism(config)
+        setup = build_setup(config.model_copy(update={"planners": []}))  # no planner: no client for a talking one
+        m, e = setup.model, config.economy
+        env = cls(m.wage, mechanism, m.prefs, m.workers, e.steps_per_year, e.years, m.welfare_name, m.welfare_params,
+                  render_mode, m.filing)
+        env._setup = setup
+        return env
 
     @property
     def parameters(self) -> Tensor:
@@ -160,6 +182,11 @@ class PlannerEnv(gym.Env):
             f"year {self._year}/{self.years} | {params} | hours {hours:.1f} h/wk, income ${income:,.0f}, "
             f"revenue ${revenue:,.0f}, transfer ${transfer:,.0f}, Gini {g:.3f}, welfare {welfare:.4f}"
         )
+
+    def close(self) -> None:
+        """Close the language-model client `from_config` opened, if any (workers that talk to a model)."""
+        if self._setup is not None:
+            self._setup.close()
 
     def _observation(self) -> np.ndarray:
         return np.concatenate([self._theta.numpy(), self._aggregates]).astype(np.float32)

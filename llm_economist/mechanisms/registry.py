@@ -4,6 +4,7 @@ factory that takes keyword options and returns a Mechanism)."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from importlib.metadata import EntryPoint, entry_points
 
@@ -22,11 +23,22 @@ BUILTIN_MECHANISMS: dict[str, Callable[..., Mechanism]] = {
 }
 
 
+def _origin(factory: Callable[..., Mechanism]) -> str:
+    """Where a registered mechanism comes from: a built-in's module, or a plug-in's target and distribution."""
+    if isinstance(factory, EntryPoint):
+        return f"plug-in {factory.value}" + (f" of distribution {factory.dist.name}" if factory.dist else "")
+    return f"built-in {factory.__module__}.{factory.__qualname__}"
+
+
 def available_mechanisms() -> dict[str, Callable[..., Mechanism]]:
-    """Built-ins first; a plug-in may not shadow a built-in name."""
+    """Built-ins first, then plug-ins; a name already taken keeps its first owner, with a warning
+    naming both, so that a plug-in can never silently replace a built-in (or another plug-in)."""
     found = dict(BUILTIN_MECHANISMS)
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name not in found:
+        if ep.name in found:
+            warnings.warn(f"mechanism {ep.name!r}: {_origin(ep)} is ignored; the name belongs to {_origin(found[ep.name])}",
+                          stacklevel=2)
+        else:
             found[ep.name] = ep
     return found
 

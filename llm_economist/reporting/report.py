@@ -17,6 +17,7 @@ from ..planners.fixed import BASELINE
 from ..llm.adapter import load_worker_adapter
 from ..workers.prompts import CHANNELS
 from . import plots
+from .summary import MIN_SEEDS, interval, tied_groups
 
 REPORT_NAME = "report.md"
 DASH = "—"
@@ -37,18 +38,21 @@ RUN_FILES = {
 FIGURES = {
     "welfare_over_time.png": (
         "Welfare over time",
-        "Social welfare each step, mean over seeds with its 95% interval shaded; dotted lines mark the start of each tax year.",
+        "Social welfare each step, mean over seeds (shaded: its 95% interval from 3 seeds, the seeds' range with 2); "
+        "dotted lines mark the start of each tax year; a note names planners whose lines coincide.",
     ),
     "final_schedules.png": (
         "Final tax schedules",
-        "Final marginal rates (left) and average tax net of the equal transfer (right) against annual income, "
-        "mean over seeds (shaded: 95% interval); negative means a worker receives more than they pay (axis cut at −100%).",
+        "Final marginal rates (left) and average tax net of the equal transfer (right) against annual income from $0 "
+        "(linear to $10,000, logarithmic above), mean over seeds (shaded as in the legend); negative rates are credits "
+        "phasing in, negative averages mean a worker receives more than they pay (axis cut at −100%).",
     ),
-    "hours_distribution.png": ("Hours worked", "Share of workers by weekly hours in each planner's final step, all seeds pooled."),
+    "hours_distribution.png": ("Hours worked", "Share of workers by weekly hours in each planner's final step, mean over "
+                               "seeds with the band the legend names."),
     "lorenz_curves.png": (
         "Inequality",
-        "Lorenz curves of final pre-tax income and consumption, all seeds pooled; the legend gives the Gini "
-        "as a mean over seeds; the dashed diagonal is perfect equality.",
+        "Lorenz curves of final pre-tax income and consumption, mean over seeds; the legend gives the Gini "
+        "as a mean over seeds with its interval; the dashed diagonal is perfect equality.",
     ),
     "training_curve.png": (
         "Training",
@@ -130,8 +134,9 @@ def _place(half_width: float | None, mean: float) -> int:
 
 
 def format_estimate(estimate: dict | None, scale: float = 1.0, prefix: str = "", suffix: str = "") -> str:
-    """A mean with its 95% interval as 'mean ± half-width', at the precision the interval allows:
-    {"mean": 18412.3, "ci95": [17200.1, 19624.5]} -> '18,400 ± 1,200'; one seed -> '18,400'."""
+    """A mean with its 95% interval as 'mean [low, high]', the project's one notation (intervals cut
+    to a quantity's bounds are not symmetric), at the precision the interval's width allows:
+    {"mean": 18412.3, "ci95": [17200.1, 19624.5]} -> '18,400 [17,200, 19,600]'; no interval -> '18,400'."""
     if not estimate or _missing(estimate.get("mean")):
         return DASH
     mean = estimate["mean"] * scale
@@ -145,7 +150,7 @@ def format_estimate(estimate: dict | None, scale: float = 1.0, prefix: str = "",
         x = round(x, place) + 0.0  # + 0.0 turns -0.0 into 0.0
         return f"{'-' if x < 0 else ''}{prefix}{abs(x):,.{decimals}f}{suffix}"
 
-    return show(mean) if half is None else f"{show(mean)} ± {show(half)}"
+    return show(mean) if half is None else f"{show(mean)} [{show(ci[0] * scale)}, {show(ci[1] * scale)}]"
 
 
 def estimate_of(p: dict, name: str) -> dict | None:
@@ -206,15 +211,45 @@ def final_outcomes(run_dir: Path) -> tuple[pd.DataFrame | None, str]:
 def _seeds_line(summary: dict) -> str:
     seeds = summary.get("seeds", [])
     listed = ", ".join(str(s) for s in seeds)
-    if len(seeds) >= 2:
+    if len(seeds) >= MIN_SEEDS:
         return (
-            f"**{plural(len(seeds), 'seed')}** ({listed}): every figure is a mean over seeds ± the half-width of its "
-            "95% t-interval, printed to the precision the interval allows. Every planner meets the same seeds."
+            f"**{plural(len(seeds), 'seed')}** ({listed}): every figure is a mean over seeds with its 95% t-interval "
+            "in brackets, printed to the precision the interval allows (shares, Gini coefficients and mechanism "
+            "parameters have theirs cut to their bounds). Every planner meets the same seeds."
         )
     return (
-        f"**1 seed** ({listed or '?'}): no interval can be given and the ranking is not tested; "
-        "rerun with `--seeds 3` or more for means with 95% intervals."
+        f"**{plural(len(seeds), 'seed')}** ({listed or '?'}): figures are means with no interval and the ranking is not "
+        f"tested; below {MIN_SEEDS} seeds a 95% interval is wider than the quantities' own range. Rerun with "
+        f"`--seeds {MIN_SEEDS}` or more."
     )
+
+
+def answer(summary: dict) -> str:
+    """The run's answer in one sentence: which planner is best, by how much over no tax, and
+    whether the seeds can tell."""
+    ranking, planners = summary.get("ranking", []), summary.get("planners", {})
+    if not ranking:
+        return "No planner finished every seed, so this run ranks nothing yet."
+    configured = [row for row in ranking if row["planner"] != BASELINE] or ranking
+    best = configured[0]["planner"]
+    margin = ""
+    if BASELINE in planners and best != BASELINE:
+        differences = [w - w0 for w, w0 in zip(planners[best]["per_seed"]["welfare"], planners[BASELINE]["per_seed"]["welfare"])]
+        found = interval(differences)
+        margin = f", {format_estimate(found.as_dict() if found else None)} above no tax"
+    welfare = format_estimate(estimate_of(planners[best], "welfare"))
+    if not all(row.get("tested") for row in ranking):
+        return (f"**{best} had the highest mean welfare ({welfare}{margin}), but with {plural(len(summary.get('seeds', [])), 'seed')} "
+                f"the run cannot say whether that order would hold.**")
+    top = [row["planner"] for row in ranking if row["rank"] == 1 and row["planner"] != BASELINE]
+    if len(top) == 1:
+        return f"**{best} gives the highest welfare ({welfare}{margin}); the seeds tell it apart from every other planner.**"
+    return (f"**{_listed(top)} give the highest welfare and the seeds cannot tell them apart "
+            f"({best} {welfare}{margin}).**")
+
+
+def _listed(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + f" and {names[-1]}"
 
 
 def _embedded_model(summary: dict, config: dict) -> bool:
@@ -270,14 +305,35 @@ def _overview(config: dict, summary: dict) -> str:
 
 
 def _rank_labels(summary: dict) -> dict[str, str]:
-    ranks = {row["planner"]: row["rank"] for row in summary.get("ranking", [])}
+    """'1', '2=', ...; a dash for every planner when the ranking is untested."""
+    ranking = summary.get("ranking", [])
+    if not all(row.get("tested") for row in ranking):
+        return {}
+    ranks = {row["planner"]: row["rank"] for row in ranking}
     counts = pd.Series(list(ranks.values())).value_counts() if ranks else {}
     return {label: f"{r}=" if counts[r] > 1 else str(r) for label, r in ranks.items()}
 
 
+def _group_letters(summary: dict) -> dict[str, str]:
+    """Compact letters: planners sharing a letter are not told apart; a planner apart from all has its own."""
+    ranking = summary.get("ranking", [])
+    if not all(row.get("tested") for row in ranking):
+        return {}
+    order = [row["planner"] for row in ranking]
+    groups = tied_groups(ranking)
+    grouped = {label for group in groups for label in group}
+    groups += [[label] for label in order if label not in grouped]
+    groups.sort(key=lambda g: [order.index(x) for x in g])
+    letters: dict[str, str] = {}
+    for letter, group in zip("abcdefghijklmnopqrstuvwxyz", groups):
+        for label in group:
+            letters[label] = letters.get(label, "") + letter
+    return letters
+
+
 def comparison_table(summary: dict) -> pd.DataFrame:
-    """One row per planner, best mean welfare first; every figure a mean ± its 95% half-width."""
-    ranks = _rank_labels(summary)
+    """One row per planner, best mean welfare first; every figure a mean with its 95% interval."""
+    ranks, letters = _rank_labels(summary), _group_letters(summary)
     order = [row["planner"] for row in summary.get("ranking", [])]
     labels = order + [label for label in summary.get("planners", {}) if label not in order]
     rows = []
@@ -285,6 +341,7 @@ def comparison_table(summary: dict) -> pd.DataFrame:
         p = summary["planners"][label]
         rows.append({
             "Rank": ranks.get(label, DASH),
+            "Tied": letters.get(label, DASH),
             "Planner": label,
             "Welfare": format_estimate(estimate_of(p, "welfare")),
             "Gain captured": format_estimate(estimate_of(p, "gain_captured"), suffix="%"),
@@ -307,19 +364,20 @@ def _ranking_note(summary: dict) -> str:
     if not ranking:
         return "No planner finished every seed, so none is ranked."
     if not all(row.get("tested") for row in ranking):
-        return "With one seed the ranking is only the order of the means; it is not tested."
-    pairs = sorted({tuple(sorted((row["planner"], other))) for row in ranking for other in row["not_distinguishable_from"]})
+        return f"Below {MIN_SEEDS} seeds the rows are only in the order of their means; no rank is tested."
     rule = (
         "Rank is 1 + the number of planners whose welfare is higher at 95% confidence (paired t-interval of the "
-        "per-seed differences); planners sharing a rank (“=”) are not told apart."
+        "per-seed differences). Planners sharing a letter under “Tied” are not told apart; ties need not be "
+        "transitive, so a planner can share a letter with two planners the seeds do tell apart."
     )
-    if not pairs:
-        return rule + " Every pair of planners is distinguishable at that level."
-    return rule + " Not distinguishable at 95%: " + "; ".join(f"{a} and {b}" for a, b in pairs) + "."
+    groups = tied_groups(ranking)
+    if not groups:
+        return rule + " Every pair of planners is told apart at that level."
+    return rule + " Not told apart: " + "; ".join("{" + ", ".join(g) + "}" for g in groups) + "."
 
 
 def parameter_table(summary: dict) -> pd.DataFrame:
-    """Each planner's final parameters with their meaning (brackets with their cutoffs), mean ± 95%."""
+    """Each planner's final parameters with their meaning (brackets with their cutoffs), mean [95% interval]."""
     rows = []
     for label, p in summary.get("planners", {}).items():
         for name, est in p.get("parameters", {}).items():
@@ -368,7 +426,8 @@ def _make_figures(run_dir: Path, config: dict, summary: dict, outcomes: pd.DataF
     welfare_name = config.get("welfare", {}).get("name", summary.get("welfare", {}).get("name", ""))
     written, skipped = [], []
     if metrics is not None and metrics["welfare"].notna().any():
-        plots.plot_welfare_over_time(metrics, run_dir / "welfare_over_time.png", colors, welfare_name)
+        plots.plot_welfare_over_time(metrics, run_dir / "welfare_over_time.png", colors, welfare_name,
+                                     eta=config.get("economy", {}).get("eta"))
         written.append("welfare_over_time.png")
     else:
         skipped.append("welfare over time (no step finished)")
@@ -391,7 +450,9 @@ def _make_figures(run_dir: Path, config: dict, summary: dict, outcomes: pd.DataF
         plots.plot_training_curves(curves, run_dir / "training_curve.png", colors)
         written.append("training_curve.png")
     if parameters is not None and plots.changing_parameters(parameters):
-        plots.plot_parameters_over_time(parameters, run_dir / "parameters_over_time.png", colors)
+        units = {(p.get("mechanism"), name): info.get("unit") for p in summary.get("planners", {}).values()
+                 for name, info in p.get("parameters", {}).items()}
+        plots.plot_parameters_over_time(parameters, run_dir / "parameters_over_time.png", colors, units=units)
         written.append("parameters_over_time.png")
     elif parameters is not None:
         skipped.append("parameters by year (every planner held its parameters from the first year: see the final schedules)")
@@ -531,15 +592,16 @@ def console_table(summary: dict) -> str:
     table = comparison_table(summary)
     if table.empty:
         return "no planner finished a tax year"
-    columns = ["Rank", "Planner", "Welfare", "Gain captured", "Fallbacks", "Mean hours"]
+    columns = ["Rank", "Tied", "Planner", "Welfare", "Gain captured", "Fallbacks", "Mean hours"]
     table = table[columns]
     widths = {c: max(len(c), *(len(v) for v in table[c])) for c in columns}
     lines = ["  ".join(c.ljust(widths[c]) if c == "Planner" else c.rjust(widths[c]) for c in columns)]
     for _, row in table.iterrows():
         lines.append("  ".join(row[c].ljust(widths[c]) if c == "Planner" else row[c].rjust(widths[c]) for c in columns))
     seeds = summary.get("seeds", [])
-    lines.append(f"{plural(len(seeds), 'seed')}" + ("; ± is the half-width of the 95% interval" if len(seeds) > 1 else "; no interval with one seed"))
-    return "\n".join(lines)
+    lines.append(f"{plural(len(seeds), 'seed')}" + ("; [low, high] is the 95% interval; planners sharing a letter are not told apart"
+                                                    if len(seeds) >= MIN_SEEDS else f"; no interval or tested rank below {MIN_SEEDS} seeds"))
+    return answer(summary).strip("*") + "\n" + "\n".join(lines)
 
 
 def write_report(run_dir: Path) -> Path:
@@ -553,7 +615,7 @@ def write_report(run_dir: Path) -> Path:
     outcomes, outcome_source = final_outcomes(run_dir)
     figures, skipped = _make_figures(run_dir, config, summary, outcomes)
 
-    lines = [f"# Run report: {summary.get('name', config.get('name', run_dir.name))}", ""]
+    lines = [f"# Run report: {summary.get('name', config.get('name', run_dir.name))}", "", answer(summary), ""]
     if summary.get("created"):
         lines += [f"Created {summary['created']}.", ""]
     if summary.get("stopped"):

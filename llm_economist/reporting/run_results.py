@@ -72,7 +72,7 @@ def write_results(out: Path, setup: Setup, runs: list[PlannerRun], fingerprint: 
     elections = {r.label: r.elections for r in runs if r.elections}
     if elections:
         (out / "elections.json").write_text(json.dumps(elections, indent=2))
-    log = [{"planner": r.label, **row} for r in runs for row in r.planner.log]
+    log = [{"seed": setup.config.seed, "planner": r.label, **row} for r in runs for row in r.planner.log]
     if log:
         pd.DataFrame(log).to_csv(out / "planner_log.csv", index=False)
     if setup.config.output.traces:
@@ -101,7 +101,8 @@ def summarise(setup: Setup, runs: list[PlannerRun], fingerprint: str, stopped: s
             "final_welfare": final["welfare"],
             **{k: v for k, v in final.items() if k != "welfare"},
             "parameters": mechanism.as_dict(r.history[-1].theta),
-            "parameter_info": {p.name: {"description": p.description, "unit": p.unit} for p in mechanism.parameters},
+            "parameter_info": {p.name: {"description": p.description, "unit": p.unit, "bounds": [p.low, p.high]}
+                               for p in mechanism.parameters},
             "schedule": {  # by filing status: the first group's (a single filer without children)
                 "cutoffs": policy.schedule.for_agent(0).cutoffs.tolist(),
                 "rates": policy.schedule.for_agent(0).rates.detach().tolist(),

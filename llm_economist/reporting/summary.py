@@ -4,7 +4,11 @@ same population, and a ranking that says which planners the seeds cannot tell ap
 
 Statistics come from scipy: the interval of a mean is the one of a one-sample t-test, and two
 planners are told apart by the interval of their paired welfare difference (every planner meets
-the same seeds, so the differences cancel what a seed's population shares).
+the same seeds, so the differences cancel what a seed's population shares). Below three seeds
+there is no interval and no test: with one degree of freedom a 95% t-interval is 12.7 standard
+errors wide each side, wider than most quantities' own range. A quantity with natural bounds
+(a share, a Gini, a mechanism parameter's box) has its interval cut to them: the true mean lies
+inside them, so the cut interval covers it as often as the whole one.
 """
 
 from __future__ import annotations
@@ -20,6 +24,10 @@ from scipy import stats
 from ..planners.fixed import BASELINE
 
 CONFIDENCE = 0.95
+MIN_SEEDS = 3  # for an interval or a test
+# Headline figures bounded by their nature: shares and Gini coefficients lie in [0, 1].
+BOUNDS = {"gini_income": (0.0, 1.0), "gini_consumption": (0.0, 1.0), "share_zero_hours": (0.0, 1.0),
+          "share_at_cap": (0.0, 1.0), "fallback_share": (0.0, 1.0)}
 # Per-seed figures of a planner that the combined summary carries as a mean with an interval.
 HEADLINE_METRICS = (
     "mean_hours", "output", "revenue", "transfer", "gini_income", "gini_consumption", "share_zero_hours", "share_at_cap",
@@ -40,18 +48,22 @@ class Interval:
         return {"mean": self.mean, "ci95": None if self.low is None else [self.low, self.high], "n": self.n}
 
 
-def interval(values: Sequence[float | None]) -> Interval | None:
-    """The mean of the finite values with its 95% t-interval (None when there are none)."""
+def interval(values: Sequence[float | None], bounds: Sequence[float] | None = None) -> Interval | None:
+    """The mean of the finite values with its 95% t-interval, cut to `bounds` (None when there are
+    no values; no interval below `MIN_SEEDS` values)."""
     x = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
     if len(x) == 0:
         return None
     mean = float(x.mean())
-    if len(x) < 2:
+    if len(x) < MIN_SEEDS:
         return Interval(mean, None, None, len(x))
     if _no_spread(x):  # scipy's interval is undefined (or lost to rounding): the mean is exact
         return Interval(mean, mean, mean, len(x))
     ci = stats.ttest_1samp(x, 0.0).confidence_interval(CONFIDENCE)
-    return Interval(mean, float(ci.low), float(ci.high), len(x))
+    low, high = float(ci.low), float(ci.high)
+    if bounds is not None:
+        low, high = max(low, bounds[0]), min(high, bounds[1])
+    return Interval(mean, low, high, len(x))
 
 
 def bracketed(mean: float | None, ci95: Sequence[float] | None, spec: str = ".1f") -> str:
@@ -67,10 +79,10 @@ def _no_spread(x: np.ndarray) -> bool:
 
 
 def distinguishable(a: Sequence[float], b: Sequence[float]) -> bool | None:
-    """Whether the 95% interval of the paired difference a - b excludes 0 (None below two pairs)."""
+    """Whether the 95% interval of the paired difference a - b excludes 0 (None below `MIN_SEEDS` pairs)."""
     d = np.asarray(a, float) - np.asarray(b, float)
     d = d[np.isfinite(d)]
-    if len(d) < 2:
+    if len(d) < MIN_SEEDS:
         return None
     if _no_spread(d):
         return bool(abs(d.mean()) > 0)
@@ -103,8 +115,30 @@ def ranking(welfare: dict[str, list[float]]) -> list[dict]:
     return rows
 
 
-def _stats(values: list) -> dict:
-    found = interval(values)
+def tied_groups(ranking: list[dict]) -> list[list[str]]:
+    """The largest groups of planners no two of which the seeds tell apart (maximal cliques of the
+    not-distinguishable relation, best mean first): ties are not transitive, so a planner can sit
+    in two groups, and a group is what "tied" can honestly mean."""
+    order = [row["planner"] for row in ranking]
+    tied = {row["planner"]: set(row["not_distinguishable_from"]) for row in ranking}
+    groups: list[list[str]] = []
+
+    def grow(group: list[str], candidates: list[str], excluded: set[str]) -> None:  # Bron-Kerbosch
+        if not candidates and not excluded:
+            if len(group) > 1:
+                groups.append(sorted(group, key=order.index))
+            return
+        for label in list(candidates):
+            grow(group + [label], [c for c in candidates if c in tied[label]], excluded & tied[label])
+            candidates = [c for c in candidates if c != label]
+            excluded = excluded | {label}
+
+    grow([], order, set())
+    return sorted(groups, key=lambda g: [order.index(x) for x in g])
+
+
+def _stats(values: list, bounds: Sequence[float] | None = None) -> dict:
+    found = interval(values, bounds)
     return found.as_dict() if found is not None else {"mean": None, "ci95": None, "n": 0}
 
 
@@ -164,9 +198,10 @@ def combine(summaries: Sequence[dict]) -> dict:
             "gain_captured_mean": g["mean"],
             "gain_captured_ci95": g["ci95"],
             "per_seed": {"welfare": welfare, "gain_captured": gain, **{m: [p.get(m) for _, p in rows] for m in HEADLINE_METRICS}},
-            **{m: _stats([p.get(m) for _, p in rows]) for m in HEADLINE_METRICS},
+            **{m: _stats([p.get(m) for _, p in rows], BOUNDS.get(m)) for m in HEADLINE_METRICS},
             "parameters": {
-                name: {**_stats([p["parameters"][name] for _, p in rows]), **last["parameter_info"][name]}
+                name: {**_stats([p["parameters"][name] for _, p in rows], last["parameter_info"][name].get("bounds")),
+                       **last["parameter_info"][name]}
                 for name in last["parameters"]
             },
             "schedules": [p["schedule"] for _, p in rows],
