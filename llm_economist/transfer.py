@@ -3,31 +3,36 @@ workers themselves?
 
 Every planner of a config that optimises against a population model (Saez, search, grid,
 gradient, PPO) is run once against each *source* model of the same census sample: the rational
-model with the run's preferences, a surrogate distilled from the workers, or the workers' own
-population model where it is theirs (bounded-rational workers). Each mechanism it settles on is then
-played on the real workers of that sample, beside the no-tax baseline, with common random numbers;
-the seeds are the config's, so a study keeps them apart from the seeds its surrogate was
-distilled on. Gain captured is read against the best mechanism optimised on the workers
-themselves where that source is run (the optimum computed on the truth), else against the best
-mechanism judged.
+model with the run's preferences, a surrogate distilled from the workers, the population a tuned
+language model's adapter was tuned toward (its target), or the workers' own population model where
+it is theirs (bounded-rational workers). The planning population can be larger than the one judged
+(`plan_agents`: plan against 100,000 learned agents, judge on 100 language-model workers). Each
+mechanism a planner settles on is then played on the real workers of that sample, beside the
+no-tax baseline, with common random numbers; the seeds are the config's, so a study keeps them
+apart from the seeds its surrogate was distilled on. Gain captured is read against the best
+mechanism optimised on the workers themselves where that source is run (the optimum computed on
+the truth), else against the best mechanism judged.
 
 Finished work is kept: each seed's mechanisms are written to `mechanisms_<seed>.json` before they
-are judged, and the judging runs resume from their checkpoints.
+are judged (with the seconds each source's planning took), and the judging runs resume from their
+checkpoints.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 from .config import PlannerConfig, RunConfig, dump_config
-from .factory import build_setup, make_planner
+from .factory import build_setup, make_planner, worker_adapter
 from .planners.fixed import BASELINE
-from .reporting.summary import bracketed, combine, gain_captured, interval
+from .reporting.report import format_estimate
+from .reporting.summary import combine, gain_captured, interval
 from .runner import Runner
 
-SOURCES = ("rational", "surrogate", "workers")
+SOURCES = ("rational", "surrogate", "target", "workers")
 TRUTH = "workers"  # the source that is the real workers' own population model
 
 
@@ -45,14 +50,38 @@ def source_config(config: RunConfig, source: str, surrogate_model: str | None) -
             raise ValueError("transfer: the source 'surrogate' needs a surrogate model file")
         update = {"kind": "surrogate", "surrogate_model": surrogate_model}
         return config.model_copy(update={"workers": config.workers.model_copy(update=update)})
+    if source == "target":
+        return target_config(config)
     raise ValueError(f"transfer: unknown source {source!r}; choose from {SOURCES}")
 
 
-def optimise(config: RunConfig, sources: tuple[str, ...], surrogate_model: str | None) -> dict[str, list[float]]:
-    """`source.planner` -> the parameters each planner settles on against each source model (one seed)."""
-    found = {}
+def target_config(config: RunConfig) -> RunConfig:
+    """The population the workers' tuned adapter was tuned toward, as workers of this run: the
+    known truth behind tuned language-model workers."""
+    adapter = worker_adapter(config)
+    if adapter is None:
+        raise ValueError("transfer: the source 'target' needs language-model workers with a tuned adapter "
+                         "(workers.kind: llm, workers.llm_adapter)")
+    target = dict(adapter.meta["target"])
+    for field in ("elasticity", "eta", "max_hours"):
+        if getattr(config.economy, field) != target[field]:
+            raise ValueError(f"transfer: economy.{field} is {getattr(config.economy, field)}, but the adapter's target population "
+                             f"was tuned with {target[field]}; the target is not these workers' truth")
+    update = {k: target[k] for k in ("kind", "temperature", "hour_bins", "persistence", "social_pull")}
+    return config.model_copy(update={"workers": config.workers.model_copy(update=update)})
+
+
+def optimise(
+    config: RunConfig, sources: tuple[str, ...], surrogate_model: str | None, plan_agents: int | None = None,
+) -> dict:
+    """The parameters each planner settles on against each source model (one seed), as
+    `{"mechanisms": {source.planner: theta}, "optimise_s": {source: seconds}}`."""
+    found, seconds = {}, {}
     for source in sources:
         trained_on = source_config(config, source, surrogate_model)
+        if plan_agents is not None:
+            trained_on = trained_on.model_copy(update={"population": trained_on.population.model_copy(update={"n_agents": plan_agents})})
+        start = time.perf_counter()
         setup = build_setup(trained_on)
         try:
             for planner in trained_on.planners:
@@ -60,35 +89,52 @@ def optimise(config: RunConfig, sources: tuple[str, ...], surrogate_model: str |
                 found[f"{source}.{planner.name}"] = [float(x) for x in theta]
         finally:
             setup.close()
-    return found
+        seconds[source] = round(time.perf_counter() - start, 1)
+    return {"mechanisms": found, "optimise_s": seconds}
 
 
 def run_transfer(
     config: RunConfig, out: str | Path, sources: tuple[str, ...] = SOURCES, surrogate_model: str | None = None,
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[str], None] | None = None, plan_agents: int | None = None,
 ) -> dict:
     """Optimise on every source, judge on the real workers for each seed; write and return the summary."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(dump_config(config))
-    summaries = []
+    summaries, walls = [], []
     for seed in range(config.seed, config.seed + config.seeds):
         one = config.model_copy(update={"seed": seed, "seeds": 1})
         saved = out / f"mechanisms_{seed}.json"
         if not saved.is_file():
             if progress:
-                progress(f"seed {seed}: optimising on {', '.join(sources)}")
-            saved.write_text(json.dumps(optimise(one, sources, surrogate_model), indent=1))
-        mechanisms = json.loads(saved.read_text())
+                progress(f"seed {seed}: optimising on {', '.join(sources)}" + (f" with {plan_agents:,} agents" if plan_agents else ""))
+            record = {**optimise(one, sources, surrogate_model, plan_agents), "plan_agents": plan_agents}
+            saved.write_text(json.dumps(record, indent=1))
+        record = json.loads(saved.read_text())
+        if record.get("plan_agents") != plan_agents:
+            raise ValueError(f"transfer: {saved} was planned with plan_agents {record.get('plan_agents')}, not {plan_agents}; "
+                             "use another output directory or delete it")
         judged = one.model_copy(update={"planners": [PlannerConfig(kind="fixed", label=label, parameters=theta)
-                                                       for label, theta in mechanisms.items()]})
+                                                       for label, theta in record["mechanisms"].items()]})
         if progress:
-            progress(f"seed {seed}: judging {len(mechanisms)} mechanisms on the workers")
+            progress(f"seed {seed}: judging {len(record['mechanisms'])} mechanisms on the workers")
+        fresh, start = not (out / f"seed_{seed}").exists(), time.perf_counter()
         summaries.append(Runner(judged, out / f"seed_{seed}", resume=True, progress=False).run())
+        if "judge_s" not in record:  # timed only when judged in one go: a resumed judging would understate it
+            record["judge_s"] = round(time.perf_counter() - start, 1) if fresh else None
+            saved.write_text(json.dumps(record, indent=1))
+        walls.append({**{f"plan on {k}": v for k, v in record["optimise_s"].items()}, "judge on the workers": record["judge_s"]})
     summary = transfer_summary(combine(summaries), sources)
+    summary["plan_agents"] = plan_agents or config.population.n_agents
+    summary["wall_s_mean"] = {stage: mean_of([w[stage] for w in walls]) for stage in walls[0]}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     (out / "table.md").write_text(transfer_table(summary))
     return summary
+
+
+def mean_of(seconds: list[float | None]) -> float | None:
+    timed = [s for s in seconds if s is not None]
+    return round(sum(timed) / len(timed), 1) if timed else None
 
 
 def transfer_summary(combined: dict, sources: tuple[str, ...]) -> dict:
@@ -118,10 +164,13 @@ def transfer_summary(combined: dict, sources: tuple[str, ...]) -> dict:
 def transfer_table(summary: dict) -> str:
     """Markdown: one row per mechanism, gain captured on the real workers with its interval."""
     lines = [f"Gain captured on the real workers, against {summary['reference']}; means over seeds "
-             f"{summary['seeds']} with 95% intervals.", "",
+             f"{summary['seeds']} with 95% intervals. Planned against {summary['plan_agents']:,} agents of each source "
+             f"model, judged on {summary['population']['n_agents']:,} workers.", "",
              "| optimised on | planner | gain captured (%) | welfare | mean hours | parameters |", "|---|---|---:|---:|---:|---|"]
     for row in summary["mechanisms"].values():
-        gain, welfare = bracketed(row["gain_mean"], row["gain_ci95"]), bracketed(row["welfare_mean"], row["welfare_ci95"], ",.0f")
+        gain = format_estimate({"mean": row["gain_mean"], "ci95": row["gain_ci95"]})
+        welfare = format_estimate({"mean": row["welfare_mean"], "ci95": row["welfare_ci95"]})
         parameters = ", ".join(f"{k} {v:.3g}" for k, v in row["parameters"].items())
         lines.append(f"| {row['source']} | {row['planner']} | {gain} | {welfare} | {row['mean_hours']:.1f} | {parameters} |")
-    return "\n".join(lines) + "\n"
+    walls = ", ".join(f"{stage} {seconds:,.0f} s" for stage, seconds in summary["wall_s_mean"].items() if seconds is not None)
+    return "\n".join(lines) + f"\n\nWall time per seed (mean): {walls}.\n"

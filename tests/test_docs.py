@@ -99,10 +99,6 @@ def test_every_code_block_runs_here_or_says_why_not():
     assert not silent, "code blocks neither run nor marked `<!-- not run: REASON -->`:\n" + "\n".join(silent)
 
 
-def test_the_transfer_results_page_ends_where_the_tuned_section_goes():
-    assert (ROOT / "docs" / "results" / "transfer.md").read_text().rstrip().endswith("<!-- tuned-transfer -->")
-
-
 @pytest.mark.parametrize(
     "page",
     [p for p in PAGES if any(b.not_run is None and b.lang in RUNNABLE for b in code_blocks(p))],

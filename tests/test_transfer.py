@@ -6,7 +6,7 @@ import json
 import pytest
 
 from llm_economist.config import load_config
-from llm_economist.transfer import run_transfer, source_config
+from llm_economist.transfer import optimise, run_transfer, source_config
 from llm_economist.workers.surrogate import shipped_model_path
 
 TRUTH = ["seed=5000", "seeds=2", "population.n_agents=300", "economy.years=2", "economy.steps_per_year=1",
@@ -31,7 +31,9 @@ def test_a_planner_trained_on_the_distilled_surrogate_reaches_95_percent_of_the_
     found = [json.loads((tmp_path / f"mechanisms_{seed}.json").read_text()) for seed in (5000, 5001)]
     for label, row in rows.items():
         for k, value in enumerate(row["parameters"].values()):
-            assert value == pytest.approx((found[0][label][k] + found[1][label][k]) / 2)
+            assert value == pytest.approx((found[0]["mechanisms"][label][k] + found[1]["mechanisms"][label][k]) / 2)
+    assert set(found[0]["optimise_s"]) == {"rational", "surrogate", "workers"} and found[0]["judge_s"] > 0
+    assert "Wall time per seed (mean): plan on rational" in (tmp_path / "table.md").read_text()
     # A second call resumes: nothing is optimised or played again, and the figures are the same.
     again = run_transfer(load_config(None, TRUTH), tmp_path, ("rational", "surrogate", "workers"),
                          str(shipped_model_path("bounded_social")))
@@ -45,3 +47,33 @@ def test_sources_a_planner_cannot_optimise_against_are_named_errors():
     with pytest.raises(ValueError, match="needs a surrogate model file"):
         source_config(llm, "surrogate", None)
     assert source_config(llm, "rational", None).workers.kind == "rational"
+
+
+def test_planning_on_more_agents_than_are_judged_plans_on_that_population():
+    small = load_config(None, ["seed=7", "population.n_agents=50", "planners=[{kind: saez}]"])
+    large = small.model_copy(update={"population": small.population.model_copy(update={"n_agents": 3000})})
+    scaled = optimise(small, ("rational",), None, plan_agents=3000)["mechanisms"]
+    assert scaled == optimise(large, ("rational",), None)["mechanisms"]
+    assert scaled != optimise(small, ("rational",), None)["mechanisms"]
+
+
+def test_a_run_planned_on_another_number_of_agents_is_not_resumed_as_if_it_were_the_same(tmp_path):
+    config = load_config(None, ["seed=7", "seeds=1", "population.n_agents=50", "economy.years=1", "planners=[{kind: saez}]"])
+    run_transfer(config, tmp_path, ("rational",), plan_agents=400)
+    with pytest.raises(ValueError, match="planned with plan_agents 400, not None"):
+        run_transfer(config, tmp_path, ("rational",))
+
+
+TUNED = ["workers.kind=llm", "workers.decision_format=budget_menu", "workers.memory=3", "workers.neighbours=20",
+         "workers.llm_adapter=tuned"]
+
+
+def test_the_target_source_is_the_population_the_adapter_was_tuned_toward():
+    tuned_toward = load_config("experiments/tune/bounded_social.yaml").workers
+    target = source_config(load_config(None, TUNED), "target", None).workers
+    for field in ("kind", "temperature", "hour_bins", "persistence", "social_pull", "decision_format", "neighbours", "memory"):
+        assert getattr(target, field) == getattr(tuned_toward, field), field
+    with pytest.raises(ValueError, match="needs language-model workers with a tuned adapter"):
+        source_config(load_config(None, ["workers.kind=llm"]), "target", None)
+    with pytest.raises(ValueError, match="economy.elasticity is 0.5"):
+        source_config(load_config(None, [*TUNED, "economy.elasticity=0.5"]), "target", None)
