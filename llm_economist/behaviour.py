@@ -481,8 +481,8 @@ def write_behaviour(result: dict, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     (out / "behaviour.json").write_text(json.dumps(result, indent=2))
     plots = [out / "hours_against_rate.png", out / "individual_responses.png"]
-    plot_hours_against_rate(result, plots[0])
-    plot_individual_responses(result, plots[1])
+    plot_hours_against_rate(result, plots[0], list(INCOME_GROUPS), EVIDENCE["eti"]["band"])
+    plot_individual_responses(result, plots[1], EVIDENCE["eti"]["band"])
     (out / "behaviour.md").write_text(behaviour_markdown(result, [p.name for p in plots]))
     return [out / "behaviour.json", out / "behaviour.md", *plots]
 

@@ -147,9 +147,9 @@ def test_hours_on_many_values_are_binned_with_each_value_inside_one_bin(tmp_path
 
 
 def test_individual_responses_say_why_there_is_no_spread(tmp_path):
-    empty = plots.plot_individual_responses({"workers": 10, "individual_elasticities": []}, tmp_path / "i.png")
+    empty = plots.plot_individual_responses({"workers": 10, "individual_elasticities": []}, tmp_path / "i.png", (0.12, 0.4))
     assert "no agent off a corner: no elasticity to show" in texts(empty)
-    equal = plots.plot_individual_responses({"workers": 10, "individual_elasticities": [0.2] * 10}, tmp_path / "i.png")
+    equal = plots.plot_individual_responses({"workers": 10, "individual_elasticities": [0.2] * 10}, tmp_path / "i.png", (0.12, 0.4))
     assert "all 10 agents off a corner have elasticity 0.2: no spread" in texts(equal)
 
 
@@ -186,7 +186,7 @@ def test_behaviour_figures_state_their_units(tmp_path):
     result = {"workers": 10, "rate_grid": [0.1, 0.4, 0.7], "rate_grid_hours_all": [40.0, 38.0, 35.0],
               "rate_grid_hours_all_ci95": [[39.0, 41.0], None, [34.0, 36.0]]}
     result |= {f"rate_grid_hours_{g}": None for g in INCOME_GROUPS}
-    ax = plots.plot_hours_against_rate(result, tmp_path / "r.png").axes[0]
+    ax = plots.plot_hours_against_rate(result, tmp_path / "r.png", list(INCOME_GROUPS), (0.12, 0.4)).axes[0]
     assert ax.get_ylabel() == "mean hours worked (h/week)" and float(ax.xaxis.get_major_formatter()(0.4, 0).rstrip("%")) == 40
 
 

@@ -404,17 +404,15 @@ def plot_parameters_over_time(parameters: pd.DataFrame, path: Path, colors: Mapp
     return _save(fig, path)
 
 
-def plot_hours_against_rate(result: Mapping, path: Path) -> Figure:
-    """Mean hours (95% band over the group's agents) against the own-bracket marginal rate, by income
-    group, with the hours a population with the evidence's elasticities (0.12-0.40) would work,
-    anchored at the lowest rate."""
-    from ..behaviour import EVIDENCE, INCOME_GROUPS
-
+def plot_hours_against_rate(result: Mapping, path: Path, groups: Sequence[str], evidence: tuple[float, float]) -> Figure:
+    """Mean hours (95% band over the group's agents) against the own-bracket marginal rate, for all
+    agents and each income group, with the hours a population with the evidence's elasticities
+    (`evidence`, e.g. 0.12-0.40) would work, anchored at the lowest rate."""
     fig = Figure(figsize=(7.5, 4.4), layout="constrained")
     ax = fig.add_subplot()
     rates = np.asarray(result["rate_grid"], dtype=float)
-    low_e, high_e = EVIDENCE["eti"]["band"]
-    for k, group in enumerate(["all", *INCOME_GROUPS]):
+    low_e, high_e = evidence
+    for k, group in enumerate(["all", *groups]):
         means = result.get(f"rate_grid_hours_{group}")
         if not means or means[0] is None:
             continue
@@ -437,16 +435,14 @@ def plot_hours_against_rate(result: Mapping, path: Path) -> Figure:
     return _save(fig, path)
 
 
-def plot_individual_responses(result: Mapping, path: Path) -> Figure:
+def plot_individual_responses(result: Mapping, path: Path, evidence: tuple[float, float]) -> Figure:
     """Histogram of individual hours elasticities (agents not at a corner), the evidence band shaded;
     no agents, or all with one elasticity, said in words."""
-    from ..behaviour import EVIDENCE
-
     fig = Figure(figsize=(7.5, 4.4), layout="constrained")
     ax = fig.add_subplot()
     values = np.asarray(result["individual_elasticities"], dtype=float)
     values = values[np.isfinite(values)]
-    low, high = EVIDENCE["eti"]["band"]
+    low, high = evidence
     ax.axvspan(low, high, color="grey", alpha=0.2, label=f"evidence {low}-{high}")
     ax.set_xlabel("individual hours elasticity w.r.t. the net-of-tax rate (unitless)")
     ax.set_ylabel("agents (count)")
