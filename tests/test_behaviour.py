@@ -310,6 +310,18 @@ def test_the_behaviour_command_writes_its_files_and_compare_reports_the_response
     assert "## Does the population respond?" in report and "Saez, Slemrod and Giertz 2012" in report
 
 
+def test_figures_that_are_zero_up_to_rounding_print_as_zero(tmp_path):
+    # Bounded workers without habit, imitation or income effects: those figures are 0, computed in floats.
+    done = CliRunner().invoke(main, ["behaviour", "experiments/configs/getting_started.yaml", "--agents", "60",
+                                     "--out", str(tmp_path), "--quiet"])
+    assert done.exit_code == 0, done.output
+    result, markdown = json.loads((tmp_path / "behaviour.json").read_text()), (tmp_path / "behaviour.md").read_text()
+    assert abs(result["income_effect_hours_per_10k"]) < 1e-9  # 0, or the rounding the report must not print
+    assert "| hours per $10k more transfer (income effect) | 0 [0, 0] |" in markdown
+    assert "| weight on own last hours | 0 [0, 0] |" in markdown
+    assert re.search(r"\de-1\d", markdown) is None
+
+
 def test_a_language_model_comparison_without_a_probe_says_its_response_is_unmeasured(tmp_path):
     with FaultServer(content=first_option) as server:
         config = load_config(None, ["workers.kind=llm", f"llm.base_urls=[{server.url}]", "llm.model=fault-model",
