@@ -10,6 +10,7 @@ bar counts them as they finish.
 from __future__ import annotations
 
 import os
+import socket
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -19,6 +20,7 @@ from tqdm.auto import tqdm
 
 IN_PROCESS = "none"  # --address value: run the tasks here, one after another
 LOCAL = "local"  # --address value: start a Ray instance on this machine, sized to it
+CONNECT_TIMEOUT_S = 5.0  # to reach a cluster's head before handing the address to Ray
 RETRIES = 3  # times Ray reruns a task whose worker process died
 
 
@@ -74,9 +76,15 @@ def run_tasks(
 
     started_here = not ray.is_initialized()
     if started_here:
+        if address != LOCAL:
+            check_reachable(address)
         local = {"num_cpus": os.cpu_count(), "include_dashboard": False}
-        ray.init(address=None if address == LOCAL else address, logging_level="ERROR", log_to_driver=False,
-                 **(local if address == LOCAL else {}))
+        try:
+            ray.init(address=None if address == LOCAL else address, logging_level="ERROR", log_to_driver=False,
+                     **(local if address == LOCAL else {}))
+        except ConnectionError as err:  # `auto` with no cluster running
+            raise ValueError(f"--address {address}: no Ray cluster found ({err}); start one with `ray start --head`, "
+                             f"or use --address {LOCAL}") from None
     try:
         with _servers(embedded_llm, on_ray=True):
             remote = ray.remote(num_cpus=1, max_retries=RETRIES)(_timed)
@@ -92,6 +100,17 @@ def run_tasks(
     finally:
         if started_here:
             ray.shutdown()
+
+
+def check_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """A HOST:PORT that accepts no connection fails here, named, instead of Ray waiting on it for minutes."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        return  # `auto` or a ray:// URL: Ray finds or refuses it itself
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as err:
+        raise ValueError(f"--address {address}: nothing accepts connections there ({err}); is the Ray head running?") from None
 
 
 def _servers(embedded_llm: tuple[int, str | None] | None, on_ray: bool) -> AbstractContextManager:

@@ -107,6 +107,15 @@ def test_narrate_writes_the_account_and_its_facts(tmp_path):
     assert "cut at the length limit" not in text and "Caveat" not in text
 
 
+def test_narrate_fails_when_the_model_gives_no_usable_text_and_keeps_the_facts(tmp_path):
+    with FaultServer(content="   ") as server:
+        done = cli("narrate", str(served_run(tmp_path, server)), "--agent", "2", "--quiet")
+    assert done.returncode == 1 and "narrative:" not in done.stdout
+    assert "the language model gave no usable text" in done.stderr
+    facts = (tmp_path / "narrative_saez_agent_2.md").read_text().split("## The facts the account was written from")[1]
+    assert "Year 1, week 1: worked 40 h" in facts
+
+
 def test_narrate_shows_progress_on_stderr_unless_quiet(tmp_path):
     with FaultServer(content=DIARY) as server:
         run = str(served_run(tmp_path, server))

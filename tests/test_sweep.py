@@ -4,6 +4,7 @@ cluster gives the same numbers as running the work one after another, with cells
 also when a worker process dies mid-task."""
 
 import json
+import socket
 import threading
 import time
 
@@ -62,6 +63,17 @@ def test_bad_grids_are_named_errors():
     result = CliRunner().invoke(main, ["sweep", "experiments/configs/quickstart.yaml", "--grid", "economy.elasticity=-1",
                                        "--address", "none"])
     assert result.exit_code == 2 and "economy.elasticity" in result.output
+
+
+def test_an_address_where_no_cluster_listens_is_refused_quickly_and_named():
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    start = time.monotonic()
+    result = CliRunner().invoke(main, ["sweep", "experiments/configs/getting_started.yaml", "--grid", "economy.elasticity=0.2,0.5",
+                                       "--address", f"127.0.0.1:{port}"])
+    assert result.exit_code == 2 and f"--address 127.0.0.1:{port}: nothing accepts connections there" in result.output
+    assert time.monotonic() - start < 30
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..config import LLMConfig, RunConfig
-from ..llm import ChatReply, ChatRequest, LLMClient
+from ..llm import ChatReply, ChatRequest, LLMClient, LLMError
 from ..personas import persona_text, sample_population
 from .report import NoRunError, require_files
 
@@ -95,6 +95,10 @@ def fact_lines(rows: pd.DataFrame, steps_per_year: int) -> list[str]:
     return lines
 
 
+class NoUsableText(LLMError):
+    """The model gave no text to narrate with: the command fails, though the facts are written."""
+
+
 def whole_sentences(text: str) -> str:
     """`text` up to the end of its last complete sentence ("" when none is complete)."""
     ends = [m.end() for m in SENTENCE_END.finditer(text)]
@@ -105,7 +109,7 @@ def account_text(reply: ChatReply, max_tokens: int) -> str:
     """The model's account, ended at a full sentence with a note when it ran into the length limit."""
     text = (reply.text or "").strip()
     if not text:
-        return f"(the language model gave no usable text: {reply.error})"
+        return f"(the language model gave no usable text: {reply.error or 'an empty reply'})"
     # A reply served from the cache keeps its token count but not the flag.
     if not (reply.truncated or reply.completion_tokens >= max_tokens):
         return text
@@ -130,11 +134,14 @@ def narrate(record: AgentRecord, config: RunConfig, client: LLMClient, max_token
     prompt = (f"I am {record.persona}\nWhat happened to me:\n" + "\n".join(record.facts)
               + "\nWrite my diary of these weeks in about 120 words.")
     request = ChatRequest((("system", SYSTEM_PROMPT), ("user", prompt)), max_tokens=max_tokens, seed=record.agent, tag="narrate")
-    account = account_text(client.complete(request), max_tokens)
+    reply = client.complete(request)
+    account = account_text(reply, max_tokens)
     caveat = embedded_caveat(record.run_dir, record.agent) if embedded_model(config.llm) else ""
     out = record.run_dir / f"narrative_{record.planner}_agent_{record.agent}.md"
     out.write_text(
         f"# Agent {record.agent} under {record.planner}\n\n*{record.persona}*\n\n## In their words\n\n{caveat}{account}\n\n"
         "## The facts the account was written from\n\n" + "\n".join(f"- {f}" for f in record.facts) + "\n"
     )
+    if not (reply.text or "").strip():
+        raise NoUsableText(f"the language model gave no usable text ({reply.error or 'an empty reply'}); {out} holds the facts alone")
     return out
