@@ -41,6 +41,8 @@ def prepare_out_dir(out: Path, resume: bool, overwrite: bool) -> None:
     """Refuse to mix a new run with an old one's files: continue it, clear it, or pick another directory."""
     if resume and overwrite:
         raise OutputDirError("--resume and --overwrite exclude each other")
+    if resume and not (out / "config.yaml").is_file():
+        raise OutputDirError(f"--resume: {out} holds no run to continue (no config.yaml); leave out --resume to start one there")
     if not out.exists() or resume:
         return
     if not out.is_dir():
@@ -79,8 +81,10 @@ def run_comparison(
     out.mkdir(parents=True, exist_ok=True)
     saved = out / "config.yaml"
     # Changing only the number of seeds keeps a comparison resumable: finished seeds are reused.
-    if resume and saved.is_file() and _fingerprint(load_config(saved)) != _fingerprint(config):
-        raise ResumeError(f"{saved}: written by a different config; rerun without --resume or use a new --out")
+    if resume and _fingerprint(load_config(saved)) != _fingerprint(config):
+        changed = changed_fields(load_config(saved), config)
+        raise ResumeError(f"{saved}: written by a different config ({', '.join(changed)} changed); rerun without --resume "
+                          "or use a new --out")
     saved.write_text(dump_config(config))
     settings = llm_settings(config, str((out / "llm_cache.sqlite").resolve())) if config.needs_llm else None
     seeds = [(config.model_copy(update={"seed": seed, "seeds": 1}), str((out / f"seed_{seed}").resolve()), settings, resume,
@@ -105,6 +109,17 @@ def run_seed(config: RunConfig, out: str, settings: LLMSettings | None, resume: 
         runner = Runner(config, out, resume, progress, client)
         summary = runner.run(labels)
         return {"summary": summary, "tables": run_tables(runner.setup, runner.runs), "stopped": runner.stopped}
+
+
+def changed_fields(before: RunConfig, after: RunConfig) -> list[str]:
+    """The dotted names of the settings that differ, as a person would `--set` them: `economy.years`, `planners`."""
+    def leaves(value, prefix: str = "") -> dict:
+        if isinstance(value, dict):
+            return {k: v for key, item in value.items() for k, v in leaves(item, f"{prefix}{key}.").items()}
+        return {prefix.rstrip("."): value}
+
+    old, new = leaves(before.model_dump(mode="json")), leaves(after.model_dump(mode="json"))
+    return sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and k != "seeds")
 
 
 def _fingerprint(config: RunConfig) -> str:

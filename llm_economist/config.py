@@ -263,9 +263,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
         try:
-            data = yaml.safe_load(path.read_text()) or {}
+            data = yaml.safe_load(path.read_text())
         except yaml.YAMLError as err:
             raise ConfigError(f"config {path}: not valid YAML: {err}") from None
+        if data is None:  # an empty file is a mistake, not a request for the whole default experiment
+            raise ConfigError(f"config {path}: the file is empty; write at least the settings that differ from the defaults "
+                              "(for example `name: my_run`)")
         if not isinstance(data, dict):
             raise ConfigError(f"config {path}: the top level must be a mapping of sections")
     for assignment in overrides or []:

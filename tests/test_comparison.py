@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from llm_economist.comparison import OutputDirError, run_comparison
-from llm_economist.config import load_config
+from llm_economist.config import ConfigError, load_config
 from llm_economist.runner import ResumeError, Runner
 
 SMALL = [
@@ -110,5 +110,19 @@ def test_resume_with_more_seeds_reuses_the_finished_ones(tmp_path):
 
 def test_resume_refuses_a_changed_config(tmp_path):
     run_comparison(small_config(), tmp_path, progress=False)
-    with pytest.raises(ResumeError, match="different config"):
+    with pytest.raises(ResumeError, match=r"different config \(economy.elasticity changed\)"):
         run_comparison(small_config("economy.elasticity=0.3"), tmp_path, resume=True, progress=False)
+    with pytest.raises(ResumeError, match=r"\(economy.years, planners changed\)"):
+        run_comparison(small_config("economy.years=3", "planners=[{kind: flat}]"), tmp_path, resume=True, progress=False)
+
+
+def test_resume_where_no_run_was_written_is_refused(tmp_path):
+    with pytest.raises(OutputDirError, match="holds no run to continue"):
+        run_comparison(small_config(), tmp_path / "never_run", resume=True, progress=False)
+    assert not (tmp_path / "never_run").exists()
+
+
+def test_an_empty_config_file_is_refused_not_run_as_the_defaults(tmp_path):
+    (tmp_path / "empty.yaml").write_text("\n# nothing yet\n")
+    with pytest.raises(ConfigError, match="the file is empty"):
+        load_config(tmp_path / "empty.yaml")
