@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import math
 import time
 import warnings
@@ -462,8 +463,8 @@ def population_response(config: RunConfig, out: Path, measured: dict | None = No
         except Exception as err:  # the comparison's finished results must still be written
             return {"measured": False, "line": f"The probe of this population failed ({type(err).__name__}: {err}); "
                     "rerun it with `llm-economist behaviour CONFIG`"}
-    elif measured is not None:
-        result = measured
+    elif measured is not None:  # the report links the probe from the run directory, whatever the working directory
+        result = {**measured, "source": os.path.relpath(Path(measured["source"]).resolve(), out.parent.resolve())}
     else:
         return {"measured": False, "line": "The response of the language-model population is unmeasured: measure it with "
                 "`llm-economist behaviour CONFIG --out DIR`, then pass `--behaviour DIR` to compare"}

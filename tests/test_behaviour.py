@@ -10,6 +10,7 @@ import math
 import re
 import shutil
 import zlib
+from pathlib import Path
 from dataclasses import replace
 
 import numpy as np
@@ -18,7 +19,7 @@ import torch
 from click.testing import CliRunner
 
 from fault_server import FaultServer
-from llm_economist.behaviour import EVIDENCE, RATE_GRID, STEP, headline, probe
+from llm_economist.behaviour import EVIDENCE, RATE_GRID, STEP, headline, probe, run_probe
 from llm_economist.cli import main
 from llm_economist.comparison import run_comparison
 from llm_economist.config import load_config
@@ -330,3 +331,17 @@ def test_a_language_model_comparison_without_a_probe_says_its_response_is_unmeas
         assert not summary["behaviour"]["measured"] and "llm-economist behaviour" in summary["behaviour"]["line"]
         with pytest.raises(ValueError, match="--behaviour"):
             run_comparison(config, tmp_path / "other", progress=False, behaviour=tmp_path / "run")  # no probe there
+
+
+def test_a_probe_named_by_a_relative_path_is_linked_from_the_report(tmp_path, monkeypatch):
+    from llm_economist.reporting import write_report
+
+    monkeypatch.chdir(tmp_path)
+    with FaultServer(content=first_option) as server:
+        config = load_config(None, ["workers.kind=llm", f"llm.base_urls=[{server.url}]", "llm.model=fault-model",
+                                    "population.n_agents=4", "economy.years=1", "planners=[{kind: us_federal}]"])
+        run_probe(config, Path("probes/llm"), 4)
+        run_comparison(config, Path("runs/compare"), progress=False, behaviour=Path("probes/llm"))
+    report = write_report(tmp_path / "runs/compare").read_text()
+    link = re.search(r"Full probe: \[`[^`]+`\]\(([^)]+)\)", report)[1]
+    assert (tmp_path / "runs/compare" / link).is_file() and link == "../../probes/llm/behaviour.md"
