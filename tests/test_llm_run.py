@@ -131,6 +131,7 @@ def test_a_server_that_fails_every_request_stops_the_run_with_exit_3_and_a_compl
     assert "first period" in summary["stopped"]
     report = (tmp_path / "out/report.md").read_text()
     assert "The run stopped early." in report and "## Caveats" in report
+    assert "Revenue: ." not in report and "Revenue: no planner set a policy before the run stopped." in report
 
 
 def test_with_stopping_off_every_reply_falls_back_and_the_report_still_renders(tmp_path):

@@ -174,10 +174,11 @@ def caveats(setup: Setup, runs: list[PlannerRun]) -> list[str]:
     for r in runs:
         if r.policy is not None:
             uses.setdefault(revenue_use(r.policy), []).append(r.label)
+    spent = "; ".join(f"{', '.join(labels)}: {use}" for use, labels in uses.items()) or "no planner set a policy before the run stopped"
     notes = [
         "Workers are simulated, not people: hours follow the stated utility model, calibrated only so that the "
         "median worker works the target hours under the 2024 US taxes on earnings.",
-        "Revenue: " + "; ".join(f"{', '.join(labels)}: {use}" for use, labels in uses.items()) + ". The US federal "
+        f"Revenue: {spent}. The US federal "
         "baseline is the 2024 taxes on earnings by filing status (income tax above the standard deduction, payroll "
         "tax, EITC); paying its revenue back equally, as the reference paper does, makes it a large basic income "
         "the real US does not pay (`rebate_share: 0` keeps it as spending).",
