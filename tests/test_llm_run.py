@@ -222,3 +222,18 @@ def test_a_server_stopped_mid_run_hands_its_work_to_the_other_with_no_fallbacks(
     report = write_report(tmp_path).read_text()
     assert "| Server | Calls | Failures | Moved to another server | Out of rotation |" in report
     assert f"| {dying.url} | {dead['calls']} | {dead['failures']} |" in report
+
+
+def test_the_fallback_stop_says_how_the_streak_stands_to_the_limit():
+    from llm_economist.llm import LLMUnavailable
+    from llm_economist.llm.fallbacks import FallbackMonitor
+
+    monitor = FallbackMonitor(3)
+    monitor.observe(["timeout", None])  # a usable reply ends a streak
+    with pytest.raises(LLMUnavailable, match=r"^5 language-model decisions in a row fell back \(last: schema\), past the limit "
+                                             r"llm.max_consecutive_fallbacks = 3 \(decisions are counted a period at a time\)"):
+        monitor.observe(["timeout"] * 4 + ["schema"])
+    exact = FallbackMonitor(2)
+    with pytest.raises(LLMUnavailable, match="^2 language-model decisions in a row fell back .*, reaching the limit"):
+        exact.observe([None, "timeout", "timeout"])
+    assert FallbackMonitor(0).observe(["timeout"] * 50) is None  # 0: never stops

@@ -28,7 +28,9 @@ class FallbackMonitor:
                 "the server is not usable. Fix it and continue with --resume"
             )
         if self.streak >= self.limit:
+            past = "reaching" if self.streak == self.limit else "past"
             raise LLMUnavailable(
-                f"{self.streak} language-model decisions in a row fell back (last: {failed[-1] if failed else '?'}; "
-                f"llm.max_consecutive_fallbacks = {self.limit}); the server is not usable. Fix it and continue with --resume"
+                f"{self.streak} language-model decisions in a row fell back (last: {failed[-1] if failed else '?'}), {past} "
+                f"the limit llm.max_consecutive_fallbacks = {self.limit} (decisions are counted a period at a time); "
+                "the server is not usable. Fix it and continue with --resume"
             )
