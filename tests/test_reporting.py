@@ -96,6 +96,23 @@ def test_report_states_the_seeds_and_what_the_intervals_are(full_run):
     assert "**3 seeds** (0, 1, 2)" in text and "95% t-interval" in text
 
 
+def test_a_planner_stopped_short_of_the_last_tax_year_is_not_ranked_with_the_finished_ones(tmp_path):
+    from llm_economist.reporting.report import _ranking_note, answer
+    from llm_economist.reporting.summary import combine
+    from llm_economist.runner import Runner
+
+    config = load_config(None, [*SMALL[:5], "planners=[{kind: saez}, {kind: search, budget: 20, batch: 10}, {kind: us_federal}]"])
+    seeds = [Runner(config.model_copy(update={"seed": s}), tmp_path / str(s), progress=False).run() for s in (0, 1, 2)]
+    seeds[1]["planners"]["search"]["years"] -= 1  # as a run stopped in its last year leaves it
+    summary = combine(seeds)
+    assert "search" not in {row["planner"] for row in summary["ranking"]} and "search" in summary["planners"]
+    assert "Not ranked, because they did not finish every seed and tax year: search." in _ranking_note(summary)
+    alone = combine([{**s, "planners": {k: v for k, v in s["planners"].items() if k in ("search", "saez")}} for s in seeds])
+    assert [row["planner"] for row in alone["ranking"]] == ["saez"]
+    assert answer(alone) == "**Only saez finished every seed and tax year, so this run ranks nothing yet.**"
+    assert _ranking_note(alone).startswith("Only 1 planner finished every seed and tax year, so nothing is ranked.")
+
+
 def test_one_seed_says_that_no_interval_can_be_given(tmp_path):
     compare(tmp_path)
     text = write_report(tmp_path).read_text()

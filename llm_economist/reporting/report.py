@@ -228,8 +228,9 @@ def answer(summary: dict) -> str:
     """The run's answer in one sentence: which planner is best, by how much over no tax, and
     whether the seeds can tell."""
     ranking, planners = summary.get("ranking", []), summary.get("planners", {})
-    if not ranking:
-        return "No planner finished every seed, so this run ranks nothing yet."
+    if len(ranking) < 2:
+        finished = f"Only {ranking[0]['planner']} finished" if ranking else "No planner finished"
+        return f"**{finished} every seed and tax year, so this run ranks nothing yet.**"
     configured = [row for row in ranking if row["planner"] != BASELINE] or ranking
     best = configured[0]["planner"]
     margin = ""
@@ -307,7 +308,7 @@ def _overview(config: dict, summary: dict) -> str:
 def _rank_labels(summary: dict) -> dict[str, str]:
     """'1', '2=', ...; a dash for every planner when the ranking is untested."""
     ranking = summary.get("ranking", [])
-    if not all(row.get("tested") for row in ranking):
+    if len(ranking) < 2 or not all(row.get("tested") for row in ranking):
         return {}
     ranks = {row["planner"]: row["rank"] for row in ranking}
     counts = pd.Series(list(ranks.values())).value_counts() if ranks else {}
@@ -317,7 +318,7 @@ def _rank_labels(summary: dict) -> dict[str, str]:
 def _group_letters(summary: dict) -> dict[str, str]:
     """Compact letters: planners sharing a letter are not told apart; a planner apart from all has its own."""
     ranking = summary.get("ranking", [])
-    if not all(row.get("tested") for row in ranking):
+    if len(ranking) < 2 or not all(row.get("tested") for row in ranking):
         return {}
     order = [row["planner"] for row in ranking]
     groups = tied_groups(ranking)
@@ -363,8 +364,13 @@ def _ranking_note(summary: dict) -> str:
     ranking = summary.get("ranking", [])
     if not ranking:
         return "No planner finished every seed, so none is ranked."
+    unranked = [label for label in summary.get("planners", {}) if label not in {row["planner"] for row in ranking}]
+    left_out = (f" Not ranked, because they did not finish every seed and tax year: {', '.join(unranked)}."
+                if unranked else "")
+    if len(ranking) < 2:
+        return f"Only {len(ranking)} planner finished every seed and tax year, so nothing is ranked.{left_out}"
     if not all(row.get("tested") for row in ranking):
-        return f"Below {MIN_SEEDS} seeds the rows are only in the order of their means; no rank is tested."
+        return f"Below {MIN_SEEDS} seeds the rows are only in the order of their means; no rank is tested.{left_out}"
     rule = (
         "Rank is 1 + the number of planners whose welfare is higher at 95% confidence (paired t-interval of the "
         "per-seed differences). Planners sharing a letter under “Tied” are not told apart; ties need not be "
@@ -372,8 +378,8 @@ def _ranking_note(summary: dict) -> str:
     )
     groups = tied_groups(ranking)
     if not groups:
-        return rule + " Every pair of planners is told apart at that level."
-    return rule + " Not told apart: " + "; ".join("{" + ", ".join(g) + "}" for g in groups) + "."
+        return rule + " Every pair of planners is told apart at that level." + left_out
+    return rule + " Not told apart: " + "; ".join("{" + ", ".join(g) + "}" for g in groups) + "." + left_out
 
 
 def parameter_table(summary: dict) -> pd.DataFrame:

@@ -215,7 +215,10 @@ def combine(summaries: Sequence[dict]) -> dict:
             "notes": list(dict.fromkeys(note for _, p in rows for note in p["notes"])),
             "training_curves": [p.get("training_curve") for _, p in rows],
         }
-    complete = [label for label in labels if planners[label]["seeds"] == seeds]
+    # Ranked only against like: every seed played, each to as many tax years as any planner reached (a
+    # stopped run leaves some short; their welfare is of another year).
+    most_years = max((max(p["years"]) for p in planners.values() if p["years"]), default=0)
+    complete = [label for label in labels if planners[label]["seeds"] == seeds and all(y == most_years for y in planners[label]["years"])]
     ranked = ranking({label: planners[label]["per_seed"]["welfare"] for label in complete}) if complete else []
     llm = None
     if first.get("llm"):
