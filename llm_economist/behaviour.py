@@ -522,18 +522,20 @@ ROWS = (  # figure, what it is
 NOISE = 1e-9  # figures this close to 0 are 0 up to floating-point rounding (an exact response of 0 computed in floats)
 
 
+def _zeroed(x):
+    """x, with floating-point rounding of an exact 0 made 0 again."""
+    return 0.0 if x is not None and abs(x) < NOISE else x
+
+
 def _number(x) -> str:
-    if x is None:
-        return "n/a"
-    return "0" if abs(x) < NOISE else f"{x:.3g}" if abs(x) >= 1e-3 else f"{x:.1e}"
+    x = _zeroed(x)
+    return "n/a" if x is None else f"{x:.3g}" if abs(x) >= 1e-3 or x == 0 else f"{x:.1e}"
 
 
 def _spec(x: float, ci) -> str:
     """A format for x with two significant digits of its 95% interval's width (three of x without one)."""
     width = ci[1] - ci[0] if ci else 0.0
-    if width > NOISE * max(1.0, abs(x)):
-        return f".{max(0, 1 - math.floor(math.log10(width)))}f"
-    return ".0f" if abs(x) < NOISE else ".3g"  # an exact figure: no interval to set the precision
+    return f".{max(0, 1 - math.floor(math.log10(width)))}f" if width > NOISE * max(1.0, abs(x)) else ".3g"
 
 
 def _rounded(x, ci) -> str:
@@ -543,8 +545,7 @@ def _rounded(x, ci) -> str:
 
 def _estimate(x, ci) -> str:
     """'x [lo, hi]' at the precision the interval supports, rounding noise shown as 0; 'n/a' without x."""
-    if x is not None and abs(x) < NOISE and (not ci or max(map(abs, ci)) < NOISE):
-        x, ci = 0.0, ci and [0.0, 0.0]
+    x, ci = _zeroed(x), ci and [_zeroed(c) for c in ci]
     return bracketed(x, ci, "" if x is None else _spec(x, ci))
 
 

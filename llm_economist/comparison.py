@@ -81,10 +81,9 @@ def run_comparison(
     out.mkdir(parents=True, exist_ok=True)
     saved = out / "config.yaml"
     # Changing only the number of seeds keeps a comparison resumable: finished seeds are reused.
-    if resume and _fingerprint(load_config(saved)) != _fingerprint(config):
-        changed = changed_fields(load_config(saved), config)
-        raise ResumeError(f"{saved}: written by a different config ({', '.join(changed)} changed); rerun without --resume "
-                          "or use a new --out")
+    if resume and _fingerprint(before := load_config(saved)) != _fingerprint(config):
+        raise ResumeError(f"{saved}: written by a different config ({', '.join(changed_fields(before, config))} changed); "
+                          "rerun without --resume or use a new --out")
     saved.write_text(dump_config(config))
     settings = llm_settings(config, str((out / "llm_cache.sqlite").resolve())) if config.needs_llm else None
     seeds = [(config.model_copy(update={"seed": seed, "seeds": 1}), str((out / f"seed_{seed}").resolve()), settings, resume,

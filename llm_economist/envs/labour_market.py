@@ -53,7 +53,7 @@ from pettingzoo.utils.conversions import parallel_to_aec_wrapper
 from pettingzoo.utils.wrappers import OrderEnforcingWrapper
 
 from ..config import EconomyConfig, RunConfig, WorkersConfig, load_config
-from ..factory import build_setup, calibrated_preferences, config_population, make_config_mechanism
+from ..factory import Setup, build_setup, calibrated_preferences, config_population, make_config_mechanism
 from ..economy.outcome import Outcome, aggregates, settle
 from ..economy.utility import FULL_TIME_HOURS, Preferences, annual_income, utility
 from ..economy.welfare import DEFAULT_WELFARE, social_welfare
@@ -97,6 +97,14 @@ def check_config(config) -> RunConfig:
     if isinstance(config, (str, Path)):
         return load_config(config)
     raise ValueError(f"config: expected a RunConfig or the path of a YAML config, got {type(config).__name__}")
+
+
+def config_market(config, **update) -> tuple[RunConfig, Mechanism, Setup]:
+    """What an environment takes from a run config (a RunConfig or a YAML path): the config, its
+    mechanism, and its setup built as a run builds it with `update` applied and no planners (a
+    talking planner would open a language-model client)."""
+    config = check_config(config)
+    return config, make_config_mechanism(config), build_setup(config.model_copy(update={"planners": [], **update}))
 
 
 def check_count(name: str, value) -> int:
@@ -243,9 +251,7 @@ class LabourMarketEnv(ParallelEnv):
         """The market of a run config (a RunConfig or a YAML path): its population, preferences
         calibrated as a run calibrates them, mechanism, calendar and welfare function. The agents
         choose the hours, so the config's worker model and planners are not used."""
-        config = check_config(config)
-        mechanism = make_config_mechanism(config)
-        setup = build_setup(config.model_copy(update={"planners": [], "workers": WorkersConfig()}))  # opens no client
+        config, mechanism, setup = config_market(config, workers=WorkersConfig())  # the agents choose: no worker model
         m, e = setup.model, config.economy
         return cls(m.wage, mechanism, m.prefs, e.steps_per_year, e.years, m.welfare_name, m.welfare_params, render_mode)
 

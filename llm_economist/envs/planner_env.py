@@ -31,7 +31,7 @@ from gymnasium import spaces
 from ..config import RunConfig
 from ..economy.utility import Preferences
 from ..economy.welfare import DEFAULT_WELFARE
-from ..factory import Setup, build_setup, make_config_mechanism
+from ..factory import Setup
 from ..mechanisms.base import Mechanism
 from ..population_model import PopulationModel
 from ..simulation import Carried, Period, play_year
@@ -40,12 +40,12 @@ from ..workers.rational import RationalWorkers
 from .labour_market import (
     AGGREGATES,
     aggregate_bounds,
-    check_config,
     check_count,
     check_mechanism,
     check_preferences,
     check_render_mode,
     check_wage,
+    config_market,
     period_aggregates,
     reward_scales,
 )
@@ -114,9 +114,7 @@ class PlannerEnv(gym.Env):
         """The planner's problem of a run config (a RunConfig or a YAML path): its population and
         worker model built as a run builds them, its mechanism, calendar and welfare function. The
         config's planners are not used; `close()` closes a language-model client it opened."""
-        config = check_config(config)
-        mechanism = make_config_mechanism(config)
-        setup = build_setup(config.model_copy(update={"planners": []}))  # no planner: no client for a talking one
+        config, mechanism, setup = config_market(config)
         m, e = setup.model, config.economy
         env = cls(m.wage, mechanism, m.prefs, m.workers, e.steps_per_year, e.years, m.welfare_name, m.welfare_params,
                   render_mode, m.filing)

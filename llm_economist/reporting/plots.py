@@ -134,13 +134,14 @@ def coinciding(lines: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> list[list[
     return [g for g in groups if len(g) > 1]
 
 
-def _listed(names: Sequence[str]) -> str:
+def listed(names: Sequence[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + f" and {names[-1]}"
 
 
 def tie_note(lines: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> str:
     """'lines of saez and search coincide' for each group of coinciding lines; empty when none do."""
-    return "; ".join(f"lines of {_listed(group)} coincide" for group in coinciding(lines))
+    return "; ".join(f"lines of {listed(group)} coincide" for group in coinciding(lines))
 
 
 def _note(ax: Axes, *sentences: str) -> None:

@@ -224,6 +224,11 @@ def _seeds_line(summary: dict) -> str:
     )
 
 
+def _tested(ranking: list[dict]) -> bool:
+    """Whether the ranking says more than the order of the means: two planners or more, paired tests run."""
+    return len(ranking) >= 2 and all(row.get("tested") for row in ranking)
+
+
 def answer(summary: dict) -> str:
     """The run's answer in one sentence: which planner is best, by how much over no tax, and
     whether the seeds can tell."""
@@ -231,26 +236,21 @@ def answer(summary: dict) -> str:
     if len(ranking) < 2:
         finished = f"Only {ranking[0]['planner']} finished" if ranking else "No planner finished"
         return f"**{finished} every seed and tax year, so this run ranks nothing yet.**"
-    configured = [row for row in ranking if row["planner"] != BASELINE] or ranking
-    best = configured[0]["planner"]
+    best = next(row["planner"] for row in ranking if row["planner"] != BASELINE)
     margin = ""
     if BASELINE in planners and best != BASELINE:
         differences = [w - w0 for w, w0 in zip(planners[best]["per_seed"]["welfare"], planners[BASELINE]["per_seed"]["welfare"])]
         found = interval(differences)
         margin = f", {format_estimate(found.as_dict() if found else None)} above no tax"
     welfare = format_estimate(estimate_of(planners[best], "welfare"))
-    if not all(row.get("tested") for row in ranking):
+    if not _tested(ranking):
         return (f"**{best} had the highest mean welfare ({welfare}{margin}), but with {plural(len(summary.get('seeds', [])), 'seed')} "
                 f"the run cannot say whether that order would hold.**")
     top = [row["planner"] for row in ranking if row["rank"] == 1 and row["planner"] != BASELINE]
     if len(top) == 1:
         return f"**{best} gives the highest welfare ({welfare}{margin}); the seeds tell it apart from every other planner.**"
-    return (f"**{_listed(top)} give the highest welfare and the seeds cannot tell them apart "
+    return (f"**{plots.listed(top)} give the highest welfare and the seeds cannot tell them apart "
             f"({best} {welfare}{margin}).**")
-
-
-def _listed(names: list[str]) -> str:
-    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + f" and {names[-1]}"
 
 
 def _embedded_model(summary: dict, config: dict) -> bool:
@@ -308,7 +308,7 @@ def _overview(config: dict, summary: dict) -> str:
 def _rank_labels(summary: dict) -> dict[str, str]:
     """'1', '2=', ...; a dash for every planner when the ranking is untested."""
     ranking = summary.get("ranking", [])
-    if len(ranking) < 2 or not all(row.get("tested") for row in ranking):
+    if not _tested(ranking):
         return {}
     ranks = {row["planner"]: row["rank"] for row in ranking}
     counts = pd.Series(list(ranks.values())).value_counts() if ranks else {}
@@ -318,7 +318,7 @@ def _rank_labels(summary: dict) -> dict[str, str]:
 def _group_letters(summary: dict) -> dict[str, str]:
     """Compact letters: planners sharing a letter are not told apart; a planner apart from all has its own."""
     ranking = summary.get("ranking", [])
-    if len(ranking) < 2 or not all(row.get("tested") for row in ranking):
+    if not _tested(ranking):
         return {}
     order = [row["planner"] for row in ranking]
     groups = tied_groups(ranking)
@@ -369,7 +369,7 @@ def _ranking_note(summary: dict) -> str:
                 if unranked else "")
     if len(ranking) < 2:
         return f"Only {len(ranking)} planner finished every seed and tax year, so nothing is ranked.{left_out}"
-    if not all(row.get("tested") for row in ranking):
+    if not _tested(ranking):
         return f"Below {MIN_SEEDS} seeds the rows are only in the order of their means; no rank is tested.{left_out}"
     rule = (
         "Rank is 1 + the number of planners whose welfare is higher at 95% confidence (paired t-interval of the "
