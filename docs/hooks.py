@@ -6,7 +6,7 @@ A page holds markers that this hook replaces:
   and its sections), with its type, default, constraints and description, read from the pydantic
   models;
 - `<!-- planner-options -->`: every planner kind's options and defaults, read from the signatures
-  of the factories the config builds planners with (`llm_economist.factory`);
+  of the factories the config builds planners with (`llm_economist.planner_factory`);
 - `<!-- mechanism-options -->`: every built-in mechanism's options and defaults, read from the
   registry (`llm_economist.mechanisms.registry`);
 - `<!-- cli-reference -->`: every command's `--help`, from click's own help formatter.
@@ -195,23 +195,23 @@ def option_table(factory: Any, skip: int, seeded: bool) -> str:
 
 
 def planner_options() -> str:
-    from llm_economist import factory
+    from llm_economist import factory, planner_factory
     from llm_economist.config import PlannerConfig
 
     parts = []
-    factories = [*factory.OWN_MECHANISM_PLANNERS.values(), *factory.PLANNERS.values()]
+    factories = [*planner_factory.OWN_MECHANISM_PLANNERS.values(), *planner_factory.PLANNERS.values()]
     for kind in typing.get_args(PlannerConfig.model_fields["kind"].annotation):
-        if kind in factory.OWN_MECHANISM_PLANNERS:
-            build, skip = factory.OWN_MECHANISM_PLANNERS[kind], 0
+        if kind in planner_factory.OWN_MECHANISM_PLANNERS:
+            build, skip = planner_factory.OWN_MECHANISM_PLANNERS[kind], 0
             sets = f"plays its own mechanism, `{factory.OWN_MECHANISM_NAMES[kind]}`"
         else:
-            build, skip = factory.PLANNERS[kind], 1 + (kind in factory.TALKING_PLANNERS)
+            build, skip = planner_factory.PLANNERS[kind], 1 + (kind in planner_factory.TALKING_PLANNERS)
             sets = "sets the config's mechanism"
         # A module's docstring speaks for a planner only where the module holds no other kind.
         alone = sum(f.__module__ == build.__module__ for f in factories) == 1
         summary = first_paragraph(build, module_fallback=alone)
         parts.append(f"#### `{kind}`\n\n{summary + ' ' if summary else ''}It {sets}.\n\n"
-                     + option_table(build, skip, kind in factory.SEEDED_PLANNERS))
+                     + option_table(build, skip, kind in planner_factory.SEEDED_PLANNERS))
     return "\n\n".join(parts)
 
 

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # what type checkers see of the lazy names
     from .comparison import run_comparison
-    from .config import RunConfig, load_config
+    from .config import RunConfig
+    from .planner_factory import load_config
     from .envs import LabourMarketEnv, PlannerEnv
     from .factory import build_setup
     from .mechanisms import Mechanism, make_mechanism
@@ -20,7 +21,7 @@ if TYPE_CHECKING:  # what type checkers see of the lazy names
     __version__: str
 
 _HOMES = {
-    "RunConfig": "config", "load_config": "config", "build_setup": "factory", "run_comparison": "comparison",
+    "RunConfig": "config", "load_config": "planner_factory", "build_setup": "factory", "run_comparison": "comparison",
     "Mechanism": "mechanisms", "make_mechanism": "mechanisms", "LabourMarketEnv": "envs", "PlannerEnv": "envs",
 }
 

@@ -18,11 +18,35 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .config import ConfigError, load_config
+from .config import ConfigError
+from .planner_factory import load_config
 
 PROBE_AGENTS = {"llm": 24, "other": 500}  # the behaviour probe's default sample
 OVERRIDE_HELP = "Override a config field, e.g. --set economy.years=3 --set population.n_agents=500 (repeatable)."
 EXIT_SERVER_UNUSABLE = 3
+
+
+@contextmanager
+def progress_bars(quiet: bool) -> Iterator:
+    """A callback `(stage, done, total, status="")` that draws one bar per stage (nothing when quiet);
+    the bars close with the block."""
+    from tqdm import tqdm
+
+    bars: dict[str, tqdm] = {}
+
+    def update(stage: str, done: int, total: int, status: str = "") -> None:
+        if quiet:
+            return
+        bar = bars.get(stage) or bars.setdefault(stage, tqdm(total=total, desc=stage))
+        bar.update(done - bar.n)
+        if status:
+            bar.set_postfix_str(status, refresh=False)
+
+    try:
+        yield update
+    finally:
+        for bar in bars.values():
+            bar.close()
 
 
 @contextmanager
@@ -321,17 +345,17 @@ def collect(config: str, out: str, episodes: int, overrides: tuple[str, ...], ad
 @click.option("--layers", type=int, default=None, help="Graph-attention blocks [default: the model's].")
 @click.option("--dropout", type=float, default=None, help="Dropout in the blocks [default: the model's, 0].")
 @click.option("--seed", type=int, default=0, help="Seeds the test split, initialisation and batch order.")
-@click.option("--quiet", is_flag=True, help="No progress lines.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
 def train(data: str, out: str, epochs: int, lr: float, weight_decay: float, batch_sequences: int, patience: int,
           d_model: int | None, layers: int | None, dropout: float | None, seed: int, quiet: bool) -> None:
     """Fit the surrogate to a collected dataset, holding out a fifth of its episodes for `eval`."""
     from .distill.train import TrainSettings, train_surrogate
 
     overrides = {k: v for k, v in (("d_model", d_model), ("n_layers", layers), ("dropout", dropout)) if v is not None}
-    with exit_codes():
+    with exit_codes(), progress_bars(quiet) as bars:
         settings = TrainSettings(epochs=epochs, lr=lr, weight_decay=weight_decay, batch_sequences=batch_sequences,
                                  patience=patience, seed=seed, model=overrides)
-        result = train_surrogate(data, out, settings, log=None if quiet else click.echo)
+        result = train_surrogate(data, out, settings, lambda done, most, status: bars("epochs (early stopping may end sooner)", done, most, status))
     t = result["spec"]["training"]
     click.echo(f"model: {out} (best epoch {t['best_epoch']}, validation loss {t['validation_loss']:.4f}, {t['train_s']:.0f} s)")
 
@@ -388,39 +412,32 @@ def evaluate_command(model: str, data: str, out: str | None) -> None:
 @click.option("--epochs", type=int, default=3, show_default=True, help="Most passes over the training prompts.")
 @click.option("--batch", type=int, default=8, show_default=True, help="Prompts per optimiser step.")
 @click.option("--patience", type=int, default=2, show_default=True, help="Held-out evaluations without improvement before stopping.")
+@click.option("--contrast-weight", type=float, default=0.0, show_default=True,
+              help="Also show every decision under a second random mechanism (its twin) and weigh the error in the change of "
+                   "expected hours between twins (squared, in bins) by this much; 0: no twins.")
 @click.option("--max-steps", type=int, default=None, help="Stop after this many optimiser steps (a time budget; the learning-rate schedule is unchanged).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds the adapter's initialisation and the prompt order.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, or cuda[:i] for a model on a GPU.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=OVERRIDE_HELP)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def tune(config: str, out: str, base_model: str | None, episodes: int, explore: float, held_out: float, rank: int, alpha: float,
-         layers: int, lr: float, epochs: int, batch: int, patience: int, max_steps: int | None, seed: int, device: str,
+         layers: int, lr: float, epochs: int, batch: int, patience: int, contrast_weight: float, max_steps: int | None, seed: int,
+         device: str,
          overrides: tuple[str, ...],
          quiet: bool) -> None:
     """Tune a LoRA adapter so the worker model's scored hour choice answers as CONFIG's target
     population (its `workers` section), on the prompts of its decision format. Rerun the same
     command to resume."""
-    from tqdm import tqdm
-
     from .llm.server import embedded_model_path
     from .tune import LoraSettings, tune_adapter
 
     run_config = _config(config, overrides)
-    bars: dict[str, tqdm] = {}
-
-    def progress(stage: str, done: int, total: int) -> None:
-        if quiet:
-            return
-        bar = bars.get(stage) or bars.setdefault(stage, tqdm(total=total, desc=stage, unit="prompt" if stage != "train" else "step"))
-        bar.update(done - bar.n)
-
-    with exit_codes("interrupted; examples, cached layers and the last checkpoint are kept. Rerun the same command to continue."):
+    with exit_codes("interrupted; examples, cached layers and the last checkpoint are kept. Rerun the same command to continue."), \
+            progress_bars(quiet) as progress:
         settings = LoraSettings(rank=rank, alpha=alpha, layers=layers, learning_rate=lr, epochs=epochs, batch=batch,
-                                patience=patience, seed=seed, max_steps=max_steps)
+                                patience=patience, contrast_weight=contrast_weight, seed=seed, max_steps=max_steps)
         meta = tune_adapter(run_config, out, base_model or embedded_model_path(), episodes, explore, held_out, settings, device,
                             progress)
-    for bar in bars.values():
-        bar.close()
     base, tuned = meta["held_out"]["base"], meta["held_out"]["tuned"]
     click.echo(f"adapter: {out} (held-out Jensen-Shannon {base['held_out_js_bits']:.3f} -> {tuned['held_out_js_bits']:.3f} bits, "
                f"{sum(meta['wall_s'].values()) / 60:.0f} min of compute); card: {Path(out) / 'card.md'}")

@@ -8,7 +8,6 @@ Seed s draws the population, the social graph and all worker randomness; all pla
 
 from __future__ import annotations
 
-import json
 import shutil
 from contextlib import nullcontext
 from pathlib import Path
@@ -16,18 +15,21 @@ from pathlib import Path
 import pandas as pd
 
 from .behaviour import population_response, read_probe
-from .config import RunConfig, config_fingerprint, dump_config, load_config
+from .config import RunConfig, config_fingerprint, dump_config
+from .planner_factory import load_config
 from .executor import IN_PROCESS, run_tasks
 from .factory import embedded_slots, llm_settings
 from .llm import LLMSettings, open_client
-from .reporting.summary import combine
+from .progress import YearProgress
+from .reporting.summary import combine, write_summary
 from .reporting.run_results import tables as run_tables
-from .runner import ResumeError, Runner
+from .planners.fixed import BASELINE
+from .runner import ResumeError, Runner, selected_planners
 
 BEHAVIOUR_DIR = "behaviour"  # the probe of the population compared (workers without a language model)
 # What the tool writes into an output directory; `--overwrite` removes exactly these.
 OUTPUT_PATTERNS = (
-    "config.yaml", "summary.json", "metrics.csv", "parameters.csv", "final_outcomes.parquet", "traces.parquet",
+    "config.yaml", "summary.json", "timings.json", "metrics.csv", "parameters.csv", "final_outcomes.parquet", "traces.parquet",
     "planner_log.csv", "elections.json", "llm_cache.sqlite", "llm_cache.sqlite-*", "report.md", "*.png",
     "narrative_*.md", "checkpoints", "trace_parts", "seed_*", BEHAVIOUR_DIR,
 )
@@ -86,10 +88,20 @@ def run_comparison(
                           "rerun without --resume or use a new --out")
     saved.write_text(dump_config(config))
     settings = llm_settings(config, str((out / "llm_cache.sqlite").resolve())) if config.needs_llm else None
+    # In this process one bar counts every planner-year of every seed; on a cluster a bar counts seeds.
+    shared = YearProgress("comparison", progress) if address == IN_PROCESS else False
+    if shared is not False:
+        for _ in seeds_of(config):
+            for label in [*selected_planners(config, labels), BASELINE]:
+                shared.plan(label, config.economy.years)
     seeds = [(config.model_copy(update={"seed": seed, "seeds": 1}), str((out / f"seed_{seed}").resolve()), settings, resume,
-              progress and address == IN_PROCESS, labels) for seed in seeds_of(config)]
-    done = run_tasks(run_seed, seeds, address, progress=progress and address != IN_PROCESS, description="seeds",
-                     embedded_llm=embedded_slots(config), until=lambda seed: seed["stopped"])
+              shared, labels) for seed in seeds_of(config)]
+    try:
+        done = run_tasks(run_seed, seeds, address, progress=progress and address != IN_PROCESS, description="seeds",
+                         embedded_llm=embedded_slots(config), until=lambda seed: seed["stopped"])
+    finally:
+        if shared is not False:
+            shared.close()
     summaries, tables = [d["summary"] for d in done], [d["tables"] for d in done]
     for name, suffix in (("metrics", "csv"), ("parameters", "csv"), ("final_outcomes", "parquet")):
         frame = pd.concat([t[name] for t in tables], ignore_index=True)
@@ -97,11 +109,11 @@ def run_comparison(
         frame.to_csv(path, index=False) if suffix == "csv" else frame.to_parquet(path, index=False)
     summary = combine(summaries)
     summary["behaviour"] = population_response(config, out / BEHAVIOUR_DIR, measured)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_summary(out, summary)
     return summary
 
 
-def run_seed(config: RunConfig, out: str, settings: LLMSettings | None, resume: bool, progress: bool,
+def run_seed(config: RunConfig, out: str, settings: LLMSettings | None, resume: bool, progress: bool | YearProgress,
              labels: list[str] | None) -> dict:
     """One seed's run as a task: its summary, its tables and whether an unusable server stopped it."""
     with open_client(settings) if settings is not None else nullcontext() as client:

@@ -254,9 +254,9 @@ def apply_override(data: dict, assignment: str) -> None:
         node[last] = value
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
-    """Read YAML (or start from defaults), apply overrides, validate, and build the mechanism and
-    planners once to check their options."""
+def read_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Read YAML (or start from defaults), apply overrides and validate against the schema. Whether
+    its mechanism and planners can be built is checked above, by `planner_factory.load_config`."""
     data: dict = {}
     if path is not None:
         path = Path(path)
@@ -277,12 +277,6 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         config = RunConfig.model_validate(data)
     except ValidationError as err:
         raise ConfigError(_format(err)) from None
-    from .factory import check_buildable  # here, not at the top: the factory imports this module
-
-    try:
-        check_buildable(config)
-    except ConfigError as err:
-        raise ConfigError(f"invalid config:\n  {err}") from None
     return config
 
 

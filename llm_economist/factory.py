@@ -1,6 +1,6 @@
 """Build what a run needs from a validated config: the setup (population, social graph,
-preferences, population model, client, calibration), the mechanism and the planners. This module
-alone knows which planners bring their own mechanism and which talk to a language model."""
+preferences, population model, client, calibration) and the mechanism. The planners are built
+above, in `planner_factory`."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from pydantic import ValidationError, create_model
 
-from .config import STRICT, ConfigError, EconomyConfig, PlannerConfig, RunConfig, WorkersConfig
+from .config import STRICT, ConfigError, EconomyConfig, RunConfig, WorkersConfig
 from .economy.labour import best_response_hours, calibrate_psi, reservation_cost
 from .economy.outcome import hours_shares
 from .economy.tax import TaxSchedule
@@ -27,16 +27,9 @@ from .llm.server import EMBEDDED_GGUF
 from .mechanisms.base import Mechanism
 from .mechanisms.builtin import USTax2024, us_filing_groups
 from .mechanisms.registry import available_mechanisms, make_mechanism
-from .planners.base import Planner
 from .personas import Population, SocialGraph, population_graph, sample_population
 from .surrogate.model import SurrogatePopulation
-from .planners.fixed import BASELINE, FixedPlanner, flat_planner, no_tax_planner, us_federal_planner
-from .planners.gradient import GradientPlanner
-from .planners.llm import LLMPlanner
-from .planners.random import RandomPlanner
-from .planners.saez import SaezPlanner
-from .planners.ppo import PPOPlanner
-from .planners.search import GridPlanner, SearchPlanner
+from .planners.fixed import BASELINE
 from .workers.base import Workers
 from .workers.llm import LLMWorkers
 from .workers.rational import BoundedRationalWorkers, RationalWorkers
@@ -249,16 +242,11 @@ def build_setup(config: RunConfig, client: LLMClient | None = None, cache_path: 
     return Setup(config, population, graph, model, calibration, client, owns)
 
 
-OWN_MECHANISM_PLANNERS = {"us_federal": us_federal_planner, "flat": flat_planner}
 # The registered name of the mechanism a planner kind sets: its own, else the config's.
 OWN_MECHANISM_NAMES = {"us_federal": "us_tax_2024", "flat": "flat", BASELINE: "flat"}
-PLANNERS = {"fixed": FixedPlanner, "saez": SaezPlanner, "search": SearchPlanner, "grid": GridPlanner, "llm": LLMPlanner,
-            "gradient": GradientPlanner, "random": RandomPlanner, "ppo": PPOPlanner}
-SEEDED_PLANNERS = ("search", "llm", "gradient", "random", "ppo")  # their `seed` defaults to the run's
-TALKING_PLANNERS = ("llm",)  # built with the run's language-model client
 
 
-def _check_options(factory: Callable, options: dict, where: str, title: str, skip: int = 0) -> None:
+def check_options(factory: Callable, options: dict, where: str, title: str, skip: int = 0) -> None:
     """Refuse names the factory does not take and values of the wrong type (strictly, as in the
     config: a boolean is not a number, NaN is no value), naming `where.<option>`."""
     params = list(inspect.signature(factory, eval_str=True).parameters.values())[skip:]
@@ -277,7 +265,7 @@ def _check_options(factory: Callable, options: dict, where: str, title: str, ski
 
 
 @contextmanager
-def _options_at(options: dict, where: str, title: str) -> Iterator[None]:
+def options_at(options: dict, where: str, title: str) -> Iterator[None]:
     """A ValueError from building names the option its message mentions first, else the entry."""
     try:
         yield
@@ -299,53 +287,6 @@ def make_config_mechanism(config: RunConfig) -> Mechanism:
     if name not in registry:
         raise ConfigError(f"mechanism.name: unknown mechanism {name!r}; available: {', '.join(sorted(registry))}")
     if not isinstance(registry[name], EntryPoint):  # a plug-in may take **kwargs: its own errors pass through
-        _check_options(registry[name], options, "mechanism.options", name)
-    with _options_at(options, "mechanism.options", name):
+        check_options(registry[name], options, "mechanism.options", name)
+    with options_at(options, "mechanism.options", name):
         return make_mechanism(name, **options)
-
-
-def make_planner(planner: PlannerConfig, config: RunConfig, client: LLMClient | None = None) -> Planner:
-    """The planner a config entry names; `us_federal` and `flat` bring their own mechanisms and
-    `llm` gets the client. A ConfigError names the entry (`planners.1`) or its option at fault
-    (`planners.1.budget`)."""
-    where, options = f"planners.{config.planners.index(planner)}", planner.options
-    if planner.kind in OWN_MECHANISM_PLANNERS:
-        factory, args = OWN_MECHANISM_PLANNERS[planner.kind], ()
-    else:
-        factory, args = PLANNERS[planner.kind], (make_config_mechanism(config),)
-    if planner.kind in TALKING_PLANNERS:
-        args += (client,)
-    if planner.kind in SEEDED_PLANNERS:
-        options.setdefault("seed", config.seed)
-    _check_options(factory, options, where, planner.kind, skip=len(args))
-    with _options_at(options, where, planner.kind):
-        return factory(*args, **options)
-
-
-def planner_kind(label: str, config: RunConfig) -> str:
-    """The kind of the planner a run plays under `label` (the baseline's kind is its label)."""
-    return BASELINE if label == BASELINE else next(p.kind for p in config.planners if p.name == label)
-
-
-def sets_config_mechanism(label: str, config: RunConfig) -> bool:
-    """Whether the planner under `label` sets the config's mechanism (not one of its own)."""
-    return planner_kind(label, config) not in OWN_MECHANISM_NAMES
-
-
-def planner_for(label: str, config: RunConfig, client: LLMClient | None) -> Planner:
-    """The planner a run plays under `label`: a configured one, or the no-tax baseline."""
-    if label == BASELINE:
-        return no_tax_planner()
-    return make_planner(next(p for p in config.planners if p.name == label), config, client)
-
-
-def check_buildable(config: RunConfig) -> None:
-    """Build the mechanism and every planner once (cheap: no population is touched), so that a bad
-    option fails at load, named, rather than after minutes of set-up."""
-    for i, planner in enumerate(config.planners):
-        if planner.name == BASELINE:
-            raise ConfigError(f"planners.{i}.label: {BASELINE} is reserved for the no-tax baseline every run adds; choose another label")
-    make_config_mechanism(config)
-    for planner in config.planners:
-        make_planner(planner, config)
-    worker_adapter(config)

@@ -11,6 +11,7 @@ written and reported.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,21 +19,23 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
-from .config import RunConfig, config_fingerprint, dump_config, load_config
+from .config import RunConfig, config_fingerprint, dump_config
 from .economy.policy import Policy
-from .factory import TALKING_PLANNERS, Setup, build_setup, mechanism_name, planner_for, planner_kind, sets_config_mechanism
+from .factory import Setup, build_setup, mechanism_name
+from .planner_factory import TALKING_PLANNERS, load_config, planner_for, planner_kind, sets_config_mechanism
 from .governance import ElectionResult, Platform, config_platforms, default_proposers, hold_election, worker_platforms
 from .llm import LLMClient, LLMUnavailable
 from .llm.fallbacks import FallbackMonitor
 from .llm.usage import add_usage, usage_spent
 from .planners.base import Planner, YearRecord
+from .progress import YearProgress
 from .planners.fixed import BASELINE
 from .reporting.run_results import TRACE_DIR, outcome_frame, write_results
 from .simulation import Carried, Period, play_year
 
 CHECKPOINT_DIR = "checkpoints"
+UNFINISHED = "unfinished.json"  # what years a stop cut short spent, summed over resumes
 PLANNER_DIR = "planners"  # files planners leave, one folder per planner
 
 
@@ -67,13 +70,23 @@ class PlannerRun:
             self.fallback_reasons[reason] = self.fallback_reasons.get(reason, 0) + 1
 
 
+def selected_planners(config: RunConfig, labels: list[str] | None) -> list[str]:
+    """The configured planners a run plays: all, or those `labels` name (each must be configured)."""
+    names = [p.name for p in config.planners]
+    unknown = [l for l in labels or [] if l not in names]
+    if unknown:
+        raise ValueError(f"planners {unknown} are not in the config; it has {names}")
+    return [n for n in names if not labels or n in labels]
+
+
 class Runner:
     """Runs the configured planners, and the no-tax baseline, for one seed into one output directory."""
 
     def __init__(
-        self, config: RunConfig, out_dir: str | Path, resume: bool = False, progress: bool = True,
+        self, config: RunConfig, out_dir: str | Path, resume: bool = False, progress: bool | YearProgress = True,
         client: LLMClient | None = None, baseline: bool = True,
     ) -> None:
+        """`progress`: draw this seed's own bar, or count into a bar shared across seeds (`YearProgress`)."""
         self.config = config
         self.out = Path(out_dir)
         self.resume = resume
@@ -84,6 +97,7 @@ class Runner:
         self.setup: Setup | None = None
         self.runs: list[PlannerRun] = []  # what the last `run` finished, for callers that combine seeds
         self.stopped: str | None = None  # why the last `run` stopped early, if it did
+        self._usage_at_year_start: dict | None = None  # the client's usage when the year in play began
 
     # -- set-up and checkpoints -------------------------------------------------------------
     def prepare(self) -> None:
@@ -93,7 +107,26 @@ class Runner:
         if self.resume and saved.is_file() and config_fingerprint(load_config(saved)) != self.fingerprint:
             raise ResumeError(f"{saved}: written by a different config; rerun without --resume or use a new --out")
         saved.write_text(dump_config(self.config))
+        if not self.resume:
+            self._unfinished_path().unlink(missing_ok=True)
         self.setup = build_setup(self.config, self.client, str(self.out / "llm_cache.sqlite"))
+
+    def _unfinished_path(self) -> Path:
+        return self.out / CHECKPOINT_DIR / UNFINISHED
+
+    def _record_unfinished(self, run: PlannerRun, finished: PlannerRun | None) -> dict:
+        """Add what the year a stop cut short spent, and why its replies fell back, to the seed's record
+        of such years: the year is replayed on resume, but its requests were sent."""
+        path = self._unfinished_path()
+        record = json.loads(path.read_text()) if path.is_file() else {"usage": {}, "fallback_reasons": {}}
+        client = self.setup.client
+        if client is not None and self._usage_at_year_start is not None:
+            record["usage"] = add_usage(record["usage"], usage_spent(client.usage.as_dict(), self._usage_at_year_start))
+        before = finished.fallback_reasons if finished is not None else {}
+        lost = {k: n - before.get(k, 0) for k, n in run.fallback_reasons.items() if n > before.get(k, 0)}
+        record["fallback_reasons"] = add_usage(record["fallback_reasons"], lost)
+        path.write_text(json.dumps(record, indent=1))
+        return record
 
     def _checkpoint(self, label: str) -> Path:
         return self.out / CHECKPOINT_DIR / f"{label}.pt"
@@ -111,9 +144,13 @@ class Runner:
         return run
 
     def _start(self, label: str) -> PlannerRun:
-        saved = self._load(label) if self.resume else None
-        if saved is not None:
-            return saved
+        run = self._load(label) if self.resume else None
+        if run is None:
+            run = self._fresh(label)
+        run.planner.progress = self.progress.enabled if isinstance(self.progress, YearProgress) else bool(self.progress)
+        return run
+
+    def _fresh(self, label: str) -> PlannerRun:
         self._checkpoint(label).unlink(missing_ok=True)  # a fresh start must never resume an older run's checkpoint
         for part in (self.out / TRACE_DIR / label).glob("*.parquet"):
             part.unlink()
@@ -131,7 +168,7 @@ class Runner:
         """Propose, play the year's periods, record metrics and traces, account for language-model use."""
         e, model, client, monitor = self.config.economy, self.setup.model, self.setup.client, monitor or FallbackMonitor(0)
         started = time.perf_counter()
-        usage_before = client.usage.as_dict() if client is not None else None
+        usage_before = self._usage_at_year_start = client.usage.as_dict() if client is not None else None
         generator = torch.Generator()
         generator.set_state(run.generator_state)
         proposals_before = len(run.planner.log)
@@ -222,33 +259,40 @@ class Runner:
         self.runs, self.stopped = [], None
         monitor = FallbackMonitor(self.config.llm.max_consecutive_fallbacks)
         try:
-            with tqdm(total=len(selected) * self.config.economy.years, desc=f"seed {self.config.seed}",
-                      disable=not self.progress, unit="year") as bar:
+            years = self.config.economy.years
+            own = not isinstance(self.progress, YearProgress)
+            bar = YearProgress(f"seed {self.config.seed}", bool(self.progress)) if own else self.progress
+            try:
+                for label in selected if own else []:  # a shared bar was told every seed's years up front
+                    bar.plan(label, years)
                 for label in selected:
                     run = self._start(label)
-                    bar.update(run.year)
+                    bar.skip(label, run.year)
                     try:
-                        while run.year < self.config.economy.years:
-                            bar.set_postfix_str(f"{run.label} year {run.year + 1}")
+                        while run.year < years:
+                            bar.playing(f"seed {self.config.seed}, {run.label} year {run.year + 1}")
+                            wall_before = run.wall_s
                             self.play_year(run, monitor)
                             self._save(run)
-                            bar.update(1)
+                            bar.done(label, run.year - 1, run.wall_s - wall_before)
                             if on_year_end is not None:
                                 on_year_end(run)
                     except LLMUnavailable as err:
                         self.stopped = str(err)
                         finished = self._load(label)  # the unfinished year is dropped; its checkpoint is not
+                        self._record_unfinished(run, finished)
                         self.runs += [finished] if finished is not None else []
                         break
                     self.runs.append(run)
-            return write_results(self.out, self.setup, self.runs, self.fingerprint, self.stopped)
+            finally:
+                if own:
+                    bar.close()
+            path = self._unfinished_path()
+            unfinished = json.loads(path.read_text()) if path.is_file() else None
+            return write_results(self.out, self.setup, self.runs, self.fingerprint, self.stopped, unfinished)
         finally:
             if self.setup is not None:
                 self.setup.close()  # a client the builder opened (and the embedded server) goes with the run
 
     def _select(self, labels: list[str] | None) -> list[str]:
-        names = [p.name for p in self.config.planners]
-        unknown = [l for l in labels or [] if l not in names]
-        if unknown:
-            raise ValueError(f"planners {unknown} are not in the config; it has {names}")
-        return [n for n in names if not labels or n in labels]
+        return selected_planners(self.config, labels)

@@ -31,7 +31,7 @@ def sensitivity_model(config: RunConfig) -> PopulationModel:
             f"sensitivity: under workers.kind = {kind}{model} hours are piecewise flat in the rates, so dW/dθ is "
             "zero or meaningless; use --set workers.kind=bounded (or surrogate)"
         )
-    # Imported here: the factory imports the gradient planner, which imports this module.
+    # Imported here: the factory imports the planners package, whose gradient planner imports this module.
     from .factory import build_setup
 
     # Planners play no part here: without them no language-model client is opened.

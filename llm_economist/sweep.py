@@ -20,7 +20,8 @@ import pandas as pd
 import yaml
 
 from .comparison import run_comparison
-from .config import ConfigError, RunConfig, config_fingerprint, load_config
+from .config import ConfigError, RunConfig, config_fingerprint
+from .planner_factory import load_config
 from .executor import LOCAL, run_tasks
 from .factory import embedded_slots
 from .reporting.summary import bracketed, interval

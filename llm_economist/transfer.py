@@ -26,10 +26,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .config import PlannerConfig, RunConfig, dump_config
-from .factory import build_setup, make_planner, worker_adapter
+from .factory import build_setup, worker_adapter
+from .planner_factory import make_planner
 from .planners.fixed import BASELINE
 from .reporting.report import format_estimate
-from .reporting.summary import combine, gain_captured, interval
+from .reporting.summary import combine, gain_captured, interval, write_summary
 from .runner import Runner
 
 SOURCES = ("rational", "surrogate", "target", "workers")
@@ -126,8 +127,8 @@ def run_transfer(
         walls.append({**{f"plan on {k}": v for k, v in record["optimise_s"].items()}, "judge on the workers": record["judge_s"]})
     summary = transfer_summary(combine(summaries), sources)
     summary["plan_agents"] = plan_agents or config.population.n_agents
-    summary["wall_s_mean"] = {stage: mean_of([w[stage] for w in walls]) for stage in walls[0]}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    summary["timings"]["stages_s_mean"] = {stage: mean_of([w[stage] for w in walls]) for stage in walls[0]}
+    write_summary(out, summary)
     (out / "table.md").write_text(transfer_table(summary))
     return summary
 
@@ -158,6 +159,7 @@ def transfer_summary(combined: dict, sources: tuple[str, ...]) -> dict:
         "seeds": combined["seeds"], "population": combined["population"], "sources": list(sources),
         "reference": "the best mechanism optimised on the workers themselves" if TRUTH in sources
         else "the best mechanism judged", "no_tax_welfare_mean": interval(no_tax).mean, "mechanisms": rows,
+        "timings": {"created": combined["timings"]["created"]},
     }
 
 
@@ -172,5 +174,5 @@ def transfer_table(summary: dict) -> str:
         welfare = format_estimate({"mean": row["welfare_mean"], "ci95": row["welfare_ci95"]})
         parameters = ", ".join(f"{k} {v:.3g}" for k, v in row["parameters"].items())
         lines.append(f"| {row['source']} | {row['planner']} | {gain} | {welfare} | {row['mean_hours']:.1f} | {parameters} |")
-    walls = ", ".join(f"{stage} {seconds:,.0f} s" for stage, seconds in summary["wall_s_mean"].items() if seconds is not None)
+    walls = ", ".join(f"{stage} {seconds:,.0f} s" for stage, seconds in summary["timings"]["stages_s_mean"].items() if seconds is not None)
     return "\n".join(lines) + f"\n\nWall time per seed (mean): {walls}.\n"

@@ -22,7 +22,7 @@ from fault_server import FaultServer
 from llm_economist.behaviour import EVIDENCE, RATE_GRID, STEP, headline, probe, run_probe
 from llm_economist.cli import main
 from llm_economist.comparison import run_comparison
-from llm_economist.config import load_config
+from llm_economist.planner_factory import load_config
 from llm_economist.economy.labour import best_response_hours
 from llm_economist.economy.policy import Policy
 from llm_economist.economy.tax import TaxSchedule
@@ -112,6 +112,10 @@ def test_habit_and_imitation_are_recovered_as_persistence_and_social_pull():
     assert result["social_pull"] == pytest.approx(0.2, rel=0.10)
     low, high = result["social_pull_ci95"]
     assert low < 0.2 < high
+    # Every figure lies inside its own interval (up to rounding).
+    outside = [k for k, v in result.items() if isinstance(v, float) and result.get(f"{k}_ci95")
+               and not result[f"{k}_ci95"][0] - 1e-9 <= v <= result[f"{k}_ci95"][1] + 1e-9]
+    assert outside == []
 
 
 BOUNDED_SOCIAL = ["workers.hour_bins=9", "workers.temperature=0.05", "workers.persistence=0.3", "workers.social_pull=0.2"]

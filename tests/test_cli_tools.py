@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 from fault_server import FaultServer
 
-from llm_economist.config import dump_config, load_config
+from llm_economist.config import dump_config
+from llm_economist.planner_factory import load_config
 from llm_economist.llm import LLMSettings, open_client
 from llm_economist.reporting.narrate import agent_record, narrate, whole_sentences
 

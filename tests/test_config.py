@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-import llm_economist.factory  # noqa: F401  (imported up front so timings measure loading, not imports)
-from llm_economist.config import ConfigError, load_config
-from llm_economist.factory import make_planner
+import llm_economist.planner_factory  # noqa: F401  (imported up front so timings measure loading, not imports)
+from llm_economist.config import ConfigError
+from llm_economist.planner_factory import load_config, make_planner
 from llm_economist.mechanisms import ENTRY_POINT_GROUP
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from scipy import stats
 
 from llm_economist.cli import main
-from llm_economist.config import load_config
+from llm_economist.planner_factory import load_config
 from llm_economist.economy import Policy, TaxSchedule
 from llm_economist.factory import calibrated_preferences, population_filing
 from llm_economist.mechanisms import make_mechanism
@@ -216,9 +216,10 @@ def test_gradient_planner_through_the_surrogate_beats_the_grid_on_the_same_popul
 def test_cli_train_and_eval(dataset: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     model = tmp_path / "m.pt"
-    result = runner.invoke(main, ["distill", "train", str(dataset), "--out", str(model), "--epochs", "3", "--d-model", "16", "--quiet"])
+    result = runner.invoke(main, ["distill", "train", str(dataset), "--out", str(model), "--epochs", "3", "--d-model", "16"])
     assert result.exit_code == 0, result.output
     assert "best epoch" in result.output and model.is_file()
+    assert "epochs (early stopping may end sooner)" in result.output and "3/3" in result.output  # the progress bar
     result = runner.invoke(main, ["distill", "eval", str(model), str(tmp_path)])
     assert result.exit_code == 2 and "meta.json" in result.output
 

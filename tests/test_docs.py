@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from llm_economist.config import load_config
+from llm_economist.planner_factory import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # the environment's commands: llm-economist, mkdocs

@@ -16,10 +16,12 @@ from pettingzoo.test import api_test, parallel_api_test, parallel_seed_test
 from pettingzoo.utils import parallel_to_aec
 from pettingzoo.utils.wrappers import OrderEnforcingWrapper
 
-from llm_economist.config import RunConfig, load_config
+from llm_economist.config import RunConfig
+from llm_economist.planner_factory import load_config
 from llm_economist.economy import Preferences, TaxSchedule, calibrate_psi, settle, social_welfare
 from llm_economist.economy.utility import utility
 from llm_economist.envs import PLANNER, PLANNER_ENV_ID, LabourMarketEnv, PlannerEnv, labour_market
+from llm_economist.envs.labour_market import PLANNER_FEATURES, WORKER_FEATURES
 from llm_economist.factory import build_setup, config_population
 from llm_economist.mechanisms import make_mechanism
 from llm_economist.mechanisms.builtin import THREE_BRACKET_CUTOFFS
@@ -110,20 +112,46 @@ def test_planner_action_takes_effect_only_at_year_starts(prefs):
     later = np.array([0.30, 0.40, 0.50], dtype=np.float32)
     for t in range(STEPS_PER_YEAR * YEARS):
         proposed = first if t == 0 else later
-        observations, _, _, _, infos = env.step({**hours, PLANNER: proposed})
+        observations, _, _, _, infos = env.step({**hours, PLANNER: env.action_of(proposed)})
         in_force = first if t < STEPS_PER_YEAR else later
-        schedule = TaxSchedule.from_lists(THREE_BRACKET_CUTOFFS, in_force.astype(np.float64))
+        np.testing.assert_allclose(env.parameters.numpy(), in_force, atol=1e-6)  # up to the action's float32 rounding
+        schedule = TaxSchedule.from_lists(THREE_BRACKET_CUTOFFS, env.parameters.tolist())
         income = torch.tensor([infos[a]["income"] for a in env.worker_ids], dtype=torch.float64)
         tax = torch.tensor([infos[a]["tax"] for a in env.worker_ids], dtype=torch.float64)
         torch.testing.assert_close(tax, schedule.tax(income), rtol=1e-12, atol=1e-6)
-        np.testing.assert_array_equal(observations[PLANNER][: env.mechanism.size], in_force)
+        np.testing.assert_allclose(observations[PLANNER][: env.mechanism.size], in_force, atol=1e-6)  # rates: their own shares
 
 
-def test_planner_action_is_clipped_to_the_mechanism_bounds(prefs):
+def test_planner_action_is_scaled_to_the_mechanism_bounds_and_clipped(prefs):
     env = market(prefs)
     env.reset(seed=0)
-    env.step({**fixed_hours(env), PLANNER: np.array([-0.5, 0.2, 7.0])})
-    np.testing.assert_array_equal(env.parameters.numpy(), [0.0, 0.2, 1.0])
+    env.step({**fixed_hours(env), PLANNER: np.array([-3.0, 0.2, 7.0])})
+    np.testing.assert_allclose(env.parameters.numpy(), [0.0, 0.6, 1.0])  # three brackets: each rate in [0, 1]
+
+
+def test_both_environments_take_the_planners_action_the_same_way(prefs):
+    market_env, planner = market(prefs), planner_env(prefs)
+    action = np.array([-0.8, 0.1, 0.9], dtype=np.float32)
+    torch.testing.assert_close(market_env.parameters_of(action), planner.parameters_of(action))
+    assert market_env.action_space(PLANNER) == planner.action_space
+
+
+def test_observations_are_normalised_and_the_raw_figures_are_in_info(prefs):
+    env = market(prefs)
+    env.reset(seed=0)
+    hours = fixed_hours(env)
+    observations, _, _, _, infos = env.step(hours)
+    observations, _, _, _, infos = env.step(hours)
+    full_time = 52 * 40 * float(wages().median())
+    assert env.money_scale == pytest.approx(full_time)
+    worker = dict(zip(WORKER_FEATURES, observations["worker_3"]))
+    assert worker["wage"] == pytest.approx(float(wages()[3] / wages().median()), rel=1e-6)
+    assert worker["income"] == pytest.approx(infos["worker_3"]["income"] / full_time, rel=1e-6)
+    assert worker["hours"] == pytest.approx(hours["worker_3"][0] / prefs.max_hours, rel=1e-6)
+    planner = dict(zip(PLANNER_FEATURES, observations[PLANNER][env.mechanism.size :]))
+    assert planner["mean_hours"] == pytest.approx(infos[PLANNER]["mean_hours"] / prefs.max_hours, rel=1e-6)
+    assert planner["revenue"] == pytest.approx(infos[PLANNER]["revenue"] / full_time, rel=1e-6)
+    assert all(abs(v) < 10 for obs in observations.values() for v in obs)  # of order one, unlike dollars
 
 
 def test_worker_rewards_are_settle_utilities_over_the_utility_scale(prefs):
@@ -131,8 +159,8 @@ def test_worker_rewards_are_settle_utilities_over_the_utility_scale(prefs):
     env.reset(seed=0)
     hours = fixed_hours(env)
     theta = np.array([0.1, 0.3, 0.5], dtype=np.float32)
-    _, rewards, _, _, _ = env.step({**hours, PLANNER: theta})
-    policy = env.mechanism.compile(torch.as_tensor(theta, dtype=torch.float64))
+    _, rewards, _, _, _ = env.step({**hours, PLANNER: env.action_of(theta)})
+    policy = env.mechanism.compile(env.parameters)
     chosen = torch.tensor([hours[a][0] for a in env.worker_ids], dtype=torch.float64)
     outcome = settle(wages(), chosen, policy, prefs)
     got = torch.tensor([rewards[a] for a in env.worker_ids], dtype=torch.float64)
@@ -250,15 +278,17 @@ def test_planner_env_reward_is_the_years_mean_welfare_over_the_welfare_scale(pre
     welfare = float(social_welfare(outcome, "ability_weighted", wages()))
     assert info["welfare"] == pytest.approx(welfare, rel=1e-9)
     assert reward == pytest.approx(welfare / env.welfare_scale, rel=1e-9)
-    np.testing.assert_allclose(obs[:3], theta, rtol=1e-6)
-    assert obs[3] == pytest.approx(float(hours.mean()), rel=1e-6)
+    np.testing.assert_allclose(obs[:3], theta, atol=1e-6)  # rates in [0, 1]: each its own share of the range
+    assert obs[3] == pytest.approx(float(hours.mean()) / prefs.max_hours, rel=1e-6)
+    assert info["mean_hours"] == pytest.approx(float(hours.mean()), rel=1e-9)
 
 
 def test_planner_env_works_with_a_non_default_mechanism(prefs):
     env = planner_env(prefs, mechanism=make_mechanism("negative_income_tax"))
     env.reset(seed=0)
-    obs, *_ = env.step(env.action_space.sample())
+    obs, *_ = env.step(np.array([0.5, -0.5], dtype=np.float32))
     assert obs in env.observation_space
+    np.testing.assert_allclose(obs[:2], [0.75, 0.25], atol=1e-6)  # a $ guarantee and a rate, each as its share of its range
 
 
 # ---- invalid input -----------------------------------------------------------------------------

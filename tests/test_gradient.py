@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from llm_economist.config import load_config
+from llm_economist.planner_factory import load_config
 from llm_economist.economy import Policy, Preferences, TaxSchedule, calibrate_psi
 from llm_economist.factory import make_config_mechanism
 from llm_economist.mechanisms import make_mechanism

@@ -160,8 +160,8 @@ def test_a_failing_server_hands_its_requests_to_another_and_leaves_the_rotation(
     assert len(bad.chat_requests) == FAILURES_TO_REST  # then out of rotation
     servers = client.usage.as_dict()["by_server"]
     assert servers[bad.url] == {"calls": FAILURES_TO_REST, "failures": FAILURES_TO_REST,
-                                "failovers": FAILURES_TO_REST, "rested": 1}
-    assert servers[good.url] == {"calls": 6, "failures": 0, "failovers": 0, "rested": 0}
+                                "failovers": FAILURES_TO_REST, "rested": 1, "retired": 0}
+    assert servers[good.url] == {"calls": 6, "failures": 0, "failovers": 0, "rested": 0, "retired": 0}
     assert client.usage.retries == 0 and client.usage.failures == 0
 
 

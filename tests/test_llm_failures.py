@@ -92,7 +92,24 @@ def test_a_refusing_url_is_passed_over_once_known() -> None:
     with FaultServer() as live, LLMClient(fault_settings(dead, live.url)) as client:
         replies = [client.complete(ask(i)) for i in range(6)]
     assert all(r.ok for r in replies) and client.usage.retries == 0  # moved at once, not retried
-    assert client.usage.as_dict()["by_server"][dead] == {"calls": 1, "failures": 1, "failovers": 1, "rested": 1}
+    assert client.usage.as_dict()["by_server"][dead] == {"calls": 1, "failures": 1, "failovers": 1, "rested": 1, "retired": 0}
+
+
+@pytest.mark.parametrize("refusal", ["401", "403", "404"])
+def test_a_server_that_refuses_the_key_or_model_is_retired_and_the_healthy_one_carries_on(refusal: str) -> None:
+    with FaultServer(default=refusal) as refusing, FaultServer() as live, \
+            LLMClient(fault_settings(refusing.url, live.url, concurrency=1)) as client:
+        replies = [client.complete(ask(i)) for i in range(6)]
+    assert all(r.ok for r in replies) and len(refusing.chat_requests) == 1 and len(live.chat_requests) == 6
+    assert client.usage.as_dict()["by_server"][refusing.url] == {"calls": 1, "failures": 0, "failovers": 1, "rested": 0, "retired": 1}
+
+
+def test_a_pool_whose_every_server_refuses_the_key_stops_the_run() -> None:
+    with FaultServer(default="401") as a, FaultServer(default="401") as b, \
+            LLMClient(fault_settings(a.url, b.url, concurrency=1)) as client:
+        with pytest.raises(LLMUnavailable, match="HTTP 401"):
+            client.complete(ask())
+    assert len(a.chat_requests) + len(b.chat_requests) == 2
 
 
 def test_complete_many_raises_on_one_rejected_request_and_stops_the_rest() -> None:

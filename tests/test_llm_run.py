@@ -14,7 +14,7 @@ import pytest
 
 from fault_server import FaultServer
 from llm_economist.comparison import run_comparison
-from llm_economist.config import load_config
+from llm_economist.planner_factory import load_config
 from llm_economist.reporting.report import comparison_table, write_report
 from llm_economist.runner import Runner
 
@@ -199,6 +199,23 @@ def test_a_stopped_run_resumes_against_a_working_server(tmp_path, monkeypatch):
         resumed = run_comparison(config(fixed.url), tmp_path, resume=True, progress=False)
         assert len(fixed.chat_requests) == 5 + 2 * 5  # us_federal's last year, then no_tax's two
     assert resumed["stopped"] is None and resumed["planners"]["us_federal"]["years"] == [2]
+    # Every request the servers received is counted, the stopping period's and the resumed ones.
+    sent = len(broken.chat_requests)
+    assert stopped["llm"]["usage"]["by_server"][broken.url]["calls"] == sent
+    assert resumed["llm"]["usage"]["by_server"][broken.url]["calls"] == sent
+    assert resumed["llm"]["usage"]["by_server"][fixed.url]["calls"] == len(fixed.chat_requests)
+
+
+def test_a_refusing_server_in_a_pool_is_retired_and_the_run_finishes_on_the_other(tmp_path, monkeypatch):
+    monkeypatch.setenv("LLM_ECONOMIST_TEST_KEY", KEY)
+    with FaultServer(default="401") as refusing, FaultServer(content=DECISION) as healthy:
+        cfg = config(refusing.url, "llm.concurrency=1")
+        cfg = cfg.model_copy(update={"llm": cfg.llm.model_copy(update={"base_urls": (refusing.url, healthy.url)})})
+        summary = run_comparison(cfg, tmp_path, progress=False)
+    assert summary["stopped"] is None and len(refusing.chat_requests) == 1
+    assert all(summary["planners"][p]["worker_diagnostics"]["llm_fallbacks"] == 0 for p in ("us_federal", "no_tax"))
+    assert summary["llm"]["usage"]["by_server"][refusing.url]["retired"] == 1
+    assert f"| {refusing.url} | 1 | 0 | 1 | 0 | yes |" in write_report(tmp_path).read_text()
 
 
 def test_a_server_stopped_mid_run_hands_its_work_to_the_other_with_no_fallbacks(tmp_path, monkeypatch):
@@ -217,10 +234,10 @@ def test_a_server_stopped_mid_run_hands_its_work_to_the_other_with_no_fallbacks(
     dead, alive = usage["by_server"][dying.url], usage["by_server"][survivor.url]
     assert answered[0] == 6 and usage["failures"] == 0
     assert dead["failures"] >= 1 and dead["failovers"] == dead["failures"] and dead["rested"] >= 1
-    assert alive == {"calls": answered[1], "failures": 0, "failovers": 0, "rested": 0}
+    assert alive == {"calls": answered[1], "failures": 0, "failovers": 0, "rested": 0, "retired": 0}
     assert answered[0] + answered[1] == 30  # one answer per decision, each from one of the two
     report = write_report(tmp_path).read_text()
-    assert "| Server | Calls | Failures | Moved to another server | Out of rotation |" in report
+    assert "| Server | Calls | Failures | Moved to another server | Out of rotation | Retired" in report
     assert f"| {dying.url} | {dead['calls']} | {dead['failures']} |" in report
 
 

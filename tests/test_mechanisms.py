@@ -149,7 +149,7 @@ def test_the_share_not_working_responds_to_the_guarantee(kind):
     """With an extensive margin (19% at 0 h under US 2024), a larger guarantee, paid for by a
     higher flat rate, keeps more workers at 0 h; the zero earners live on exactly G and the
     budget balances at the fixed point workers and budget reach."""
-    from llm_economist.config import load_config
+    from llm_economist.planner_factory import load_config
     from llm_economist.economy.outcome import hours_shares
     from llm_economist.factory import build_setup
 

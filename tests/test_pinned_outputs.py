@@ -16,11 +16,10 @@ import pytest
 
 from fault_server import FaultServer
 from llm_economist.comparison import run_comparison
-from llm_economist.config import load_config
+from llm_economist.planner_factory import load_config
 
 PINNED = Path(__file__).parent / "pinned"
 REPIN = os.environ.get("LLM_ECONOMIST_REPIN") == "1"
-VOLATILE = {"created", "wall_s"}  # clock readings
 RELATIVE = 1e-9
 DECISION = '{"hours": 30, "fairness": 3, "trust": 4, "stress": 2, "reason": "steady week", "message": "all good"}'
 
@@ -37,17 +36,9 @@ LLM = [
 ]
 
 
-def _stable(value):
-    if isinstance(value, dict):
-        return {k: _stable(v) for k, v in value.items() if k not in VOLATILE}
-    if isinstance(value, list):
-        return [_stable(v) for v in value]
-    return value
-
-
 def outputs(out: Path) -> dict[str, str]:
-    """The run's result files as text: tables, summaries without clock readings, every seed's traces."""
-    files = {"summary.json": json.dumps(_stable(json.loads((out / "summary.json").read_text())), indent=1, sort_keys=True)}
+    """The run's result files as text: tables, the summary (its clock readings are in timings.json), every seed's traces."""
+    files = {"summary.json": json.dumps(json.loads((out / "summary.json").read_text()), indent=1, sort_keys=True)}
     for name in ("metrics.csv", "parameters.csv"):
         files[name] = (out / name).read_text()
     for seed_dir in sorted(out.glob("seed_*")):

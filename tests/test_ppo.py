@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from llm_economist.comparison import run_comparison
-from llm_economist.config import load_config
+from llm_economist.planner_factory import load_config
 from llm_economist.economy import Preferences, TaxSchedule, calibrate_psi
 from llm_economist.mechanisms import make_mechanism
 from llm_economist.personas import sample_population
@@ -51,7 +51,7 @@ def test_ppo_takes_part_in_a_comparison_and_its_training_curve_reaches_the_repor
     assert {p.name for p in saved.iterdir()} == {"ppo_policy.zip", "ppo_vecnormalize.pkl"}
 
 
-def test_the_saved_policy_chooses_the_parameters_the_planner_held(three_brackets, tmp_path):
+def test_the_saved_policy_chooses_the_parameters_the_planner_held(three_brackets, tmp_path, capsys):
     from stable_baselines3 import PPO
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
@@ -59,7 +59,10 @@ def test_the_saved_policy_chooses_the_parameters_the_planner_held(three_brackets
 
     model, mechanism = three_brackets
     planner = PPOPlanner(mechanism, timesteps=256, n_steps=128, seed=3)
+    planner.progress = True  # as the runner sets it when it draws a bar
     held = planner.propose(0, [], model)
+    shown = capsys.readouterr().err
+    assert "ppo training" in shown and "256/256" in shown
     for name, data in planner.artifacts.items():
         (tmp_path / name).write_bytes(data)
     env = VecNormalize.load(str(tmp_path / "ppo_vecnormalize.pkl"),

@@ -10,7 +10,7 @@ import pytest
 from matplotlib.image import imread
 
 from llm_economist.comparison import run_comparison
-from llm_economist.config import load_config
+from llm_economist.planner_factory import load_config
 from llm_economist.reporting import write_report
 from llm_economist.reporting.report import FIGURES, NoRunError, format_estimate, format_money, format_number, format_share
 from llm_economist.reporting.summary import tied_groups

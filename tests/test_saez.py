@@ -16,7 +16,7 @@ from llm_economist.economy import (
     utility,
 )
 from llm_economist.comparison import run_comparison
-from llm_economist.config import load_config
+from llm_economist.planner_factory import load_config
 from llm_economist.mechanisms import make_mechanism
 from llm_economist.planners import GridPlanner, SaezPlanner, estimate_elasticity
 from llm_economist.personas import sample_population

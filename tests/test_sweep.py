@@ -15,7 +15,8 @@ from click.testing import CliRunner
 
 from llm_economist.cli import main
 from llm_economist.comparison import run_comparison
-from llm_economist.config import ConfigError, load_config
+from llm_economist.config import ConfigError
+from llm_economist.planner_factory import load_config
 from llm_economist.distill.dataset import collect
 from llm_economist.sweep import parse_grid, run_sweep
 from fault_server import FaultServer
@@ -73,6 +74,16 @@ def test_an_address_where_no_cluster_listens_is_refused_quickly_and_named():
     result = CliRunner().invoke(main, ["sweep", "experiments/configs/getting_started.yaml", "--grid", "economy.elasticity=0.2,0.5",
                                        "--address", f"127.0.0.1:{port}"])
     assert result.exit_code == 2 and f"--address 127.0.0.1:{port}: nothing accepts connections there" in result.output
+    assert time.monotonic() - start < 30
+
+
+def test_address_auto_with_no_cluster_running_is_refused_quickly_and_named(monkeypatch, tmp_path):
+    """Before the module's cluster starts: `auto` finds nothing to join."""
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    start = time.monotonic()
+    result = CliRunner().invoke(main, ["sweep", "experiments/configs/getting_started.yaml", "--grid", "economy.elasticity=0.2,0.5",
+                                       "--address", "auto", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "--address auto: no Ray cluster found" in result.output and "ray start --head" in result.output
     assert time.monotonic() - start < 30
 
 

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from llm_economist.config import load_config
+from llm_economist.planner_factory import load_config
 from llm_economist.transfer import optimise, run_transfer, source_config
 from llm_economist.workers.surrogate import shipped_model_path
 

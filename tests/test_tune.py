@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -13,7 +14,7 @@ import pandas as pd
 import pytest
 import torch
 
-from llm_economist.config import load_config
+from llm_economist.planner_factory import load_config
 from llm_economist.llm import ChatRequest, LLMSettings, open_client
 from llm_economist.llm.adapter import GGUF, META, PEFT_DIR, SHIPPED, load_worker_adapter
 from llm_economist.llm.server import EMBEDDED_GGUF, embedded_model_path
@@ -21,7 +22,7 @@ from llm_economist.personas import population_graph, sample_population
 from llm_economist.economy import Preferences, TaxSchedule, calibrate_psi
 from llm_economist.mechanisms import make_mechanism
 from llm_economist.tune import LoraSettings, TuneDataError, tune_adapter, write_gguf_lora
-from llm_economist.tune.examples import episode_examples, prompt_fingerprint
+from llm_economist.tune.examples import episode_examples, prompt_fingerprint, twin_index
 from llm_economist.economy.labour import jensen_shannon as js_bits
 from llm_economist.tune.lora import LayerStack, bin_token_ids, fit, load_base, peft_config, prompt_ids
 from llm_economist.workers import Observation
@@ -94,6 +95,40 @@ def test_tune_writes_a_complete_adapter_directory_that_resumes(tmp_path, tiny_ba
     assert again["held_out"] == meta["held_out"]
     with pytest.raises(TuneDataError, match="--episodes"):  # other examples asked of the same directory
         tune_adapter(config, tmp_path, tiny_base, episodes=4, held_out=0.34, settings=settings)
+
+
+def test_twins_are_the_same_decisions_under_a_second_mechanism():
+    """Pairs add, after the plain examples (which stay as they were), each decision again under
+    another mechanism of the same sampler: the same worker, memory and contacts, another menu,
+    and a target that can differ only in the share the logit chooses (habit and imitation hold)."""
+    config = load_config(TUNE_CONFIG, ["population.n_agents=4", "economy.years=3"])
+    plain = episode_examples(config, 0, 0.35)
+    paired = episode_examples(config, 0, 0.35, pairs=True)
+    assert len(paired) == 2 * len(plain) and not paired["twin"][: len(plain)].any()
+    pd.testing.assert_frame_equal(paired[: len(plain)].reset_index(drop=True), plain)
+    twins = twin_index(paired)
+    assert twins[: len(plain)] == list(range(len(plain), len(paired))) and twins[len(plain) :] == list(range(len(plain)))
+    logit_share = 1 - config.workers.persistence - config.workers.social_pull
+    for i, j in enumerate(twins[: len(plain)]):
+        a, b = (json.loads(paired["messages"][k])[1][1].splitlines() for k in (i, j))
+        menu_a, menu_b = ([line for line in x if re.match(r"\d+ h: \$", line)] for x in (a, b))
+        assert [line for line in a if line not in menu_a] == [line for line in b if line not in menu_b]
+        assert len(menu_a) == 9 and menu_a != menu_b and paired["options"][i] == paired["options"][j]
+        p, q = torch.tensor(paired["target"][i]), torch.tensor(paired["target"][j])
+        if paired["step"][i] > 0:  # with last weeks to repeat or copy, only the logit's share may move
+            assert 0.5 * float((p - q).abs().sum()) <= logit_share + 1e-9
+
+
+@embedded
+def test_tuning_with_twins_scores_the_change_between_them(tmp_path, tiny_base):
+    config = load_config(TUNE_CONFIG, ["population.n_agents=4", "economy.years=2"])
+    settings = LoraSettings(rank=4, alpha=8, layers=2, epochs=2, batch=2, contrast_weight=1.0)
+    meta = tune_adapter(config, tmp_path, tiny_base, episodes=3, held_out=0.34, settings=settings)
+    assert meta["data"]["twins"] and (meta["data"]["train_prompts"], meta["data"]["held_out_prompts"]) == (32, 16)
+    history = pd.read_csv(tmp_path / "history.csv")
+    assert history["held_out_loss"].to_numpy() == pytest.approx(history["held_out_kl"] + history["held_out_contrast_rmse_bins"] ** 2)
+    assert meta["held_out"]["tuned"]["held_out_loss"] == history["held_out_loss"].min()
+    assert "change in hours between twins" in (tmp_path / "card.md").read_text()
 
 
 def _menu_requests(n: int = 3):

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from llm_economist.behaviour import run_probe
-from llm_economist.config import load_config
+from llm_economist.planner_factory import load_config
 from llm_economist.workers.surrogate import shipped_model_path
 
 OUT = Path("runs/behaviour_populations")

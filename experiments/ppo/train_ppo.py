@@ -5,7 +5,7 @@ Every parameter is below; results go to OUT (summary.json, report.md, a seed dir
 """
 
 from llm_economist.comparison import run_comparison
-from llm_economist.config import load_config
+from llm_economist.planner_factory import load_config
 from llm_economist.reporting import write_report
 from llm_economist.reporting.report import console_table
 

@@ -15,7 +15,7 @@ import json
 import time
 from pathlib import Path
 
-from llm_economist.config import load_config
+from llm_economist.planner_factory import load_config
 from llm_economist.reporting import write_report
 from llm_economist.runner import Runner
 from llm_economist.surrogate import SurrogatePopulation

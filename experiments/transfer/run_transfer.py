@@ -34,7 +34,7 @@ import sys
 import time
 from pathlib import Path
 
-from llm_economist.config import load_config
+from llm_economist.planner_factory import load_config
 from llm_economist.distill.calibrate import calibrate_wording
 from llm_economist.distill.dataset import collect
 from llm_economist.distill.train import TrainSettings, train_surrogate
@@ -81,7 +81,7 @@ def distil(run: dict, out: Path) -> None:
         chain.write_text(json.dumps(walls, indent=1))
     if not Path(run["surrogate"]).is_file():
         start = time.perf_counter()
-        train_surrogate(spec["data"], run["surrogate"], TrainSettings(), log=print)
+        train_surrogate(spec["data"], run["surrogate"], TrainSettings())
         walls["distil_s"] = round(time.perf_counter() - start, 1)
         chain.write_text(json.dumps(walls, indent=1))
     if "calibrate_s" not in walls:

@@ -45,7 +45,8 @@ from ..economy.policy import Policy
 from ..economy.tax import TaxSchedule
 from ..economy.utility import annual_income, utility
 from ..executor import IN_PROCESS, run_tasks
-from ..factory import Setup, build_setup, embedded_slots, llm_settings, make_planner
+from ..factory import Setup, build_setup, embedded_slots, llm_settings
+from ..planner_factory import make_planner
 from ..llm import LLMSettings, open_client
 from ..personas import SocialGraph, population_graph
 from ..planners.base import YearRecord

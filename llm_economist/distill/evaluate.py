@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..economy.labour import jensen_shannon
 from ..economy.utility import FULL_TIME_HOURS

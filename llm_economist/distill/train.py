@@ -16,6 +16,7 @@ a slice of the remaining episodes decides early stopping.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -195,8 +196,12 @@ def batches(sequences: list[PlannerEpisode], size: int, bins: Tensor, levels: di
     return result
 
 
-def fit(model: nn.Module, train: list[Batch], validation: list[Batch], settings: TrainSettings, log=None) -> dict:
-    """AdamW with early stopping on the validation loss; the model ends at its best epoch."""
+Progress = Callable[[int, int, str], None]  # (epochs done, most epochs, status)
+
+
+def fit(model: nn.Module, train: list[Batch], validation: list[Batch], settings: TrainSettings, progress: Progress | None = None) -> dict:
+    """AdamW with early stopping on the validation loss; the model ends at its best epoch. `progress`
+    hears of every epoch."""
     torch.manual_seed(settings.seed)
     optimiser = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     best, best_state, best_epoch, history = math.inf, copy.deepcopy(model.state_dict()), 0, []
@@ -221,8 +226,8 @@ def fit(model: nn.Module, train: list[Batch], validation: list[Batch], settings:
             best, best_state, best_epoch = total, copy.deepcopy(model.state_dict()), epoch
         elif epoch - best_epoch >= settings.patience:
             break
-        if log is not None and epoch % 20 == 0:
-            log(f"epoch {epoch:4d}  validation hour loss {hour:.4f}  channel loss {channel:.4f}")
+        if progress is not None:
+            progress(epoch + 1, settings.epochs, f"validation hour loss {hour:.4f}, channel {channel:.4f}; best epoch {best_epoch}")
     model.load_state_dict(best_state)
     model.eval()
     return {"best_epoch": best_epoch, "epochs_run": len(history), "validation_loss": best,
@@ -241,7 +246,7 @@ def surrogate_config(meta: dict, overrides: dict) -> SurrogateConfig:
     )
 
 
-def train_surrogate(data: str | Path, out: str | Path, settings: TrainSettings | None = None, log=None) -> dict:
+def train_surrogate(data: str | Path, out: str | Path, settings: TrainSettings | None = None, progress: Progress | None = None) -> dict:
     """Fit the surrogate on the training episodes of ``data`` and save it to ``out``."""
     settings = settings or TrainSettings()
     meta = read_meta(data)
@@ -255,7 +260,7 @@ def train_surrogate(data: str | Path, out: str | Path, settings: TrainSettings |
     validation = batches([s for s in sequences if s.episode in validation_eps], settings.batch_sequences, bins, levels, None)
     torch.manual_seed(settings.seed)
     model = SurrogatePopulation(surrogate_config(meta, settings.model))
-    result = fit(model, train, validation, settings, log)
+    result = fit(model, train, validation, settings, progress)
     spec = {
         "bins": meta["bins"],
         "channels": meta["channels"],

@@ -6,26 +6,38 @@ z = 52 w h, tax T(z), the lump-sum transfer, consumption and utility for all wor
 A tax year is `steps_per_year` steps; the planner's action only counts at the first step of a
 year (step index % steps_per_year == 0) and is ignored at every other step.
 
-Observations, all float32 vectors (the names are in `WORKER_FEATURES` and `PLANNER_FEATURES`):
+Observations, all float32 vectors (the names are in `WORKER_FEATURES` and `PLANNER_FEATURES`),
+normalised so that every entry is of order one: dollars are divided by `money_scale`, the annual
+earnings of a median-wage worker at 40 hours; wages by the median wage; hours by the hours cap.
+The raw figures are in `info`.
 
 worker_i, 7 entries, about the period just played (zeros before the first one):
-    0 wage             hourly wage ($/h)
-    1 marginal_rate    marginal tax rate at the worker's last income, under the parameters in force
-    2 average_rate     average tax rate T(z)/z at that income (the first bracket's rate at z = 0)
-    3 transfer         last period's lump-sum transfer per worker ($/year)
-    4 income           last annual income z ($/year)
-    5 hours            last weekly hours
+    0 wage             hourly wage / the median wage, in [0, the highest wage / the median]
+    1 marginal_rate    marginal tax rate at the worker's last income, under the parameters in force, in [-1, 1]
+    2 average_rate     average tax rate T(z)/z at that income (the first bracket's rate at z = 0), in [-1, 1]
+    3 transfer         last period's lump-sum transfer per worker / money_scale
+    4 income           last annual income z / money_scale, in [0, the highest wage at the cap / money_scale]
+    5 hours            last weekly hours / the hours cap, in [0, 1]
     6 year_fraction    (index of the coming step % steps_per_year) / steps_per_year; 0 at a year start
 
 planner, P + 7 entries:
-    0..P-1             the mechanism parameters in force (the mechanism's initial ones after reset)
-    P   mean_hours     mean weekly hours of the last period
-    P+1 mean_income    mean annual income ($/year)
-    P+2 revenue        mean tax per worker ($/year)
-    P+3 transfer       transfer per worker ($/year)
+    0..P-1             the mechanism parameters in force, each as its position in the mechanism's range,
+                       in [0, 1] (`parameter_shares`; the mechanism's initial ones after reset)
+    P   mean_hours     mean weekly hours of the last period / the hours cap
+    P+1 mean_income    mean annual income / money_scale
+    P+2 revenue        mean tax per worker / money_scale
+    P+3 transfer       transfer per worker / money_scale
     P+4 income_gini    Gini coefficient of pre-tax income
     P+5 welfare        social welfare of the period, scaled like the planner's reward
     P+6 year_fraction  as for workers: 0 means the planner's next action takes effect
+
+Rates lie in [-1, 1] under every built-in mechanism (the 2024 US system's credits and phase-outs
+included); revenue, transfer and welfare have no bound the economics gives, so their bounds are
+infinite.
+
+Actions: the planner's, in both environments, is the mechanism's parameter vector scaled to
+[-1, 1] per parameter (clipped): parameter = low + (action + 1) / 2 (high - low), the range
+off-the-shelf algorithms expect (`parameters_of`, `action_of`).
 
 Rewards are scaled to be of order one by fixed numbers set at construction, from an equal
 reference society in which every worker has the median wage and works 40 hours untaxed:
@@ -52,7 +64,7 @@ from pettingzoo import AECEnv, ParallelEnv
 from pettingzoo.utils.conversions import parallel_to_aec_wrapper
 from pettingzoo.utils.wrappers import OrderEnforcingWrapper
 
-from ..config import EconomyConfig, RunConfig, WorkersConfig, load_config
+from ..config import EconomyConfig, RunConfig, WorkersConfig, read_config
 from ..factory import Setup, build_setup, calibrated_preferences, config_population, make_config_mechanism
 from ..economy.outcome import Outcome, aggregates, settle
 from ..economy.utility import FULL_TIME_HOURS, Preferences, annual_income, utility
@@ -91,11 +103,12 @@ def check_wage(wage) -> Tensor:
 
 
 def check_config(config) -> RunConfig:
-    """A RunConfig as given, or the one in the YAML file at this path (read by `load_config`)."""
+    """A RunConfig as given, or the one in the YAML file at this path (`config.read_config`: the
+    environments do not use its planners, so they are not built)."""
     if isinstance(config, RunConfig):
         return config
     if isinstance(config, (str, Path)):
-        return load_config(config)
+        return read_config(config)
     raise ValueError(f"config: expected a RunConfig or the path of a YAML config, got {type(config).__name__}")
 
 
@@ -163,19 +176,56 @@ def reward_scales(wage: Tensor, prefs: Preferences, welfare_name: str, welfare_p
     return _usable_scale(abs(float(reference.utility[0]))), _usable_scale(abs(float(welfare)))
 
 
+def money_scale(wage: Tensor, prefs: Preferences) -> float:
+    """Annual earnings of a median-wage worker at 40 hours (at the cap if lower): the unit of every
+    dollar figure in the observations."""
+    hours = torch.tensor(min(FULL_TIME_HOURS, prefs.max_hours), dtype=wage.dtype)
+    return _usable_scale(float(annual_income(wage.median(), hours)))
+
+
 def period_aggregates(outcome: Outcome, scaled_welfare: float, max_hours: float) -> np.ndarray:
-    """The AGGREGATES of one period, float64 (6,)."""
+    """The AGGREGATES of one period in their own units (hours, dollars), float64 (6,)."""
     figures = aggregates(outcome, max_hours)
     names = ("mean_hours", "output", "revenue", "transfer", "gini_income")
     return np.array([figures[name] for name in names] + [scaled_welfare])
 
 
-def aggregate_bounds(max_hours: float) -> tuple[np.ndarray, np.ndarray]:
-    """Box bounds of the AGGREGATES entries."""
+def normalised_aggregates(raw: np.ndarray, money: float, max_hours: float) -> np.ndarray:
+    """The AGGREGATES as observed: hours over the cap, dollars over `money_scale`."""
+    return raw / np.array([max_hours, money, money, money, 1.0, 1.0])
+
+
+def aggregate_bounds(wage: Tensor, money: float, max_hours: float) -> tuple[np.ndarray, np.ndarray]:
+    """Box bounds of the normalised AGGREGATES entries."""
     inf = np.inf
-    low = np.array([0.0, 0.0, 0.0, -inf, 0.0, -inf], dtype=np.float32)
-    high = np.array([max_hours, inf, inf, inf, 1.0, inf], dtype=np.float32)
+    top_income = float(annual_income(wage.max(), torch.tensor(max_hours, dtype=wage.dtype))) / money
+    low = np.array([0.0, 0.0, -inf, -inf, 0.0, -inf], dtype=np.float32)
+    high = np.array([1.0, top_income, inf, inf, 1.0, inf], dtype=np.float32)
     return low, high
+
+
+def scaled_parameters(mechanism: Mechanism, action) -> Tensor:
+    """(P,) mechanism parameters of a planner action in [-1, 1]^P (clipped): low + (a + 1) / 2 (high - low)."""
+    a = torch.as_tensor(np.asarray(action, dtype=np.float64).reshape(-1))
+    if a.numel() != mechanism.size:
+        raise ValueError(f"planner action: expected {mechanism.size} values for {mechanism.names}, got {a.numel()}")
+    if not torch.isfinite(a).all():
+        raise ValueError(f"planner action: values must be finite, got {a.tolist()}")
+    low, high = mechanism.bounds()
+    return low + (a.clamp(-1.0, 1.0) + 1.0) / 2.0 * (high - low)
+
+
+def parameter_shares(mechanism: Mechanism, theta: Tensor) -> np.ndarray:
+    """Each parameter's position in its range, (theta - low) / (high - low) in [0, 1]: how the planner
+    observes the parameters in force (a rate in [0, 1] reads as itself; a guarantee in dollars does not)."""
+    low, high = mechanism.bounds()
+    return ((theta - low) / (high - low)).numpy()
+
+
+def scaled_action(mechanism: Mechanism, theta) -> np.ndarray:
+    """The planner action in [-1, 1]^P that sets parameters `theta` (the inverse of `scaled_parameters`)."""
+    low, high = mechanism.bounds()
+    return (2.0 * (mechanism.validate(theta) - low) / (high - low) - 1.0).numpy().astype(np.float32)
 
 
 # ---- the environment ---------------------------------------------------------------------------
@@ -185,8 +235,8 @@ class LabourMarketEnv(ParallelEnv):
     """N workers (`worker_0` .. `worker_{N-1}`) choose weekly hours; the `planner` sets the mechanism.
 
     Actions: a worker sends Box([0], [max_hours]) weekly hours (clipped to that range); the planner
-    sends the mechanism's parameter vector, Box(low, high) from `mechanism.bounds()`, clipped to the
-    bounds and applied only at a year's first step (ignored otherwise, and may then be omitted).
+    sends the mechanism's parameters scaled to Box(-1, 1) (`parameters_of`; clipped), applied only
+    at a year's first step (ignored otherwise, and may then be omitted).
     Moves are simultaneous: at a year's first step the workers choose hours before they can see
     the new parameters, which appear in their observations from the next step on. The episode is
     truncated for everyone after `years * steps_per_year` steps; nothing terminates.
@@ -226,16 +276,18 @@ class LabourMarketEnv(ParallelEnv):
         self.possible_agents = self.worker_ids + [PLANNER]
         self.agents: list[str] = []
 
-        low, high = (b.numpy() for b in self.mechanism.bounds(torch.float32))
-        agg_low, agg_high = aggregate_bounds(self.prefs.max_hours)
-        worker_low = np.array([0.0, 0.0, 0.0, -np.inf, 0.0, 0.0, 0.0], dtype=np.float32)
-        worker_high = np.array([np.inf, 1.0, 1.0, np.inf, np.inf, self.prefs.max_hours, 1.0], dtype=np.float32)
+        self.money_scale = money_scale(self.wage, self.prefs)
+        self._median_wage = float(self.wage.median())
+        size = self.mechanism.size
+        agg_low, agg_high = aggregate_bounds(self.wage, self.money_scale, self.prefs.max_hours)
+        worker_low = np.array([0.0, -1.0, -1.0, -np.inf, 0.0, 0.0, 0.0], dtype=np.float32)
+        worker_high = np.array([float(self.wage.max()) / self._median_wage, 1.0, 1.0, np.inf, agg_high[1], 1.0, 1.0], dtype=np.float32)
         self._action_spaces = {a: spaces.Box(0.0, self.prefs.max_hours, shape=(1,), dtype=np.float32) for a in self.worker_ids}
-        self._action_spaces[PLANNER] = spaces.Box(low, high, dtype=np.float32)
+        self._action_spaces[PLANNER] = spaces.Box(-1.0, 1.0, (size,), dtype=np.float32)
         self._observation_spaces = {a: spaces.Box(worker_low, worker_high, dtype=np.float32) for a in self.worker_ids}
         self._observation_spaces[PLANNER] = spaces.Box(
-            np.concatenate([low, agg_low, np.zeros(1, np.float32)]),
-            np.concatenate([high, agg_high, np.ones(1, np.float32)]),
+            np.concatenate([np.zeros(size, np.float32), agg_low, np.zeros(1, np.float32)]),
+            np.concatenate([np.ones(size, np.float32), agg_high, np.ones(1, np.float32)]),
             dtype=np.float32,
         )
 
@@ -265,6 +317,14 @@ class LabourMarketEnv(ParallelEnv):
     def parameters(self) -> Tensor:
         """The mechanism parameters in force (P,)."""
         return self._theta.clone()
+
+    def parameters_of(self, action) -> Tensor:
+        """(P,) mechanism parameters of a planner action in [-1, 1]^P (clipped)."""
+        return scaled_parameters(self.mechanism, action)
+
+    def action_of(self, theta) -> np.ndarray:
+        """The planner action that sets parameters `theta`."""
+        return scaled_action(self.mechanism, theta)
 
     def reset(self, seed: int | None = None, options: dict | None = None):
         """Start a new episode under the mechanism's initial parameters; `options` is not used.
@@ -337,12 +397,7 @@ class LabourMarketEnv(ParallelEnv):
     # ---- internals ----
 
     def _set_parameters(self, action) -> None:
-        theta = torch.as_tensor(np.asarray(action, dtype=np.float64).reshape(-1))
-        if theta.numel() != self.mechanism.size:
-            raise ValueError(
-                f"planner action: expected {self.mechanism.size} parameters {self.mechanism.names}, got {theta.numel()}"
-            )
-        self._theta = self.mechanism.clip(theta)
+        self._theta = scaled_parameters(self.mechanism, action)
         self._policy = self.mechanism.compile(self._theta)
 
     def _worker_hours(self, actions: dict) -> Tensor:
@@ -368,20 +423,23 @@ class LabourMarketEnv(ParallelEnv):
         faced, transfer = self._policy.faced(expected)  # the rules as a worker expecting last period's budget sees them
         schedule, transfer = faced.schedule, transfer.reshape(1)
         year_fraction = (self._t % self.steps_per_year) / self.steps_per_year
+        money = self.money_scale
         table = torch.stack(
             [
-                self.wage,
+                self.wage / self._median_wage,
                 schedule.marginal_rate(income),
                 schedule.average_rate(income),
-                transfer.expand(n),
-                income,
-                hours,
+                transfer.expand(n) / money,
+                income / money,
+                hours / self.prefs.max_hours,
                 torch.full((n,), year_fraction, dtype=torch.float64),
             ],
             dim=1,
         ).numpy().astype(np.float32)  # (N, 7)
         observations = {a: table[i] for i, a in enumerate(self.worker_ids)}
-        observations[PLANNER] = np.concatenate([self._theta.numpy(), self._aggregates, [year_fraction]]).astype(np.float32)
+        aggregates_seen = normalised_aggregates(self._aggregates, money, self.prefs.max_hours)
+        observations[PLANNER] = np.concatenate([parameter_shares(self.mechanism, self._theta), aggregates_seen,
+                                                [year_fraction]]).astype(np.float32)
         return observations
 
 

@@ -1,18 +1,20 @@
 """The planner's problem as a single-agent Gymnasium environment; the worker population lives inside.
 
 One step is one tax year. The action is the mechanism's parameter vector scaled to [-1, 1] per
-parameter (float32; clipped), the range off-the-shelf algorithms such as stable-baselines3's PPO
-expect: parameter = low + (action + 1) / 2 (high - low), see `parameters_of` and `action_of`. The workers, any `Workers`, then play the year through
+parameter (float32; clipped), as the planner's action in `LabourMarketEnv`, the range
+off-the-shelf algorithms such as stable-baselines3's PPO expect: parameter = low + (action + 1) / 2
+(high - low), see `parameters_of` and `action_of`. The workers, any `Workers`, then play the year through
 `simulation.play_year` (the loop the runner plays), remembering `workers.memory` periods and
 expecting last period's transfer. Their randomness (e.g. bounded-rational choices) draws from
 a torch.Generator seeded from the environment's `np_random`, so `reset(seed=s)` followed by the
 same actions reproduces a trajectory exactly.
 
-Observation, float32 (P + 6,): the parameters in force (the mechanism's initial ones after
-reset), then the last year's means over its periods of
-    mean_hours (h/week), mean_income ($/year), revenue (mean tax per worker, $/year),
-    transfer (per worker, $/year), income_gini (Gini of pre-tax income), welfare (scaled),
-all zero before the first year.
+Observation, float32 (P + 6,), normalised as in `labour_market`: the parameters in force, each as
+its position in the mechanism's range, in [0, 1] (the mechanism's initial ones after reset), then
+the last year's means over its periods of
+    mean_hours (over the hours cap), mean_income, revenue (mean tax per worker) and transfer
+    (per worker), each over `money_scale`, income_gini (Gini of pre-tax income), welfare (scaled),
+all zero before the first year. `info` holds the same figures in hours and dollars.
 
 Reward: the year's mean social welfare divided by `welfare_scale`, |W| of an equal reference
 society in which every worker has the median wage and works 40 hours untaxed (see
@@ -46,9 +48,15 @@ from .labour_market import (
     check_render_mode,
     check_wage,
     config_market,
+    money_scale,
+    normalised_aggregates,
+    parameter_shares,
     period_aggregates,
     reward_scales,
+    scaled_action,
+    scaled_parameters,
 )
+
 
 Tensor = torch.Tensor
 
@@ -96,11 +104,13 @@ class PlannerEnv(gym.Env):
         self.render_mode = check_render_mode(render_mode, self.metadata)
         _, self.welfare_scale = reward_scales(self.wage, self.prefs, self.welfare_name, self.welfare_params)
 
-        low, high = (b.numpy() for b in self.mechanism.bounds(torch.float32))
-        agg_low, agg_high = aggregate_bounds(self.prefs.max_hours)
+        self.money_scale = money_scale(self.wage, self.prefs)
+        agg_low, agg_high = aggregate_bounds(self.wage, self.money_scale, self.prefs.max_hours)
+        size = self.mechanism.size
         # Off-the-shelf algorithms expect [-1, 1]; `parameters_of` maps it onto the mechanism's box.
-        self.action_space = spaces.Box(-1.0, 1.0, (self.mechanism.size,), dtype=np.float32)
-        self.observation_space = spaces.Box(np.concatenate([low, agg_low]), np.concatenate([high, agg_high]), dtype=np.float32)
+        self.action_space = spaces.Box(-1.0, 1.0, (size,), dtype=np.float32)
+        self.observation_space = spaces.Box(np.concatenate([np.zeros(size, np.float32), agg_low]),
+                                            np.concatenate([np.ones(size, np.float32), agg_high]), dtype=np.float32)
 
         self._setup: Setup | None = None  # what `from_config` built, closed with the environment
         self._generator = torch.Generator()
@@ -128,16 +138,11 @@ class PlannerEnv(gym.Env):
 
     def parameters_of(self, action) -> Tensor:
         """(P,) mechanism parameters of an action in [-1, 1]^P (clipped): low + (a + 1) / 2 (high - low)."""
-        a = torch.as_tensor(np.asarray(action, dtype=np.float64).reshape(-1))
-        if a.numel() != self.mechanism.size:
-            raise ValueError(f"action: expected {self.mechanism.size} values for {self.mechanism.names}, got {a.numel()}")
-        low, high = self.mechanism.bounds()
-        return low + (a.clamp(-1.0, 1.0) + 1.0) / 2.0 * (high - low)
+        return scaled_parameters(self.mechanism, action)
 
     def action_of(self, theta) -> np.ndarray:
         """The action in [-1, 1]^P that sets parameters `theta` (the inverse of `parameters_of`)."""
-        low, high = self.mechanism.bounds()
-        return (2.0 * (self.mechanism.validate(theta) - low) / (high - low) - 1.0).numpy().astype(np.float32)
+        return scaled_action(self.mechanism, theta)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
@@ -187,4 +192,5 @@ class PlannerEnv(gym.Env):
             self._setup.close()
 
     def _observation(self) -> np.ndarray:
-        return np.concatenate([self._theta.numpy(), self._aggregates]).astype(np.float32)
+        seen = normalised_aggregates(self._aggregates, self.money_scale, self.prefs.max_hours)
+        return np.concatenate([parameter_shares(self.mechanism, self._theta), seen]).astype(np.float32)

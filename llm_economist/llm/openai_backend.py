@@ -5,9 +5,10 @@ one already holding `server_concurrency` requests. A server fails over: when it 
 connection, drops one, times out or answers 429/5xx, the request moves at once to another
 server in rotation. A server that refuses a connection, or fails FAILURES_TO_REST times in a
 row, leaves the rotation for COOL_DOWN_S and is then tried again. Counts per server (calls,
-failures, failovers, times rested) go to the client's usage. Failures that no retry can heal
-are marked fatal: HTTP 401/403 (the key), 404 (the model or route) and refused connections on
-every URL.
+failures, failovers, times rested, retired) go to the client's usage. A server that answers
+HTTP 401/403 (the key) or 404 (the model or route) is retired: no retry there can heal it, so it
+leaves the rotation for good and its requests move to the others. Failures that no retry can heal
+are fatal: the last server retired, and refused connections on every URL.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from .types import ChatRequest, TokenLogprob, Usage
 
 COOL_DOWN_S = 10.0  # how long a server out of rotation is passed over
 FAILURES_TO_REST = 2  # failures in a row (5xx, timeouts, dropped connections) that take a server out
+REFUSALS = (401, 403, 404)  # the key or the model refused: the server is retired
 _KEYLIKE = re.compile(r"\b(sk-|Bearer\s+)[A-Za-z0-9*._\-]{4,}")
 
 
@@ -41,6 +43,7 @@ class _Health:
     failures_in_row: int = 0
     refused: bool = False  # its last connection attempt found nothing listening
     resting_until: float = 0.0  # out of rotation until this time.monotonic()
+    retired: bool = False  # it refused the key or the model: out of rotation for good
 
 
 class _LoopSlots:
@@ -104,18 +107,22 @@ class OpenAIBackend:
             return slots
 
     def _in_rotation(self, i: int, now: float) -> bool:
-        return self._health[i].resting_until <= now
+        return not self._health[i].retired and self._health[i].resting_until <= now
 
     def _choose(self, in_flight: list[int], tried: set[int]) -> int | None:
         """The least busy untried server in rotation with a free slot (round-robin among equals);
-        an untried resting server when none is in rotation; None when every candidate is full."""
+        an untried resting server when none is in rotation; None when every candidate is full.
+        A BackendError when no untried server is left (fatal when every server is retired)."""
         now = time.monotonic()
         n = len(self.base_urls)
         with self._lock:
             start = next(self._turn)
-            untried = [(start + k) % n for k in range(n) if (start + k) % n not in tried]
+            untried = [(start + k) % n for k in range(n) if (start + k) % n not in tried and not self._health[(start + k) % n].retired]
             if not untried:
-                return None
+                if all(h.retired for h in self._health):
+                    raise BackendError(f"every server ({', '.join(self.base_urls)}) refused the key or the model; see the "
+                                       "first error above", kind="retired", retryable=False, fatal=True)
+                raise BackendError("every server left was tried for this request", kind="connection", retryable=True)
             candidates = [i for i in untried if self._in_rotation(i, now)] or untried
         limit = self.server_concurrency
         free = [i for i in candidates if limit is None or in_flight[i] < limit]
@@ -226,6 +233,8 @@ class OpenAIBackend:
         except openai.APIConnectionError as e:
             raise self._connection_failed(i, e) from e
         except openai.APIStatusError as e:
+            if e.status_code in REFUSALS:
+                raise self._refused(i, e) from e
             error = self._status_error(url, e)
             if error.failover:
                 self._failed(i)
@@ -263,16 +272,27 @@ class OpenAIBackend:
         return BackendError(f"connection to {self.base_urls[i]} failed: {detail}", kind="connection",
                             retryable=True, failover=True)
 
+    def _refused(self, i: int, e: openai.APIStatusError) -> BackendError:
+        """Retire server `i`, which refused the key or the model; fatal once no server is left."""
+        status, url = e.status_code, self.base_urls[i]
+        message = f"HTTP {status} from {url}: {self._redact(_short(e.message))}"
+        if status == 404:
+            message += f"; model {self.model_id!r} or the chat route is not there: check llm.model and llm.base_urls"
+        else:
+            why = "rejects the API key" if status == 401 else f"does not let this API key use model {self.model_id!r}"
+            message += f"; the server {why}: check {self._key_source}"
+        with self._lock:
+            self._health[i].retired = True
+            left = sum(not h.retired for h in self._health)
+        self.usage.add_server(url, calls=1, retired=1)
+        if left:
+            return BackendError(f"{message}; {url} is retired, {left} other server(s) carry on", kind=f"http_{status}",
+                                retryable=False, failover=True)
+        return BackendError(message, kind=f"http_{status}", retryable=False, fatal=True)
+
     def _status_error(self, url: str, e: openai.APIStatusError) -> BackendError:
         status = e.status_code
         message = f"HTTP {status} from {url}: {self._redact(_short(e.message))}"
-        if status in (401, 403):
-            why = "rejects the API key" if status == 401 else f"does not let this API key use model {self.model_id!r}"
-            return BackendError(f"{message}; the server {why}: check {self._key_source}",
-                                kind=f"http_{status}", retryable=False, fatal=True)
-        if status == 404:
-            return BackendError(f"{message}; model {self.model_id!r} or the chat route is not there: "
-                                "check llm.model and llm.base_urls", kind="http_404", retryable=False, fatal=True)
         passing = status == 429 or status >= 500  # another server, or this one later, may answer
         return BackendError(message, kind=f"http_{status}", retryable=passing, failover=passing,
                             retry_after=retry_after(e.response.headers))

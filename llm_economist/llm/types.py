@@ -189,7 +189,7 @@ class ChatReply:
 _COUNTERS = ("requests", "cache_hits", "http_calls", "retries", "failures", "prompt_tokens", "completion_tokens")
 # per base URL: calls answered or failed there, transport failures, requests moved on to another
 # server, and times the server was taken out of rotation
-SERVER_COUNTERS = ("calls", "failures", "failovers", "rested")
+SERVER_COUNTERS = ("calls", "failures", "failovers", "rested", "retired")
 
 
 @dataclass

@@ -39,6 +39,7 @@ class Planner(ABC):
     # True when the planner queries the population model (PopulationModel.respond) rather than learning
     # only from realised years; reports say so next to its numbers.
     uses_population_model: bool = False
+    progress: bool = False  # planners that train for long draw a bar when the run draws one (the runner sets it)
 
     def __init__(self, mechanism: Mechanism) -> None:
         self.mechanism = mechanism

@@ -4,7 +4,7 @@ Planner-vs-population training as in the reference project: the planner environm
 (`envs.PlannerEnv`, one step = one tax year, actions in [-1, 1] mapped onto the mechanism's
 bounds) is built on the run's population model (rational, bounded or surrogate workers), and
 `stable_baselines3.PPO` with an MLP policy trains on it for a stated budget of environment
-steps, observations normalised on the fly (incomes are in dollars, rates in fractions). The
+steps, observations (already of order one) standardised on the fly by `VecNormalize`. The
 planner then holds the parameters its trained policy chooses deterministically from the first
 observation of an episode. The training curve (mean reward per rollout) goes to the report, and
 the trained policy to the run directory: `planners/<label>/ppo_policy.zip` (load with
@@ -18,6 +18,7 @@ import io
 import pickle
 
 import torch
+from tqdm.auto import tqdm
 
 from ..mechanisms.base import Mechanism
 from ..population_model import PopulationModel
@@ -61,6 +62,7 @@ class PPOPlanner(OneShotPlanner):
                               welfare_name=m.welfare_name, welfare_params=m.welfare_params, filing=m.filing)
 
         curve = self.training_curve
+        bar = tqdm(total=self.timesteps, desc="ppo training", unit="step", leave=False, disable=not self.progress)
 
         class RecordCurve(BaseCallback):
             def _on_step(self) -> bool:
@@ -68,12 +70,15 @@ class PPOPlanner(OneShotPlanner):
 
             def _on_rollout_end(self) -> None:
                 curve.append((int(self.num_timesteps), float(self.model.rollout_buffer.rewards.mean())))
+                bar.update(int(self.num_timesteps) - bar.n)
+                bar.set_postfix_str(f"mean reward {curve[-1][1]:.3f}", refresh=False)
 
         env = VecNormalize(DummyVecEnv([make_env]), norm_obs=True, norm_reward=False)
         env.seed(self.seed)
         agent = PPO("MlpPolicy", env, n_steps=self.n_steps, batch_size=min(64, self.n_steps), learning_rate=self.learning_rate,
                     seed=self.seed, device="cpu", verbose=0)
-        agent.learn(total_timesteps=self.timesteps, callback=RecordCurve())
+        with bar:
+            agent.learn(total_timesteps=self.timesteps, callback=RecordCurve())
         env.training = False
         action, _ = agent.predict(env.reset(), deterministic=True)
         self.evaluations += self.timesteps

@@ -17,7 +17,7 @@ from ..planners.fixed import BASELINE
 from ..llm.adapter import load_worker_adapter
 from ..workers.prompts import CHANNELS
 from . import plots
-from .summary import MIN_SEEDS, interval, tied_groups
+from .summary import MIN_SEEDS, interval, read_summary, tied_groups
 
 REPORT_NAME = "report.md"
 DASH = "—"
@@ -26,6 +26,7 @@ DASH = "—"
 RUN_FILES = {
     "config.yaml": "the resolved configuration of the run",
     "summary.json": "headline figures per planner: means with 95% intervals over seeds and each seed's values",
+    "timings.json": "when the summary was made and each planner's wall time (apart, so identical runs write identical summaries)",
     "metrics.csv": "aggregates per seed, planner and step (welfare, hours, revenue, inequality)",
     "parameters.csv": "mechanism parameters per seed, planner and tax year (tidy)",
     "traces.parquet": "one row per planner, agent and step",
@@ -355,7 +356,7 @@ def comparison_table(summary: dict) -> pd.DataFrame:
             "At cap": format_estimate(p.get("share_at_cap"), scale=100, suffix="%"),
             "Population model": "yes" if p.get("uses_population_model") else "no",
             "Seeds": str(len(p.get("seeds", []))),
-            "Wall time": format_seconds(p.get("wall_s")),
+            "Wall time": format_seconds(summary.get("timings", {}).get("wall_s", {}).get(label)),
         })
     return pd.DataFrame(rows)
 
@@ -484,12 +485,13 @@ def _population_response(summary: dict) -> list[str]:
 
 def _servers(by_server: dict) -> list[str]:
     """Calls and failover per server, when the run spread its calls or a server failed."""
-    if len(by_server) < 2 and not any(row.get("failures") for row in by_server.values()):
+    if len(by_server) < 2 and not any(row.get("failures") or row.get("retired") for row in by_server.values()):
         return []
-    lines = ["| Server | Calls | Failures | Moved to another server | Out of rotation |", "|---|---:|---:|---:|---:|"]
+    lines = ["| Server | Calls | Failures | Moved to another server | Out of rotation | Retired (refused the key or model) |",
+             "|---|---:|---:|---:|---:|---|"]
     for url, row in by_server.items():
         lines.append(f"| {url} | {_count(row.get('calls', 0))} | {_count(row.get('failures', 0))} | "
-                     f"{_count(row.get('failovers', 0))} | {_count(row.get('rested', 0))} |")
+                     f"{_count(row.get('failovers', 0))} | {_count(row.get('rested', 0))} | {'yes' if row.get('retired') else 'no'} |")
     return [*lines, ""]
 
 
@@ -508,10 +510,14 @@ def _language_model(summary: dict) -> list[str]:
         f"{_count(usage.get('http_calls', 0))} HTTP calls, {_count(usage.get('retries', 0))} retries, "
         f"{_count(usage.get('failures', 0))} unusable); tokens {_count(usage.get('prompt_tokens', 0))} prompt + "
         f"{_count(usage.get('completion_tokens', 0))} completion" + (f"; cost ${cost:,.4f}." if not _missing(cost) else ".")
-        + " Counts cover every seed and every resumed part of the run.",
+        + " Counts cover every seed, every resumed part of the run and every year a stop cut short.",
         "",
         *_servers(usage.get("by_server") or {}),
     ]
+    cut = llm.get("unfinished_fallback_reasons") or {}
+    if cut:
+        lines += ["Replies that fell back in years a stop cut short (those years are replayed on resume and are not in the "
+                  "tables below): " + "; ".join(f"{k} {v:,}" for k, v in sorted(cut.items(), key=lambda kv: -kv[1])) + ".", ""]
     rows = []
     for label, p in summary.get("planners", {}).items():
         d = p.get("worker_diagnostics") or {}
@@ -616,14 +622,14 @@ def write_report(run_dir: Path) -> Path:
     if not run_dir.is_dir():
         raise NoRunError(f"run directory {run_dir} does not exist")
     require_files(run_dir, "summary.json", "config.yaml")
-    summary = json.loads((run_dir / "summary.json").read_text())
+    summary = read_summary(run_dir)
     config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
     outcomes, outcome_source = final_outcomes(run_dir)
     figures, skipped = _make_figures(run_dir, config, summary, outcomes)
 
     lines = [f"# Run report: {summary.get('name', config.get('name', run_dir.name))}", "", answer(summary), ""]
-    if summary.get("created"):
-        lines += [f"Created {summary['created']}.", ""]
+    if summary["timings"].get("created"):
+        lines += [f"Created {summary['timings']['created']}.", ""]
     if summary.get("stopped"):
         lines += [
             f"> **The run stopped early.** {summary['stopped']}. What finished before is reported below; "

@@ -4,7 +4,6 @@ summary with the caveats that hold for its config."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,9 +12,10 @@ import torch
 
 from ..economy.outcome import Outcome
 from ..economy.policy import Policy
-from ..factory import Setup, mechanism_name, planner_kind
+from ..factory import Setup, mechanism_name
+from ..planner_factory import planner_kind
 from ..llm.usage import add_usage
-from .summary import combine
+from .summary import combine, timings, write_summary
 
 if TYPE_CHECKING:  # the runner writes its results through this module
     from ..runner import PlannerRun
@@ -63,8 +63,10 @@ def tables(setup: Setup, runs: list[PlannerRun]) -> dict[str, pd.DataFrame]:
     return out
 
 
-def write_results(out: Path, setup: Setup, runs: list[PlannerRun], fingerprint: str, stopped: str | None) -> dict:
-    """Write tables, logs, traces and summary.json (a one-seed combined summary); return the seed's summary."""
+def write_results(out: Path, setup: Setup, runs: list[PlannerRun], fingerprint: str, stopped: str | None,
+                  unfinished: dict | None = None) -> dict:
+    """Write tables, logs, traces and summary.json (a one-seed combined summary); return the seed's summary.
+    `unfinished`: the usage and fallback reasons of years a stop cut short (`Runner`)."""
     tabled = tables(setup, runs)
     tabled["metrics"].to_csv(out / "metrics.csv", index=False)
     tabled["parameters"].to_csv(out / "parameters.csv", index=False)
@@ -81,12 +83,12 @@ def write_results(out: Path, setup: Setup, runs: list[PlannerRun], fingerprint: 
         frames = [pd.read_parquet(p) for p in parts if int(p.stem.split("_")[1]) < finished.get(p.parent.name, 0)]
         if frames:
             pd.concat(frames, ignore_index=True).to_parquet(out / "traces.parquet", index=False)
-    summary = summarise(setup, runs, fingerprint, stopped)
-    (out / "summary.json").write_text(json.dumps(combine([summary]), indent=2))
+    summary = summarise(setup, runs, fingerprint, stopped, unfinished)
+    write_summary(out, combine([summary]))
     return summary
 
 
-def summarise(setup: Setup, runs: list[PlannerRun], fingerprint: str, stopped: str | None) -> dict:
+def summarise(setup: Setup, runs: list[PlannerRun], fingerprint: str, stopped: str | None, unfinished: dict | None = None) -> dict:
     """This seed's figures per planner: the last year's means, parameters, schedule, fallbacks."""
     config = setup.config
     planners = {}
@@ -115,7 +117,6 @@ def summarise(setup: Setup, runs: list[PlannerRun], fingerprint: str, stopped: s
             "fallback_share": fallbacks / r.decisions if r.decisions else None,
             "fallback_reasons": dict(r.fallback_reasons),
             "worker_diagnostics": r.diagnostics,
-            "wall_s": r.wall_s,
             "years": r.year,
             "notes": list(r.planner.notes),
             "training_curve": getattr(r.planner, "training_curve", None),  # learning planners: (steps, mean reward)
@@ -124,7 +125,7 @@ def summarise(setup: Setup, runs: list[PlannerRun], fingerprint: str, stopped: s
     return {
         "name": config.name,
         "seed": config.seed,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "timings": timings([r.wall_s for r in runs], [r.label for r in runs]),
         "config_fingerprint": fingerprint,
         "population": {
             "n_agents": setup.population.n,
@@ -134,19 +135,20 @@ def summarise(setup: Setup, runs: list[PlannerRun], fingerprint: str, stopped: s
         },
         "calibration": setup.calibration,
         "welfare": {"name": config.welfare.name, **config.welfare.params()},
-        "llm": llm_summary(setup, runs),
+        "llm": llm_summary(setup, runs, unfinished),
         "stopped": stopped,
         "planners": planners,
         "caveats": caveats(setup, runs),
     }
 
 
-def llm_summary(setup: Setup, runs: list[PlannerRun]) -> dict | None:
-    """Model, endpoints (never the key) and usage of the runs' language-model calls, resumed parts included."""
+def llm_summary(setup: Setup, runs: list[PlannerRun], unfinished: dict | None = None) -> dict | None:
+    """Model, endpoints (never the key) and usage of the runs' language-model calls, resumed parts and
+    the years a stop cut short included (every request sent is counted)."""
     if not setup.config.needs_llm:
         return None
     c = setup.config.llm
-    usage: dict = {}
+    usage: dict = dict((unfinished or {}).get("usage", {}))
     for r in runs:
         usage = add_usage(usage, r.usage)
     return {
@@ -155,6 +157,7 @@ def llm_summary(setup: Setup, runs: list[PlannerRun]) -> dict | None:
         or ([f"in-process transformers: {c.transformers_model}"] if c.backend == "transformers" else ["embedded SmolLM2-135M-Instruct (llama.cpp on 127.0.0.1)"]),
         "backend": c.backend,
         "usage": usage,
+        "unfinished_fallback_reasons": dict((unfinished or {}).get("fallback_reasons", {})),
     }
 
 

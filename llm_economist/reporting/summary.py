@@ -13,16 +13,19 @@ inside them, so the cut interval covers it as often as the whole one.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 
 import numpy as np
 from scipy import stats
 
 from ..planners.fixed import BASELINE
 
+SUMMARY, TIMINGS = "summary.json", "timings.json"
 CONFIDENCE = 0.95
 MIN_SEEDS = 3  # for an interval or a test
 # Headline figures bounded by their nature: shares and Gini coefficients lie in [0, 1].
@@ -164,6 +167,26 @@ def _diagnostics(per_seed: Sequence[dict]) -> dict:
     return total
 
 
+def timings(seconds, labels) -> dict:
+    """When a summary was made and each planner's wall time: kept in the summary while it is in memory,
+    written apart (`write_summary`)."""
+    return {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "wall_s": dict(zip(labels, seconds))}
+
+
+def write_summary(out: Path, summary: dict) -> None:
+    """`summary.json` without its timings, which go to `timings.json`: two runs of one config write
+    byte-identical summaries, and the times are still kept."""
+    (out / SUMMARY).write_text(json.dumps({k: v for k, v in summary.items() if k != "timings"}, indent=2))
+    (out / TIMINGS).write_text(json.dumps(summary.get("timings", {}), indent=2))
+
+
+def read_summary(run_dir: Path) -> dict:
+    """A run directory's summary with its timings (empty where none were kept)."""
+    summary = json.loads((run_dir / SUMMARY).read_text())
+    summary["timings"] = json.loads((run_dir / TIMINGS).read_text()) if (run_dir / TIMINGS).is_file() else {}
+    return summary
+
+
 def combine(summaries: Sequence[dict]) -> dict:
     """One summary over seeds from the per-seed summaries of `Runner.summarise` (same config)."""
     if not summaries:
@@ -210,7 +233,6 @@ def combine(summaries: Sequence[dict]) -> dict:
             "fallback_reasons": _sum_counts([p["fallback_reasons"] for _, p in rows]),
             "worker_diagnostics": _diagnostics([p["worker_diagnostics"] for _, p in rows]),
             "evaluations": sum(p["evaluations"] for _, p in rows),
-            "wall_s": sum(p["wall_s"] for _, p in rows),
             "years": [p["years"] for _, p in rows],
             "notes": list(dict.fromkeys(note for _, p in rows for note in p["notes"])),
             "training_curves": [p.get("training_curve") for _, p in rows],
@@ -222,11 +244,12 @@ def combine(summaries: Sequence[dict]) -> dict:
     ranked = ranking({label: planners[label]["per_seed"]["welfare"] for label in complete}) if complete else []
     llm = None
     if first.get("llm"):
-        llm = {**first["llm"], "usage": _sum_counts([s["llm"]["usage"] for s in summaries])}
+        llm = {**first["llm"], "usage": _sum_counts([s["llm"]["usage"] for s in summaries]),
+               "unfinished_fallback_reasons": _sum_counts([s["llm"].get("unfinished_fallback_reasons", {}) for s in summaries])}
     stopped = next((s["stopped"] for s in summaries if s.get("stopped")), None)
     return {
         "name": first["name"],
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "timings": timings([sum(s["timings"]["wall_s"].get(label, 0.0) for s in summaries) for label in labels], labels),
         "config_fingerprint": first["config_fingerprint"],
         "seeds": seeds,
         "confidence": CONFIDENCE,

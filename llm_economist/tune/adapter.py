@@ -23,7 +23,7 @@ import torch
 from ..config import RunConfig, dump_config
 from ..economy.labour import llm_hour_bins
 from ..llm.adapter import GGUF, META, PEFT_DIR, file_digest
-from .examples import check_target, make_examples, prompt_fingerprint
+from .examples import check_target, make_examples, prompt_fingerprint, twin_index
 from .export import write_gguf_lora
 from .lora import LayerStack, LoraSettings, bin_token_ids, fit, load_base, peft_config, prompt_ids
 
@@ -71,7 +71,7 @@ def tune(config: RunConfig, out: str | Path, base_model: str | Path, episodes: i
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     base_model = Path(base_model)
-    examples = make_examples(config, episodes, explore, held_out, out)
+    examples = make_examples(config, episodes, explore, held_out, out, pairs=settings.contrast_weight > 0)
     tokenizer, model = load_base(base_model, device)
     bins = llm_hour_bins(config.economy.max_hours)
     bin_ids = bin_token_ids(tokenizer, bins)
@@ -89,14 +89,14 @@ def tune(config: RunConfig, out: str | Path, base_model: str | Path, episodes: i
     train = [i for i, s in enumerate(examples["split"]) if s == "train"]
     held = [i for i, s in enumerate(examples["split"]) if s == "held_out"]
     history = fit(peft_model.base_model.model, frozen.__getitem__, train, held, targets, bin_ids, config.llm.temperature,
-                  settings, out / "checkpoint.pt", progress)
+                  settings, out / "checkpoint.pt", progress, twin_index(examples))
 
     peft_model.peft_config["default"].base_model_name_or_path = base_model.name  # not this machine's path
     peft_model.save_pretrained(str(out / PEFT_DIR))
     state = get_peft_model_state_dict(peft_model)
     write_gguf_lora(state, settings.alpha, model.config.num_attention_heads, model.config.num_key_value_heads, out / GGUF)
     pd.DataFrame(history).to_csv(out / "history.csv", index=False)
-    best = min(history, key=lambda row: row["held_out_kl"])
+    best = min(history, key=lambda row: row["held_out_loss"])
     meta = {
         "base_model": base_model.name,
         "base_model_sha256": file_digest(base_model) if base_model.is_file() else None,
@@ -109,6 +109,7 @@ def tune(config: RunConfig, out: str | Path, base_model: str | Path, episodes: i
         "reading_temperature": config.llm.temperature,
         "bins": list(bins),
         "data": {"episodes": episodes, "explore": explore, "held_out_share": held_out, "agents_per_episode": config.population.n_agents,
+                 "twins": bool(examples["twin"].any()),
                  "train_prompts": len(train), "held_out_prompts": len(held), "first_seed": config.seed,
                  "mean_prompt_tokens": sum(map(len, ids)) / len(ids)},
         "lora": {**settings.__dict__, "steps_run": history[-1]["step"], "epochs_run": round(history[-1]["epoch"], 2)},

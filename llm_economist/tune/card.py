@@ -31,6 +31,12 @@ def write_card(meta: dict, history: list[dict], out: Path) -> None:
     t, d, lora = meta["target"], meta["data"], meta["lora"]
     base, tuned = meta["held_out"]["base"], meta["held_out"]["tuned"]
     prompt = ", ".join(f"{k} {v}" for k, v in meta["prompt"].items())
+    twins = d.get("twins", False)
+    width = meta["bins"][1] - meta["bins"][0]
+
+    def fit_row(name: str, row: dict) -> str:
+        change = f" {row['held_out_contrast_rmse_bins'] * width:.1f} |" if twins else ""
+        return f"| {name} | {row['held_out_kl']:.3f} | {row['held_out_js_bits']:.3f} | {row['bin_digit_mass']:.3f} |{change}"
     lines = [
         f"# Worker adapter for {meta['base_model']}",
         "",
@@ -49,22 +55,27 @@ def write_card(meta: dict, history: list[dict], out: Path) -> None:
         f"mechanisms every year, a random last week shown at chance {d['explore']:g}; prompts: {prompt}; option order "
         f"shuffled per agent and episode. {d['train_prompts']} training prompts, {d['held_out_prompts']} held out (the last "
         f"{d['held_out_share']:.0%} of episodes: other personas, other mechanisms); {d['mean_prompt_tokens']:.0f} tokens a "
-        "prompt on average.",
+        "prompt on average."
+        + (" Every decision is also shown as its twin: the same worker, week, memory and contacts under a second random "
+           "mechanism, with the target's choice there; the prompt counts include the twins." if twins else ""),
         "",
         "## Adapter",
         f"Rank {lora['rank']}, alpha {lora['alpha']:g}, on the attention and MLP projections of the top {lora['layers']} "
-        f"layers; AdamW at {lora['learning_rate']:g} (cosine over {lora['epochs']} epochs), {lora['batch']} prompts a step, "
-        f"early stopping on held-out KL (patience {lora['patience']}), seed {lora['seed']}"
+        f"layers; AdamW at {lora['learning_rate']:g} (cosine over {lora['epochs']} epochs), {lora['batch']} "
+        + ("decisions (each with its twin)" if twins else "prompts") + " a step, "
+        + (f"a contrast term weighted {lora['contrast_weight']:g} (the squared error, in bins, of the change in expected "
+           "hours between twins), " if twins else "")
+        + f"early stopping on the held-out loss (patience {lora['patience']}), seed {lora['seed']}"
         + (f", a budget of {lora['max_steps']} steps" if lora.get("max_steps") else "")
         + f"; {lora['steps_run']} steps run ({lora['epochs_run']:g} epochs), the adapter kept from the evaluation with the "
-        f"lowest held-out KL. Base model sha256 "
+        f"lowest held-out loss. Base model sha256 "
         f"{meta['base_model_sha256']}; adapter (GGUF) sha256 {meta['adapter_sha256']}.",
         "",
         "## Held-out fit",
-        "| | KL (nats) | Jensen-Shannon (bits) | mass on bin digits |",
-        "|---|---|---|---|",
-        f"| base model | {base['held_out_kl']:.3f} | {base['held_out_js_bits']:.3f} | {base['bin_digit_mass']:.3f} |",
-        f"| tuned (step {tuned['step']}) | {tuned['held_out_kl']:.3f} | {tuned['held_out_js_bits']:.3f} | {tuned['bin_digit_mass']:.3f} |",
+        "| | KL (nats) | Jensen-Shannon (bits) | mass on bin digits |" + (" change in hours between twins, RMS error (h) |" if twins else ""),
+        "|---|---|---|---|" + ("---|" if twins else ""),
+        fit_row("base model", base),
+        fit_row(f"tuned (step {tuned['step']})", tuned),
         "",
         "![loss](loss.png)",
         "",
