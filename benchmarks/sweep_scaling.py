@@ -33,7 +33,7 @@ from pathlib import Path
 import ray
 import torch
 
-from llm_economist.sweep import cell_config, grid_cells, run_cell, run_sweep
+from llm_economist.studies.sweep import cell_config, grid_cells, run_cell, run_sweep
 
 CASES = {  # case -> (workers, search evaluations)
     "n1000": (1000, 4000),
@@ -47,7 +47,7 @@ WORKERS = 2
 @ray.remote(num_cpus=1)
 def warm() -> None:
     """Import what a cell imports, and hold the worker long enough that each warms its own."""
-    import llm_economist.sweep  # noqa: F401
+    import llm_economist.studies.sweep  # noqa: F401
 
     time.sleep(1.0)
 
@@ -67,7 +67,7 @@ def timed_sweep(case: str, address: str) -> float:
 
 def one_thread() -> None:
     torch.set_num_threads(1)
-    import llm_economist.sweep  # noqa: F401  (warm, as the Ray workers are)
+    import llm_economist.studies.sweep  # noqa: F401  (warm, as the Ray workers are)
 
 
 def timed_processes(case: str) -> float:

@@ -11,7 +11,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # what type checkers see of the lazy names
-    from .comparison import run_comparison
+    from .studies.comparison import run_comparison
     from .config import RunConfig
     from .planner_factory import load_config
     from .envs import LabourMarketEnv, PlannerEnv
@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # what type checkers see of the lazy names
     __version__: str
 
 _HOMES = {
-    "RunConfig": "config", "load_config": "planner_factory", "build_setup": "factory", "run_comparison": "comparison",
+    "RunConfig": "config", "load_config": "planner_factory", "build_setup": "factory", "run_comparison": "studies.comparison",
     "Mechanism": "mechanisms", "make_mechanism": "mechanisms", "LabourMarketEnv": "envs", "PlannerEnv": "envs",
 }
 

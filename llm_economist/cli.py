@@ -89,7 +89,7 @@ def _execute(
     labels: list[str] | None, quiet: bool, behaviour: str | None = None, address: str = "none",
 ) -> None:
     """Load, run every seed, report; labels None runs every planner, [] only the config's first."""
-    from .comparison import run_comparison
+    from .studies.comparison import run_comparison
     from .reporting import write_report
     from .reporting.report import console_table, fallback_warning
 
@@ -182,7 +182,7 @@ def sweep(config: str, grid: tuple[str, ...], seeds: int, out: str | None, overr
 
     Rerun the same command to resume: finished cells are reused.
     """
-    from .sweep import parse_grid, run_sweep
+    from .studies.sweep import parse_grid, run_sweep
 
     base = _config(config, overrides)
     out_dir = Path(out) if out else Path("runs") / f"{base.name}_sweep"
@@ -208,7 +208,7 @@ def behaviour(config: str, out: str | None, agents: int | None, seeds: int, over
     salience, position bias, persistence and social pull, with 95% intervals. Writes behaviour.json,
     behaviour.md and plots. Language-model replies go through the response cache: a rerun is free.
     """
-    from .behaviour import headline, run_probe
+    from .studies.behaviour import headline, run_probe
 
     run_config = _config(config, overrides)
     out_dir = Path(out) if out else Path("runs") / run_config.name / "behaviour"
@@ -278,7 +278,7 @@ def sensitivity(config: str, overrides: tuple[str, ...], parameters: str | None,
     import json
 
     from .factory import make_config_mechanism
-    from .sensitivity import sensitivity_model, welfare_gradient
+    from .studies.sensitivity import sensitivity_model, welfare_gradient
 
     run_config = _config(config, overrides)
     with exit_codes():

@@ -78,3 +78,16 @@ class PopulationModel:
     def evaluate(self, mechanism: Mechanism, thetas: Tensor) -> Tensor:
         """(G,) welfare of each parameter vector in thetas (G, P)."""
         return self.measure(mechanism, thetas, self.welfare)
+
+    def horizon_welfare(self, mechanism: Mechanism, theta: Tensor, horizon: int = 1) -> Tensor:
+        """W(theta) = (1/T) sum_t W(outcome_t), differentiable in theta; outcome_t starts from what outcome_{t-1} paid."""
+        if horizon < 1:
+            raise ValueError(f"welfare horizon must be at least 1 period, got {horizon}")
+        policy = mechanism.compile(theta)
+        expected = None  # the first period starts from no transfer
+        total = torch.zeros((), dtype=self.wage.dtype)
+        for _ in range(horizon):
+            outcome = self.respond(policy, expected)
+            total = total + self.welfare(outcome)
+            expected = policy.expectation(outcome)
+        return total / horizon

@@ -19,9 +19,9 @@ import torch
 from click.testing import CliRunner
 
 from fault_server import FaultServer
-from llm_economist.behaviour import EVIDENCE, RATE_GRID, STEP, headline, probe, run_probe
+from llm_economist.studies.behaviour import EVIDENCE, RATE_GRID, STEP, headline, probe, run_probe
 from llm_economist.cli import main
-from llm_economist.comparison import run_comparison
+from llm_economist.studies.comparison import run_comparison
 from llm_economist.planner_factory import load_config
 from llm_economist.economy.labour import best_response_hours
 from llm_economist.economy.policy import Policy

@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import pytest
 
-from llm_economist.comparison import OutputDirError, run_comparison
+from llm_economist.studies.comparison import OutputDirError, run_comparison
 from llm_economist.config import ConfigError
 from llm_economist.planner_factory import load_config
 from llm_economist.runner import ResumeError, Runner

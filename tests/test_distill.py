@@ -25,7 +25,7 @@ from llm_economist.personas import population_graph, sample_population
 from llm_economist.planners import GradientPlanner, GridPlanner
 from llm_economist.reporting import write_report
 from llm_economist.runner import Runner
-from llm_economist.sensitivity import finite_difference_gradient, welfare_gradient
+from llm_economist.studies.sensitivity import finite_difference_gradient, welfare_gradient
 from llm_economist.distill.dataset import DatasetError, collect, load_sequences
 from llm_economist.distill.evaluate import evaluate
 from llm_economist.surrogate.model import SurrogatePopulation

@@ -13,7 +13,7 @@ from llm_economist.factory import make_config_mechanism
 from llm_economist.mechanisms import make_mechanism
 from llm_economist.mechanisms.base import Mechanism, Parameter
 from llm_economist.planners import GradientPlanner, GridPlanner
-from llm_economist.sensitivity import finite_difference_gradient, welfare_gradient
+from llm_economist.studies.sensitivity import finite_difference_gradient, welfare_gradient
 from llm_economist.workers import BoundedRationalWorkers
 from llm_economist.population_model import PopulationModel
 

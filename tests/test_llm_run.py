@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from fault_server import FaultServer
-from llm_economist.comparison import run_comparison
+from llm_economist.studies.comparison import run_comparison
 from llm_economist.planner_factory import load_config
 from llm_economist.reporting.report import comparison_table, write_report
 from llm_economist.runner import Runner

@@ -12,10 +12,9 @@ import os
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
 from fault_server import FaultServer
-from llm_economist.comparison import run_comparison
+from llm_economist.studies.comparison import run_comparison
 from llm_economist.planner_factory import load_config
 
 PINNED = Path(__file__).parent / "pinned"

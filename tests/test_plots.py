@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from matplotlib.text import Text
 
-from llm_economist.behaviour import INCOME_GROUPS
+from llm_economist.studies.behaviour import INCOME_GROUPS
 from llm_economist.reporting import plots
 
 SEEDS = (0, 1, 2)

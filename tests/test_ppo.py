@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from llm_economist.comparison import run_comparison
+from llm_economist.studies.comparison import run_comparison
 from llm_economist.planner_factory import load_config
 from llm_economist.economy import Preferences, TaxSchedule, calibrate_psi
 from llm_economist.mechanisms import make_mechanism

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from matplotlib.image import imread
 
-from llm_economist.comparison import run_comparison
+from llm_economist.studies.comparison import run_comparison
 from llm_economist.planner_factory import load_config
 from llm_economist.reporting import write_report
 from llm_economist.reporting.report import FIGURES, NoRunError, format_estimate, format_money, format_number, format_share

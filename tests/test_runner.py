@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from llm_economist.comparison import run_comparison
+from llm_economist.studies.comparison import run_comparison
 from llm_economist.config import ConfigError
 from llm_economist.planner_factory import load_config
 from llm_economist.runner import ResumeError, Runner

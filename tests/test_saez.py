@@ -15,7 +15,7 @@ from llm_economist.economy import (
     saez_top_rate,
     utility,
 )
-from llm_economist.comparison import run_comparison
+from llm_economist.studies.comparison import run_comparison
 from llm_economist.planner_factory import load_config
 from llm_economist.mechanisms import make_mechanism
 from llm_economist.planners import GridPlanner, SaezPlanner, estimate_elasticity

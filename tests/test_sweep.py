@@ -14,11 +14,11 @@ import pytest
 from click.testing import CliRunner
 
 from llm_economist.cli import main
-from llm_economist.comparison import run_comparison
+from llm_economist.studies.comparison import run_comparison
 from llm_economist.config import ConfigError
 from llm_economist.planner_factory import load_config
 from llm_economist.distill.dataset import collect
-from llm_economist.sweep import parse_grid, run_sweep
+from llm_economist.studies.sweep import parse_grid, run_sweep
 from fault_server import FaultServer
 from ray_cluster import RayCluster
 

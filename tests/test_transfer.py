@@ -6,7 +6,7 @@ import json
 import pytest
 
 from llm_economist.planner_factory import load_config
-from llm_economist.transfer import optimise, run_transfer, source_config
+from llm_economist.studies.transfer import optimise, run_transfer, source_config
 from llm_economist.workers.surrogate import shipped_model_path
 
 TRUTH = ["seed=5000", "seeds=2", "population.n_agents=300", "economy.years=2", "economy.steps_per_year=1",

@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from llm_economist.behaviour import run_probe
+from llm_economist.studies.behaviour import run_probe
 from llm_economist.planner_factory import load_config
 from llm_economist.workers.surrogate import shipped_model_path
 

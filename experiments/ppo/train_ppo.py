@@ -4,7 +4,7 @@ One command reruns it:  python experiments/ppo/train_ppo.py
 Every parameter is below; results go to OUT (summary.json, report.md, a seed directory each).
 """
 
-from llm_economist.comparison import run_comparison
+from llm_economist.studies.comparison import run_comparison
 from llm_economist.planner_factory import load_config
 from llm_economist.reporting import write_report
 from llm_economist.reporting.report import console_table

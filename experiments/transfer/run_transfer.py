@@ -38,7 +38,7 @@ from llm_economist.planner_factory import load_config
 from llm_economist.distill.calibrate import calibrate_wording
 from llm_economist.distill.dataset import collect
 from llm_economist.distill.train import TrainSettings, train_surrogate
-from llm_economist.transfer import run_transfer
+from llm_economist.studies.transfer import run_transfer
 from llm_economist.workers.surrogate import shipped_model_path
 
 PLANNERS = "planners=[{kind: search, budget: 400}, {kind: gradient}, {kind: ppo, timesteps: 4096, n_steps: 256}]"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from scipy import optimize
 
-from ..behaviour import probe, read_probe
+from ..studies.behaviour import probe, read_probe
 from ..config import RunConfig
 from ..surrogate.model import SurrogatePopulation
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 
 from ..mechanisms.base import Mechanism
-from ..sensitivity import horizon_welfare
 from ..population_model import PopulationModel
 from .base import OneShotPlanner
 
@@ -63,7 +62,7 @@ class GradientPlanner(OneShotPlanner):
         best, best_value = start, float("-inf")
         for step in range(self.steps):
             theta = low + (high - low) * torch.sigmoid(u)
-            welfare = horizon_welfare(population_model, self.mechanism, theta, self.horizon)
+            welfare = population_model.horizon_welfare(self.mechanism, theta, self.horizon)
             self.evaluations += 1
             optimiser.zero_grad()
             if welfare.requires_grad:

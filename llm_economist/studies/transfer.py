@@ -25,13 +25,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .config import PlannerConfig, RunConfig, dump_config
-from .factory import build_setup, worker_adapter
-from .planner_factory import make_planner
-from .planners.fixed import BASELINE
-from .reporting.report import format_estimate
-from .reporting.summary import combine, gain_captured, interval, write_summary
-from .runner import Runner
+from ..config import PlannerConfig, RunConfig, dump_config
+from ..factory import build_setup, worker_adapter
+from ..planner_factory import make_planner
+from ..planners.fixed import BASELINE
+from ..reporting.report import format_estimate
+from ..reporting.summary import combine, gain_captured, interval, write_summary
+from ..runner import Runner
 
 SOURCES = ("rational", "surrogate", "target", "workers")
 TRUTH = "workers"  # the source that is the real workers' own population model

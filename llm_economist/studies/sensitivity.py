@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import torch
 
-from .config import RunConfig
-from .mechanisms.base import Mechanism
-from .population_model import PopulationModel
+from ..config import RunConfig
+from ..factory import build_setup
+from ..mechanisms.base import Mechanism
+from ..population_model import PopulationModel
 
 Tensor = torch.Tensor
 
@@ -31,25 +32,8 @@ def sensitivity_model(config: RunConfig) -> PopulationModel:
             f"sensitivity: under workers.kind = {kind}{model} hours are piecewise flat in the rates, so dW/dθ is "
             "zero or meaningless; use --set workers.kind=bounded (or surrogate)"
         )
-    # Imported here: the factory imports the planners package, whose gradient planner imports this module.
-    from .factory import build_setup
-
     # Planners play no part here: without them no language-model client is opened.
     return build_setup(config.model_copy(update={"planners": []})).model
-
-
-def horizon_welfare(population_model: PopulationModel, mechanism: Mechanism, theta: Tensor, horizon: int = 1) -> Tensor:
-    """W(theta) = (1/T) sum_t W(outcome_t), differentiable in theta; outcome_t starts from what outcome_{t-1} paid."""
-    if horizon < 1:
-        raise ValueError(f"welfare horizon must be at least 1 period, got {horizon}")
-    policy = mechanism.compile(theta)
-    expected = None  # the first period starts from no transfer
-    total = torch.zeros((), dtype=population_model.wage.dtype)
-    for _ in range(horizon):
-        outcome = population_model.respond(policy, expected)
-        total = total + population_model.welfare(outcome)
-        expected = policy.expectation(outcome)
-    return total / horizon
 
 
 def welfare_gradient(population_model: PopulationModel, mechanism: Mechanism, theta, horizon: int = 1) -> dict[str, float]:
@@ -59,7 +43,7 @@ def welfare_gradient(population_model: PopulationModel, mechanism: Mechanism, th
     policy that is not differentiable).
     """
     theta = mechanism.validate(theta).clone().requires_grad_(True)
-    welfare = horizon_welfare(population_model, mechanism, theta, horizon)
+    welfare = population_model.horizon_welfare(mechanism, theta, horizon)
     if not welfare.requires_grad:
         raise ValueError(
             f"{mechanism.name}: welfare has no gradient with respect to its parameters under "
@@ -83,7 +67,7 @@ def finite_difference_gradient(population_model: PopulationModel, mechanism: Mec
             plus, minus = theta.clone(), theta.clone()
             plus[j] = torch.clamp(theta[j] + h, max=high[j])
             minus[j] = torch.clamp(theta[j] - h, min=low[j])
-            up = horizon_welfare(population_model, mechanism, plus, horizon)
-            down = horizon_welfare(population_model, mechanism, minus, horizon)
+            up = population_model.horizon_welfare(mechanism, plus, horizon)
+            down = population_model.horizon_welfare(mechanism, minus, horizon)
             result[name] = float((up - down) / (plus[j] - minus[j]))
     return result

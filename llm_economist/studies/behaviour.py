@@ -43,16 +43,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import PlannerConfig, RunConfig
-from .economy.labour import hour_bins, jensen_shannon
-from .economy.outcome import settle
-from .economy.policy import Policy
-from .economy.tax import TaxSchedule
-from .economy.utility import annual_income
-from .factory import Setup, build_setup, make_config_mechanism
-from .personas import population_graph
-from .reporting.summary import bracketed, interval
-from .workers.base import Decisions, Observation
+from ..config import PlannerConfig, RunConfig
+from ..economy.labour import hour_bins, jensen_shannon
+from ..economy.outcome import settle
+from ..economy.policy import Policy
+from ..economy.tax import TaxSchedule
+from ..economy.utility import annual_income
+from ..factory import Setup, build_setup, make_config_mechanism
+from ..personas import population_graph
+from ..reporting.summary import bracketed, interval
+from ..workers.base import Decisions, Observation
 
 STEP = 0.05  # net-of-tax rate and wage moved by +-5%
 TRANSFER_STEP = 5_000.0  # $/year added to the equal payment
@@ -477,7 +477,7 @@ def population_response(config: RunConfig, out: Path, measured: dict | None = No
 
 def write_behaviour(result: dict, out: Path) -> list[Path]:
     """behaviour.json (one flat object), behaviour.md and the plots."""
-    from .reporting.plots import plot_hours_against_rate, plot_individual_responses
+    from ..reporting.plots import plot_hours_against_rate, plot_individual_responses
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "behaviour.json").write_text(json.dumps(result, indent=2))
@@ -580,7 +580,7 @@ def behaviour_markdown(result: dict, plots: list[str]) -> str:
         "",
         f"Large changes against small ones: the global elasticity is of hours (the wage is fixed, so it is also that of "
         f"income), ln(h70 / h10) / ln(0.3 / 0.9). The local and large-change responses {verdict}: "
-        f"{result['response_coherence_reason']} (the rule: `llm_economist.behaviour.coherence`).",
+        f"{result['response_coherence_reason']} (the rule: `llm_economist.studies.behaviour.coherence`).",
         "",
         "| figure | estimate [95% CI] | evidence | theory |",
         "|---|---|---|---|",

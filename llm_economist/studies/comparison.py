@@ -15,16 +15,16 @@ from pathlib import Path
 import pandas as pd
 
 from .behaviour import population_response, read_probe
-from .config import RunConfig, config_fingerprint, dump_config
-from .planner_factory import load_config
-from .executor import IN_PROCESS, run_tasks
-from .factory import embedded_slots, llm_settings
-from .llm import LLMSettings, open_client
-from .progress import YearProgress
-from .reporting.summary import combine, write_summary
-from .reporting.run_results import tables as run_tables
-from .planners.fixed import BASELINE
-from .runner import ResumeError, Runner, selected_planners
+from ..config import RunConfig, config_fingerprint, dump_config
+from ..planner_factory import load_config
+from ..executor import IN_PROCESS, run_tasks
+from ..factory import embedded_slots, llm_settings
+from ..llm import LLMSettings, open_client
+from ..progress import YearProgress
+from ..reporting.summary import combine, write_summary
+from ..reporting.run_results import tables as run_tables
+from ..planners.fixed import BASELINE
+from ..runner import ResumeError, Runner, selected_planners
 
 BEHAVIOUR_DIR = "behaviour"  # the probe of the population compared (workers without a language model)
 # What the tool writes into an output directory; `--overwrite` removes exactly these.

@@ -20,11 +20,11 @@ import pandas as pd
 import yaml
 
 from .comparison import run_comparison
-from .config import ConfigError, RunConfig, config_fingerprint
-from .planner_factory import load_config
-from .executor import LOCAL, run_tasks
-from .factory import embedded_slots
-from .reporting.summary import bracketed, interval
+from ..config import ConfigError, RunConfig, config_fingerprint
+from ..planner_factory import load_config
+from ..executor import LOCAL, run_tasks
+from ..factory import embedded_slots
+from ..reporting.summary import bracketed, interval
 
 CELLS = "cells"
 
@@ -108,7 +108,7 @@ def sweep_table(out: Path, grid: dict[str, list[str]], cells: list[Cell], record
 
 def sweep_markdown(table: pd.DataFrame, grid: dict[str, list[str]], out: Path) -> str:
     """For each grid dimension: each planner's gain captured at each value, over seeds and the other dimensions' points."""
-    from .reporting.plots import sweep_plot
+    from ..reporting.plots import sweep_plot
 
     lines = [f"# Sweep: {table['cell'].nunique()} cells over {table['seed'].nunique()} seeds", "",
              "Gain captured (% of the best planner's welfare gain over no tax, per cell): means with 95% t-intervals "
