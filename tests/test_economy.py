@@ -274,13 +274,15 @@ def test_jensen_shannon_runs_along_the_last_axis_of_batches():
 
 
 @pytest.mark.parametrize("eta", [0.0, 1.0])
-@pytest.mark.parametrize("transfer", [-40_000.0, -5_000.0, 8_000.0])
-def test_best_response_beats_a_brute_force_grid_under_the_consumption_floor(eta, transfer):
-    # A falling rate makes the budget non-convex; a large negative transfer pushes low earners
-    # below the consumption floor, where not working beats any interior choice.
+@pytest.mark.parametrize("transfer", [-40_000.0, -5_000.0, 0.0, 8_000.0])
+@pytest.mark.parametrize("rates", [(0.3, 0.2), (0.2, 0.3)])
+def test_best_response_beats_a_brute_force_grid_under_the_consumption_floor(eta, transfer, rates):
+    # A falling rate makes the budget non-convex; a rising one takes the quasi-linear closed form.
+    # A large negative transfer pushes low earners below the consumption floor, where not working
+    # beats any interior choice.
     wage = torch.tensor([10.0, 25.0, 60.0], dtype=D)
     prefs = Preferences(eta=eta, elasticity=0.5, psi=0.3 if eta == 0 else 1e-4, max_hours=80.0)
-    schedule = TaxSchedule(torch.tensor([0.0, 30_000.0], dtype=D), torch.tensor([0.3, 0.2], dtype=D))
+    schedule = TaxSchedule(torch.tensor([0.0, 30_000.0], dtype=D), torch.tensor(rates, dtype=D))
     t = torch.tensor([transfer], dtype=D)
     hours = best_response_hours(wage, schedule, t, prefs)
     grid = torch.arange(0.0, 80.0 + 1e-9, 0.01, dtype=D)

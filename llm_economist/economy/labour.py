@@ -25,6 +25,7 @@ import torch
 
 from .tax import TaxSchedule
 from .utility import (
+    MIN_CONSUMPTION,
     WEEKS_PER_YEAR,
     Preferences,
     annual_income,
@@ -83,8 +84,21 @@ def best_response_hours(wage: Tensor, schedule: TaxSchedule, transfer, prefs: Pr
     """Utility-maximising weekly hours (..., N) for wages (N,) under rates (..., K)."""
     convex = bool((schedule.rates[..., 1:] >= schedule.rates[..., :-1]).all())
     if prefs.eta == 0.0 and convex and not prefs.has_fixed_cost:
-        return _quasi_linear_convex_hours(wage, schedule, prefs)
+        hours = _quasi_linear_convex_hours(wage, schedule, prefs)
+        t = torch.as_tensor(transfer, dtype=wage.dtype)
+        return _or_idle(wage, schedule, t, prefs, hours) if bool((t < MIN_CONSUMPTION).any()) else hours
     return _best_of_segments(wage, schedule, transfer, prefs)
+
+
+def _or_idle(wage: Tensor, schedule: TaxSchedule, transfer: Tensor, prefs: Preferences, hours: Tensor) -> Tensor:
+    """`hours`, or 0 h where not working is better. Below the consumption floor utility stops
+    falling with consumption, so when the transfer leaves a worker under the floor at 0 h (a
+    negative transfer, or none), the unfloored optimum can be worse than not working: the floored
+    utility is concave where consumption clears the floor and falls with hours below it."""
+    z = annual_income(wage, hours)
+    working = utility(z - schedule.tax(z) + transfer, hours, prefs)
+    idle = utility(transfer.expand_as(z), torch.zeros_like(z), prefs)
+    return torch.where(working >= idle, hours, torch.zeros_like(hours))
 
 
 def _best_of_segments(wage: Tensor, schedule: TaxSchedule, transfer, prefs: Preferences) -> Tensor:
