@@ -31,6 +31,8 @@ MIN_SEEDS = 3  # for an interval or a test
 # Headline figures bounded by their nature: shares and Gini coefficients lie in [0, 1].
 BOUNDS = {"gini_income": (0.0, 1.0), "gini_consumption": (0.0, 1.0), "share_zero_hours": (0.0, 1.0),
           "share_at_cap": (0.0, 1.0), "fallback_share": (0.0, 1.0)}
+# Gain captured is measured against each seed's best configured planner, so no seed's exceeds 100%.
+GAIN_BOUNDS = (-math.inf, 100.0)
 # Per-seed figures of a planner that the combined summary carries as a mean with an interval.
 HEADLINE_METRICS = (
     "mean_hours", "output", "revenue", "transfer", "gini_income", "gini_consumption", "share_zero_hours", "share_at_cap",
@@ -210,7 +212,7 @@ def combine(summaries: Sequence[dict]) -> dict:
         welfare = [p["final_welfare"] for _, p in rows]
         gain = [gains[label].get(seed) for seed in played]
         last = rows[-1][1]
-        w, g = _stats(welfare), _stats(gain)
+        w, g = _stats(welfare), _stats(gain, GAIN_BOUNDS)
         planners[label] = {
             "kind": last["kind"],
             "mechanism": last["mechanism"],
