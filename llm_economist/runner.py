@@ -83,10 +83,11 @@ class Runner:
     """Runs the configured planners, and the no-tax baseline, for one seed into one output directory."""
 
     def __init__(
-        self, config: RunConfig, out_dir: str | Path, resume: bool = False, progress: bool | YearProgress = True,
+        self, config: RunConfig, out_dir: str | Path, resume: bool = False, progress: bool | YearProgress | None = True,
         client: LLMClient | None = None, baseline: bool = True,
     ) -> None:
-        """`progress`: draw this seed's own bar, or count into a bar shared across seeds (`YearProgress`)."""
+        """`progress`: draw this seed's own bar (True), none (False or None), or count into a bar shared
+        across seeds (`YearProgress`)."""
         self.config = config
         self.out = Path(out_dir)
         self.resume = resume
@@ -114,19 +115,22 @@ class Runner:
     def _unfinished_path(self) -> Path:
         return self.out / CHECKPOINT_DIR / UNFINISHED
 
-    def _record_unfinished(self, run: PlannerRun, finished: PlannerRun | None) -> dict:
+    def _unfinished(self) -> dict | None:
+        """The seed's record of what years a stop cut short spent, None when no stop cut one short."""
+        path = self._unfinished_path()
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def _record_unfinished(self, run: PlannerRun, finished: PlannerRun | None) -> None:
         """Add what the year a stop cut short spent, and why its replies fell back, to the seed's record
         of such years: the year is replayed on resume, but its requests were sent."""
-        path = self._unfinished_path()
-        record = json.loads(path.read_text()) if path.is_file() else {"usage": {}, "fallback_reasons": {}}
+        record = self._unfinished() or {"usage": {}, "fallback_reasons": {}}
         client = self.setup.client
         if client is not None and self._usage_at_year_start is not None:
             record["usage"] = add_usage(record["usage"], usage_spent(client.usage.as_dict(), self._usage_at_year_start))
         before = finished.fallback_reasons if finished is not None else {}
         lost = {k: n - before.get(k, 0) for k, n in run.fallback_reasons.items() if n > before.get(k, 0)}
         record["fallback_reasons"] = add_usage(record["fallback_reasons"], lost)
-        path.write_text(json.dumps(record, indent=1))
-        return record
+        self._unfinished_path().write_text(json.dumps(record, indent=1))
 
     def _checkpoint(self, label: str) -> Path:
         return self.out / CHECKPOINT_DIR / f"{label}.pt"
@@ -143,11 +147,11 @@ class Runner:
             run.planner.client = self.setup.client  # never pickled: handed back
         return run
 
-    def _start(self, label: str) -> PlannerRun:
+    def _start(self, label: str, progress: bool) -> PlannerRun:
         run = self._load(label) if self.resume else None
         if run is None:
             run = self._fresh(label)
-        run.planner.progress = self.progress.enabled if isinstance(self.progress, YearProgress) else bool(self.progress)
+        run.planner.progress = progress  # planners that train for long draw their own bar when the run draws one
         return run
 
     def _fresh(self, label: str) -> PlannerRun:
@@ -254,45 +258,38 @@ class Runner:
         A language-model server that cannot heal ends the loop early: the years finished (and
         checkpointed) until then are written, and `stopped` in the summary says why.
         """
-        selected = self._select(labels) + ([BASELINE] if self.baseline else [])
+        selected = selected_planners(self.config, labels) + ([BASELINE] if self.baseline else [])
         self.prepare()
         self.runs, self.stopped = [], None
         monitor = FallbackMonitor(self.config.llm.max_consecutive_fallbacks)
+        years = self.config.economy.years
+        own = not isinstance(self.progress, YearProgress)
+        bar = YearProgress(f"seed {self.config.seed}", bool(self.progress)) if own else self.progress
+        for label in selected if own else []:  # a shared bar was told every seed's years up front
+            bar.plan(label, years)
         try:
-            years = self.config.economy.years
-            own = not isinstance(self.progress, YearProgress)
-            bar = YearProgress(f"seed {self.config.seed}", bool(self.progress)) if own else self.progress
-            try:
-                for label in selected if own else []:  # a shared bar was told every seed's years up front
-                    bar.plan(label, years)
-                for label in selected:
-                    run = self._start(label)
-                    bar.skip(label, run.year)
-                    try:
-                        while run.year < years:
-                            bar.playing(f"seed {self.config.seed}, {run.label} year {run.year + 1}")
-                            wall_before = run.wall_s
-                            self.play_year(run, monitor)
-                            self._save(run)
-                            bar.done(label, run.year - 1, run.wall_s - wall_before)
-                            if on_year_end is not None:
-                                on_year_end(run)
-                    except LLMUnavailable as err:
-                        self.stopped = str(err)
-                        finished = self._load(label)  # the unfinished year is dropped; its checkpoint is not
-                        self._record_unfinished(run, finished)
-                        self.runs += [finished] if finished is not None else []
-                        break
-                    self.runs.append(run)
-            finally:
-                if own:
-                    bar.close()
-            path = self._unfinished_path()
-            unfinished = json.loads(path.read_text()) if path.is_file() else None
-            return write_results(self.out, self.setup, self.runs, self.fingerprint, self.stopped, unfinished)
+            for label in selected:
+                run = self._start(label, bar.enabled)
+                bar.skip(label, run.year)
+                try:
+                    while run.year < years:
+                        bar.playing(f"seed {self.config.seed}, {run.label} year {run.year + 1}")
+                        wall_before = run.wall_s
+                        self.play_year(run, monitor)
+                        self._save(run)
+                        bar.done(label, run.year - 1, run.wall_s - wall_before)
+                        if on_year_end is not None:
+                            on_year_end(run)
+                except LLMUnavailable as err:
+                    self.stopped = str(err)
+                    finished = self._load(label)  # the unfinished year is dropped; its checkpoint is not
+                    self._record_unfinished(run, finished)
+                    self.runs += [finished] if finished is not None else []
+                    break
+                self.runs.append(run)
+            return write_results(self.out, self.setup, self.runs, self.fingerprint, self.stopped, self._unfinished())
         finally:
+            if own:
+                bar.close()
             if self.setup is not None:
                 self.setup.close()  # a client the builder opened (and the embedded server) goes with the run
-
-    def _select(self, labels: list[str] | None) -> list[str]:
-        return selected_planners(self.config, labels)

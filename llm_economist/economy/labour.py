@@ -85,7 +85,7 @@ def best_response_hours(wage: Tensor, schedule: TaxSchedule, transfer, prefs: Pr
     convex = bool((schedule.rates[..., 1:] >= schedule.rates[..., :-1]).all())
     if prefs.eta == 0.0 and convex and not prefs.has_fixed_cost:
         hours = _quasi_linear_convex_hours(wage, schedule, prefs)
-        t = torch.as_tensor(transfer, dtype=wage.dtype)
+        t = torch.as_tensor(transfer, dtype=wage.dtype, device=wage.device)
         return _or_idle(wage, schedule, t, prefs, hours) if bool((t < MIN_CONSUMPTION).any()) else hours
     return _best_of_segments(wage, schedule, transfer, prefs)
 

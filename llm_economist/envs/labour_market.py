@@ -204,6 +204,20 @@ def aggregate_bounds(wage: Tensor, money: float, max_hours: float) -> tuple[np.n
     return low, high
 
 
+def planner_bounds(mechanism: Mechanism, wage: Tensor, money: float, max_hours: float) -> tuple[np.ndarray, np.ndarray]:
+    """Box bounds of what the planner observes in both environments: the parameter shares, then the
+    normalised AGGREGATES."""
+    agg_low, agg_high = aggregate_bounds(wage, money, max_hours)
+    size = mechanism.size
+    return np.concatenate([np.zeros(size, np.float32), agg_low]), np.concatenate([np.ones(size, np.float32), agg_high])
+
+
+def planner_features(mechanism: Mechanism, theta: Tensor, raw_aggregates: np.ndarray, money: float, max_hours: float) -> np.ndarray:
+    """What the planner observes in both environments: the parameter shares of `theta`, then the
+    normalised AGGREGATES."""
+    return np.concatenate([parameter_shares(mechanism, theta), normalised_aggregates(raw_aggregates, money, max_hours)])
+
+
 def scaled_parameters(mechanism: Mechanism, action) -> Tensor:
     """(P,) mechanism parameters of a planner action in [-1, 1]^P (clipped): low + (a + 1) / 2 (high - low)."""
     a = torch.as_tensor(np.asarray(action, dtype=np.float64).reshape(-1))
@@ -278,18 +292,14 @@ class LabourMarketEnv(ParallelEnv):
 
         self.money_scale = money_scale(self.wage, self.prefs)
         self._median_wage = float(self.wage.median())
-        size = self.mechanism.size
-        agg_low, agg_high = aggregate_bounds(self.wage, self.money_scale, self.prefs.max_hours)
+        low, high = planner_bounds(self.mechanism, self.wage, self.money_scale, self.prefs.max_hours)
+        top_income = high[self.mechanism.size + AGGREGATES.index("mean_income")]
         worker_low = np.array([0.0, -1.0, -1.0, -np.inf, 0.0, 0.0, 0.0], dtype=np.float32)
-        worker_high = np.array([float(self.wage.max()) / self._median_wage, 1.0, 1.0, np.inf, agg_high[1], 1.0, 1.0], dtype=np.float32)
+        worker_high = np.array([float(self.wage.max()) / self._median_wage, 1.0, 1.0, np.inf, top_income, 1.0, 1.0], dtype=np.float32)
         self._action_spaces = {a: spaces.Box(0.0, self.prefs.max_hours, shape=(1,), dtype=np.float32) for a in self.worker_ids}
-        self._action_spaces[PLANNER] = spaces.Box(-1.0, 1.0, (size,), dtype=np.float32)
+        self._action_spaces[PLANNER] = spaces.Box(-1.0, 1.0, (self.mechanism.size,), dtype=np.float32)
         self._observation_spaces = {a: spaces.Box(worker_low, worker_high, dtype=np.float32) for a in self.worker_ids}
-        self._observation_spaces[PLANNER] = spaces.Box(
-            np.concatenate([np.zeros(size, np.float32), agg_low, np.zeros(1, np.float32)]),
-            np.concatenate([np.ones(size, np.float32), agg_high, np.ones(1, np.float32)]),
-            dtype=np.float32,
-        )
+        self._observation_spaces[PLANNER] = spaces.Box(np.append(low, 0.0), np.append(high, 1.0), dtype=np.float32)
 
         self.np_random: np.random.Generator | None = None
         self._t = 0
@@ -437,9 +447,8 @@ class LabourMarketEnv(ParallelEnv):
             dim=1,
         ).numpy().astype(np.float32)  # (N, 7)
         observations = {a: table[i] for i, a in enumerate(self.worker_ids)}
-        aggregates_seen = normalised_aggregates(self._aggregates, money, self.prefs.max_hours)
-        observations[PLANNER] = np.concatenate([parameter_shares(self.mechanism, self._theta), aggregates_seen,
-                                                [year_fraction]]).astype(np.float32)
+        seen = planner_features(self.mechanism, self._theta, self._aggregates, money, self.prefs.max_hours)
+        observations[PLANNER] = np.append(seen, year_fraction).astype(np.float32)
         return observations
 
 

@@ -41,7 +41,6 @@ from ..workers.base import Workers
 from ..workers.rational import RationalWorkers
 from .labour_market import (
     AGGREGATES,
-    aggregate_bounds,
     check_count,
     check_mechanism,
     check_preferences,
@@ -49,14 +48,13 @@ from .labour_market import (
     check_wage,
     config_market,
     money_scale,
-    normalised_aggregates,
-    parameter_shares,
     period_aggregates,
+    planner_bounds,
+    planner_features,
     reward_scales,
     scaled_action,
     scaled_parameters,
 )
-
 
 Tensor = torch.Tensor
 
@@ -105,12 +103,10 @@ class PlannerEnv(gym.Env):
         _, self.welfare_scale = reward_scales(self.wage, self.prefs, self.welfare_name, self.welfare_params)
 
         self.money_scale = money_scale(self.wage, self.prefs)
-        agg_low, agg_high = aggregate_bounds(self.wage, self.money_scale, self.prefs.max_hours)
-        size = self.mechanism.size
         # Off-the-shelf algorithms expect [-1, 1]; `parameters_of` maps it onto the mechanism's box.
-        self.action_space = spaces.Box(-1.0, 1.0, (size,), dtype=np.float32)
-        self.observation_space = spaces.Box(np.concatenate([np.zeros(size, np.float32), agg_low]),
-                                            np.concatenate([np.ones(size, np.float32), agg_high]), dtype=np.float32)
+        self.action_space = spaces.Box(-1.0, 1.0, (self.mechanism.size,), dtype=np.float32)
+        self.observation_space = spaces.Box(*planner_bounds(self.mechanism, self.wage, self.money_scale, self.prefs.max_hours),
+                                            dtype=np.float32)
 
         self._setup: Setup | None = None  # what `from_config` built, closed with the environment
         self._generator = torch.Generator()
@@ -192,5 +188,4 @@ class PlannerEnv(gym.Env):
             self._setup.close()
 
     def _observation(self) -> np.ndarray:
-        seen = normalised_aggregates(self._aggregates, self.money_scale, self.prefs.max_hours)
-        return np.concatenate([parameter_shares(self.mechanism, self._theta), seen]).astype(np.float32)
+        return planner_features(self.mechanism, self._theta, self._aggregates, self.money_scale, self.prefs.max_hours).astype(np.float32)

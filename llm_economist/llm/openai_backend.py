@@ -117,7 +117,7 @@ class OpenAIBackend:
         n = len(self.base_urls)
         with self._lock:
             start = next(self._turn)
-            untried = [(start + k) % n for k in range(n) if (start + k) % n not in tried and not self._health[(start + k) % n].retired]
+            untried = [i for i in ((start + k) % n for k in range(n)) if i not in tried and not self._health[i].retired]
             if not untried:
                 if all(h.retired for h in self._health):
                     raise BackendError(f"every server ({', '.join(self.base_urls)}) refused the key or the model; see the "
@@ -275,7 +275,7 @@ class OpenAIBackend:
     def _refused(self, i: int, e: openai.APIStatusError) -> BackendError:
         """Retire server `i`, which refused the key or the model; fatal once no server is left."""
         status, url = e.status_code, self.base_urls[i]
-        message = f"HTTP {status} from {url}: {self._redact(_short(e.message))}"
+        message = self._http_message(url, e)
         if status == 404:
             message += f"; model {self.model_id!r} or the chat route is not there: check llm.model and llm.base_urls"
         else:
@@ -290,9 +290,12 @@ class OpenAIBackend:
                                 retryable=False, failover=True)
         return BackendError(message, kind=f"http_{status}", retryable=False, fatal=True)
 
+    def _http_message(self, url: str, e: openai.APIStatusError) -> str:
+        return f"HTTP {e.status_code} from {url}: {self._redact(_short(e.message))}"
+
     def _status_error(self, url: str, e: openai.APIStatusError) -> BackendError:
         status = e.status_code
-        message = f"HTTP {status} from {url}: {self._redact(_short(e.message))}"
+        message = self._http_message(url, e)
         passing = status == 429 or status >= 500  # another server, or this one later, may answer
         return BackendError(message, kind=f"http_{status}", retryable=passing, failover=passing,
                             retry_after=retry_after(e.response.headers))

@@ -28,11 +28,10 @@ from ..planners.fixed import BASELINE
 SUMMARY, TIMINGS = "summary.json", "timings.json"
 CONFIDENCE = 0.95
 MIN_SEEDS = 3  # for an interval or a test
-# Headline figures bounded by their nature: shares and Gini coefficients lie in [0, 1].
+# Figures bounded by their nature: shares and Gini coefficients lie in [0, 1]; gain captured, in
+# percent of each seed's best configured planner's gain, never exceeds 100.
 BOUNDS = {"gini_income": (0.0, 1.0), "gini_consumption": (0.0, 1.0), "share_zero_hours": (0.0, 1.0),
-          "share_at_cap": (0.0, 1.0), "fallback_share": (0.0, 1.0)}
-# Gain captured is measured against each seed's best configured planner, so no seed's exceeds 100%.
-GAIN_BOUNDS = (-math.inf, 100.0)
+          "share_at_cap": (0.0, 1.0), "fallback_share": (0.0, 1.0), "gain_captured": (-math.inf, 100.0)}
 # Per-seed figures of a planner that the combined summary carries as a mean with an interval.
 HEADLINE_METRICS = (
     "mean_hours", "output", "revenue", "transfer", "gini_income", "gini_consumption", "share_zero_hours", "share_at_cap",
@@ -212,7 +211,7 @@ def combine(summaries: Sequence[dict]) -> dict:
         welfare = [p["final_welfare"] for _, p in rows]
         gain = [gains[label].get(seed) for seed in played]
         last = rows[-1][1]
-        w, g = _stats(welfare), _stats(gain, GAIN_BOUNDS)
+        w, g = _stats(welfare), _stats(gain, BOUNDS["gain_captured"])
         planners[label] = {
             "kind": last["kind"],
             "mechanism": last["mechanism"],

@@ -89,8 +89,8 @@ def run_comparison(
     saved.write_text(dump_config(config))
     settings = llm_settings(config, str((out / "llm_cache.sqlite").resolve())) if config.needs_llm else None
     # In this process one bar counts every planner-year of every seed; on a cluster a bar counts seeds.
-    shared = YearProgress("comparison", progress) if address == IN_PROCESS else False
-    if shared is not False:
+    shared = YearProgress("comparison", progress) if address == IN_PROCESS else None
+    if shared is not None:
         for _ in seeds_of(config):
             for label in [*selected_planners(config, labels), BASELINE]:
                 shared.plan(label, config.economy.years)
@@ -100,7 +100,7 @@ def run_comparison(
         done = run_tasks(run_seed, seeds, address, progress=progress and address != IN_PROCESS, description="seeds",
                          embedded_llm=embedded_slots(config), until=lambda seed: seed["stopped"])
     finally:
-        if shared is not False:
+        if shared is not None:
             shared.close()
     summaries, tables = [d["summary"] for d in done], [d["tables"] for d in done]
     for name, suffix in (("metrics", "csv"), ("parameters", "csv"), ("final_outcomes", "parquet")):
@@ -113,7 +113,7 @@ def run_comparison(
     return summary
 
 
-def run_seed(config: RunConfig, out: str, settings: LLMSettings | None, resume: bool, progress: bool | YearProgress,
+def run_seed(config: RunConfig, out: str, settings: LLMSettings | None, resume: bool, progress: YearProgress | None,
              labels: list[str] | None) -> dict:
     """One seed's run as a task: its summary, its tables and whether an unusable server stopped it."""
     with open_client(settings) if settings is not None else nullcontext() as client:

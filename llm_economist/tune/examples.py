@@ -70,10 +70,10 @@ class RecordingWorkers(Workers):
 
     name = "recording"
 
-    def __init__(self, target: BoundedRationalWorkers, prompts: DecisionPrompts, twin_planner: Planner | None = None) -> None:
+    def __init__(self, target: BoundedRationalWorkers, prompts: DecisionPrompts) -> None:
         self.target = target
         self.prompts = prompts
-        self.twin_planner = twin_planner
+        self.twin_planner: Planner | None = None  # set per planner of the episode when twins are made
         self.memory = prompts.memory  # the prompt shows this many recent weeks
         self.rows: list[dict] = []
         self.twins: list[dict] = []
