@@ -151,6 +151,19 @@ def test_training_reduces_held_out_loss(dataset: Path, trained: Path) -> None:
     assert after < 0.75 * before
 
 
+def test_the_surrogate_records_the_marginal_rates_its_fitted_traces_showed(dataset: Path, trained: Path) -> None:
+    meta = SurrogatePopulation.load(trained).meta
+    fitted = set(meta["episodes"]["train"]) | set(meta["episodes"]["validation"])
+    frames = [pd.read_parquet(path) for path in sorted(dataset.glob("episode_*.parquet"))]
+    shown = pd.concat(frames)
+    shown = shown[shown["episode"].isin(fitted)].drop_duplicates(["episode", "planner", "step"])
+    rates = [r for row in shown["rates"] for r in row]  # each period's schedule once, every bracket's rate
+    low, high = meta["rate_support"]
+    assert low == pytest.approx(float(pd.Series(rates).quantile(0.025)), abs=1e-4)
+    assert high == pytest.approx(float(pd.Series(rates).quantile(0.975)), abs=1e-4)
+    assert 0.0 < low < 0.1 and 0.9 < high < 1.0  # the schedules were drawn from [0, 1]^3
+
+
 def test_surrogate_beats_naive_baselines_on_held_out_mechanisms(dataset: Path, trained: Path) -> None:
     result = evaluate(trained, dataset, SETTINGS)
     f = result["figures"]

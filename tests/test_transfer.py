@@ -7,6 +7,7 @@ import pytest
 
 from llm_economist.planner_factory import load_config
 from llm_economist.studies.transfer import optimise, run_transfer, source_config
+from llm_economist.surrogate.model import SurrogatePopulation
 from llm_economist.workers.surrogate import shipped_model_path
 
 TRUTH = ["seed=5000", "seeds=2", "population.n_agents=300", "economy.years=2", "economy.steps_per_year=1",
@@ -77,3 +78,25 @@ def test_the_target_source_is_the_population_the_adapter_was_tuned_toward():
         source_config(load_config(None, ["workers.kind=llm"]), "target", None)
     with pytest.raises(ValueError, match="economy.elasticity is 0.5"):
         source_config(load_config(None, [*TUNED, "economy.elasticity=0.5"]), "target", None)
+
+
+def test_planners_against_a_surrogate_keep_their_rates_inside_its_traced_support(tmp_path):
+    """A surrogate that saw rates up to 0.4 only: planning against it stays there, where the
+    rational model's planner goes above; a source added to a finished study is planned alone."""
+    model = SurrogatePopulation.load(shipped_model_path("bounded_social"))
+    narrow = tmp_path / "narrow.pt"
+    model.save(narrow, meta={**model.meta, "rate_support": [0.02, 0.4]})
+    config = load_config(None, ["seed=11", "seeds=1", "population.n_agents=60", "economy.years=1", "economy.steps_per_year=1",
+                                "planners=[{kind: search, budget: 60, batch: 20}, {kind: gradient, steps: 20, restarts: 1}]"])
+    assert source_config(config, "surrogate", str(narrow)).mechanism.options == {"max_rate": 0.4}
+    run_transfer(config, tmp_path / "study", ("rational",))
+    first = json.loads((tmp_path / "study" / "mechanisms_11.json").read_text())
+    summary = run_transfer(config, tmp_path / "study", ("rational", "surrogate"), str(narrow))
+    record = json.loads((tmp_path / "study" / "mechanisms_11.json").read_text())
+    assert {k: v for k, v in record["mechanisms"].items() if k.startswith("rational.")} == first["mechanisms"]
+    assert record["optimise_s"]["rational"] == first["optimise_s"]["rational"]
+    assert max(max(record["mechanisms"][f"surrogate.{p}"]) for p in ("search", "gradient")) <= 0.4
+    assert max(max(record["mechanisms"][f"rational.{p}"]) for p in ("search", "gradient")) > 0.4
+    assert set(summary["mechanisms"]) == {f"{s}.{p}" for s in ("rational", "surrogate") for p in ("search", "gradient")}
+    with pytest.raises(ValueError, match="needs a mechanism with a max_rate option"):
+        source_config(load_config(None, ["mechanism.name=negative_income_tax", "planners=[{kind: search}]"]), "surrogate", str(narrow))

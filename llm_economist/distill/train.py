@@ -246,6 +246,21 @@ def surrogate_config(meta: dict, overrides: dict) -> SurrogateConfig:
     )
 
 
+SUPPORT_TAIL = 0.025  # share of the traced marginal rates left outside the support at each end
+
+
+def rate_support(sequences: list[PlannerEpisode]) -> list[float]:
+    """[low, high]: the marginal rates the traces' schedules showed, less a 2.5% tail at each end.
+
+    A surrogate has seen nothing of what lies beyond: at a rate of exactly 100% a budget menu turns
+    flat above the kink, which a language model can read as a different question altogether, while
+    schedules drawn from the box almost never reach it. Planners against the surrogate keep their
+    rates inside this range (see `studies.transfer`)."""
+    rates = torch.cat([p.schedule.rates.reshape(-1) for s in sequences for p in s.policies]).double()
+    low, high = torch.quantile(rates, torch.tensor([SUPPORT_TAIL, 1 - SUPPORT_TAIL], dtype=torch.float64))
+    return [round(float(low), 4), round(float(high), 4)]
+
+
 def train_surrogate(data: str | Path, out: str | Path, settings: TrainSettings | None = None, progress: Progress | None = None) -> dict:
     """Fit the surrogate on the training episodes of ``data`` and save it to ``out``."""
     settings = settings or TrainSettings()
@@ -261,6 +276,7 @@ def train_surrogate(data: str | Path, out: str | Path, settings: TrainSettings |
     torch.manual_seed(settings.seed)
     model = SurrogatePopulation(surrogate_config(meta, settings.model))
     result = fit(model, train, validation, settings, progress)
+    fitted = [s for s in sequences if s.episode in train_eps or s.episode in validation_eps]
     spec = {
         "bins": meta["bins"],
         "channels": meta["channels"],
@@ -268,6 +284,7 @@ def train_surrogate(data: str | Path, out: str | Path, settings: TrainSettings |
         "workers": meta["workers"],
         "source": {k: meta[k] for k in ("fingerprint", "model", "endpoints", "mechanism")},
         "episodes": {"train": train_eps, "validation": validation_eps, "test": test},
+        "rate_support": rate_support(fitted),
         "training": {**asdict(settings), **{k: v for k, v in result.items() if k != "history"}},
     }
     model.save(out, meta=spec)

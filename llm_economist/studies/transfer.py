@@ -13,9 +13,14 @@ apart from the seeds its surrogate was distilled on. Gain captured is read again
 mechanism optimised on the workers themselves where that source is run (the optimum computed on
 the truth), else against the best mechanism judged.
 
+A surrogate is trusted only where its traces went: planners optimising against it keep every
+rate within the marginal rates its traces showed (`rate_support`, recorded by `distill train`),
+since beyond them it extrapolates and a planner finds exactly what it gets wrong.
+
 Finished work is kept: each seed's mechanisms are written to `mechanisms_<seed>.json` before they
 are judged (with the seconds each source's planning took), and the judging runs resume from their
-checkpoints.
+checkpoints. A source added to a finished study is planned alone; every mechanism is then judged
+again, the language-model workers' replies to the ones judged before coming from the cache.
 """
 
 from __future__ import annotations
@@ -25,9 +30,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ..config import PlannerConfig, RunConfig, dump_config
-from ..factory import build_setup, worker_adapter
-from ..planner_factory import make_planner
+from ..config import ConfigError, PlannerConfig, RunConfig, config_fingerprint, dump_config
+from ..surrogate.model import SurrogatePopulation
+from ..factory import build_setup, make_config_mechanism, worker_adapter
+from ..planner_factory import load_config, make_planner
 from ..planners.fixed import BASELINE
 from ..reporting.report import format_estimate
 from ..reporting.summary import combine, gain_captured, interval, write_summary
@@ -50,10 +56,27 @@ def source_config(config: RunConfig, source: str, surrogate_model: str | None) -
         if surrogate_model is None:
             raise ValueError("transfer: the source 'surrogate' needs a surrogate model file")
         update = {"kind": "surrogate", "surrogate_model": surrogate_model}
-        return config.model_copy(update={"workers": config.workers.model_copy(update=update)})
+        return within_support(config.model_copy(update={"workers": config.workers.model_copy(update=update)}), surrogate_model)
     if source == "target":
         return target_config(config)
     raise ValueError(f"transfer: unknown source {source!r}; choose from {SOURCES}")
+
+
+def within_support(config: RunConfig, surrogate_model: str) -> RunConfig:
+    """The config with the mechanism's top rate cut to the highest rate the surrogate's traces
+    showed (its `rate_support`), so that planners cannot exploit what the surrogate never saw."""
+    support = SurrogatePopulation.load(surrogate_model).meta.get("rate_support")
+    if support is None:  # trained before surrogates recorded their support
+        return config
+    options = config.mechanism.options
+    mechanism = config.mechanism.model_copy(update={"options": {**options, "max_rate": min(support[1], options.get("max_rate", 1.0))}})
+    capped = config.model_copy(update={"mechanism": mechanism})
+    try:
+        make_config_mechanism(capped)
+    except ConfigError as err:
+        raise ValueError(f"transfer: planning against the surrogate keeps every rate within the traces' support (up to "
+                         f"{support[1]:g}), which needs a mechanism with a max_rate option ({err})") from None
+    return capped
 
 
 def target_config(config: RunConfig) -> RunConfig:
@@ -106,25 +129,32 @@ def run_transfer(
     for seed in range(config.seed, config.seed + config.seeds):
         one = config.model_copy(update={"seed": seed, "seeds": 1})
         saved = out / f"mechanisms_{seed}.json"
-        if not saved.is_file():
-            if progress:
-                progress(f"seed {seed}: optimising on {', '.join(sources)}" + (f" with {plan_agents:,} agents" if plan_agents else ""))
-            record = {**optimise(one, sources, surrogate_model, plan_agents), "plan_agents": plan_agents}
-            saved.write_text(json.dumps(record, indent=1))
-        record = json.loads(saved.read_text())
+        record = json.loads(saved.read_text()) if saved.is_file() else {"mechanisms": {}, "optimise_s": {}, "plan_agents": plan_agents}
         if record.get("plan_agents") != plan_agents:
             raise ValueError(f"transfer: {saved} was planned with plan_agents {record.get('plan_agents')}, not {plan_agents}; "
                              "use another output directory or delete it")
+        missing = tuple(source for source in sources if source not in record["optimise_s"])  # a source added to a study
+        if missing:
+            if progress:
+                progress(f"seed {seed}: optimising on {', '.join(missing)}" + (f" with {plan_agents:,} agents" if plan_agents else ""))
+            found = optimise(one, missing, surrogate_model, plan_agents)
+            record = {"mechanisms": {**record["mechanisms"], **found["mechanisms"]},
+                      "optimise_s": {**record["optimise_s"], **found["optimise_s"]}, "plan_agents": plan_agents}
+            saved.write_text(json.dumps(record, indent=1))
+        mechanisms = {label: theta for label, theta in record["mechanisms"].items() if label.split(".", 1)[0] in sources}
         judged = one.model_copy(update={"planners": [PlannerConfig(kind="fixed", label=label, parameters=theta)
-                                                       for label, theta in record["mechanisms"].items()]})
+                                                       for label, theta in mechanisms.items()]})
         if progress:
-            progress(f"seed {seed}: judging {len(record['mechanisms'])} mechanisms on the workers")
-        fresh, start = not (out / f"seed_{seed}").exists(), time.perf_counter()
-        summaries.append(Runner(judged, out / f"seed_{seed}", resume=True, progress=False).run())
-        if "judge_s" not in record:  # timed only when judged in one go: a resumed judging would understate it
+            progress(f"seed {seed}: judging {len(mechanisms)} mechanisms on the workers")
+        seed_dir = out / f"seed_{seed}"
+        fresh, start = not seed_dir.exists(), time.perf_counter()
+        # Other mechanisms than the ones judged there: judge them all again (language-model replies come from the cache).
+        same = (seed_dir / "config.yaml").is_file() and config_fingerprint(load_config(seed_dir / "config.yaml")) == config_fingerprint(judged)
+        summaries.append(Runner(judged, seed_dir, resume=same, progress=False).run())
+        if "judge_s" not in record or not (fresh or same):  # timed only when judged in one go, without the cache's help
             record["judge_s"] = round(time.perf_counter() - start, 1) if fresh else None
             saved.write_text(json.dumps(record, indent=1))
-        walls.append({**{f"plan on {k}": v for k, v in record["optimise_s"].items()}, "judge on the workers": record["judge_s"]})
+        walls.append({**{f"plan on {k}": record["optimise_s"][k] for k in sources}, "judge on the workers": record["judge_s"]})
     summary = transfer_summary(combine(summaries), sources)
     summary["plan_agents"] = plan_agents or config.population.n_agents
     summary["timings"]["stages_s_mean"] = {stage: mean_of([w[stage] for w in walls]) for stage in walls[0]}
