@@ -17,6 +17,7 @@ from llm_economist.economy import (
 )
 from llm_economist.studies.comparison import run_comparison
 from llm_economist.planner_factory import load_config
+from llm_economist.factory import build_setup, make_config_mechanism
 from llm_economist.mechanisms import make_mechanism
 from llm_economist.planners import GridPlanner, SaezPlanner, estimate_elasticity
 from llm_economist.personas import sample_population
@@ -143,6 +144,44 @@ def test_workers_at_the_cap_count_in_the_mechanical_term_but_not_the_behavioural
     # Top bracket: A = (1 - 1.0) * 10,000 + (1 - 0.5) * 150,000 = 75,000; B = 60,000 without the capped worker.
     assert top_capped[1].item() == pytest.approx(75_000.0 / (75_000.0 + 0.5 * 60_000.0))
     assert all_respond[1].item() == pytest.approx(75_000.0 / (75_000.0 + 0.5 * 260_000.0))
+
+
+def test_participation_lowers_a_bracket_rate_by_the_revenue_its_leavers_take_along():
+    income = torch.tensor([0.0, 20_000.0, 80_000.0], dtype=D)
+    weights = torch.tensor([2.0, 0.6, 0.4], dtype=D)
+    cutoffs = torch.tensor([0.0, 50_000.0], dtype=D)
+    tax = torch.tensor([0.0, 4_000.0, 24_000.0], dtype=D)
+    participation = torch.tensor([0.0, 0.3, 0.1], dtype=D) * tax / (income - tax).clamp(min=1.0)
+    rates = saez_bracket_rates(income, weights, cutoffs, 0.5, participation=participation)
+    # Bottom: A = 0.4 * 20,000 + 0.6 * 50,000 = 38,000; P = 0.3 * 20,000 * 4,000 / 16,000 + 0.1 * 50,000 * 24,000 / 56,000.
+    a, p = 38_000.0, 1_500.0 + 5_000.0 * 24 / 56
+    assert rates[0].item() == pytest.approx((a - p) / (a - p + 0.5 * 20_000.0))
+    # Top: A = 0.6 * 30,000 = 18,000; P = 0.1 * 30,000 * 24,000 / 56,000; B = 80,000.
+    a, p = 18_000.0, 3_000.0 * 24 / 56
+    assert rates[1].item() == pytest.approx((a - p) / (a - p + 0.5 * 80_000.0))
+    # Where leaving costs more than the mechanical effect is worth, the rate is 0, not negative.
+    assert saez_bracket_rates(income, weights, cutoffs, 0.5, participation=100 * participation).tolist() == [0.0, 0.0]
+
+
+def test_with_participation_saez_is_within_two_points_of_the_brute_force_gain_and_five_of_its_rates():
+    """The README's participation settings (19% not working, extensive elasticity 0.25), 10,000
+    census workers: the formula with both margins against the grid's optimum of the same objective."""
+    config = load_config(None, ["economy.share_not_working=0.19", "population.n_agents=10000", "mechanism.name=three_bracket"])
+    setup = build_setup(config)
+    model, mechanism = setup.model, make_config_mechanism(config)
+    planner = SaezPlanner(mechanism)
+    saez = planner.propose(0, [], model)
+    best = GridPlanner(mechanism, points_per_parameter=11, refine_points=11).propose(0, [], model)
+    none = no_tax_planner()
+    w0 = float(model.evaluate(none.mechanism, none.theta.unsqueeze(0))[0])
+    w_saez, w_best = model.evaluate(mechanism, torch.stack([saez, best])).tolist()
+    assert (w_saez - w0) / (w_best - w0) >= 0.98
+    assert (saez - best).abs().max() <= 0.05
+    # Without the participation term the formula, at the optimum's incomes, taxes the bottom bracket far above it.
+    outcome = model.respond(mechanism.compile(best))
+    weights = marginal_welfare_weights(outcome, model.prefs, model.welfare_name, model.wage, **model.welfare_params)
+    no_margin = saez_bracket_rates(outcome.income, weights, mechanism.cutoffs, model.prefs.elasticity, 1.0, responsive(outcome.hours, 80.0))
+    assert no_margin[0] - best[0] > 0.15
 
 
 def test_on_a_pareto_tail_with_the_cap_saez_captures_99_percent_of_the_brute_force_gain():

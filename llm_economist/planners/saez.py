@@ -9,8 +9,11 @@ perturbation of the net-of-tax rates on the same agents, interior agents only.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
+from ..economy.outcome import Outcome
 from ..economy.policy import Policy
 from ..economy.saez import KINK_TOLERANCE, arc_elasticity, saez_bracket_rates
 from ..economy.tax import TaxSchedule
@@ -51,6 +54,28 @@ def estimate_elasticity(population_model: PopulationModel, policy: Policy) -> fl
     interior = (idx_up == idx_down) & ~at_kink(z_up) & ~at_kink(z_down)
     interior = interior & responsive(world_up.hours, cap) & responsive(world_down.hours, cap)
     return arc_elasticity(z_up, z_down, 1.0 - up.schedule.rates[idx_up], 1.0 - down.schedule.rates[idx_down], interior)
+
+
+def participation_responses(population_model: PopulationModel, policy: Policy, outcome: Outcome) -> Tensor:
+    """(N,) each worker's eta_i T_i / (z_i - T_i) under `outcome` (0 for those not working), with
+    eta_i the participation elasticity of its bracket: how the number working in that bracket
+    moves when all take-home pay from work is scaled by 1 +- PERTURBATION (every net-of-tax rate
+    scaled, so what working pays, z - T(z), scales with it at given earnings). A worker belongs to
+    the bracket of its earnings where it works, here or in the world that pays more."""
+    schedule = policy.schedule
+    keep = 1.0 - schedule.rates
+    worlds = [population_model.respond(Policy(TaxSchedule(schedule.cutoffs, 1.0 - keep * (1.0 + sign * PERTURBATION)),
+                                              policy.lump_sum, policy.rebate_share)) for sign in (1.0, -1.0)]
+    works, up, down = (o.hours > CORNER_HOURS for o in (outcome, *worlds))
+    income = torch.where(works, outcome.income, worlds[0].income)
+    bracket = torch.where(works | up, schedule.bracket_index(income), torch.full_like(works, -1, dtype=torch.long))
+    eta = torch.zeros_like(outcome.income)
+    step = math.log((1.0 + PERTURBATION) / (1.0 - PERTURBATION))
+    for j in bracket[works].unique().tolist():
+        members = bracket == j
+        eta[members] = float((up & members).sum() - (down & members).sum()) / (float((works & members).sum()) * step)
+    net = outcome.income - outcome.tax
+    return torch.where(works & (net > 0), eta.clamp(min=0.0) * outcome.tax / net.clamp(min=1e-9), torch.zeros_like(net))
 
 
 def analytic_elasticity(population_model: PopulationModel) -> float | None:
@@ -107,11 +132,6 @@ class SaezPlanner(OneShotPlanner):
         return estimate
 
     def plan(self, population_model: PopulationModel) -> Tensor:
-        if population_model.prefs.has_fixed_cost:
-            self.notes.append(
-                "The workers have an extensive margin (fixed costs of working); this Saez formula counts only the "
-                "intensive response, so its rates are not the optimum where participation responds (Saez 2002)."
-            )
         return self.fixed_point(population_model, self.mechanism.initial())
 
     def fixed_point(self, population_model: PopulationModel, theta: Tensor) -> Tensor:
@@ -128,8 +148,9 @@ class SaezPlanner(OneShotPlanner):
             weights = marginal_welfare_weights(outcome, population_model.prefs, population_model.welfare_name,
                                                population_model.wage, **population_model.welfare_params)
             self.elasticity = self._elasticity(population_model, policy)
+            participation = participation_responses(population_model, policy, outcome) if population_model.prefs.has_fixed_cost else None
             target = saez_bracket_rates(outcome.income, weights, self.mechanism.cutoffs, self.elasticity, self.max_rate,
-                                        responsive(outcome.hours, population_model.prefs.max_hours))
+                                        responsive(outcome.hours, population_model.prefs.max_hours), participation)
             gap = float((target - theta).abs().max())
             if gap >= last_gap:
                 damping = max(damping / 2, MIN_DAMPING)
