@@ -134,6 +134,15 @@ def test_a_planner_that_brings_its_own_mechanism_is_named_as_such(full_run):
     assert "no_tax (baseline: no tax, no transfer)" in text
 
 
+def test_planners_on_different_instruments_are_said_to_be(full_run, tmp_path):
+    _, _, text = full_run
+    warning = next(line for line in text.splitlines() if "**The planners use different instruments**" in line)
+    assert "saez, search, random, ppo set `three_bracket` (A progressive income tax with 3 brackets" in warning
+    assert "us_federal set `us_tax_2024` (The 2024 US taxes on earnings (income tax, standard deduction, payroll tax, EITC)" in warning
+    compare(tmp_path, "planners=[{kind: saez}, {kind: grid, points_per_parameter: 3}]")  # both set the config's mechanism
+    assert "different instruments" not in write_report(tmp_path).read_text()
+
+
 def test_final_schedules_show_each_planners_own_cutoffs(full_run):
     _, _, text = full_run
     table = section(text, "Final schedules")

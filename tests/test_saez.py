@@ -15,6 +15,7 @@ from llm_economist.economy import (
     saez_top_rate,
     utility,
 )
+from llm_economist.economy.welfare import ability_weights
 from llm_economist.studies.comparison import run_comparison
 from llm_economist.planner_factory import load_config
 from llm_economist.factory import build_setup, make_config_mechanism
@@ -217,3 +218,18 @@ def test_the_saez_comparison_study_puts_saez_within_one_percent_of_the_grids_gai
     assert planners["saez"]["gain_captured_mean"] >= planners["grid"]["gain_captured_mean"] - 1.0
     for name, rate in planners["saez"]["parameters"].items():
         assert abs(rate["mean"] - planners["grid"]["parameters"][name]["mean"]) <= 0.03
+
+
+def test_a_worker_below_the_consumption_floor_is_weighed_by_its_ability_not_by_the_floors_flat_slope():
+    """No tax, quasi-linear utility, 19% not working: those at 0 h consume $0, under the $1 floor.
+    A dollar is worth the same utility to everyone, so the ability-weighted function's marginal
+    weights are the ability weights themselves, workers or not."""
+    config = load_config(None, ["economy.share_not_working=0.19", "population.n_agents=1000"])
+    model = build_setup(config).model
+    none = no_tax_planner()
+    outcome = model.respond(none.mechanism.compile(none.theta))
+    idle = outcome.hours == 0
+    assert idle.sum() > 100 and (outcome.consumption[idle] < 1.0).all()
+    weights = marginal_welfare_weights(outcome, model.prefs, "ability_weighted", model.wage, inequality_aversion=1.0)
+    ability = ability_weights(model.wage, 1.0)
+    torch.testing.assert_close(weights, ability / ability.mean(), rtol=1e-9, atol=0)

@@ -121,14 +121,17 @@ def social_welfare(outcome: Outcome, name: str, wage: Tensor | None = None, **pa
 def marginal_welfare_weights(outcome: Outcome, prefs: Preferences, name: str, wage: Tensor | None = None, **params) -> Tensor:
     """g_i = dW/dc_i normalised to mean 1 (Saez's social marginal welfare weights), by autograd.
 
-    Utility is re-evaluated from consumption so that any welfare function works unchanged.
+    Utility is re-evaluated from consumption so that any welfare function works unchanged. A
+    worker whose consumption (less any fixed cost of working) is below the utility's floor is
+    weighed at the floor: what a dollar more is worth to it, not the floor's flat zero slope.
     Rawlsian weights are all on the worst-off (ties share them), given directly: by autograd they
     vanish when that worker's consumption sits at the utility's floor.
     """
     if name == "rawlsian":
         worst = (outcome.utility == outcome.utility.min(dim=-1, keepdim=True).values).to(outcome.utility.dtype)
         return worst / worst.mean(dim=-1, keepdim=True)
-    c = outcome.consumption.detach().clone().requires_grad_(True)
+    floor = MIN_CONSUMPTION + (prefs.cost() * (outcome.hours > 0) if prefs.has_fixed_cost else 0.0)
+    c = torch.maximum(outcome.consumption.detach(), torch.as_tensor(floor, dtype=outcome.consumption.dtype)).requires_grad_(True)
     probe = replace(outcome, consumption=c, utility=utility(c, outcome.hours.detach(), prefs))
     (grad,) = torch.autograd.grad(social_welfare(probe, name, wage, **params).sum(), c)
     return grad / grad.mean(dim=-1, keepdim=True)

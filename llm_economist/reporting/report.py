@@ -287,6 +287,23 @@ def _planner_line(label: str, p: dict, config_mechanism: str | None) -> str:
     return f"{label} (`{p.get('kind')}`, {sets})"
 
 
+def _instruments(summary: dict) -> list[str]:
+    """A plain warning when planners set different mechanisms: part of any gap between them is what
+    each instrument can do (payroll tax, credits, brackets), not how well it was set."""
+    users: dict[str, list[str]] = {}
+    described: dict[str, str] = {}
+    for label, p in summary.get("planners", {}).items():
+        if label != BASELINE and p.get("mechanism"):
+            users.setdefault(p["mechanism"], []).append(label)
+            described[p["mechanism"]] = p.get("instrument") or ""
+    if len(users) < 2:
+        return []
+    each = "; ".join(f"{', '.join(labels)} set `{name}`" + (f" ({described[name].rstrip('.')})" if described[name] else "")
+                     for name, labels in users.items())
+    return [f"> **The planners use different instruments**, so part of any difference between them is what each "
+            f"instrument can do, not how well it was set: {each}.", ""]
+
+
 def _overview(config: dict, summary: dict) -> str:
     population, economy = config.get("population", {}), config.get("economy", {})
     n_agents = summary.get("population", {}).get("n_agents", population.get("n_agents"))
@@ -642,6 +659,7 @@ def write_report(run_dir: Path) -> Path:
         lines += [_embedded_note(config), ""]
     lines += [_seeds_line(summary), "", _overview(config, summary), ""]
     lines += ["## Planners compared", "", markdown_table(comparison_table(summary)), "", _ranking_note(summary), ""]
+    lines += _instruments(summary)
     lines += _population_response(summary)
     lines += ["## Final schedules", "", "Each planner's final parameters with what they mean; bracket rates name "
               "their own cutoffs, so planners with different mechanisms are never read as one column.", "",

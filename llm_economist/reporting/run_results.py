@@ -100,6 +100,7 @@ def summarise(setup: Setup, runs: list[PlannerRun], fingerprint: str, stopped: s
         planners[r.label] = {
             "kind": planner_kind(r.label, config),
             "mechanism": mechanism_name(planner_kind(r.label, config), config),
+            "instrument": mechanism.describe(),
             "final_welfare": final["welfare"],
             **{k: v for k, v in final.items() if k != "welfare"},
             "parameters": mechanism.as_dict(r.history[-1].theta),

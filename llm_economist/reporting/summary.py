@@ -215,6 +215,7 @@ def combine(summaries: Sequence[dict]) -> dict:
         planners[label] = {
             "kind": last["kind"],
             "mechanism": last["mechanism"],
+            "instrument": last.get("instrument"),
             "uses_population_model": last["uses_population_model"],
             "seeds": played,
             "welfare_mean": w["mean"],
