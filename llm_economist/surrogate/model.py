@@ -140,34 +140,29 @@ class GraphAttention(nn.Module):
         keys_values[:, d:].addmm_(expression, self.expression_value.weight.t())  # values += W_e expression
         return keys_values
 
-    def forward(self, x: torch.Tensor, keys_values: torch.Tensor, neighbours: torch.Tensor, edge_type: torch.Tensor) -> torch.Tensor:
-        """(C, d) message to C agents; ``x`` (C, d) are their normalised tokens, ``neighbours``
-        and ``edge_type`` (C, K) their rows of the graph, ``keys_values`` the rows of all agents."""
+    def forward(self, x: torch.Tensor, keys_values: torch.Tensor, rows: GraphRows) -> torch.Tensor:
+        """(C, d) message to C agents; ``x`` (C, d) are their normalised tokens, ``rows`` their
+        rows of the graph (`GraphRows.of`), ``keys_values`` the rows of all agents."""
         c, d = x.shape
-        k_slots = neighbours.shape[1]
+        k_slots = rows.slots
         h, dh = self.n_heads, d // self.n_heads
-        real = neighbours >= 0  # (C, K)
         q = self.query(x) / math.sqrt(dh)  # (C, d)
         # Slot-major gather (K, C, 2d): reductions over the slots then run over the outermost
         # dimension, which is what the CPU kernels vectorise. Padded slots read agent 0.
-        rows = neighbours.clamp(min=0).t().reshape(-1)  # (K*C,)
-        keys, values = keys_values.index_select(0, rows).view(k_slots, c, 2 * d).split(d, dim=2)  # (K, C, d) each
+        keys, values = keys_values.index_select(0, rows.neighbours).view(k_slots, c, 2 * d).split(d, dim=2)  # (K, C, d) each
 
         # q . k per head: sum each head's dh products (a matrix-vector product beats .sum(-1)
         # over a short last dimension on CPU).
         per_head = torch.ones(dh, dtype=q.dtype, device=q.device)
         scores = (keys * q).view(k_slots, c, h, dh) @ per_head  # (K, C, H)
         # Tie term: each slot reads its type's row of the agent's table; padding reads the last.
-        n_types = self.edge_bias.num_embeddings + 1
-        tie = torch.where(real, edge_type.long().clamp(min=0), n_types - 1)  # (C, K)
-        tie_rows = (tie + n_types * torch.arange(c, device=tie.device).unsqueeze(1)).t().reshape(-1)  # (K*C,)
-        scores = scores + self._tie_scores(q).index_select(0, tie_rows).view(k_slots, c, h)  # (K, C, H)
+        scores = scores + self._tie_scores(q).index_select(0, rows.ties).view(k_slots, c, h)  # (K, C, H)
         weights = self.dropout(torch.softmax(scores, dim=0))  # (K, C, H); padded slots exactly 0
 
         # Spread each head's weight over its features, weigh the values in place, sum over slots.
         message = (weights @ self.head_features).mul_(values).sum(0)  # (C, d)
         # An agent without neighbours spread its weight over padding; it receives nothing.
-        message = message * real.any(dim=1, keepdim=True)
+        message = message * rows.connected
         return self.out(message)
 
     def _tie_scores(self, q: torch.Tensor) -> torch.Tensor:
@@ -180,6 +175,28 @@ class GraphAttention(nn.Module):
         table = (q.view(c, 1, h, d // h) * edge_keys).sum(-1) + self.edge_bias.weight  # (C, E, H)
         padding = q.new_full((c, 1, h), torch.finfo(q.dtype).min / 2)
         return torch.cat([table, padding], dim=1).view(-1, h)  # (C * (E + 1), H)
+
+
+class GraphRows(NamedTuple):
+    """C agents' rows of the graph as the attention reads them: slot-major flat indices into all
+    agents' keys and values (padding reads agent 0) and into the chunk's tie table (padding reads
+    its last row), and whether each agent has a neighbour at all. They depend on the graph only,
+    so a population's are built once (`SurrogatePopulation.prepare`) and reused every period."""
+
+    neighbours: torch.Tensor  # (K*C,) int64
+    ties: torch.Tensor  # (K*C,) int64
+    connected: torch.Tensor  # (C, 1) bool
+    slots: int  # K
+
+    @classmethod
+    def of(cls, neighbours: torch.Tensor, edge_type: torch.Tensor, n_edge_types: int) -> "GraphRows":
+        """From (C, K) neighbour indices (-1 padded) and their tie types."""
+        c, k_slots = neighbours.shape
+        real = neighbours >= 0
+        n_types = n_edge_types + 1
+        tie = torch.where(real, edge_type.long().clamp(min=0), n_types - 1)  # (C, K)
+        ties = (tie + n_types * torch.arange(c, device=tie.device).unsqueeze(1)).t().reshape(-1)
+        return cls(neighbours.clamp(min=0).t().reshape(-1), ties, real.any(dim=1, keepdim=True), k_slots)
 
 
 class MLP(nn.Module):
@@ -209,9 +226,9 @@ class Block(nn.Module):
         """(N, 2d) what this block's attention gathers from each agent."""
         return self.attention.keys_values(self.ln_attention(x), expression)
 
-    def forward(self, x: torch.Tensor, keys_values: torch.Tensor, neighbours: torch.Tensor, edge_type: torch.Tensor) -> torch.Tensor:
-        """(C, d) updated tokens of C agents whose graph rows are ``neighbours``, ``edge_type``."""
-        x = x + self.attention(self.ln_attention(x), keys_values, neighbours, edge_type)  # (C, d)
+    def forward(self, x: torch.Tensor, keys_values: torch.Tensor, rows: GraphRows) -> torch.Tensor:
+        """(C, d) updated tokens of C agents whose graph rows are ``rows``."""
+        x = x + self.attention(self.ln_attention(x), keys_values, rows)  # (C, d)
         return x + self.mlp(self.ln_mlp(x))  # (C, d)
 
 
@@ -267,27 +284,43 @@ class SurrogatePopulation(nn.Module):
     ) -> SurrogateOutput:
         expression = neighbour_expression_input
         self._check_inputs(persona_num, persona_cat, context, expression, memory, graph)
-        graph = graph.to(persona_num.device)
         recording = torch.is_grad_enabled() and (
             any(p.requires_grad for p in self.parameters())
             or any(t.requires_grad for t in (persona_num, context, expression, memory))
         )
-        over_agents = _OverAgents(graph.n, graph.n if recording else self.config.chunk_size)
+        population = self.prepare(persona_num, persona_cat, graph, graph.n if recording else self.config.chunk_size)
+        return self.step(population, context, expression, memory)
 
+    def prepare(self, persona_num: torch.Tensor, persona_cat: torch.Tensor | None, graph: SocialGraph,
+                chunk_size: int | None = None) -> PreparedPopulation:
+        """What stays the same from period to period for one population: its persona embedding and
+        its graph rows, chunk by chunk (``chunk_size`` agents, default the config's)."""
+        graph = graph.to(persona_num.device)
         cat = persona_cat if persona_cat is not None else persona_num[:, :0].long()  # (N, 0) when no fields
-        neighbours, edge_type = graph.neighbours, graph.edge_type
-        *inner, last = self.blocks
-        x = over_agents(lambda s: self.token(persona_num[s], cat[s], context[s], memory[s]))  # (N, d)
-        for block in inner:
-            keys_values = over_agents(lambda s: block.keys_values(x[s], expression[s]))  # (N, 2d)
-            x = over_agents(lambda s: block(x[s], keys_values, neighbours[s], edge_type[s]))  # (N, d)
-        # The last block's tokens go straight into the heads, chunk by chunk.
-        keys_values = over_agents(lambda s: last.keys_values(x[s], expression[s]))  # (N, 2d)
-        return over_agents(lambda s: self.decide(last(x[s], keys_values, neighbours[s], edge_type[s]), memory[s]))
+        size = chunk_size or self.config.chunk_size
+        slices = [slice(start, min(start + size, graph.n)) for start in range(0, graph.n, size)] or [slice(0, 0)]
+        n_types = self.config.n_edge_types
+        rows = [GraphRows.of(graph.neighbours[s], graph.edge_type[s], n_types) for s in slices]
+        return PreparedPopulation(self.persona(persona_num, cat), persona_num[:, 0].clone(), list(zip(slices, rows)), graph.n)
 
-    def token(self, persona_num: torch.Tensor, persona_cat: torch.Tensor, context: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
-        """(N, d) each agent's token before the blocks."""
-        return self.persona(persona_num, persona_cat) + self.context(context) + self.recall(memory)
+    def step(self, population: PreparedPopulation, context: torch.Tensor, expression: torch.Tensor, memory: torch.Tensor,
+             wage_feature: torch.Tensor | None = None) -> SurrogateOutput:
+        """One period of a prepared population: ``context`` (N, n_context), last ``expression``
+        (N, d_expression), ``memory`` (N, d); ``wage_feature`` (N,) replaces the first persona
+        feature (the wage in force) where it moved since `prepare`."""
+        persona = population.persona
+        if wage_feature is not None:
+            shift = (wage_feature.to(persona) - population.wage_feature).unsqueeze(1)
+            persona = persona + shift * self.persona.features.weight[:, 0]
+        over_agents = population.over_agents
+        *inner, last = self.blocks
+        x = over_agents(lambda s, _: persona[s] + self.context(context[s]) + self.recall(memory[s]))  # (N, d)
+        for block in inner:
+            keys_values = over_agents(lambda s, _: block.keys_values(x[s], expression[s]))  # (N, 2d)
+            x = over_agents(lambda s, rows: block(x[s], keys_values, rows))  # (N, d)
+        # The last block's tokens go straight into the heads, chunk by chunk.
+        keys_values = over_agents(lambda s, _: last.keys_values(x[s], expression[s]))  # (N, 2d)
+        return over_agents(lambda s, rows: self.decide(last(x[s], keys_values, rows), memory[s]))
 
     def decide(self, x: torch.Tensor, memory: torch.Tensor) -> SurrogateOutput:
         """The heads and the memory update on the final tokens ``x`` (N, d)."""
@@ -334,20 +367,23 @@ class SurrogatePopulation(nn.Module):
         return model.eval()
 
 
-class _OverAgents:
-    """Applies a per-agent function to all N agents, ``chunk_size`` consecutive agents at a time."""
+@dataclass
+class PreparedPopulation:
+    """One population as `SurrogatePopulation.step` reads it, built once by `prepare`."""
 
-    def __init__(self, n: int, chunk_size: int):
-        self.n = n
-        self.slices = [slice(start, min(start + chunk_size, n)) for start in range(0, n, chunk_size)] or [slice(0, 0)]
+    persona: torch.Tensor  # (N, d) persona embedding
+    wage_feature: torch.Tensor  # (N,) the first persona feature it was built with
+    chunks: list[tuple[slice, GraphRows]]  # consecutive agents and their graph rows
+    n: int
 
-    def __call__(self, fn: Callable[[slice], torch.Tensor | tuple]) -> torch.Tensor | tuple:
-        if len(self.slices) == 1:
-            return fn(self.slices[0])
-        # Several chunks run only without autograd, so each result is written into its rows.
+    def over_agents(self, fn: Callable[[slice, GraphRows], torch.Tensor | tuple]) -> torch.Tensor | tuple:
+        """``fn`` applied chunk by chunk; several chunks run only without autograd, so each
+        result is written into its rows of one tensor."""
+        if len(self.chunks) == 1:
+            return fn(*self.chunks[0])
         out: list[torch.Tensor] = []
-        for s in self.slices:
-            part = fn(s)
+        for s, rows in self.chunks:
+            part = fn(s, rows)
             fields = (part,) if isinstance(part, torch.Tensor) else part
             if not out:
                 out = [f.new_empty((self.n, *f.shape[1:])) for f in fields]

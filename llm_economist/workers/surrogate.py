@@ -36,7 +36,7 @@ from ..economy.tax import TaxSchedule
 from ..economy.utility import annual_income
 from ..personas import Population, SocialGraph
 from ..surrogate.features import context_features, persona_features, wage_feature
-from ..surrogate.model import SurrogatePopulation
+from ..surrogate.model import PreparedPopulation, SurrogatePopulation
 from .base import Decisions, Observation, Workers
 
 Tensor = torch.Tensor
@@ -89,18 +89,24 @@ class SurrogateWorkers(Workers):
         self.persona_num, self.persona_cat = numeric.to(self.device, self.dtype), codes.to(self.device)
         self.graph = graph.to(self.device)
         self.n = population.n
+        self._populations: dict[bool, PreparedPopulation] = {}
 
-    def _persona(self, wage: Tensor) -> Tensor:
-        """The numeric persona features with the wage in force, not the census one."""
-        persona = self.persona_num.clone()
-        persona[:, 0] = wage_feature(wage.detach()).to(self.device, self.dtype)
-        return persona
+    def _prepared(self, whole: bool) -> PreparedPopulation:
+        """The population as the model steps it, built once: in chunks, or as one chunk when
+        autograd records (a planner's gradient through the population)."""
+        if whole not in self._populations:
+            with torch.no_grad():
+                self._populations[whole] = self.model.prepare(self.persona_num, self.persona_cat, self.graph, self.n if whole else None)
+        return self._populations[whole]
 
-    def _step(self, persona: Tensor, context: Tensor, carry: tuple[Tensor, Tensor] | None):
+    def _step(self, wage: Tensor, context: Tensor, carry: tuple[Tensor, Tensor] | None):
+        """One period with the wage in force, not the census one, as the first persona feature."""
         n = self.n
         memory, expression = carry if carry is not None else (self.model.init_memory(n, self.device), self.model.init_expression(n, self.device))
         context = context.to(self.device, self.dtype)
-        return self.model(persona, self.persona_cat, context, expression.to(self.dtype), memory.to(self.dtype), self.graph)
+        population = self._prepared(whole=torch.is_grad_enabled() and context.requires_grad)
+        return self.model.step(population, context, expression.to(self.dtype), memory.to(self.dtype),
+                               wage_feature(wage.detach()).to(self.device, self.dtype))
 
     def act(self, obs: Observation, generator: torch.Generator) -> Decisions:
         last = obs.last
@@ -110,7 +116,7 @@ class SurrogateWorkers(Workers):
         )
         carry = obs.last_decisions.recurrent if obs.last_decisions is not None else None
         with torch.inference_mode():
-            out = self._step(self._persona(obs.wage), context, carry)
+            out = self._step(obs.wage, context, carry)
             logits = out.hour_logits.double().cpu()
             if self.wording_sd:
                 tilt = self.wording_sd * wording_noise(context.cpu())
@@ -132,10 +138,9 @@ class SurrogateWorkers(Workers):
         bins = self.bins.to(wage.dtype)
         transfer = torch.as_tensor(transfer, dtype=wage.dtype).reshape(1)
         carry, hours, income = None, None, None
-        persona = self._persona(wage)
         for _ in range(self.horizon):
             context = context_features(wage, policy, transfer, hours, income, bins)
-            out = self._step(persona, context, carry)
+            out = self._step(wage, context, carry)
             carry = (out.memory, out.expression)
             hours = (torch.softmax(out.hour_logits, dim=-1).to(wage.dtype) @ bins.to(self.device)).to(wage.device)
             income = annual_income(wage, hours)
