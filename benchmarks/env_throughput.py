@@ -4,6 +4,13 @@ A step is the whole period: every agent's exact best response to the 2024 US bra
 expected rebate), taxes, the lump-sum rebate of revenue, utilities and inverse-income welfare.
 Each size runs in its own process so its peak RSS is its own. Wages come from the census
 sampler. `naive_n1000_*` is the same step with one Python call per agent, for the ratio.
+
+At 1M agents two more cases run as the simulation plays them (`PopulationModel.respond`, then
+welfare): `three_bracket` (the default mechanism) and `us_tax_2024` (filing statuses, payroll tax,
+EITC, and an extensive margin: 19% not working). Each prints the bytes a step must move at
+least (every agent's wage and filing group read, hours, income, tax, consumption and utility
+written) beside the machine's memory bandwidth, measured in the same run by a STREAM-like copy,
+so `*_share_of_bandwidth` says how close the step is to the memory-bound limit.
 """
 
 from __future__ import annotations
@@ -55,6 +62,71 @@ def measure(n: int, dtype_name: str) -> dict[str, float]:
     return {f"{key}_agent_steps_per_s": round(n / seconds), f"{key}_step_s": round(seconds, 5), f"{key}_peak_rss_gb": round(peak, 3)}
 
 
+CASES = {  # mechanism and extensive margin (share of workers at 0 h under the 2024 US taxes)
+    "three_bracket": ("three_bracket", 0.0),
+    "us_tax_2024": ("us_tax_2024", 0.19),
+}
+CASE_AGENTS = 1_000_000
+CALIBRATION_AGENTS = 20_000  # preferences are calibrated on the first agents, as in `_setup`
+COPY_BYTES = 2**28  # 256 MiB each way: far beyond any cache
+
+
+def copy_bandwidth() -> float:
+    """Bytes per second of a large copy (read plus write), the best of several."""
+    a = torch.ones(COPY_BYTES // 8, dtype=torch.float64)
+    b = torch.empty_like(a)
+    b.copy_(a)
+    best = min(_timed(lambda: b.copy_(a)) for _ in range(5))
+    return 2 * COPY_BYTES / best
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def measure_case(case: str, dtype_name: str) -> dict[str, float]:
+    """One period of the case's population model at CASE_AGENTS census agents, as the simulation
+    plays it (`PopulationModel.respond`, then welfare). Preferences come from the run's calibration
+    on the first CALIBRATION_AGENTS agents; fixed costs of working are drawn for everyone from the
+    log-normal law that calibration found."""
+    from dataclasses import replace
+
+    from llm_economist.config import EconomyConfig
+    from llm_economist.factory import calibrated_preferences, population_filing
+    from llm_economist.mechanisms import make_mechanism
+    from llm_economist.personas import sample_population
+    from llm_economist.population_model import PopulationModel
+    from llm_economist.workers import RationalWorkers
+
+    name, share = CASES[case]
+    dtype = getattr(torch, dtype_name)
+    population = sample_population(CASE_AGENTS, seed=0)
+    wage, filing = population.wage(dtype=dtype), population_filing(population)
+    economy = EconomyConfig(share_not_working=share, dtype=dtype_name)
+    prefs, found = calibrated_preferences(economy, wage[:CALIBRATION_AGENTS].double(), 0, filing[:CALIBRATION_AGENTS])
+    if share > 0:
+        draws = torch.randn(CASE_AGENTS, generator=torch.Generator().manual_seed(0), dtype=dtype)
+        prefs = replace(prefs, fixed_cost=found["fixed_cost_median"] * torch.exp(found["fixed_cost_log_sd"] * draws))
+    mechanism = make_mechanism(name)
+    by_filing = getattr(mechanism, "by_filing", False)
+    model = PopulationModel(wage, prefs, RationalWorkers(prefs), filing=filing if by_filing else None)
+    policy = mechanism.compile(mechanism.initial().to(dtype))
+    step = lambda: model.welfare(model.respond(policy))  # noqa: E731
+    step()  # warm-up
+    steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < MIN_SECONDS or steps < 3:
+        step()
+        steps += 1
+    seconds = (time.perf_counter() - start) / steps
+    size = wage.element_size()
+    moved = CASE_AGENTS * (size + (8 if by_filing else 0) + 5 * size)
+    key = f"n{CASE_AGENTS}_{case}_{dtype_name}"
+    return {f"{key}_agent_steps_per_s": round(CASE_AGENTS / seconds), f"{key}_step_s": round(seconds, 5),
+            f"{key}_min_bytes_per_step": moved, f"{key}_min_bytes_per_s": round(moved / seconds)}
+
+
 def measure_naive(n: int = 1_000) -> dict[str, float]:
     """One Python call per agent, as a loop-over-agents simulator would do."""
     from llm_economist.economy import best_response_hours
@@ -70,14 +142,18 @@ def measure_naive(n: int = 1_000) -> dict[str, float]:
 
 
 def main() -> None:
-    if len(sys.argv) == 3:  # child process: one case
-        print(json.dumps(measure(int(sys.argv[1]), sys.argv[2])))
+    if len(sys.argv) == 3:  # child process: one size or case
+        child = measure_case(sys.argv[1], sys.argv[2]) if sys.argv[1] in CASES else measure(int(sys.argv[1]), sys.argv[2])
+        print(json.dumps(child))
         return
-    result: dict[str, float] = {"torch_threads": torch.get_num_threads()}
+    result: dict[str, float] = {"torch_threads": torch.get_num_threads(), "copy_bandwidth_bytes_per_s": round(copy_bandwidth())}
     for dtype_name in DTYPES:
-        for n in SIZES:
-            out = subprocess.run([sys.executable, __file__, str(n), dtype_name], capture_output=True, text=True, check=True)
+        for case in (*SIZES, *CASES):
+            out = subprocess.run([sys.executable, __file__, str(case), dtype_name], capture_output=True, text=True, check=True)
             result.update(json.loads(out.stdout.strip().splitlines()[-1]))
+        for case in CASES:
+            key = f"n{CASE_AGENTS}_{case}_{dtype_name}"
+            result[f"{key}_share_of_bandwidth"] = round(result[f"{key}_min_bytes_per_s"] / result["copy_bandwidth_bytes_per_s"], 4)
     result.update(measure_naive())
     vectorised = result["n1000_float64_agent_steps_per_s"]
     result["n1000_float64_speedup_vs_naive"] = round(vectorised / result["naive_n1000_float64_agent_steps_per_s"], 1)

@@ -327,3 +327,19 @@ def test_edge_type_outside_the_configured_types_is_rejected(model):
 def test_chunk_size_must_be_positive():
     with pytest.raises(ValueError, match="chunk_size"):
         SurrogateConfig(n_persona_features=1, chunk_size=0)
+
+
+def test_a_prepared_population_steps_as_the_forward_with_the_wage_in_force(model):
+    """Prepared once, a population steps period after period as a full forward would, and a new
+    first persona feature (the wage in force) gives what a forward with that feature gives."""
+    graph = census_like_graph(60)
+    inputs = make_inputs(model, graph.n)
+    population = model.prepare(inputs["persona_num"], inputs["persona_cat"], graph)
+    with torch.no_grad():
+        stepped = model.step(population, inputs["context"], inputs["neighbour_expression_input"], inputs["memory"])
+        torch.testing.assert_close(stacked(stepped), stacked(run(model, inputs, graph)), atol=1e-5, rtol=0)
+        raised = inputs["persona_num"][:, 0] + torch.linspace(-1.0, 2.0, graph.n)
+        moved = {**inputs, "persona_num": torch.cat([raised.unsqueeze(1), inputs["persona_num"][:, 1:]], dim=1)}
+        stepped = model.step(population, inputs["context"], inputs["neighbour_expression_input"], inputs["memory"], raised)
+        torch.testing.assert_close(stacked(stepped), stacked(run(model, moved, graph)), atol=1e-5, rtol=0)
+        assert not torch.allclose(stacked(stepped), stacked(run(model, inputs, graph)), atol=1e-3)

@@ -2,9 +2,10 @@
 surrogate distilled from the workers and (where the workers have a population model of their own)
 against the workers themselves, each mechanism judged on fresh populations of the real workers.
 
-One command reruns each:  python experiments/transfer/run_transfer.py bounded|llm|tuned [SEEDS]
-Results go to runs/transfer_<run>/ (table.md, summary.json, a seed directory each); an
-interrupted run continues where it stopped.
+One command reruns each:  python experiments/transfer/run_transfer.py bounded|llm|tuned [SEEDS [WORKERS]]
+Results go to runs/transfer_<run>/ (table.md, summary.json, a seed directory each), or
+runs/transfer_<run>_<WORKERS>/ when the mechanisms are judged on another number of workers than
+the run's; an interrupted run continues where it stopped.
 
 - bounded: the real workers are bounded-rational with habit and imitation, the population the
   shipped `bounded_social` surrogate was distilled from (experiments/distill/bounded.yaml, seeds
@@ -100,9 +101,10 @@ def distil(run: dict, out: Path) -> None:
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else "bounded"
     seeds = int(sys.argv[2]) if len(sys.argv) > 2 else 5
+    workers = [f"population.n_agents={sys.argv[3]}"] if len(sys.argv) > 3 else []
     run = RUNS[name]
-    config = load_config(None, [f"name=transfer_{name}", "seed=5000", f"seeds={seeds}", *ECONOMY, *run["settings"]])
-    out = Path(f"runs/transfer_{name}")
+    out = Path(f"runs/transfer_{name}" + (f"_{sys.argv[3]}" if workers else ""))
+    config = load_config(None, [f"name={out.name}", "seed=5000", f"seeds={seeds}", *ECONOMY, *run["settings"], *workers])
     out.mkdir(parents=True, exist_ok=True)
     if "distil" in run:
         distil(run, out)
