@@ -102,7 +102,7 @@ def context_features(
     """(..., N, B + 4) context of every agent under ``policy``, in the policy's dtype; batch dims follow the policy's."""
     schedule = policy.schedule
     batch = schedule.batch_shape
-    n, b = wage.shape[-1], bins.shape[0]
+    n = wage.shape[-1]
     dtype = schedule.rates.dtype
     wage = wage.to(dtype)
     full_time = annual_income(wage, torch.tensor(FULL_TIME_HOURS, dtype=dtype))  # (N,)
