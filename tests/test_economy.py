@@ -351,3 +351,25 @@ def test_participation_calibration_hits_its_targets_and_reports_them():
     assert elasticity == pytest.approx(0.25, rel=0.1)
     assert figures["extensive_elasticity_us_2024"] == pytest.approx(elasticity, rel=0.1)
     assert figures["share_zero_hours_us_2024"] == pytest.approx(0.19, abs=0.005) and figures["intensive_elasticity"] == 0.33
+
+
+def test_a_population_larger_than_a_chunk_gets_the_best_response_it_gets_in_one_pass(monkeypatch):
+    """Filing groups' own schedules, fixed costs and a batch of two policies, chunk by chunk with a
+    last short chunk, against the same population in one pass."""
+    from llm_economist.economy import labour
+    from llm_economist.factory import population_filing
+    from llm_economist.mechanisms import make_mechanism
+
+    population = sample_population(1_000, seed=4)
+    wage, filing = population.wage(), population_filing(population)
+    g = torch.Generator().manual_seed(4)
+    prefs = replace(calibrate_psi(wage, TaxSchedule.us_federal_2024(), Preferences()), fixed_cost=15_000.0 * torch.rand(1_000, generator=g, dtype=D))
+    mechanism = make_mechanism("us_tax_2024")
+    thetas = torch.stack([mechanism.initial(), torch.full((7,), 0.3, dtype=D)])
+    schedule = mechanism.compile(thetas).for_agents(filing).schedule
+    monkeypatch.setattr(labour, "AGENT_CHUNK", 96)
+    chunked = best_response_hours(wage, schedule, 5_000.0, prefs)
+    monkeypatch.setattr(labour, "AGENT_CHUNK", 10**9)
+    whole = best_response_hours(wage, schedule, 5_000.0, prefs)
+    assert chunked.shape == (2, 1_000) and 0 < int((whole == 0).sum())
+    torch.testing.assert_close(chunked, whole, rtol=0, atol=0)

@@ -36,6 +36,7 @@ from .utility import (
 
 Tensor = torch.Tensor
 _BISECTION_STEPS = 60
+AGENT_CHUNK = 8192  # agents per pass of the general best response (chosen with benchmarks/env_throughput.py)
 
 
 def _transfer_per_choice(transfer, like: Tensor) -> Tensor:
@@ -102,7 +103,18 @@ def _or_idle(wage: Tensor, schedule: TaxSchedule, transfer: Tensor, prefs: Prefe
 
 
 def _best_of_segments(wage: Tensor, schedule: TaxSchedule, transfer, prefs: Preferences) -> Tensor:
-    """The general case: optimise on every bracket's linear segment, keep the best."""
+    """The general case: optimise on every bracket's linear segment, keep the best. A large
+    population goes AGENT_CHUNK agents at a time: its (..., agents, 2K) candidates then stay in
+    blocks the allocator reuses, instead of fresh pages of memory every period."""
+    n = wage.shape[-1]
+    if n <= AGENT_CHUNK:
+        return _best_of_segments_chunk(wage, schedule, transfer, prefs)
+    parts = [_best_of_segments_chunk(wage[s], schedule.for_agent(s), transfer, prefs.for_agent(s))
+             for s in (slice(start, start + AGENT_CHUNK) for start in range(0, n, AGENT_CHUNK))]
+    return torch.cat(parts, dim=-1)
+
+
+def _best_of_segments_chunk(wage: Tensor, schedule: TaxSchedule, transfer, prefs: Preferences) -> Tensor:
     income_per_hour = (WEEKS_PER_YEAR * wage).unsqueeze(-1)  # (N, 1)
     cut = schedule.cutoffs  # (K,) or (N, K)
     upper = cut + schedule.widths

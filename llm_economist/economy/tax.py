@@ -115,8 +115,8 @@ class TaxSchedule:
         """(..., N or 1, K): the rates with an agent axis, to broadcast against (..., N, K)."""
         return self.rates if self.per_agent else self.rates.unsqueeze(-2)
 
-    def for_agent(self, i: int) -> "TaxSchedule":
-        """Agent i's own schedule (the schedule itself when all share one)."""
+    def for_agent(self, i: int | slice) -> "TaxSchedule":
+        """Agent i's own schedule, or a slice of agents' (the schedule itself when all share one)."""
         return TaxSchedule(self.cutoffs[i], self.rates[..., i, :]) if self.per_agent else self
 
     @property

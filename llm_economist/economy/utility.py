@@ -53,9 +53,11 @@ class Preferences:
     def with_psi(self, psi: float) -> "Preferences":
         return replace(self, psi=float(psi))
 
-    def for_agent(self, i: int) -> "Preferences":
-        """Agent i's preferences: its own fixed cost where each worker has one."""
-        return replace(self, fixed_cost=float(self.fixed_cost[i])) if torch.is_tensor(self.fixed_cost) else self
+    def for_agent(self, i: int | slice) -> "Preferences":
+        """Agent i's preferences, or a slice of agents': their own fixed costs where each worker has one."""
+        if not torch.is_tensor(self.fixed_cost):
+            return self
+        return replace(self, fixed_cost=self.fixed_cost[i] if isinstance(i, slice) else float(self.fixed_cost[i]))
 
     @property
     def has_fixed_cost(self) -> bool:
