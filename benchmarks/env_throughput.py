@@ -47,16 +47,25 @@ def _step(wage, prefs, policy, transfer):
     return outcome.transfer, social_welfare(outcome, "inverse_income")
 
 
+def seconds_per_step(step) -> float:
+    """Mean seconds of `step` after a warm-up, over at least MIN_SECONDS and 3 steps."""
+    step()
+    steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < MIN_SECONDS or steps < 3:
+        step()
+        steps += 1
+    return (time.perf_counter() - start) / steps
+
+
 def measure(n: int, dtype_name: str) -> dict[str, float]:
     dtype = getattr(torch, dtype_name)
     wage, prefs, policy = _setup(n, dtype)
-    transfer = torch.zeros(1, dtype=dtype)
-    transfer, _ = _step(wage, prefs, policy, transfer)  # warm-up
-    steps, start = 0, time.perf_counter()
-    while time.perf_counter() - start < MIN_SECONDS or steps < 3:
-        transfer, _ = _step(wage, prefs, policy, transfer)
-        steps += 1
-    seconds = (time.perf_counter() - start) / steps
+    transfer = [torch.zeros(1, dtype=dtype)]
+
+    def step() -> None:
+        transfer[0], _ = _step(wage, prefs, policy, transfer[0])
+
+    seconds = seconds_per_step(step)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     key = f"n{n}_{dtype_name}"
     return {f"{key}_agent_steps_per_s": round(n / seconds), f"{key}_step_s": round(seconds, 5), f"{key}_peak_rss_gb": round(peak, 3)}
@@ -113,13 +122,7 @@ def measure_case(case: str, dtype_name: str) -> dict[str, float]:
     by_filing = getattr(mechanism, "by_filing", False)
     model = PopulationModel(wage, prefs, RationalWorkers(prefs), filing=filing if by_filing else None)
     policy = mechanism.compile(mechanism.initial().to(dtype))
-    step = lambda: model.welfare(model.respond(policy))  # noqa: E731
-    step()  # warm-up
-    steps, start = 0, time.perf_counter()
-    while time.perf_counter() - start < MIN_SECONDS or steps < 3:
-        step()
-        steps += 1
-    seconds = (time.perf_counter() - start) / steps
+    seconds = seconds_per_step(lambda: model.welfare(model.respond(policy)))
     size = wage.element_size()
     moved = CASE_AGENTS * (size + (8 if by_filing else 0) + 5 * size)
     key = f"n{CASE_AGENTS}_{case}_{dtype_name}"

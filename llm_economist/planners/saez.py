@@ -39,13 +39,18 @@ def responsive(hours: Tensor, max_hours: float) -> Tensor:
     return (hours > CORNER_HOURS) & (hours < max_hours - CORNER_HOURS)
 
 
+def _with_rates(policy: Policy, rates: Tensor) -> Policy:
+    """The policy with other marginal rates at the same cutoffs: a perturbed world to measure a response in."""
+    return Policy(TaxSchedule(policy.schedule.cutoffs, rates), policy.lump_sum, policy.rebate_share)
+
+
 def estimate_elasticity(population_model: PopulationModel, policy: Policy) -> float:
     """Arc elasticity of taxable income from (1 - tau) +/- 0.05 around the policy's rates, over the
     workers interior to one bracket and to the hours range in both perturbed worlds."""
     schedule = policy.schedule
     keep = 1.0 - schedule.rates
-    up = Policy(TaxSchedule(schedule.cutoffs, (1.0 - (keep + PERTURBATION)).clamp(0.0, 1.0)), policy.lump_sum, policy.rebate_share)
-    down = Policy(TaxSchedule(schedule.cutoffs, (1.0 - (keep - PERTURBATION)).clamp(0.0, 1.0)), policy.lump_sum, policy.rebate_share)
+    up = _with_rates(policy, (1.0 - (keep + PERTURBATION)).clamp(0.0, 1.0))
+    down = _with_rates(policy, (1.0 - (keep - PERTURBATION)).clamp(0.0, 1.0))
     world_up, world_down = population_model.respond(up), population_model.respond(down)
     z_up, z_down = world_up.income, world_down.income
     cap = population_model.prefs.max_hours
@@ -64,8 +69,7 @@ def participation_responses(population_model: PopulationModel, policy: Policy, o
     the bracket of its earnings where it works, here or in the world that pays more."""
     schedule = policy.schedule
     keep = 1.0 - schedule.rates
-    worlds = [population_model.respond(Policy(TaxSchedule(schedule.cutoffs, 1.0 - keep * (1.0 + sign * PERTURBATION)),
-                                              policy.lump_sum, policy.rebate_share)) for sign in (1.0, -1.0)]
+    worlds = [population_model.respond(_with_rates(policy, 1.0 - keep * (1.0 + sign * PERTURBATION))) for sign in (1.0, -1.0)]
     works, up, down = (o.hours > CORNER_HOURS for o in (outcome, *worlds))
     income = torch.where(works, outcome.income, worlds[0].income)
     bracket = torch.where(works | up, schedule.bracket_index(income), torch.full_like(works, -1, dtype=torch.long))

@@ -290,15 +290,15 @@ def _planner_line(label: str, p: dict, config_mechanism: str | None) -> str:
 def _instruments(summary: dict) -> list[str]:
     """A plain warning when planners set different mechanisms: part of any gap between them is what
     each instrument can do (payroll tax, credits, brackets), not how well it was set."""
+    planners = summary.get("planners", {})
     users: dict[str, list[str]] = {}
-    described: dict[str, str] = {}
-    for label, p in summary.get("planners", {}).items():
+    for label, p in planners.items():
         if label != BASELINE and p.get("mechanism"):
             users.setdefault(p["mechanism"], []).append(label)
-            described[p["mechanism"]] = p.get("instrument") or ""
     if len(users) < 2:
         return []
-    each = "; ".join(f"{', '.join(labels)} set `{name}`" + (f" ({described[name].rstrip('.')})" if described[name] else "")
+    described = {name: (planners[labels[0]].get("instrument") or "").rstrip(".") for name, labels in users.items()}
+    each = "; ".join(f"{', '.join(labels)} set `{name}`" + (f" ({described[name]})" if described[name] else "")
                      for name, labels in users.items())
     return [f"> **The planners use different instruments**, so part of any difference between them is what each "
             f"instrument can do, not how well it was set: {each}.", ""]

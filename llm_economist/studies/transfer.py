@@ -138,8 +138,9 @@ def run_transfer(
             if progress:
                 progress(f"seed {seed}: optimising on {', '.join(missing)}" + (f" with {plan_agents:,} agents" if plan_agents else ""))
             found = optimise(one, missing, surrogate_model, plan_agents)
-            record = {"mechanisms": {**record["mechanisms"], **found["mechanisms"]},
-                      "optimise_s": {**record["optimise_s"], **found["optimise_s"]}, "plan_agents": plan_agents}
+            record["mechanisms"].update(found["mechanisms"])
+            record["optimise_s"].update(found["optimise_s"])
+            record.pop("judge_s", None)  # what is judged changes with the mechanisms
             saved.write_text(json.dumps(record, indent=1))
         mechanisms = {label: theta for label, theta in record["mechanisms"].items() if label.split(".", 1)[0] in sources}
         judged = one.model_copy(update={"planners": [PlannerConfig(kind="fixed", label=label, parameters=theta)
