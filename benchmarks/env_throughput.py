@@ -103,7 +103,7 @@ def measure_case(case: str, dtype_name: str) -> dict[str, float]:
     from dataclasses import replace
 
     from llm_economist.config import EconomyConfig
-    from llm_economist.factory import calibrated_preferences, population_filing
+    from llm_economist.factory import calibrated_preferences, population_units
     from llm_economist.mechanisms import make_mechanism
     from llm_economist.personas import sample_population
     from llm_economist.population_model import PopulationModel
@@ -112,15 +112,16 @@ def measure_case(case: str, dtype_name: str) -> dict[str, float]:
     name, share = CASES[case]
     dtype = getattr(torch, dtype_name)
     population = sample_population(CASE_AGENTS, seed=0)
-    wage, filing = population.wage(dtype=dtype), population_filing(population)
+    wage, units = population.wage(dtype=dtype), population_units(population)
     economy = EconomyConfig(share_not_working=share, dtype=dtype_name)
-    prefs, found = calibrated_preferences(economy, wage[:CALIBRATION_AGENTS].double(), 0, filing[:CALIBRATION_AGENTS])
+    calibration = population.subset(range(CALIBRATION_AGENTS))
+    prefs, found = calibrated_preferences(economy, calibration.wage(), 0, population_units(calibration))
     if share > 0:
         draws = torch.randn(CASE_AGENTS, generator=torch.Generator().manual_seed(0), dtype=dtype)
         prefs = replace(prefs, fixed_cost=found["fixed_cost_median"] * torch.exp(found["fixed_cost_log_sd"] * draws))
     mechanism = make_mechanism(name)
     by_filing = getattr(mechanism, "by_filing", False)
-    model = PopulationModel(wage, prefs, RationalWorkers(prefs), filing=filing if by_filing else None)
+    model = PopulationModel(wage, prefs, RationalWorkers(prefs), units=units if by_filing else None)
     policy = mechanism.compile(mechanism.initial().to(dtype))
     seconds = seconds_per_step(lambda: model.welfare(model.respond(policy)))
     size = wage.element_size()

@@ -13,14 +13,16 @@ from dataclasses import dataclass, replace
 from importlib.metadata import EntryPoint
 from pathlib import Path
 
+import numpy as np
 import torch
 from pydantic import ValidationError, create_model
 
 from .config import STRICT, ConfigError, EconomyConfig, RunConfig, WorkersConfig
 from .economy.labour import best_response_hours, calibrate_psi, reservation_cost
 from .economy.outcome import hours_shares
+from .economy.policy import Policy, TaxUnits
 from .economy.tax import TaxSchedule
-from .economy.utility import Preferences, annual_income
+from .economy.utility import WEEKS_PER_YEAR, Preferences, annual_income
 from .llm import LLMClient, LLMSettings, open_client
 from .llm.adapter import WorkerAdapter, load_worker_adapter
 from .llm.server import EMBEDDED_GGUF
@@ -38,47 +40,67 @@ from .population_model import PopulationModel
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 CALIBRATION_ROUNDS = 50
-CALIBRATION_TOLERANCE = 1.0  # $/year of rebate
+CALIBRATION_TOLERANCE = 1.0  # $/year of rebate, and of a spouse's earnings
 PARTICIPATION_STEP = 0.05  # +-5% take-home pay from work measures the extensive-margin elasticity
 MIN_COST_SPREAD, MAX_COST_SPREAD = 1e-3, 20.0  # log-sd of the fixed costs of working
 
 
-def calibration_schedule(filing: torch.Tensor | None = None, dtype=torch.float64) -> TaxSchedule:
+def calibration_policy(units: TaxUnits | None = None, dtype=torch.float64) -> Policy:
     """The 2024 US taxes on earnings (`USTax2024`: income tax above the standard deduction, payroll
-    tax, EITC, by each worker's filing group (N,), or as single filers without `filing`), under
-    which preferences are calibrated: the schedule today's hours are observed under."""
-    mechanism = USTax2024(filing="single" if filing is None else "persona")
-    schedule = mechanism.compile(mechanism.initial()).for_agents(filing).schedule
-    return TaxSchedule(schedule.cutoffs.to(dtype), schedule.rates.to(dtype))
+    tax, EITC, by each worker's filing group and couples filing jointly, or as single filers
+    without `units`), under which preferences are calibrated: the taxes today's hours are observed
+    under. Resolve it for the workers with `for_agents`."""
+    mechanism = USTax2024(filing="single" if units is None else "persona")
+    return mechanism.compile(mechanism.initial().to(dtype))
 
 
-def population_filing(population: Population) -> torch.Tensor:
-    """(N,) every worker's filing group for the 2024 US taxes."""
+def population_units(population: Population) -> TaxUnits:
+    """Every worker's filing group for the 2024 US taxes, and its spouse where both are workers
+    in the population (a spouse left out of a subset files as if it earned nothing)."""
     t = population.table
-    return us_filing_groups(t["filing_status"], t["children"], t["earners"])
+    filing = us_filing_groups(t["filing_status"], t["children"], t["earners"])
+    partner = np.full(len(t), -1, dtype=np.int64)
+    order = np.argsort(t["household_id"].to_numpy(), kind="stable")
+    household = t["household_id"].to_numpy()[order]
+    same = household[1:] == household[:-1]  # a household holds at most two workers
+    first, second = order[:-1][same], order[1:][same]
+    partner[first], partner[second] = second, first
+    return TaxUnits(filing, torch.from_numpy(partner))
 
 
 def calibrated_preferences(economy: EconomyConfig, wage: torch.Tensor, seed: int = 0,
-                           filing: torch.Tensor | None = None) -> tuple[Preferences, dict[str, float]]:
+                           units: TaxUnits | None = None) -> tuple[Preferences, dict[str, float]]:
     """Preferences with psi set so the median worker works `target_median_hours` under the 2024 US
-    taxes on earnings (`calibration_schedule`, by filing group) with their revenue rebated equally, as every mechanism in a run rebates it; with an
-    extensive margin (`share_not_working` > 0) also the fixed costs of working; and the resulting
-    statistics. With income effects (eta > 0) the rebate moves hours, and the fixed costs move
-    who works, so psi, the costs and the rebate are solved together (a fixed point, one pass
-    when utility is quasi-linear and there is no extensive margin)."""
+    taxes on earnings (`calibration_policy`, by filing group, couples on joint returns) with their
+    revenue rebated equally, as every mechanism in a run rebates it; with an extensive margin
+    (`share_not_working` > 0) also the fixed costs of working; and the resulting statistics. With
+    income effects (eta > 0) the rebate moves hours, the fixed costs move who works, and spouses
+    on one return face rates set by each other's earnings, so psi, the costs, the rebate and the
+    spouses' earnings are solved together (a fixed point, one pass when utility is quasi-linear,
+    there is no extensive margin and no couple files jointly)."""
     e = economy
     base = Preferences(eta=e.eta, elasticity=e.elasticity, max_hours=e.max_hours)
-    us = calibration_schedule(filing, wage.dtype)
+    policy = calibration_policy(units, wage.dtype)
     draws = torch.randn(wage.shape, generator=torch.Generator().manual_seed(seed), dtype=wage.dtype) if e.share_not_working else None
-    rebate, costs, participation = 0.0, 0.0, {}
-    for _ in range(CALIBRATION_ROUNDS):
-        prefs = calibrate_psi(wage, us, replace(base, fixed_cost=costs), e.target_median_hours, rebate)
+    rebate, costs, participation, earnings, spouses_still, psi = 0.0, 0.0, {}, None, False, None
+    for turn in range(CALIBRATION_ROUNDS):
+        resolved = policy.for_agents(units, earnings)
+        us = TaxSchedule(resolved.schedule.cutoffs.to(wage.dtype), resolved.schedule.rates)
+        prefs = calibrate_psi(wage, us, replace(base, fixed_cost=costs), e.target_median_hours, rebate, near=psi)
+        psi = prefs.psi
         if draws is not None:
             costs, participation = participation_costs(wage, us, rebate, prefs, draws, e.share_not_working, e.extensive_elasticity)
             prefs = replace(prefs, fixed_cost=costs)
         hours = best_response_hours(wage, us, rebate, prefs)
-        previous, rebate = rebate, float(us.tax(annual_income(wage, hours)).mean())
-        if abs(rebate - previous) < CALIBRATION_TOLERANCE:
+        earned = annual_income(wage, hours)
+        if resolved.joint is not None and earnings is not None:  # spouses take turns, as in `PopulationModel.respond`
+            earned = torch.where(units.waiting(turn), earnings, earned)
+            hours = earned / (WEEKS_PER_YEAR * wage)
+        still = resolved.joint is None or earnings is not None and float((earned - earnings).abs().max()) < CALIBRATION_TOLERANCE
+        previous_rebate, rebate, earnings = rebate, float(resolved.levy(earned)[0].mean()), earned
+        settled = still and (resolved.joint is None or spouses_still)
+        spouses_still = still
+        if abs(rebate - previous_rebate) < CALIBRATION_TOLERANCE and settled:
             break
     shares = {f"{name}_us_2024": value for name, value in hours_shares(hours, e.max_hours).items()}
     working = hours[hours > 0]
@@ -231,14 +253,14 @@ def build_setup(config: RunConfig, client: LLMClient | None = None, cache_path: 
     if owns:
         client = open_client(llm_settings(config, cache_path))
     try:
-        filing = population_filing(population)
-        prefs, calibration = calibrated_preferences(config.economy, wage, config.seed, filing)
+        units = population_units(population)
+        prefs, calibration = calibrated_preferences(config.economy, wage, config.seed, units)
         workers = make_workers(config, prefs, population, graph, client)
     except BaseException:
         if owns:
             client.close()
         raise
-    model = PopulationModel(wage, prefs, workers, config.welfare.name, config.welfare.params(), filing=filing)
+    model = PopulationModel(wage, prefs, workers, config.welfare.name, config.welfare.params(), units=units)
     return Setup(config, population, graph, model, calibration, client, owns)
 
 

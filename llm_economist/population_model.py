@@ -1,8 +1,10 @@
 """What these workers do under this policy, and how good that is: the population model planners query.
 
 `respond` gives the period outcome a policy leads to once what workers expect of the budget
-(the equal transfer, or the rate that funds it) matches what it pays (a fixed point, reached in
-one pass when utility is quasi-linear and the budget balances by rebate); `welfare` scores an outcome by the run's social welfare function. Model-based
+(the equal transfer, or the rate that funds it) matches what it pays, and what spouses who file
+one return expect of each other's earnings matches what they earn (a fixed point, reached in one
+pass when utility is quasi-linear, the budget balances by rebate and no couple files jointly);
+`welfare` scores an outcome by the run's social welfare function. Model-based
 planners (Saez, search, grid, gradient) query it; the simulation loop plays the real dynamics
 period by period instead. It knows no client, no planner and no file.
 """
@@ -15,7 +17,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .economy.outcome import Outcome, settle
-from .economy.policy import Policy
+from .economy.policy import Policy, TaxUnits
 from .economy.utility import Preferences
 from .economy.welfare import DEFAULT_WELFARE, social_welfare
 from .mechanisms.base import Mechanism
@@ -24,8 +26,9 @@ from .workers.base import Workers
 Tensor = torch.Tensor
 
 TRANSFER_TOLERANCE = 0.01  # $/year
+EARNINGS_TOLERANCE = 0.01  # $/year, of a spouse's earnings
 FUNDING_RATE_TOLERANCE = 1e-7
-MAX_TRANSFER_ITERATIONS = 100
+MAX_ITERATIONS = 100
 EVALUATION_CHUNK = 256
 
 
@@ -37,26 +40,44 @@ class PopulationModel:
     welfare_name: str = DEFAULT_WELFARE
     welfare_params: dict = field(default_factory=dict)
     evaluations: int = 0  # policies evaluated through `respond`, for reporting planner cost
-    filing: Tensor | None = None  # (N,) each worker's filing group, for mechanisms that tax by filing status
+    units: TaxUnits | None = None  # who files with whom, for mechanisms that tax by filing status
 
-    def resolve(self, policy: Policy) -> Policy:
-        """The policy as these workers face it: each with its own filing group's schedule."""
-        return policy.for_agents(self.filing)
+    def resolve(self, policy: Policy, last: Outcome | None = None) -> Policy:
+        """The policy as these workers face it: each with its own filing group's schedule, spouses
+        who file one return above the partner's earnings in `last` (none: as if it earned nothing)."""
+        return policy.for_agents(self.units, None if last is None else last.income)
 
     def respond(self, policy: Policy, expected: Tensor | None = None) -> Outcome:
         """Outcome (..., N) of a (possibly batched) policy at the budget's fixed point, iterating
-        from `expected` (..., 1), the transfer or funding rate workers expect (default: none)."""
-        policy = self.resolve(policy)
+        from `expected` (..., 1), the transfer or funding rate workers expect (default: none).
+
+        Spouses on one return start from expecting each other to earn nothing, then take turns:
+        one spouse of every couple responds to the other's earnings, then the other. With
+        quasi-linear utility each turn raises the couple's joint surplus (a potential game), so
+        the turns settle where neither spouse would change, which moving together need not do
+        (both may jump across a kink and back forever). That is the couple's joint optimum where
+        the return is convex, except for a couple bunched at a kink, which stops at the first
+        split of that income both spouses accept."""
+        resolved = self.resolve(policy)
         if expected is None:
-            expected = torch.zeros(*policy.schedule.batch_shape, 1, dtype=self.wage.dtype)
-        one_pass = self.prefs.eta == 0 and policy.funding == "rebate"
+            expected = torch.zeros(*resolved.schedule.batch_shape, 1, dtype=self.wage.dtype)
+        joint = resolved.joint is not None
+        one_pass = self.prefs.eta == 0 and policy.funding == "rebate" and not joint
         tolerance = TRANSFER_TOLERANCE if policy.funding == "rebate" else FUNDING_RATE_TOLERANCE
-        for _ in range(1 if one_pass else MAX_TRANSFER_ITERATIONS):
-            faced, transfer = policy.faced(expected)
+        outcome, spouses_still = None, False
+        for turn in range(1 if one_pass else MAX_ITERATIONS):
+            if joint and outcome is not None:
+                resolved = self.resolve(policy, outcome)
+            faced, transfer = resolved.faced(expected)
             hours = self.workers.expected_hours(self.wage, faced, transfer)
-            outcome = settle(self.wage, hours, policy, self.prefs)
-            converged = (policy.expectation(outcome) - expected).abs().max() < tolerance
-            expected = policy.expectation(outcome)
+            if joint and outcome is not None:
+                hours = torch.where(self.units.waiting(turn), outcome.hours, hours)
+            previous, outcome = outcome, settle(self.wage, hours, resolved, self.prefs)
+            converged = bool((resolved.expectation(outcome) - expected).abs().max() < tolerance)
+            if joint:  # both spouses' turns without a change
+                still = previous is not None and bool((outcome.income - previous.income).abs().max() < EARNINGS_TOLERANCE)
+                converged, spouses_still = converged and still and spouses_still, still
+            expected = resolved.expectation(outcome)
             if converged:
                 break
         self.evaluations += math.prod(policy.schedule.batch_shape)

@@ -191,7 +191,7 @@ class Runner:
             year_metrics.append(metrics)
             run.metrics.append({"planner": run.label, "year": period.year, "step": period.step, "step_in_year": period.step_in_year, **metrics})
             if self.config.output.traces:
-                traces.append(outcome_frame(period.outcome, model.resolve(policy), run.label, period.year, period.step,
+                traces.append(outcome_frame(period.outcome, model.resolve(policy, period.outcome), run.label, period.year, period.step,
                                             self.config.output.trace_agents, period.decisions.columns))
             for key, value in period.decisions.diagnostics.items():
                 run.diagnostics[key] = run.diagnostics.get(key, 0.0) + value

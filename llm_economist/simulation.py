@@ -58,7 +58,8 @@ Show = Callable[[Outcome, Policy], Outcome]  # (last period, policy in force) ->
 def play_period(model: PopulationModel, policy: Policy, carried: Carried, year: int, step: int, step_in_year: int,
                 generator: torch.Generator, show: Show | None = None) -> tuple[Period, Carried]:
     """The workers act, the period settles (hours held to the feasible range), the memory moves on."""
-    policy, last = model.resolve(policy), carried.last
+    last = carried.last
+    policy = model.resolve(policy, last)
     expected = policy.expectation(last) if last is not None else torch.zeros(1, dtype=model.wage.dtype)
     faced, transfer = policy.faced(expected)
     recent = carried.recent

@@ -19,7 +19,7 @@ from scipy import stats
 from llm_economist.cli import main
 from llm_economist.planner_factory import load_config
 from llm_economist.economy import Policy, TaxSchedule
-from llm_economist.factory import calibrated_preferences, population_filing
+from llm_economist.factory import calibrated_preferences, population_units
 from llm_economist.mechanisms import make_mechanism
 from llm_economist.personas import population_graph, sample_population
 from llm_economist.planners import GradientPlanner, GridPlanner
@@ -63,7 +63,7 @@ def test_collected_distributions_are_the_logit_of_the_stored_inputs(dataset: Pat
     config = load_config(None, [*OVERRIDES, "seed=3"])  # episode e plays seed config.seed + e
     population = sample_population(40, 3)
     assert frame["hourly_wage"].iloc[:40].tolist() == pytest.approx(population.table["hourly_wage"].tolist())
-    prefs, _ = calibrated_preferences(config.economy, population.wage(), filing=population_filing(population))
+    prefs, _ = calibrated_preferences(config.economy, population.wage(), units=population_units(population))
     workers = BoundedRationalWorkers(prefs, 0.05, 9)
     for step, rows in frame.groupby("step"):
         first = rows.iloc[0]
@@ -86,7 +86,7 @@ def test_explored_decisions_are_made_on_the_random_week_shown_and_record_it(tmp_
     frame = pd.read_parquet(tmp_path / "episode_00001.parquet").sort_values(["step", "agent_id"])
     config = load_config(None, [*overrides, "seed=1"])
     population = sample_population(40, 1)
-    prefs, _ = calibrated_preferences(config.economy, population.wage(), filing=population_filing(population))
+    prefs, _ = calibrated_preferences(config.economy, population.wage(), units=population_units(population))
     workers = BoundedRationalWorkers(prefs, 0.05, 9)
     bins = workers.bins
     previous, explored = None, []
@@ -200,7 +200,7 @@ def test_welfare_gradient_through_the_surrogate_matches_finite_differences(train
     model = SurrogatePopulation.load(trained).double()
     population = sample_population(200, 7)
     config = load_config(None, ["economy.dtype=float64"])
-    prefs, _ = calibrated_preferences(config.economy, population.wage(), filing=population_filing(population))
+    prefs, _ = calibrated_preferences(config.economy, population.wage(), units=population_units(population))
     workers = SurrogateWorkers(model, population, population_graph(population, 7), horizon=2)
     population_model = PopulationModel(population.wage(), prefs, workers, "inverse_income", {"income_floor": 10_000.0})
     mechanism = make_mechanism("three_bracket")
@@ -215,7 +215,7 @@ def test_welfare_gradient_through_the_surrogate_matches_finite_differences(train
 def test_gradient_planner_through_the_surrogate_beats_the_grid_on_the_same_population(trained: Path) -> None:
     population = sample_population(200, 11)
     config = load_config(None, ["economy.dtype=float64"])
-    prefs, _ = calibrated_preferences(config.economy, population.wage(), filing=population_filing(population))
+    prefs, _ = calibrated_preferences(config.economy, population.wage(), units=population_units(population))
     workers = SurrogateWorkers(SurrogatePopulation.load(trained).double(), population, population_graph(population, 11), horizon=2)
     population_model = PopulationModel(population.wage(), prefs, workers, "inverse_income", {"income_floor": 10_000.0})
     mechanism = make_mechanism("three_bracket")

@@ -25,7 +25,7 @@ from llm_economist.economy import (
 from llm_economist.config import EconomyConfig
 from llm_economist.economy.labour import jensen_shannon, llm_hour_bins, reservation_cost
 from llm_economist.economy.utility import annual_income
-from llm_economist.factory import calibrated_preferences, calibration_schedule
+from llm_economist.factory import calibrated_preferences, calibration_policy
 from llm_economist.personas import sample_population
 
 D = torch.float64
@@ -297,7 +297,7 @@ def test_best_response_beats_a_brute_force_grid_under_the_consumption_floor(eta,
 def test_calibration_hits_the_median_target_with_the_rebate_it_implies(eta):
     wage = sample_population(1000, seed=0).wage()
     prefs, figures = calibrated_preferences(EconomyConfig(eta=eta), wage)
-    us = calibration_schedule()
+    us = calibration_policy().schedule
     rebate = figures["rebate_us_2024"]
     hours = best_response_hours(wage, us, rebate, prefs)
     assert float(hours.median()) == pytest.approx(40.0, abs=0.1)
@@ -339,7 +339,7 @@ def test_participation_calibration_hits_its_targets_and_reports_them():
     rebate; the elasticity measured afresh by moving everyone's take-home pay from work by +-5%."""
     wage = sample_population(1000, seed=0).wage()
     prefs, figures = calibrated_preferences(EconomyConfig(share_not_working=0.19, extensive_elasticity=0.25), wage, seed=4)
-    us, rebate = calibration_schedule(), figures["rebate_us_2024"]
+    us, rebate = calibration_policy().schedule, figures["rebate_us_2024"]
     hours = best_response_hours(wage, us, rebate, prefs)
     assert float((hours == 0).double().mean()) == pytest.approx(0.19, abs=0.005)
     assert float(hours[hours > 0].median()) == pytest.approx(40.0, abs=0.1)
@@ -357,16 +357,16 @@ def test_a_population_larger_than_a_chunk_gets_the_best_response_it_gets_in_one_
     """Filing groups' own schedules, fixed costs and a batch of two policies, chunk by chunk with a
     last short chunk, against the same population in one pass."""
     from llm_economist.economy import labour
-    from llm_economist.factory import population_filing
+    from llm_economist.factory import population_units
     from llm_economist.mechanisms import make_mechanism
 
     population = sample_population(1_000, seed=4)
-    wage, filing = population.wage(), population_filing(population)
+    wage, units = population.wage(), population_units(population)
     g = torch.Generator().manual_seed(4)
     prefs = replace(calibrate_psi(wage, TaxSchedule.us_federal_2024(), Preferences()), fixed_cost=15_000.0 * torch.rand(1_000, generator=g, dtype=D))
     mechanism = make_mechanism("us_tax_2024")
     thetas = torch.stack([mechanism.initial(), torch.full((7,), 0.3, dtype=D)])
-    schedule = mechanism.compile(thetas).for_agents(filing).schedule
+    schedule = mechanism.compile(thetas).for_agents(units).schedule
     monkeypatch.setattr(labour, "AGENT_CHUNK", 96)
     chunked = best_response_hours(wage, schedule, 5_000.0, prefs)
     monkeypatch.setattr(labour, "AGENT_CHUNK", 10**9)

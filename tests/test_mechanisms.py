@@ -10,6 +10,7 @@ import torch
 from llm_economist.mechanisms import ENTRY_POINT_GROUP, available_mechanisms, make_mechanism
 from llm_economist.mechanisms.builtin import BracketTax, flat, us_filing_groups
 from llm_economist.economy import Preferences, TaxSchedule, calibrate_psi
+from llm_economist.economy.policy import TaxUnits
 from llm_economist.economy.outcome import aggregates, settle
 from llm_economist.planners import SearchPlanner
 from llm_economist.workers import RationalWorkers
@@ -202,21 +203,36 @@ def test_us_revenue_kept_as_spending_shows_in_the_budget_balance():
 def test_us_taxes_by_filing_status_by_hand():
     """Head of household, 1 child, $30,000: income tax 10% x (30,000 - 21,900), payroll 7.65%,
     EITC $4,213 less 15.98% above $22,720. Married, one earner, 2 children, $40,000: 10% x
-    (40,000 - 29,200), payroll, EITC $6,960 less 21.06% above $29,640. Married, both spouses
-    workers, $60,000 each: half the joint tax on $120,000 (10% x 23,200 + 12% x 67,600, halved),
-    payroll. Married filing separately, $400,000: the separate brackets (37% from $365,600),
-    payroll with Additional Medicare above $125,000."""
-    groups = us_filing_groups(["head_of_household", "married_joint", "married_joint", "married_separate"], [1, 2, 0, 0], [1, 1, 2, 1])
+    (40,000 - 29,200), payroll, EITC $6,960 less 21.06% above $29,640. Married filing separately,
+    $400,000: the separate brackets (37% from $365,600), payroll with Additional Medicare above
+    $125,000. A couple who both work, $60,000 and $20,000, no children: one joint return on
+    $80,000 (10% x 23,200 + 12% x 27,600 = $5,632), split (J(80k) + J(own) - J(other's)) / 2
+    with J(60k) = 10% x 23,200 + 12% x 7,600 and J(20k) the childless EITC alone ($632 less 7.65%
+    above $17,250, the joint phase-out), each paying payroll on its own
+    wages; each spouse's marginal rate is the return's at $80,000, 12%, plus 7.65%."""
+    groups = us_filing_groups(["head_of_household", "married_joint", "married_separate", "married_joint", "married_joint"],
+                              [1, 2, 0, 0, 0], [1, 1, 1, 2, 2])
+    units = TaxUnits(groups, torch.tensor([-1, -1, -1, 4, 3]))
     us = make_mechanism("us_tax_2024")
     policy = us.compile(us.initial())
     assert policy.by_filing
-    z = torch.tensor([30_000.0, 40_000.0, 60_000.0, 400_000.0], dtype=D)
+    z = torch.tensor([30_000.0, 40_000.0, 400_000.0, 60_000.0, 20_000.0], dtype=D)
+    joint_return, j60, j20 = 2_320.0 + 0.12 * 27_600, 2_320.0 + 0.12 * 7_600, -(632.0 - 0.0765 * (20_000 - 17_250))
     expected = [
         810.0 + 0.0765 * 30_000 - (4_213.0 - 0.1598 * (30_000 - 22_720)),
         1_080.0 + 0.0765 * 40_000 - (6_960.0 - 0.2106 * (40_000 - 29_640)),
-        (2_320.0 + 0.12 * (120_000 - 29_200 - 23_200)) / 2 + 0.0765 * 60_000,
         105_660.75 + 0.062 * 168_600 + 0.0145 * 400_000 + 0.009 * (400_000 - 125_000),
+        (joint_return + j60 - j20) / 2 + 0.0765 * 60_000,
+        (joint_return + j20 - j60) / 2 + 0.0765 * 20_000,
     ]
-    assert policy.for_agents(groups).schedule.tax(z).tolist() == pytest.approx(expected, abs=1e-6)
+    resolved = policy.for_agents(units, z)
+    assert resolved.levy(z)[0].tolist() == pytest.approx(expected, abs=1e-6)
+    assert resolved.schedule.marginal_rate(z)[3:].tolist() == pytest.approx([0.12 + 0.0765] * 2, abs=1e-12)
+    # Expecting the partner to earn nothing, the second earner faces the return at $20,000 alone:
+    # below the deduction, in the EITC's phase-out.
+    alone = policy.for_agents(units)
+    assert alone.schedule.marginal_rate(z)[4].item() == pytest.approx(0.0765 + 0.0765, abs=1e-12)
     with pytest.raises(ValueError, match="filing"):
         policy.for_agents(None)
+    with pytest.raises(ValueError, match="name each other"):
+        TaxUnits(groups, torch.tensor([-1, -1, 4, -1, 3]))

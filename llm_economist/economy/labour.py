@@ -18,6 +18,7 @@ use an evenly spaced grid (``hour_bins``); language-model workers state 10-hour 
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -220,22 +221,31 @@ def logit_hour_probabilities(
 
 
 def calibrate_psi(
-    wage: Tensor, schedule: TaxSchedule, prefs: Preferences, target_median_hours: float = 40.0, transfer: float = 0.0
+    wage: Tensor, schedule: TaxSchedule, prefs: Preferences, target_median_hours: float = 40.0, transfer: float = 0.0,
+    near: float | None = None,
 ) -> Preferences:
     """Preferences whose psi makes the median worker's best response `target_median_hours`, the
     median over those who work (all of them without a fixed cost of working).
 
-    Median hours fall monotonically as psi rises, so bisection on log psi finds it.
+    Median hours fall monotonically as psi rises, so bisection on log psi finds it: over
+    [e^-40, e^40], or within a factor e of `near` (a psi found for nearly the same question),
+    widened to the whole range if the answer is not there.
     """
     if not 0 < target_median_hours < prefs.max_hours:
         raise ValueError(f"calibration: target median hours must lie in (0, {prefs.max_hours}), got {target_median_hours}")
-    lo, hi = -40.0, 40.0  # log psi
-    for _ in range(80):
-        mid = 0.5 * (lo + hi)
-        hours = best_response_hours(wage, schedule, transfer, prefs.with_psi(float(torch.exp(torch.tensor(mid)))))
+
+    def too_many_hours(log_psi: float) -> bool:
+        hours = best_response_hours(wage, schedule, transfer, prefs.with_psi(math.exp(log_psi)))
         working = hours[hours > 0]
-        if working.numel() and working.median() > target_median_hours:
+        return bool(working.numel() and working.median() > target_median_hours)
+
+    lo, hi, steps = -40.0, 40.0, 80  # log psi
+    if near is not None and too_many_hours(math.log(near) - 1.0) and not too_many_hours(math.log(near) + 1.0):
+        lo, hi, steps = math.log(near) - 1.0, math.log(near) + 1.0, 46
+    for _ in range(steps):
+        mid = 0.5 * (lo + hi)
+        if too_many_hours(mid):
             lo = mid
         else:
             hi = mid
-    return prefs.with_psi(float(torch.exp(torch.tensor(0.5 * (lo + hi)))))
+    return prefs.with_psi(math.exp(0.5 * (lo + hi)))

@@ -10,10 +10,13 @@ Two ways to balance the budget (``funding``), per agent and year:
   [0, 1]; where that bound binds the rest is a deficit (a negative ``budget_balance``).
 
 A policy may tax by filing status (``by_filing``): its schedule then has one row per filing group
-(cutoffs (G, K)), and `for_agents` gives every agent its group's row, once the population's
-filing groups are known (`PopulationModel.resolve`). Workers are atomistic: they take the balancing value (the transfer, or the funding rate) as
-given when they choose hours, expecting last period's; `faced` gives the rules that expectation
-implies, in the rebate form every worker population understands.
+(cutoffs (G, K)), and `for_agents` gives every agent its group's row, once the population's tax
+units are known (`PopulationModel.resolve`). Where couples who both work file one return
+(``joint``), a spouse's schedule of its own earnings is the return's above what its partner is
+expected to earn, plus payroll tax on its own wages. Workers are atomistic: they take the
+balancing value (the transfer, or the funding rate) and their partner's earnings as given when
+they choose hours, expecting last period's; `faced` gives the rules that expectation implies, in
+the rebate form every worker population understands.
 """
 
 from __future__ import annotations
@@ -22,11 +25,67 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from .tax import TaxSchedule
+from .tax import TaxSchedule, combined, shifted, widened
 
 Tensor = torch.Tensor
 
 FUNDINGS = ("rebate", "flat_rate")
+
+
+@dataclass(frozen=True)
+class TaxUnits:
+    """Who files with whom: each worker's filing group (N,) and its spouse's position where the
+    spouse is a worker too (N,), -1 for none."""
+
+    filing: Tensor
+    partner: Tensor
+
+    def __post_init__(self) -> None:
+        n = len(self.filing)
+        p = self.partner
+        if p.shape != (n,) or ((p < -1) | (p >= n)).any():
+            raise ValueError(f"tax units: partner must hold one position in [-1, {n}) per worker")
+        couples = torch.nonzero(p >= 0).squeeze(-1)
+        if (p[p[couples]] != couples).any() or (self.filing[couples] != self.filing[p[couples]]).any():
+            raise ValueError("tax units: spouses must name each other and share a filing group")
+
+    @property
+    def couples(self) -> Tensor:
+        """(N,) bool: workers who file one return with a working spouse."""
+        return self.partner >= 0
+
+    def waiting(self, turn: int) -> Tensor:
+        """(N,) the spouses who keep their hours on this turn when spouses take turns to respond
+        to each other: the first of each couple on odd turns, the second on even ones."""
+        first = self.partner > torch.arange(len(self.partner), device=self.partner.device)
+        return self.couples & (first if turn % 2 else ~first)
+
+
+@dataclass(frozen=True)
+class JointReturns:
+    """A return two working spouses file together: its taxes on their combined earnings (income tax,
+    credits), rows by filing group or per agent once resolved, and each spouse's own taxes on its
+    wages (payroll), one schedule for all.
+
+    The return's tax J(z_1 + z_2) is split so each spouse pays (J(z_1 + z_2) + J(z_i) - J(z_o)) / 2
+    plus its payroll tax: the shares add up to the return, a spouse whose partner earns nothing
+    pays all of it, equal earners pay equal halves. A spouse's marginal rate is the return's at
+    the couple's income, J'(z_1 + z_2), plus its own payroll rate.
+    """
+
+    combined: TaxSchedule
+    earner: TaxSchedule
+    partner: Tensor | None = None  # (N,) once resolved: each worker's working spouse, -1 for none
+
+    def taxes(self, z: Tensor) -> Tensor:
+        """(..., N) each spouse's share of its return plus its payroll tax (couples only; others' entries unused)."""
+        other = z[..., self.partner.clamp(min=0)]
+        j = self.combined.tax
+        return self.earner.tax(z) + 0.5 * (j(z + other) + j(z) - j(other))
+
+    def faced_by_spouses(self, expected_partner: Tensor) -> TaxSchedule:
+        """Per agent (..., N, K): the return's schedule above the partner's expected earnings plus payroll tax."""
+        return combined(shifted(self.combined, expected_partner), self.earner)
 
 
 @dataclass(frozen=True)
@@ -36,6 +95,7 @@ class Policy:
     rebate_share: float = 1.0
     funding: str = "rebate"
     by_filing: bool = False  # schedule rows are filing groups, not agents
+    joint: JointReturns | None = None  # how couples who both work file, where they file one return
 
     def __post_init__(self) -> None:
         if not 0.0 <= float(self.rebate_share) <= 1.0:
@@ -43,14 +103,33 @@ class Policy:
         if self.funding not in FUNDINGS:
             raise ValueError(f"policy: funding must be one of {FUNDINGS}, got {self.funding!r}")
 
-    def for_agents(self, filing: Tensor | None) -> Policy:
-        """The policy with each agent's own schedule row, where it taxes by filing group (N,)."""
+    def for_agents(self, units: TaxUnits | None, earnings: Tensor | None = None) -> Policy:
+        """The policy with each agent's own schedule row, where it taxes by filing group. Spouses who
+        file one return face it above what their partner is expected to earn: its entry in
+        `earnings` (..., N), everyone's expected earnings (none given: as if the partner earned nothing)."""
         if not self.by_filing:
             return self
-        if filing is None:
+        if units is None:
             raise ValueError("policy: this mechanism taxes by filing status, and the population's filing groups are unknown")
-        s = self.schedule
-        return replace(self, schedule=TaxSchedule(s.cutoffs[filing], s.rates[..., filing, :]), by_filing=False)
+        s, filing = self.schedule, units.filing
+        own = TaxSchedule(s.cutoffs[filing], s.rates[..., filing, :])
+        if self.joint is None or not bool(units.couples.any()):
+            return replace(self, schedule=own, by_filing=False, joint=None)
+        j, couples = self.joint, torch.nonzero(units.couples).squeeze(-1)
+        returns = TaxSchedule(j.combined.cutoffs[filing], j.combined.rates[..., filing, :])
+        if earnings is None:
+            expected = torch.zeros(len(couples), dtype=own.rates.dtype, device=own.rates.device)
+        else:
+            expected = earnings[..., units.partner[couples]].to(own.rates.dtype)
+        spouses = replace(j, combined=returns.for_agent(couples)).faced_by_spouses(expected)
+        width = max(own.n_brackets, spouses.n_brackets)
+        own, spouses = widened(own, width), widened(spouses, width)
+        batch = spouses.cutoffs.shape[:-2]
+        cutoffs = own.cutoffs.expand(*batch, *own.cutoffs.shape).clone()
+        rates = own.rates.expand(*torch.broadcast_shapes(batch, own.rates.shape[:-2]), *own.rates.shape[-2:]).clone()
+        cutoffs[..., couples, :] = spouses.cutoffs
+        rates[..., couples, :] = spouses.rates
+        return replace(self, schedule=TaxSchedule(cutoffs, rates), by_filing=False, joint=replace(j, combined=returns, partner=units.partner))
 
     def for_agent(self, i: int) -> Policy:
         """Agent i's rules: the policy with its own schedule (itself when all share one)."""
@@ -69,6 +148,8 @@ class Policy:
     def levy(self, income: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Taxes (..., N), transfer (..., 1) and funding rate (..., 1) for everyone's incomes (..., N)."""
         taxes = self.schedule.tax(income)
+        if self.joint is not None and self.joint.partner is not None:
+            taxes = torch.where(self.joint.partner >= 0, self.joint.taxes(income), taxes)
         if self.funding == "rebate":
             transfer = self.transfer(taxes)
             return taxes, transfer, torch.zeros_like(transfer)

@@ -61,7 +61,9 @@ class TaxSchedule:
     """Cutoffs (K,) in $/year and marginal rates (..., K) in [-1, 1]; the top bracket is open.
 
     One schedule per agent: cutoffs (N, K) and rates (..., N, K), agent i's in row i (taxes that
-    depend on who files: `USTax2024`). Incomes are then (..., N), agents in the same order.
+    depend on who files: `USTax2024`). Incomes are then (..., N), agents in the same order. The
+    cutoffs may carry the rates' leading dims too, (..., N, K), where each schedule of a batch
+    moves them (a spouse's brackets start where its partner's earnings end: `shifted`).
     """
 
     cutoffs: Tensor
@@ -69,14 +71,14 @@ class TaxSchedule:
 
     def __post_init__(self) -> None:
         cutoffs, rates = self.cutoffs, self.rates
-        if cutoffs.ndim not in (1, 2) or cutoffs.shape[-1] < 1:
+        if cutoffs.ndim < 1 or cutoffs.shape[-1] < 1:
             raise ValueError(f"tax schedule: cutoffs must be a 1-D list with at least one entry, got shape {tuple(cutoffs.shape)}")
         if rates.ndim < cutoffs.ndim or rates.shape[-1] != cutoffs.shape[-1]:
             raise ValueError(
                 f"tax schedule: {cutoffs.shape[-1]} cutoffs need {cutoffs.shape[-1]} rates, got rates of shape {tuple(rates.shape)}"
             )
-        if cutoffs.ndim == 2 and rates.shape[-2] != cutoffs.shape[0]:
-            raise ValueError(f"tax schedule: {cutoffs.shape[0]} agents' cutoffs need as many rows of rates, got {tuple(rates.shape)}")
+        if cutoffs.ndim >= 2 and rates.shape[-2] != cutoffs.shape[-2]:
+            raise ValueError(f"tax schedule: {cutoffs.shape[-2]} agents' cutoffs need as many rows of rates, got {tuple(rates.shape)}")
         c, r = cutoffs.detach(), rates.detach()
         if not torch.isfinite(c).all():
             raise ValueError(f"tax schedule: cutoffs must be finite, got {c.tolist()}")
@@ -103,7 +105,7 @@ class TaxSchedule:
 
     @property
     def per_agent(self) -> bool:
-        return self.cutoffs.ndim == 2
+        return self.cutoffs.ndim >= 2
 
     @property
     def batch_shape(self) -> torch.Size:
@@ -117,7 +119,9 @@ class TaxSchedule:
 
     def for_agent(self, i: int | slice) -> "TaxSchedule":
         """Agent i's own schedule, or a slice of agents' (the schedule itself when all share one)."""
-        return TaxSchedule(self.cutoffs[i], self.rates[..., i, :]) if self.per_agent else self
+        if self.per_agent and self.cutoffs.ndim > 2 and not isinstance(i, slice):
+            raise ValueError("tax schedule: one agent's schedule out of a batch whose cutoffs differ by schedule")
+        return TaxSchedule(self.cutoffs[..., i, :], self.rates[..., i, :]) if self.per_agent else self
 
     @property
     def widths(self) -> Tensor:
@@ -181,7 +185,7 @@ class TaxSchedule:
     def describe(self) -> str:
         """Plain-words schedule, one bracket per line (the first agent's where each has its own)."""
         if self.per_agent:
-            return self.for_agent(0).describe()
+            return TaxSchedule(self.cutoffs.reshape(-1, self.n_brackets)[0], self.rates.reshape(-1, self.n_brackets)[0]).describe()
         lines = []
         cut = self.cutoffs.tolist()
         rates = self.rates.detach().reshape(-1, self.n_brackets)[0].tolist()
@@ -190,3 +194,67 @@ class TaxSchedule:
             span = f"${cut[j]:,.0f} to {upper}" if j + 1 < len(cut) else f"${cut[j]:,.0f} and above"
             lines.append(f"{span}: {100 * rate:.1f}%")
         return "\n".join(lines)
+
+
+def rates_at(schedule: TaxSchedule, z: Tensor) -> Tensor:
+    """(..., N, M) marginal rates of each agent's schedule at M incomes of its own (..., N, M)."""
+    rates = schedule.agent_rates
+    batch = torch.broadcast_shapes(rates.shape[:-1], schedule.cutoffs.shape[:-1], z.shape[:-1])
+    cutoffs = schedule.cutoffs.expand(*batch, schedule.n_brackets).contiguous()
+    idx = (torch.searchsorted(cutoffs, z.detach().expand(*batch, z.shape[-1]).contiguous(), right=True) - 1).clamp(min=0)
+    return torch.gather(rates.expand(*batch, rates.shape[-1]), -1, idx)
+
+
+def _beyond(cutoffs: Tensor, count: int) -> Tensor:
+    """(..., count) increasing cutoffs beyond any income and above every cutoff in their row."""
+    top = cutoffs.amax(dim=-1, keepdim=True).clamp(min=NEVER_REACHED_INCOME)
+    return top * (2 + torch.arange(count, dtype=cutoffs.dtype, device=cutoffs.device))
+
+
+def _without_ties(cutoffs: Tensor) -> Tensor:
+    """Sorted cutoffs, a cutoff equal to the one before it moved beyond any income (and the row
+    sorted again): two schedules that change rate at the same income make one bracket there."""
+    tied = cutoffs[..., 1:] == cutoffs[..., :-1]
+    rest = torch.where(tied, _beyond(cutoffs, cutoffs.shape[-1] - 1), cutoffs[..., 1:])
+    return torch.cat([cutoffs[..., :1], rest], dim=-1).sort(dim=-1).values
+
+
+def shifted(schedule: TaxSchedule, offset: Tensor) -> TaxSchedule:
+    """z -> T_i(z + o_i) - T_i(o_i): each agent's tax on income earned on top of `offset` (..., N)
+    already earned on the same return (a spouse's earnings on a joint return), as a schedule of z
+    per agent, cutoffs (..., N, K). Brackets the offset has passed drop out; the one it sits in
+    starts at 0; the freed places at the end are brackets beyond any income."""
+    cutoffs = schedule.cutoffs if schedule.per_agent else schedule.cutoffs.expand(offset.shape[-1], -1)
+    rates = schedule.agent_rates
+    k = cutoffs.shape[-1]
+    batch = torch.broadcast_shapes(rates.shape[:-2], offset.shape[:-1], cutoffs.shape[:-2])
+    cutoffs = cutoffs.expand(*batch, *cutoffs.shape[-2:])
+    rates = rates.expand(*batch, offset.shape[-1], k)
+    start = ((offset.detach().expand(*batch, offset.shape[-1]).unsqueeze(-1) >= cutoffs).sum(dim=-1, keepdim=True) - 1).clamp(min=0)
+    idx = start + torch.arange(k, device=cutoffs.device)  # (..., N, K): the brackets from the offset's on
+    inside = idx < k
+    idx = idx.clamp(max=k - 1)
+    moved = torch.where(inside, torch.gather(cutoffs, -1, idx) - offset.expand(*batch, offset.shape[-1]).unsqueeze(-1).to(cutoffs.dtype),
+                        _beyond(cutoffs, k))
+    moved = torch.cat([torch.zeros_like(moved[..., :1]), moved[..., 1:]], dim=-1)
+    return TaxSchedule(moved, torch.gather(rates, -1, idx))
+
+
+def combined(first: TaxSchedule, second: TaxSchedule) -> TaxSchedule:
+    """z -> T1(z) + T2(z) as one schedule per agent: the cutoffs of both (the second's first, 0,
+    once), the rates added."""
+    a = first.cutoffs
+    b = second.cutoffs[..., 1:]
+    batch = torch.broadcast_shapes(a.shape[:-1], b.shape[:-1])
+    cutoffs = _without_ties(torch.cat([a.expand(*batch, a.shape[-1]), b.expand(*batch, b.shape[-1])], dim=-1).sort(dim=-1).values)
+    return TaxSchedule(cutoffs, rates_at(first, cutoffs) + rates_at(second, cutoffs))
+
+
+def widened(schedule: TaxSchedule, width: int) -> TaxSchedule:
+    """The schedule with brackets beyond any income appended up to `width` brackets, so that
+    schedules of different lengths stack."""
+    extra = width - schedule.n_brackets
+    if extra <= 0:
+        return schedule
+    c, r = schedule.cutoffs, schedule.rates
+    return TaxSchedule(torch.cat([c, _beyond(c, extra)], dim=-1), torch.cat([r, r[..., -1:].expand(*r.shape[:-1], extra)], dim=-1))

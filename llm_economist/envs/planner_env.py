@@ -31,6 +31,7 @@ import torch
 from gymnasium import spaces
 
 from ..config import RunConfig
+from ..economy.policy import TaxUnits
 from ..economy.utility import Preferences
 from ..economy.welfare import DEFAULT_WELFARE
 from ..factory import Setup
@@ -82,7 +83,7 @@ class PlannerEnv(gym.Env):
         welfare_name: str = DEFAULT_WELFARE,
         welfare_params: dict | None = None,
         render_mode: str | None = None,
-        filing=None,
+        units: TaxUnits | None = None,
     ) -> None:
         self.wage = check_wage(wage)
         self.mechanism = check_mechanism(mechanism)
@@ -92,9 +93,8 @@ class PlannerEnv(gym.Env):
         if not isinstance(workers, Workers):
             raise ValueError(f"workers: expected a Workers or None, got {type(workers).__name__}")
         self.workers = workers
-        # `filing`: each worker's filing group (N,), for mechanisms that tax by filing status.
-        self.model = PopulationModel(self.wage, self.prefs, workers, welfare_name, dict(welfare_params or {}),
-                                     filing=None if filing is None else torch.as_tensor(filing, dtype=torch.long))
+        # `units`: who files with whom (`factory.population_units`), for mechanisms that tax by filing status.
+        self.model = PopulationModel(self.wage, self.prefs, workers, welfare_name, dict(welfare_params or {}), units=units)
         self.steps_per_year = check_count("steps_per_year", steps_per_year)
         self.years = check_count("years", years)
         self.welfare_name = welfare_name
@@ -123,7 +123,7 @@ class PlannerEnv(gym.Env):
         config, mechanism, setup = config_market(config)
         m, e = setup.model, config.economy
         env = cls(m.wage, mechanism, m.prefs, m.workers, e.steps_per_year, e.years, m.welfare_name, m.welfare_params,
-                  render_mode, m.filing)
+                  render_mode, m.units)
         env._setup = setup
         return env
 

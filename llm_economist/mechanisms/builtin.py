@@ -8,7 +8,7 @@ from typing import Literal
 
 import torch
 
-from ..economy.policy import Policy
+from ..economy.policy import JointReturns, Policy
 from ..economy.tax import (
     NEVER_REACHED_INCOME,
     US_2024_ADDITIONAL_MEDICARE,
@@ -90,7 +90,8 @@ class BracketTax(Mechanism):
 
 
 # Filing groups of the 2024 US taxes: status (a married couple whose spouses are both workers in
-# the population splits the joint schedule in halves) x qualifying children (0, 1, 2, 3 or more).
+# the population files one joint return on their combined earnings) x qualifying children (0, 1,
+# 2, 3 or more).
 US_2024_STATUSES = ("single", "married_separate", "head_of_household", "married_joint", "married_joint_two_earners")
 EITC_CHILD_GROUPS = len(US_2024_EITC)
 
@@ -103,24 +104,31 @@ def us_filing_groups(filing_status, children, earners) -> torch.Tensor:
     return index * EITC_CHILD_GROUPS + torch.as_tensor(list(children), dtype=torch.long).clamp(max=EITC_CHILD_GROUPS - 1)
 
 
-def _us_2024_segments(status: str, children: int, payroll: bool, eitc: bool, deduction: bool) -> list[tuple[float, int | None, float]]:
-    """Where each component's marginal rate changes: (earnings, statutory bracket that starts
-    there or None, fixed rate added there) for one filing group."""
-    split = status == "married_joint_two_earners"
-    filer = US_2024_FILERS["married_joint" if split else status]
-    share = 0.5 if split else 1.0  # a two-earner couple's joint amounts, halved per spouse
-    start = filer.deduction * share if deduction else 0.0
-    changes = [(start + c * share, j, 0.0) for j, c in enumerate(filer.cutoffs)]
+Changes = list[tuple[float, "int | None", float]]  # (earnings, statutory bracket that starts there or None, fixed rate added there)
+
+
+def _return_changes(status: str, children: int, payroll: bool, eitc: bool, deduction: bool) -> Changes:
+    """Where the marginal rate of one return's taxes on its earnings changes: income tax, EITC and
+    the Additional Medicare tax, all on the return's combined earnings."""
+    filer = US_2024_FILERS["married_joint" if status == "married_joint_two_earners" else status]
+    start = filer.deduction if deduction else 0.0
+    changes: Changes = [(start + c, j, 0.0) for j, c in enumerate(filer.cutoffs)]
     if payroll:
-        rate, base = US_2024_SOCIAL_SECURITY
-        medicare_from = filer.medicare_threshold * share
-        changes += [(0.0, None, rate + US_2024_MEDICARE), (base, None, -rate), (medicare_from, None, US_2024_ADDITIONAL_MEDICARE)]
+        changes.append((filer.medicare_threshold, None, US_2024_ADDITIONAL_MEDICARE))
     if eitc and filer.eitc_shift is not None:
         phase_in, top, phase_out, begins = US_2024_EITC[children]
-        top, begins = top * share, (begins + filer.eitc_shift) * share
+        begins += filer.eitc_shift
         changes += [(0.0, None, -phase_in), (top / phase_in, None, phase_in), (begins, None, phase_out),
                     (begins + top / phase_out, None, -phase_out)]
     return changes
+
+
+def _earner_changes(payroll: bool) -> Changes:
+    """Where the marginal rate of the payroll tax on one earner's own wages changes."""
+    if not payroll:
+        return [(0.0, None, 0.0)]
+    rate, base = US_2024_SOCIAL_SECURITY
+    return [(0.0, None, rate + US_2024_MEDICARE), (base, None, -rate)]
 
 
 class USTax2024(Mechanism):
@@ -131,12 +139,13 @@ class USTax2024(Mechanism):
     filing group (status x qualifying children, `us_filing_groups`) has its own brackets,
     deduction, EITC and Additional Medicare threshold, merged into one piecewise-linear schedule
     of gross earnings (marginal rates fall where the Social Security wage base ends; the EITC's
-    phase-in is a subsidy). Married workers file jointly: on their own earnings when the spouse
-    is not a worker in the population, and with the joint schedule split in halves when both are
-    (income splitting, exact when spouses earn the same). `filing: single` taxes everyone as a
-    single filer without children. What revenue does is `rebate_share`: 1 pays all of it back
-    equally (as in the reference paper), 0 keeps it as government spending (reported as
-    `budget_balance`, and not valued in welfare).
+    phase-in is a subsidy). A married worker whose spouse is not a worker in the population files
+    jointly on its own earnings. Where both spouses are workers, the couple files one joint return
+    (`JointReturns`): income tax, EITC and Additional Medicare tax on their combined earnings,
+    payroll tax on each one's wages, so each spouse's marginal rate is the return's at the
+    couple's income. `filing: single` taxes everyone as a single filer without children. What
+    revenue does is `rebate_share`: 1 pays all of it back equally (as in the reference paper), 0
+    keeps it as government spending (reported as `budget_balance`, and not valued in welfare).
     """
 
     name = "us_tax_2024"
@@ -148,13 +157,16 @@ class USTax2024(Mechanism):
             raise ValueError(f"us_tax_2024: filing must be 'persona' or 'single', got {filing!r}")
         self.by_filing = filing == "persona"
         groups = [(s, k) for s in US_2024_STATUSES for k in range(EITC_CHILD_GROUPS)] if self.by_filing else [("single", 0)]
-        tables = [self._table(_us_2024_segments(s, k, payroll, eitc, standard_deduction)) for s, k in groups]
-        width = max(len(c) for c, _, _ in tables)
-        padded = [self._pad(table, width) for table in tables]
-        self.cutoffs = torch.stack([c for c, _, _ in padded])  # (G, S)
-        self.exposure = torch.stack([e for _, e, _ in padded])  # (G, S, 7): which statutory rate applies
-        self.fixed_rates = torch.stack([f for _, _, f in padded])  # (G, S)
-        if not self.by_filing:
+        earner = _earner_changes(payroll)
+        # Each worker's schedule of its own earnings (a couple's: as if the spouse earned nothing).
+        self.cutoffs, self.exposure, self.fixed_rates = self._stack(
+            [_return_changes(s, k, payroll, eitc, standard_deduction) + earner for s, k in groups])
+        if self.by_filing:  # the couples' return on their combined earnings, and payroll tax on each one's wages
+            self.return_cutoffs, self.return_exposure, self.return_fixed = self._stack(
+                [_return_changes(s, k, payroll, eitc, standard_deduction) for s, k in groups])
+            cutoffs, _, fixed = self._table(earner)
+            self.earner_schedule = TaxSchedule(cutoffs, fixed)
+        else:
             self.cutoffs, self.exposure, self.fixed_rates = self.cutoffs[0], self.exposure[0], self.fixed_rates[0]
         self.rebate_share = rebate_share
         self.components = ["income tax"] + (["standard deduction"] if standard_deduction else []) + \
@@ -167,8 +179,16 @@ class USTax2024(Mechanism):
         )
         self._initial = self.validate(list(US_FEDERAL_2024_RATES))
 
+    @classmethod
+    def _stack(cls, groups: list[Changes]) -> tuple[Tensor, Tensor, Tensor]:
+        """Every group's segments, padded to one width: starts (G, S), exposure (G, S, 7), fixed rates (G, S)."""
+        tables = [cls._table(changes) for changes in groups]
+        width = max(len(c) for c, _, _ in tables)
+        padded = [cls._pad(table, width) for table in tables]
+        return tuple(torch.stack([table[i] for table in padded]) for i in range(3))
+
     @staticmethod
-    def _table(changes: list[tuple[float, int | None, float]]) -> tuple[Tensor, Tensor, Tensor]:
+    def _table(changes: Changes) -> tuple[Tensor, Tensor, Tensor]:
         """Segments of one group: their starts (S,), statutory-rate exposure (S, 7), fixed rates (S,)."""
         starts = sorted({0.0, *(at for at, _, _ in changes)})
         exposure = torch.zeros(len(starts), len(US_FEDERAL_2024_RATES), dtype=torch.float64)
@@ -194,9 +214,16 @@ class USTax2024(Mechanism):
 
     def compile(self, theta: Tensor) -> Policy:
         """Rates (..., S) or, by filing group, (..., G, S): each segment's statutory rate plus its fixed ones."""
-        rates = torch.einsum("...p,...sp->...s", theta.unsqueeze(-2) if self.by_filing else theta, self.exposure.to(theta))
-        rates = (rates + self.fixed_rates.to(theta)).clamp(-1.0, 1.0)  # rounding
-        return Policy(TaxSchedule(self.cutoffs.to(theta.device), rates), rebate_share=self.rebate_share, by_filing=self.by_filing)
+        schedule = self._schedule(theta, self.cutoffs, self.exposure, self.fixed_rates)
+        if not self.by_filing:
+            return Policy(schedule, rebate_share=self.rebate_share)
+        joint = JointReturns(self._schedule(theta, self.return_cutoffs, self.return_exposure, self.return_fixed),
+                             TaxSchedule(self.earner_schedule.cutoffs.to(theta.device), self.earner_schedule.rates.to(theta)))
+        return Policy(schedule, rebate_share=self.rebate_share, by_filing=True, joint=joint)
+
+    def _schedule(self, theta: Tensor, cutoffs: Tensor, exposure: Tensor, fixed: Tensor) -> TaxSchedule:
+        rates = torch.einsum("...p,...sp->...s", theta.unsqueeze(-2) if self.by_filing else theta, exposure.to(theta))
+        return TaxSchedule(cutoffs.to(theta.device), (rates + fixed.to(theta)).clamp(-1.0, 1.0))  # rounding
 
     def describe(self) -> str:
         use = "all revenue is paid back to every worker as an equal lump sum" if self.rebate_share == 1 else (

@@ -59,7 +59,7 @@ class PPOPlanner(OneShotPlanner):
 
         def make_env() -> PlannerEnv:
             return PlannerEnv(m.wage, self.mechanism, m.prefs, m.workers, steps_per_year=1, years=self.years_per_episode,
-                              welfare_name=m.welfare_name, welfare_params=m.welfare_params, filing=m.filing)
+                              welfare_name=m.welfare_name, welfare_params=m.welfare_params, units=m.units)
 
         curve = self.training_curve
         bar = tqdm(total=self.timesteps, desc="ppo training", unit="step", leave=False, disable=not self.progress)

@@ -50,7 +50,7 @@ def tables(setup: Setup, runs: list[PlannerRun]) -> dict[str, pd.DataFrame]:
     finals = []
     for r in runs:
         columns = r.carried.last_decisions.columns if r.carried.last_decisions is not None else None
-        policy = setup.model.resolve(r.policy)
+        policy = setup.model.resolve(r.policy, r.carried.last)
         finals.append(outcome_frame(r.carried.last, policy, r.label, r.year - 1, len(r.metrics) - 1, None, columns))
     metrics = [m for r in runs for m in r.metrics]
     out = {

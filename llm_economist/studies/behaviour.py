@@ -122,8 +122,9 @@ def sample(setup: Setup, step: float = STEP, seed: int = 0) -> dict[str, np.ndar
     bins = getattr(workers, "bins", None)
     mechanism = make_config_mechanism(config)
     policy = mechanism.compile(mechanism.initial())
-    resolved = model.resolve(policy)
-    faced, transfer = resolved.faced(resolved.expectation(model.respond(policy)))
+    settled = model.respond(policy)
+    resolved = model.resolve(policy, settled)
+    faced, transfer = resolved.faced(resolved.expectation(settled))
     cutoffs, rates = _per_agent(faced.schedule, len(wage))
 
     def shown(rates_: torch.Tensor = rates) -> Policy:

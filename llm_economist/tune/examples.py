@@ -112,7 +112,7 @@ def episode_examples(config: RunConfig, episode: int, explore: float, pairs: boo
                               True, w.decision_format, w.satisfaction)
     recorder = RecordingWorkers(setup.model.workers, prompts)
     base = setup.model
-    model = PopulationModel(base.wage, base.prefs, recorder, config.welfare.name, config.welfare.params(), filing=base.filing)
+    model = PopulationModel(base.wage, base.prefs, recorder, config.welfare.name, config.welfare.params(), units=base.units)
     generator = torch.Generator().manual_seed(episode_config.seed + 1)
     show = random_weeks(setup, explore, episode_config.seed + 2) if explore > 0 else None
     for planner_config in config.planners:
