@@ -5,12 +5,13 @@ expected rebate), taxes, the lump-sum rebate of revenue, utilities and inverse-i
 Each size runs in its own process so its peak RSS is its own. Wages come from the census
 sampler. `naive_n1000_*` is the same step with one Python call per agent, for the ratio.
 
-At 1M agents two more cases run as the simulation plays them (`PopulationModel.respond`, then
-welfare): `three_bracket` (the default mechanism) and `us_tax_2024` (filing statuses, payroll tax,
-EITC, and an extensive margin: 19% not working). Each prints the bytes a step must move at
-least (every agent's wage and filing group read, hours, income, tax, consumption and utility
-written) beside the machine's memory bandwidth, measured in the same run by a STREAM-like copy,
-so `*_share_of_bandwidth` says how close the step is to the memory-bound limit.
+At 1M agents two more cases run a period as the simulation plays it (`simulation.play_period`,
+then welfare): `three_bracket` (the default mechanism) and `us_tax_2024` (filing statuses, child
+tax credit, payroll tax, EITC, couples on joint returns facing the return above their partner's
+last earnings, and an extensive margin: 19% not working). Each prints the bytes a step must move
+at least (every agent's wage, filing group and partner read, hours, income, tax, consumption and
+utility written) beside the machine's memory bandwidth, measured in the same run by a
+STREAM-like copy, so `*_share_of_bandwidth` says how close the step is to the memory-bound limit.
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ def _timed(fn) -> float:
 
 def measure_case(case: str, dtype_name: str) -> dict[str, float]:
     """One period of the case's population model at CASE_AGENTS census agents, as the simulation
-    plays it (`PopulationModel.respond`, then welfare). Preferences come from the run's calibration
+    plays it (`play_period`, from a settled first period, then welfare). Preferences come from the run's calibration
     on the first CALIBRATION_AGENTS agents; fixed costs of working are drawn for everyone from the
     log-normal law that calibration found."""
     from dataclasses import replace
@@ -107,6 +108,7 @@ def measure_case(case: str, dtype_name: str) -> dict[str, float]:
     from llm_economist.mechanisms import make_mechanism
     from llm_economist.personas import sample_population
     from llm_economist.population_model import PopulationModel
+    from llm_economist.simulation import Carried, play_period
     from llm_economist.workers import RationalWorkers
 
     name, share = CASES[case]
@@ -123,9 +125,11 @@ def measure_case(case: str, dtype_name: str) -> dict[str, float]:
     by_filing = getattr(mechanism, "by_filing", False)
     model = PopulationModel(wage, prefs, RationalWorkers(prefs), units=units if by_filing else None)
     policy = mechanism.compile(mechanism.initial().to(dtype))
-    seconds = seconds_per_step(lambda: model.welfare(model.respond(policy)))
+    generator = torch.Generator().manual_seed(0)
+    _, carried = play_period(model, policy, Carried(), 0, 0, 0, generator)
+    seconds = seconds_per_step(lambda: model.welfare(play_period(model, policy, carried, 0, 1, 1, generator)[0].outcome))
     size = wage.element_size()
-    moved = CASE_AGENTS * (size + (8 if by_filing else 0) + 5 * size)
+    moved = CASE_AGENTS * (size + (16 if by_filing else 0) + 5 * size)
     key = f"n{CASE_AGENTS}_{case}_{dtype_name}"
     return {f"{key}_agent_steps_per_s": round(CASE_AGENTS / seconds), f"{key}_step_s": round(seconds, 5),
             f"{key}_min_bytes_per_step": moved, f"{key}_min_bytes_per_s": round(moved / seconds)}

@@ -21,7 +21,7 @@ from .config import STRICT, ConfigError, EconomyConfig, RunConfig, WorkersConfig
 from .economy.labour import best_response_hours, calibrate_psi, reservation_cost
 from .economy.outcome import hours_shares
 from .economy.policy import Policy, TaxUnits
-from .economy.tax import TaxSchedule
+from .economy.tax import US_2024_AGED, US_2024_CHILDLESS_EITC_AGES, TaxSchedule
 from .economy.utility import WEEKS_PER_YEAR, Preferences, annual_income
 from .llm import LLMClient, LLMSettings, open_client
 from .llm.adapter import WorkerAdapter, load_worker_adapter
@@ -55,16 +55,23 @@ def calibration_policy(units: TaxUnits | None = None, dtype=torch.float64) -> Po
 
 
 def population_units(population: Population) -> TaxUnits:
-    """Every worker's filing group for the 2024 US taxes, and its spouse where both are workers
-    in the population (a spouse left out of a subset files as if it earned nothing)."""
+    """Every worker's filing group for the 2024 US taxes (status, children, the childless EITC's
+    age test), and its spouse where both are workers in the population (a spouse left out of a
+    subset files as if it earned nothing)."""
     t = population.table
-    filing = us_filing_groups(t["filing_status"], t["children"], t["earners"])
     partner = np.full(len(t), -1, dtype=np.int64)
     order = np.argsort(t["household_id"].to_numpy(), kind="stable")
     household = t["household_id"].to_numpy()[order]
     same = household[1:] == household[:-1]  # a household holds at most two workers
     first, second = order[:-1][same], order[1:][same]
     partner[first], partner[second] = second, first
+    youngest, oldest = US_2024_CHILDLESS_EITC_AGES
+    age = t["age"].to_numpy()
+    of_age = (age >= youngest) & (age <= oldest)
+    of_age |= (partner >= 0) & of_age[np.maximum(partner, 0)]  # either spouse on a joint return
+    aged = (age >= US_2024_AGED).astype(np.int64)
+    aged += (partner >= 0) & (aged[np.maximum(partner, 0)] > 0)  # a spouse not in the population counts as younger
+    filing = us_filing_groups(t["filing_status"], t["children"], t["earners"], of_age, aged)
     return TaxUnits(filing, torch.from_numpy(partner))
 
 

@@ -7,15 +7,19 @@ bokeh and paramtools):
     python -m venv /tmp/taxcalc && /tmp/taxcalc/bin/pip install taxcalc==6.8.0
     /tmp/taxcalc/bin/python scripts/taxcalc_households.py tests/data/taxcalc_2024_households.csv
 
-Every unit has wage income only, filers aged 40, no dependants other than the EITC's qualifying
-children (so no child tax credit and no credit for other dependants). Two of taxcalc's settings
-are changed to state the law `USTax2024` models: every eligible unit claims the EITC (taxcalc
-otherwise draws who claims it, `eitc_claim_prob_scale`), and married people filing separately
+Every unit has wage income only and children under 17 who qualify for the EITC and the child
+tax credit alike (no other dependants); filers are aged 40, and some childless units 22 or 67,
+outside the childless EITC's ages. Three of taxcalc's settings are changed to state the law
+`USTax2024` models: every eligible unit claims the EITC and the refundable child tax credit
+(taxcalc otherwise draws who claims them, `eitc_claim_prob_scale` and `actc_claim_prob_scale`),
+and married people filing separately
 get none (taxcalc gives it to all of them; the law gives it only to spouses who lived apart for
-the last half of the year with a qualifying child, which the personas cannot tell). Columns: status, children,
+the last half of the year with a qualifying child, which the personas cannot tell). Columns: status, children, age,
 earnings of the head and of the spouse, whether both spouses are workers (a couple on one joint
-return), and taxcalc's income tax after credits (`iitax`, the EITC refunded), the employee's
-payroll tax (half of `ptax_was`, which adds the employer's share, plus `ptax_amc`) and the EITC.
+return), and taxcalc's income tax after credits (`iitax`: the EITC and the child tax credit,
+refundable parts paid out), the employee's payroll tax (half of `ptax_was`, which adds the
+employer's share, plus `ptax_amc`), the EITC and the child tax credit (`c07220` against the tax,
+`c11070` refunded).
 """
 
 from __future__ import annotations
@@ -33,30 +37,35 @@ MARS = {"single": 1, "married_joint": 2, "married_separate": 3, "head_of_househo
 
 
 def units() -> pd.DataFrame:
-    rows = [(status, k, z, 0, False) for status, k, z in product(MARS, range(4), EARNINGS)]
-    rows += [("married_joint", k, z1, z2, True) for k, z1, z2 in product(range(4), EARNINGS, EARNINGS) if z1 >= z2]
-    return pd.DataFrame(rows, columns=["status", "children", "earnings_head", "earnings_spouse", "two_earners"])
+    rows = [(status, k, 40, z, 0, False) for status, k, z in product(MARS, range(4), EARNINGS)]
+    rows += [("married_joint", k, 40, z1, z2, True) for k, z1, z2 in product(range(4), EARNINGS, EARNINGS) if z1 >= z2]
+    young_or_old = [z for z in EARNINGS if z <= 27_000]
+    rows += [(status, 0, age, z, 0, False) for status, age, z in product(("single", "married_joint"), (22, 67), young_or_old)]
+    rows += [("married_joint", 0, age, z1, z2, True) for age, z1, z2 in product((22, 67), young_or_old, young_or_old) if z1 >= z2]
+    return pd.DataFrame(rows, columns=["status", "children", "age", "earnings_head", "earnings_spouse", "two_earners"])
 
 
 def main(out: str) -> None:
     grid = units()
     married = grid.status == "married_joint"
     data = pd.DataFrame({
-        "RECID": range(1, len(grid) + 1), "MARS": grid.status.map(MARS), "XTOT": 1 + married.astype(int),
-        "EIC": grid.children, "n24": 0, "nu18": 0, "age_head": 40, "age_spouse": 40 * married.astype(int),
+        "RECID": range(1, len(grid) + 1), "MARS": grid.status.map(MARS), "XTOT": 1 + married.astype(int) + grid.children,
+        "EIC": grid.children, "n24": grid.children, "nu18": grid.children, "age_head": grid.age, "age_spouse": grid.age * married.astype(int),
         "e00200p": grid.earnings_head.astype(float), "e00200s": grid.earnings_spouse.astype(float),
         "e00200": (grid.earnings_head + grid.earnings_spouse).astype(float),
     })
     records = taxcalc.Records(data=data, start_year=YEAR, gfactors=None, weights=None, adjust_ratios=None)
     policy = taxcalc.Policy()
-    policy.implement_reform({"eitc_claim_prob_scale": {YEAR: 9e99}, "EITC_sep_filers_elig": {YEAR: False}})
+    policy.implement_reform({"eitc_claim_prob_scale": {YEAR: 9e99}, "actc_claim_prob_scale": {YEAR: 9e99},
+                             "EITC_sep_filers_elig": {YEAR: False}})
     calc = taxcalc.Calculator(policy=policy, records=records)
     calc.calc_all()
     assert calc.current_year == YEAR
-    result = calc.dataframe(["iitax", "ptax_was", "ptax_amc", "eitc"])
+    result = calc.dataframe(["iitax", "ptax_was", "ptax_amc", "eitc", "c07220", "c11070"])
     grid["income_tax"] = result.iitax.round(2)
     grid["payroll_tax"] = (result.ptax_was / 2 + result.ptax_amc).round(2)
     grid["eitc"] = result.eitc.round(2)
+    grid["child_tax_credit"] = (result.c07220 + result.c11070).round(2)
     with open(out, "w") as f:
         f.write(f"# PSL Tax-Calculator (taxcalc) {taxcalc.__version__}, tax year {YEAR}: scripts/taxcalc_households.py\n")
         grid.to_csv(f, index=False)

@@ -202,8 +202,10 @@ def test_us_revenue_kept_as_spending_shows_in_the_budget_balance():
 
 def test_us_taxes_by_filing_status_by_hand():
     """Head of household, 1 child, $30,000: income tax 10% x (30,000 - 21,900), payroll 7.65%,
-    EITC $4,213 less 15.98% above $22,720. Married, one earner, 2 children, $40,000: 10% x
-    (40,000 - 29,200), payroll, EITC $6,960 less 21.06% above $29,640. Married filing separately,
+    EITC $4,213 less 15.98% above $22,720, and the $2,000 child tax credit (its $810 against the
+    income tax, the other $1,190 refunded, under 15% x (30,000 - 2,500)). Married, one earner, 2
+    children, $40,000: 10% x (40,000 - 29,200), payroll, EITC $6,960 less 21.06% above $29,640,
+    child tax credit $4,000 ($2,920 of it refunded). Married filing separately,
     $400,000: the separate brackets (37% from $365,600), payroll with Additional Medicare above
     $125,000. A couple who both work, $60,000 and $20,000, no children: one joint return on
     $80,000 (10% x 23,200 + 12% x 27,600 = $5,632), split (J(80k) + J(own) - J(other's)) / 2
@@ -219,8 +221,8 @@ def test_us_taxes_by_filing_status_by_hand():
     z = torch.tensor([30_000.0, 40_000.0, 400_000.0, 60_000.0, 20_000.0], dtype=D)
     joint_return, j60, j20 = 2_320.0 + 0.12 * 27_600, 2_320.0 + 0.12 * 7_600, -(632.0 - 0.0765 * (20_000 - 17_250))
     expected = [
-        810.0 + 0.0765 * 30_000 - (4_213.0 - 0.1598 * (30_000 - 22_720)),
-        1_080.0 + 0.0765 * 40_000 - (6_960.0 - 0.2106 * (40_000 - 29_640)),
+        810.0 + 0.0765 * 30_000 - (4_213.0 - 0.1598 * (30_000 - 22_720)) - 2_000.0,
+        1_080.0 + 0.0765 * 40_000 - (6_960.0 - 0.2106 * (40_000 - 29_640)) - 4_000.0,
         105_660.75 + 0.062 * 168_600 + 0.0145 * 400_000 + 0.009 * (400_000 - 125_000),
         (joint_return + j60 - j20) / 2 + 0.0765 * 60_000,
         (joint_return + j20 - j60) / 2 + 0.0765 * 20_000,
@@ -236,3 +238,31 @@ def test_us_taxes_by_filing_status_by_hand():
         policy.for_agents(None)
     with pytest.raises(ValueError, match="name each other"):
         TaxUnits(groups, torch.tensor([-1, -1, 4, -1, 3]))
+
+
+def test_the_child_tax_credit_follows_schedule_8812_under_any_rates():
+    """Income tax after the credit is max(L - credit, -refundable) at every income, with credit
+    $2,000 a child less 5% above the filer's threshold and refundable min($1,700 a child, 15% of
+    earnings above $2,500, or with three children the payroll tax less the EITC if more): the
+    mechanism's schedules (without the EITC) against that formula evaluated pointwise,
+    under random statutory rates that move where the credit stops being refunded."""
+    from llm_economist.economy.tax import US_2024_FILERS
+
+    statuses = ["single", "married_separate", "head_of_household", "married_joint"]
+    cases = [(s, k) for s in statuses for k in (1, 2, 3)]
+    units = TaxUnits(us_filing_groups([s for s, _ in cases], [k for _, k in cases], [1] * len(cases)), torch.full((len(cases),), -1))
+    thetas = 0.6 * torch.rand(16, 7, generator=torch.Generator().manual_seed(8), dtype=D)
+    z = torch.linspace(0.0, 600_000.0, 3001, dtype=D).expand(len(cases), -1)
+
+    def income_tax(**options) -> torch.Tensor:
+        mechanism = make_mechanism("us_tax_2024", payroll=False, eitc=False, **options)
+        return mechanism.compile(thetas).for_agents(units).schedule.tax_of_choices(z)  # (16, cases, points)
+
+    before = income_tax(child_tax_credit=False)
+    kids = torch.tensor([k for _, k in cases], dtype=D).unsqueeze(-1)
+    start = torch.tensor([US_2024_FILERS[s].ctc_phase_out for s, _ in cases], dtype=D).unsqueeze(-1)
+    credit = (2_000.0 * kids - 0.05 * (z - start).clamp(min=0)).clamp(min=0)
+    earned = 0.15 * (z - 2_500.0).clamp(min=0)
+    earned = torch.where(kids >= 3, torch.maximum(earned, 0.0765 * z), earned)  # part II-B: payroll tax less the EITC, here none
+    refundable = torch.minimum(1_700.0 * kids, earned)
+    torch.testing.assert_close(income_tax(), torch.maximum(before - credit, -refundable), rtol=0, atol=1e-6)

@@ -138,7 +138,7 @@ def test_planners_on_different_instruments_are_said_to_be(full_run, tmp_path):
     _, _, text = full_run
     warning = next(line for line in text.splitlines() if "**The planners use different instruments**" in line)
     assert "saez, search, random, ppo set `three_bracket` (A progressive income tax with 3 brackets" in warning
-    assert "us_federal set `us_tax_2024` (The 2024 US taxes on earnings (income tax, standard deduction, payroll tax, EITC)" in warning
+    assert "us_federal set `us_tax_2024` (The 2024 US taxes on earnings (income tax, standard deduction, child tax credit, payroll tax, EITC)" in warning
     compare(tmp_path, "planners=[{kind: saez}, {kind: grid, points_per_parameter: 3}]")  # both set the config's mechanism
     assert "different instruments" not in write_report(tmp_path).read_text()
 

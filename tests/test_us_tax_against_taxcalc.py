@@ -1,6 +1,8 @@
 """The 2024 US taxes on earnings (`USTax2024`) against PSL Tax-Calculator, an independent
 implementation: one-earner units of every filing status and two-earner couples on one joint
-return, 0-3 qualifying children, $0 to $1M each (`scripts/taxcalc_households.py` made the table)."""
+return, 0-3 qualifying children (EITC and child tax credit), $0 to $1M each, and childless units
+inside and outside the childless EITC's ages, aged filers with their larger deduction
+(`scripts/taxcalc_households.py` made the table)."""
 
 from pathlib import Path
 
@@ -9,6 +11,7 @@ import pytest
 import torch
 
 from llm_economist.economy.policy import TaxUnits
+from llm_economist.economy.tax import US_2024_AGED, US_2024_CHILDLESS_EITC_AGES
 from llm_economist.mechanisms import make_mechanism
 from llm_economist.mechanisms.builtin import us_filing_groups
 
@@ -25,7 +28,10 @@ def household_taxes(table: pd.DataFrame, **options) -> torch.Tensor:
     partner = torch.full((n + len(couples),), -1, dtype=torch.long)
     partner[couples] = torch.arange(n, n + len(couples))
     partner[n:] = couples
-    units = TaxUnits(us_filing_groups(status, children, earners), partner)
+    age = list(table.age) + list(table.age.iloc[couples.numpy()])  # spouses are of one age here
+    of_age = [US_2024_CHILDLESS_EITC_AGES[0] <= a <= US_2024_CHILDLESS_EITC_AGES[1] for a in age]
+    aged = [(a >= US_2024_AGED) * (2 if s == "married_joint" else 1) for a, s in zip(age, status)]
+    units = TaxUnits(us_filing_groups(status, children, earners, of_age, aged), partner)
     z = torch.tensor(list(table.earnings_head) + list(table.earnings_spouse.iloc[couples.numpy()]), dtype=torch.float64)
     mechanism = make_mechanism("us_tax_2024", **options)
     taxes = mechanism.compile(mechanism.initial()).for_agents(units, z).levy(z)[0]
@@ -41,9 +47,10 @@ def table() -> pd.DataFrame:
 def test_the_table_covers_couples_and_every_filing_status(table):
     assert set(table.status) == {"single", "married_joint", "married_separate", "head_of_household"}
     assert table.two_earners.sum() > 500 and set(table.children) == {0, 1, 2, 3} and (table.eitc > 0).sum() > 100
+    assert (table.child_tax_credit > 0).sum() > 300 and {22, 40, 67} == set(table.age)
 
 
-def test_income_tax_after_the_eitc_matches_taxcalc_to_the_cent(table):
+def test_income_tax_after_the_eitc_and_child_tax_credit_matches_taxcalc_to_the_cent(table):
     ours = household_taxes(table, payroll=False)
     assert (ours - torch.tensor(table.income_tax.to_numpy())).abs().max() <= 0.01
 

@@ -112,11 +112,11 @@ class Policy:
         if units is None:
             raise ValueError("policy: this mechanism taxes by filing status, and the population's filing groups are unknown")
         s, filing = self.schedule, units.filing
-        own = TaxSchedule(s.cutoffs[filing], s.rates[..., filing, :])
+        own = TaxSchedule(s.cutoffs[..., filing, :], s.rates[..., filing, :])
         if self.joint is None or not bool(units.couples.any()):
             return replace(self, schedule=own, by_filing=False, joint=None)
         j, couples = self.joint, torch.nonzero(units.couples).squeeze(-1)
-        returns = TaxSchedule(j.combined.cutoffs[filing], j.combined.rates[..., filing, :])
+        returns = TaxSchedule(j.combined.cutoffs[..., filing, :], j.combined.rates[..., filing, :])
         if earnings is None:
             expected = torch.zeros(len(couples), dtype=own.rates.dtype, device=own.rates.device)
         else:
@@ -124,8 +124,8 @@ class Policy:
         spouses = replace(j, combined=returns.for_agent(couples)).faced_by_spouses(expected)
         width = max(own.n_brackets, spouses.n_brackets)
         own, spouses = widened(own, width), widened(spouses, width)
-        batch = spouses.cutoffs.shape[:-2]
-        cutoffs = own.cutoffs.expand(*batch, *own.cutoffs.shape).clone()
+        batch = torch.broadcast_shapes(own.cutoffs.shape[:-2], spouses.cutoffs.shape[:-2])
+        cutoffs = own.cutoffs.expand(*batch, *own.cutoffs.shape[-2:]).clone()
         rates = own.rates.expand(*torch.broadcast_shapes(batch, own.rates.shape[:-2]), *own.rates.shape[-2:]).clone()
         cutoffs[..., couples, :] = spouses.cutoffs
         rates[..., couples, :] = spouses.rates

@@ -34,16 +34,29 @@ class USFiler2024:
 
     cutoffs: tuple[float, ...]  # statutory brackets of taxable income, rates US_FEDERAL_2024_RATES
     deduction: float
+    aged_deduction: float  # added to the deduction for each filer on the return aged 65 or more
     eitc_shift: float | None  # how much later the EITC phases out than for unmarried filers (None: no EITC)
     medicare_threshold: float  # wages above which the 0.9% Additional Medicare tax applies
+    ctc_phase_out: float  # income above which the child tax credit falls (IRC sec. 24(b), 24(h)(3))
 
 
 US_2024_FILERS = {
-    "single": USFiler2024(US_FEDERAL_2024_CUTOFFS, 14_600.0, 0.0, 200_000.0),
-    "married_separate": USFiler2024((0.0, 11_600.0, 47_150.0, 100_525.0, 191_950.0, 243_725.0, 365_600.0), 14_600.0, None, 125_000.0),
-    "head_of_household": USFiler2024((0.0, 16_550.0, 63_100.0, 100_500.0, 191_950.0, 243_700.0, 609_350.0), 21_900.0, 0.0, 200_000.0),
-    "married_joint": USFiler2024((0.0, 23_200.0, 94_300.0, 201_050.0, 383_900.0, 487_450.0, 731_200.0), 29_200.0, 6_920.0, 250_000.0),
+    "single": USFiler2024(US_FEDERAL_2024_CUTOFFS, 14_600.0, 1_950.0, 0.0, 200_000.0, 200_000.0),
+    "married_separate": USFiler2024((0.0, 11_600.0, 47_150.0, 100_525.0, 191_950.0, 243_725.0, 365_600.0), 14_600.0, 1_550.0, None, 125_000.0,
+                                    200_000.0),
+    "head_of_household": USFiler2024((0.0, 16_550.0, 63_100.0, 100_500.0, 191_950.0, 243_700.0, 609_350.0), 21_900.0, 1_950.0, 0.0, 200_000.0,
+                                     200_000.0),
+    "married_joint": USFiler2024((0.0, 23_200.0, 94_300.0, 201_050.0, 383_900.0, 487_450.0, 731_200.0), 29_200.0, 1_550.0, 6_920.0, 250_000.0,
+                                 400_000.0),
 }
+# The childless EITC goes only to filers aged 25-64 (either spouse on a joint return; IRC sec. 32(c)(1)(A)(ii));
+# filers aged 65 or more get the additional standard deduction.
+US_2024_CHILDLESS_EITC_AGES = (25, 64)
+US_2024_AGED = 65
+# Child tax credit, 2024 (IRC sec. 24(h), Rev. Proc. 2023-34 sec. 3.05): $2,000 a qualifying child,
+# of which up to $1,700 is refundable as 15% of earnings above $2,500; the credit falls by 5% of
+# income above the filer's threshold.
+US_2024_CTC = (2_000.0, 1_700.0, 0.15, 2_500.0, 0.05)
 # EITC by qualifying children (0, 1, 2, 3 or more): phase-in rate, maximum credit, phase-out rate,
 # and where the phase-out starts for unmarried filers (married filing jointly: $6,920 later). The
 # credit reaches its maximum at max / phase-in rate ($8,261, $12,391, $17,400, $17,400; the table
@@ -117,9 +130,9 @@ class TaxSchedule:
         """(..., N or 1, K): the rates with an agent axis, to broadcast against (..., N, K)."""
         return self.rates if self.per_agent else self.rates.unsqueeze(-2)
 
-    def for_agent(self, i: int | slice) -> "TaxSchedule":
-        """Agent i's own schedule, or a slice of agents' (the schedule itself when all share one)."""
-        if self.per_agent and self.cutoffs.ndim > 2 and not isinstance(i, slice):
+    def for_agent(self, i: int | slice | Tensor) -> "TaxSchedule":
+        """Agent i's own schedule, or some agents' (a slice or positions; the schedule itself when all share one)."""
+        if self.per_agent and self.cutoffs.ndim > 2 and isinstance(i, int):
             raise ValueError("tax schedule: one agent's schedule out of a batch whose cutoffs differ by schedule")
         return TaxSchedule(self.cutoffs[..., i, :], self.rates[..., i, :]) if self.per_agent else self
 
@@ -211,12 +224,15 @@ def _beyond(cutoffs: Tensor, count: int) -> Tensor:
     return top * (2 + torch.arange(count, dtype=cutoffs.dtype, device=cutoffs.device))
 
 
-def _without_ties(cutoffs: Tensor) -> Tensor:
-    """Sorted cutoffs, a cutoff equal to the one before it moved beyond any income (and the row
-    sorted again): two schedules that change rate at the same income make one bracket there."""
-    tied = cutoffs[..., 1:] == cutoffs[..., :-1]
-    rest = torch.where(tied, _beyond(cutoffs, cutoffs.shape[-1] - 1), cutoffs[..., 1:])
-    return torch.cat([cutoffs[..., :1], rest], dim=-1).sort(dim=-1).values
+def merged_cutoffs(*cutoffs: Tensor) -> Tensor:
+    """(..., K) every row's cutoffs of all the tables given, sorted, a cutoff equal to the one
+    before it moved beyond any income: schedules that change rate at the same income make one
+    bracket there."""
+    batch = torch.broadcast_shapes(*(c.shape[:-1] for c in cutoffs))
+    merged = torch.cat([c.expand(*batch, c.shape[-1]) for c in cutoffs], dim=-1).sort(dim=-1).values
+    tied = merged[..., 1:] == merged[..., :-1]
+    rest = torch.where(tied, _beyond(merged, merged.shape[-1] - 1), merged[..., 1:])
+    return torch.cat([merged[..., :1], rest], dim=-1).sort(dim=-1).values
 
 
 def shifted(schedule: TaxSchedule, offset: Tensor) -> TaxSchedule:
@@ -243,10 +259,7 @@ def shifted(schedule: TaxSchedule, offset: Tensor) -> TaxSchedule:
 def combined(first: TaxSchedule, second: TaxSchedule) -> TaxSchedule:
     """z -> T1(z) + T2(z) as one schedule per agent: the cutoffs of both (the second's first, 0,
     once), the rates added."""
-    a = first.cutoffs
-    b = second.cutoffs[..., 1:]
-    batch = torch.broadcast_shapes(a.shape[:-1], b.shape[:-1])
-    cutoffs = _without_ties(torch.cat([a.expand(*batch, a.shape[-1]), b.expand(*batch, b.shape[-1])], dim=-1).sort(dim=-1).values)
+    cutoffs = merged_cutoffs(first.cutoffs, second.cutoffs[..., 1:])
     return TaxSchedule(cutoffs, rates_at(first, cutoffs) + rates_at(second, cutoffs))
 
 

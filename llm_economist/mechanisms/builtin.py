@@ -4,6 +4,7 @@ negative income tax."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -11,6 +12,8 @@ import torch
 from ..economy.policy import JointReturns, Policy
 from ..economy.tax import (
     NEVER_REACHED_INCOME,
+    US_2024_CTC,
+    USFiler2024,
     US_2024_ADDITIONAL_MEDICARE,
     US_2024_EITC,
     US_2024_FILERS,
@@ -19,6 +22,9 @@ from ..economy.tax import (
     US_FEDERAL_2024_CUTOFFS,
     US_FEDERAL_2024_RATES,
     TaxSchedule,
+    combined,
+    merged_cutoffs,
+    rates_at,
 )
 from .base import Mechanism, Parameter
 
@@ -90,32 +96,51 @@ class BracketTax(Mechanism):
 
 
 # Filing groups of the 2024 US taxes: status (a married couple whose spouses are both workers in
-# the population files one joint return on their combined earnings) x qualifying children (0, 1,
-# 2, 3 or more).
+# the population files one joint return on their combined earnings) x children (0, 1, 2, 3 or
+# more qualifying children, or none and outside the childless EITC's ages: no EITC) x filers on
+# the return aged 65 or more (0, 1, 2).
 US_2024_STATUSES = ("single", "married_separate", "head_of_household", "married_joint", "married_joint_two_earners")
-EITC_CHILD_GROUPS = len(US_2024_EITC)
+CHILD_GROUPS = len(US_2024_EITC) + 1
+NO_EITC = CHILD_GROUPS - 1
+AGED_GROUPS = 3
 
 
-def us_filing_groups(filing_status, children, earners) -> torch.Tensor:
-    """(N,) each worker's filing group of `USTax2024` from its persona: filing status, children and
-    how many of the household's members are workers in the population."""
+def us_filing_groups(filing_status, children, earners, childless_eitc_age=None, aged=None) -> torch.Tensor:
+    """(N,) each worker's filing group of `USTax2024` from its persona: filing status, children,
+    how many of the household's members are workers in the population, whether the return meets
+    the childless EITC's age test (either spouse aged 25-64; all do when not given) and how many
+    of its filers are aged 65 or more (none when not given)."""
     status = [("married_joint_two_earners" if f == "married_joint" and e == 2 else str(f)) for f, e in zip(filing_status, earners)]
     index = torch.tensor([US_2024_STATUSES.index(s) for s in status], dtype=torch.long)
-    return index * EITC_CHILD_GROUPS + torch.as_tensor(list(children), dtype=torch.long).clamp(max=EITC_CHILD_GROUPS - 1)
+    kids = torch.as_tensor(list(children), dtype=torch.long).clamp(max=len(US_2024_EITC) - 1)
+    if childless_eitc_age is not None:
+        kids = torch.where((kids == 0) & ~torch.as_tensor(childless_eitc_age, dtype=torch.bool), NO_EITC, kids)
+    old = torch.zeros_like(index) if aged is None else torch.as_tensor(aged, dtype=torch.long).clamp(0, AGED_GROUPS - 1)
+    return (index * CHILD_GROUPS + kids) * AGED_GROUPS + old
 
 
 Changes = list[tuple[float, "int | None", float]]  # (earnings, statutory bracket that starts there or None, fixed rate added there)
 
 
-def _return_changes(status: str, children: int, payroll: bool, eitc: bool, deduction: bool) -> Changes:
-    """Where the marginal rate of one return's taxes on its earnings changes: income tax, EITC and
-    the Additional Medicare tax, all on the return's combined earnings."""
-    filer = US_2024_FILERS["married_joint" if status == "married_joint_two_earners" else status]
-    start = filer.deduction if deduction else 0.0
-    changes: Changes = [(start + c, j, 0.0) for j, c in enumerate(filer.cutoffs)]
+def _filer(status: str) -> USFiler2024:
+    return US_2024_FILERS["married_joint" if status == "married_joint_two_earners" else status]
+
+
+def _bracket_changes(status: str, aged: int, deduction: bool) -> Changes:
+    """Where the statutory income-tax brackets start, in a return's earnings."""
+    filer = _filer(status)
+    start = filer.deduction + aged * filer.aged_deduction if deduction else 0.0
+    return [(start + c, j, 0.0) for j, c in enumerate(filer.cutoffs)]
+
+
+def _return_changes(status: str, children: int, payroll: bool, eitc: bool) -> Changes:
+    """Where the fixed marginal rates of one return's other taxes on its earnings change: the
+    EITC and the Additional Medicare tax, both on the return's combined earnings."""
+    filer = _filer(status)
+    changes: Changes = [(0.0, None, 0.0)]
     if payroll:
         changes.append((filer.medicare_threshold, None, US_2024_ADDITIONAL_MEDICARE))
-    if eitc and filer.eitc_shift is not None:
+    if eitc and filer.eitc_shift is not None and children != NO_EITC:
         phase_in, top, phase_out, begins = US_2024_EITC[children]
         begins += filer.eitc_shift
         changes += [(0.0, None, -phase_in), (top / phase_in, None, phase_in), (begins, None, phase_out),
@@ -129,6 +154,96 @@ def _earner_changes(payroll: bool) -> Changes:
         return [(0.0, None, 0.0)]
     rate, base = US_2024_SOCIAL_SECURITY
     return [(0.0, None, rate + US_2024_MEDICARE), (base, None, -rate)]
+
+
+def _table(changes: Changes) -> tuple[Tensor, Tensor, Tensor]:
+    """Segments of one group: their starts (S,), statutory-rate exposure (S, 7), fixed rates (S,)."""
+    starts = sorted({0.0, *(at for at, _, _ in changes)})
+    exposure = torch.zeros(len(starts), len(US_FEDERAL_2024_RATES), dtype=torch.float64)
+    fixed = torch.zeros(len(starts), dtype=torch.float64)
+    for s, start in enumerate(starts):
+        brackets = [j for at, j, _ in changes if j is not None and at <= start]
+        if brackets:
+            exposure[s, max(brackets)] = 1.0
+        fixed[s] = sum(rate for at, _, rate in changes if at <= start)
+    return torch.tensor(starts, dtype=torch.float64), exposure, fixed
+
+
+def _stack(groups: list[Changes]) -> tuple[Tensor, Tensor, Tensor]:
+    """Every group's segments, padded to one width with segments beyond any income: starts (G, S),
+    exposure (G, S, 7), fixed rates (G, S)."""
+    tables = [_table(changes) for changes in groups]
+    width = max(len(c) for c, _, _ in tables)
+    padded = []
+    for cutoffs, exposure, fixed in tables:
+        extra = width - len(cutoffs)
+        beyond = NEVER_REACHED_INCOME * torch.arange(2, extra + 2, dtype=torch.float64)
+        padded.append((torch.cat([cutoffs, beyond]), torch.cat([exposure, exposure[-1:].expand(extra, -1)]),
+                       torch.cat([fixed, fixed[-1:].expand(extra)])))
+    return tuple(torch.stack([table[i] for table in padded]) for i in range(3))
+
+
+def _fixed_schedule(groups: list[Changes]) -> TaxSchedule:
+    cutoffs, _, fixed = _stack(groups)
+    return TaxSchedule(cutoffs, fixed)
+
+
+@dataclass(frozen=True)
+class ChildTaxCredit:
+    """The 2024 child tax credit of each filing group (IRC sec. 24): `US_2024_CTC` per qualifying
+    child, the refundable part (15% of earnings above $2,500, up to $1,700 a child) as two
+    schedules of earnings, and the credit's phase-out (5% above the filer's threshold) as one
+    more, so that the credit is `credit - phase_out(E)`.
+
+    Income tax after the credit is max(L(E) - credit + phase_out(E), -refundable(E)): the credit
+    first cancels the income tax L, and what is left of it is paid out up to the refundable part.
+    The difference of the two sides rises with earnings, so they cross once, at an income that
+    moves with the statutory rates; below it the credit is refundable, above it the tax is L less
+    the credit.
+    """
+
+    credit: Tensor  # (G,) $ a year
+    refundable: TaxSchedule  # (G, S)
+    phase_out: TaxSchedule  # (G, S)
+
+    @classmethod
+    def for_groups(cls, groups: list[tuple[str, int, int]], eitc: bool) -> "ChildTaxCredit":
+        """A group without children gets zero rates at harmless places, so that all groups stack.
+        With three or more children the refundable part is at least the payroll tax less the EITC
+        (Schedule 8812 part II-B), which only a return without the EITC (married filing
+        separately) reaches, below $5,102 of earnings; the payroll tax withheld counts there
+        whether or not the mechanism charges it."""
+        per_child, refundable, rate, floor, phase_out = US_2024_CTC
+        payroll_rate = US_2024_SOCIAL_SECURITY[0] + US_2024_MEDICARE
+        paid, falls, credit = [], [], []
+        for status, k, _ in groups:
+            kids = 0 if k == NO_EITC else k
+            cap = floor + max(kids, 1) * refundable / rate
+            if kids >= len(US_2024_EITC) - 1 and (not eitc or _filer(status).eitc_shift is None):
+                meet = floor * rate / (rate - payroll_rate)  # where 15% above $2,500 overtakes the payroll tax
+                paid.append([(0.0, None, payroll_rate), (meet, None, rate - payroll_rate), (cap, None, -rate)])
+            else:
+                paid.append([(0.0, None, 0.0), (floor, None, rate if kids else 0.0), (cap, None, -rate if kids else 0.0)])
+            start = _filer(status).ctc_phase_out
+            falls.append([(0.0, None, 0.0), (start, None, phase_out if kids else 0.0),
+                          (start + max(kids, 1) * per_child / phase_out, None, -phase_out if kids else 0.0)])
+            credit.append(per_child * kids)
+        return cls(torch.tensor(credit, dtype=torch.float64), _fixed_schedule(paid), _fixed_schedule(falls))
+
+    def after(self, income_tax: TaxSchedule) -> TaxSchedule:
+        """Income tax after the credit, per group (..., G, S'), from income tax before it."""
+        points = torch.cat([income_tax.cutoffs, self.refundable.cutoffs, self.phase_out.cutoffs], dim=-1).sort(dim=-1).values
+        gap = (income_tax.tax_of_choices(points) + self.refundable.tax_of_choices(points) + self.phase_out.tax_of_choices(points)
+               - self.credit.to(points).unsqueeze(-1))  # (..., G, M), rises with earnings
+        below = (gap < 0).sum(dim=-1, keepdim=True)  # points before the crossing
+        last = (below - 1).clamp(min=0)
+        start = torch.gather(points.expand_as(gap), -1, last)
+        slope = (rates_at(income_tax, start) + rates_at(self.refundable, start) + rates_at(self.phase_out, start))
+        cross = start - torch.gather(gap, -1, last) / slope.clamp(min=1e-12)
+        cross = torch.where(below == 0, torch.zeros_like(cross), cross).clamp(max=NEVER_REACHED_INCOME)
+        cutoffs = merged_cutoffs(points, cross)
+        taxed = rates_at(income_tax, cutoffs) + rates_at(self.phase_out, cutoffs)
+        return TaxSchedule(cutoffs, torch.where(cutoffs < cross, -rates_at(self.refundable, cutoffs), taxed))
 
 
 class USTax2024(Mechanism):
@@ -151,27 +266,26 @@ class USTax2024(Mechanism):
     name = "us_tax_2024"
     batched = True
 
-    def __init__(self, payroll: bool = True, eitc: bool = True, standard_deduction: bool = True,
+    def __init__(self, payroll: bool = True, eitc: bool = True, standard_deduction: bool = True, child_tax_credit: bool = True,
                  filing: Literal["persona", "single"] = "persona", rebate_share: float = 1.0) -> None:
         if filing not in ("persona", "single"):
             raise ValueError(f"us_tax_2024: filing must be 'persona' or 'single', got {filing!r}")
         self.by_filing = filing == "persona"
-        groups = [(s, k) for s in US_2024_STATUSES for k in range(EITC_CHILD_GROUPS)] if self.by_filing else [("single", 0)]
-        earner = _earner_changes(payroll)
-        # Each worker's schedule of its own earnings (a couple's: as if the spouse earned nothing).
-        self.cutoffs, self.exposure, self.fixed_rates = self._stack(
-            [_return_changes(s, k, payroll, eitc, standard_deduction) + earner for s, k in groups])
-        if self.by_filing:  # the couples' return on their combined earnings, and payroll tax on each one's wages
-            self.return_cutoffs, self.return_exposure, self.return_fixed = self._stack(
-                [_return_changes(s, k, payroll, eitc, standard_deduction) for s, k in groups])
-            cutoffs, _, fixed = self._table(earner)
-            self.earner_schedule = TaxSchedule(cutoffs, fixed)
-        else:
-            self.cutoffs, self.exposure, self.fixed_rates = self.cutoffs[0], self.exposure[0], self.fixed_rates[0]
+        groups = [(s, k, a) for s in US_2024_STATUSES for k in range(CHILD_GROUPS) for a in range(AGED_GROUPS)] \
+            if self.by_filing else [("single", 0, 0)]
+        self.bracket_starts, self.exposure, _ = _stack([_bracket_changes(s, a, standard_deduction) for s, _, a in groups])
+        self.credit = ChildTaxCredit.for_groups(groups, eitc) if child_tax_credit and self.by_filing else None
+        # The rest of a worker's taxes (a couple's: as if the spouse earned nothing); of a couple's
+        # return on their combined earnings; payroll tax on each spouse's wages.
+        self.others = _fixed_schedule([_return_changes(s, k, payroll, eitc) + _earner_changes(payroll) for s, k, _ in groups])
+        self.return_others = _fixed_schedule([_return_changes(s, k, payroll, eitc) for s, k, _ in groups])
+        earner = _fixed_schedule([_earner_changes(payroll)])
+        self.earner = TaxSchedule(earner.cutoffs[0], earner.rates[0])
         self.rebate_share = rebate_share
         self.components = ["income tax"] + (["standard deduction"] if standard_deduction else []) + \
-            (["payroll tax"] if payroll else []) + (["EITC"] if eitc else [])
-        top = 1.0 - float(self.fixed_rates.max())  # no marginal rate above 100%
+            (["child tax credit"] if self.credit else []) + (["payroll tax"] if payroll else []) + (["EITC"] if eitc else [])
+        # No marginal rate above 100%, wherever the credit's phase-out meets the other taxes' highest rates.
+        top = 1.0 - float(self.others.rates.max()) - (US_2024_CTC[4] if self.credit else 0.0) - 1e-12
         self.parameters = tuple(
             Parameter(f"rate_{j}", 0.0, top, "fraction",
                       f"federal income-tax rate on a single filer's taxable income from {_dollars(lo)} " + (f"to {_dollars(hi)}" if hi else "upward"))
@@ -179,51 +293,25 @@ class USTax2024(Mechanism):
         )
         self._initial = self.validate(list(US_FEDERAL_2024_RATES))
 
-    @classmethod
-    def _stack(cls, groups: list[Changes]) -> tuple[Tensor, Tensor, Tensor]:
-        """Every group's segments, padded to one width: starts (G, S), exposure (G, S, 7), fixed rates (G, S)."""
-        tables = [cls._table(changes) for changes in groups]
-        width = max(len(c) for c, _, _ in tables)
-        padded = [cls._pad(table, width) for table in tables]
-        return tuple(torch.stack([table[i] for table in padded]) for i in range(3))
-
-    @staticmethod
-    def _table(changes: Changes) -> tuple[Tensor, Tensor, Tensor]:
-        """Segments of one group: their starts (S,), statutory-rate exposure (S, 7), fixed rates (S,)."""
-        starts = sorted({0.0, *(at for at, _, _ in changes)})
-        exposure = torch.zeros(len(starts), len(US_FEDERAL_2024_RATES), dtype=torch.float64)
-        fixed = torch.zeros(len(starts), dtype=torch.float64)
-        for s, start in enumerate(starts):
-            brackets = [j for at, j, _ in changes if j is not None and at <= start]
-            if brackets:
-                exposure[s, max(brackets)] = 1.0
-            fixed[s] = sum(rate for at, _, rate in changes if at <= start)
-        return torch.tensor(starts, dtype=torch.float64), exposure, fixed
-
-    @staticmethod
-    def _pad(table: tuple[Tensor, Tensor, Tensor], width: int) -> tuple[Tensor, Tensor, Tensor]:
-        """Extend a group's segments to `width` with empty ones beyond any income, so groups stack."""
-        cutoffs, exposure, fixed = table
-        extra = width - len(cutoffs)
-        beyond = NEVER_REACHED_INCOME * torch.arange(2, extra + 2, dtype=torch.float64)
-        return (torch.cat([cutoffs, beyond]), torch.cat([exposure, exposure[-1:].expand(extra, -1)]),
-                torch.cat([fixed, fixed[-1:].expand(extra)]))
-
     def initial(self) -> Tensor:
         return self._initial.clone()
 
     def compile(self, theta: Tensor) -> Policy:
-        """Rates (..., S) or, by filing group, (..., G, S): each segment's statutory rate plus its fixed ones."""
-        schedule = self._schedule(theta, self.cutoffs, self.exposure, self.fixed_rates)
+        """Schedules by filing group (cutoffs (G, S), or (..., G, S) where the child tax credit's
+        turning point moves with the rates), rates (..., G, S); one schedule for `filing: single`."""
+        income_tax = TaxSchedule(self.bracket_starts.to(theta.device),
+                                 torch.einsum("...p,gsp->...gs", theta, self.exposure.to(theta)))
+        if self.credit is not None:
+            income_tax = self.credit.after(income_tax)
+        schedule = combined(income_tax, self._to(self.others, theta))
         if not self.by_filing:
-            return Policy(schedule, rebate_share=self.rebate_share)
-        joint = JointReturns(self._schedule(theta, self.return_cutoffs, self.return_exposure, self.return_fixed),
-                             TaxSchedule(self.earner_schedule.cutoffs.to(theta.device), self.earner_schedule.rates.to(theta)))
+            return Policy(TaxSchedule(schedule.cutoffs[0], schedule.rates[..., 0, :]), rebate_share=self.rebate_share)
+        joint = JointReturns(combined(income_tax, self._to(self.return_others, theta)), self._to(self.earner, theta))
         return Policy(schedule, rebate_share=self.rebate_share, by_filing=True, joint=joint)
 
-    def _schedule(self, theta: Tensor, cutoffs: Tensor, exposure: Tensor, fixed: Tensor) -> TaxSchedule:
-        rates = torch.einsum("...p,...sp->...s", theta.unsqueeze(-2) if self.by_filing else theta, exposure.to(theta))
-        return TaxSchedule(cutoffs.to(theta.device), (rates + fixed.to(theta)).clamp(-1.0, 1.0))  # rounding
+    @staticmethod
+    def _to(schedule: TaxSchedule, theta: Tensor) -> TaxSchedule:
+        return TaxSchedule(schedule.cutoffs.to(theta.device), schedule.rates.to(theta))
 
     def describe(self) -> str:
         use = "all revenue is paid back to every worker as an equal lump sum" if self.rebate_share == 1 else (

@@ -183,8 +183,8 @@ def caveats(setup: Setup, runs: list[PlannerRun]) -> list[str]:
         "Workers are simulated, not people: hours follow the stated utility model, calibrated only so that the "
         "median worker works the target hours under the 2024 US taxes on earnings.",
         f"Revenue: {spent}. The US federal "
-        "baseline is the 2024 taxes on earnings by filing status (income tax above the standard deduction, payroll "
-        "tax, EITC); paying its revenue back equally, as the reference paper does, makes it a large basic income "
+        "baseline is the 2024 taxes on earnings by filing status (income tax above the standard deduction, child tax "
+        "credit, payroll tax, EITC; couples who both work on one joint return); paying its revenue back equally, as the reference paper does, makes it a large basic income "
         "the real US does not pay (`rebate_share: 0` keeps it as spending).",
     ]
     if config.workers.kind == "bounded":
