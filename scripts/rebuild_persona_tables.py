@@ -550,7 +550,10 @@ occupation-group margin equals OEWS employment (the law of sex and education wit
 and band is Adult's); the single-year age comes from the CPS age distribution within the band.
 Marital status, filing status, household size, children and whether the spouse works come from
 the CPS table given state and age band. Married agents whose spouse works are paired, woman with
-man, within their state by age rank; the pair shares one household's size and children.
+man, within their state by the rank of a key of age, log wage and noise weighted so that spouses'
+ages and log wages correlate as those of CPS couples who both earn (0.886 and 0.114, from
+`cps.csv.gz` by `scripts/cps_spouse_moments.py`, at 50,000 agents); the pair shares one
+household's size and children.
 
 `sample_population(..., income_model="gb2")` reads no table for income: it replaces the
 wages by draws from the GB2 fit to ACS 2023 annual income (mu = 72402.78, sigma = 2.07211,

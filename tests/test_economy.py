@@ -356,7 +356,7 @@ def test_participation_calibration_hits_its_targets_and_reports_them():
 def test_a_population_larger_than_a_chunk_gets_the_best_response_it_gets_in_one_pass(monkeypatch):
     """Filing groups' own schedules, fixed costs and a batch of two policies, chunk by chunk with a
     last short chunk, against the same population in one pass."""
-    from llm_economist.economy import labour
+    from llm_economist.economy import tax
     from llm_economist.factory import population_units
     from llm_economist.mechanisms import make_mechanism
 
@@ -367,9 +367,9 @@ def test_a_population_larger_than_a_chunk_gets_the_best_response_it_gets_in_one_
     mechanism = make_mechanism("us_tax_2024")
     thetas = torch.stack([mechanism.initial(), torch.full((7,), 0.3, dtype=D)])
     schedule = mechanism.compile(thetas).for_agents(units).schedule
-    monkeypatch.setattr(labour, "AGENT_CHUNK", 96)
+    monkeypatch.setattr(tax, "AGENT_CHUNK", 96)
     chunked = best_response_hours(wage, schedule, 5_000.0, prefs)
-    monkeypatch.setattr(labour, "AGENT_CHUNK", 10**9)
+    monkeypatch.setattr(tax, "AGENT_CHUNK", 10**9)
     whole = best_response_hours(wage, schedule, 5_000.0, prefs)
     assert chunked.shape == (2, 1_000) and 0 < int((whole == 0).sum())
     torch.testing.assert_close(chunked, whole, rtol=0, atol=0)

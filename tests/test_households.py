@@ -73,7 +73,7 @@ def test_with_a_convex_return_the_couple_reaches_its_joint_optimum_off_the_kinks
     z = outcome.income.unsqueeze(0)
     own = (z[:, first] + z[:, second] - household_tax(policy, model, z)[:, first] - v(outcome.hours[first]) - v(outcome.hours[second]))[0]
     together = outcome.income[first] + outcome.income[second]
-    kinks = model.resolve(policy, outcome).joint.combined.cutoffs[first]
+    kinks = model.resolve(policy, outcome).joint.combined.cutoffs[units.filing[first]]  # the return's, by filing group
     at_kink = ((together.unsqueeze(-1) - kinks).abs() < 0.5).any(dim=-1)
     assert 0 < int(at_kink.sum()) < len(first) // 4
     assert (own >= best - 1e-9 * best.abs())[~at_kink].all()

@@ -24,6 +24,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
+from . import tax
 from .tax import TaxSchedule
 from .utility import (
     MIN_CONSUMPTION,
@@ -37,7 +38,6 @@ from .utility import (
 
 Tensor = torch.Tensor
 _BISECTION_STEPS = 60
-AGENT_CHUNK = 8192  # agents per pass of the general best response (chosen with benchmarks/env_throughput.py)
 
 
 def _transfer_per_choice(transfer, like: Tensor) -> Tensor:
@@ -105,13 +105,13 @@ def _or_idle(wage: Tensor, schedule: TaxSchedule, transfer: Tensor, prefs: Prefe
 
 def _best_of_segments(wage: Tensor, schedule: TaxSchedule, transfer, prefs: Preferences) -> Tensor:
     """The general case: optimise on every bracket's linear segment, keep the best. A large
-    population goes AGENT_CHUNK agents at a time: its (..., agents, 2K) candidates then stay in
+    population goes `tax.AGENT_CHUNK` agents at a time: its (..., agents, 2K) candidates then stay in
     blocks the allocator reuses, instead of fresh pages of memory every period."""
     n = wage.shape[-1]
-    if n <= AGENT_CHUNK:
+    if n <= tax.AGENT_CHUNK:
         return _best_of_segments_chunk(wage, schedule, transfer, prefs)
     parts = [_best_of_segments_chunk(wage[s], schedule.for_agent(s), transfer, prefs.for_agent(s))
-             for s in (slice(start, start + AGENT_CHUNK) for start in range(0, n, AGENT_CHUNK))]
+             for s in (slice(start, start + tax.AGENT_CHUNK) for start in range(0, n, tax.AGENT_CHUNK))]
     return torch.cat(parts, dim=-1)
 
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from . import tax
 from .tax import TaxSchedule, combined, shifted, widened
 
 Tensor = torch.Tensor
@@ -64,8 +65,8 @@ class TaxUnits:
 @dataclass(frozen=True)
 class JointReturns:
     """A return two working spouses file together: its taxes on their combined earnings (income tax,
-    credits), rows by filing group or per agent once resolved, and each spouse's own taxes on its
-    wages (payroll), one schedule for all.
+    credits), rows by filing group, and each spouse's own taxes on its wages (payroll), one
+    schedule for all; once resolved, who files with whom.
 
     The return's tax J(z_1 + z_2) is split so each spouse pays (J(z_1 + z_2) + J(z_i) - J(z_o)) / 2
     plus its payroll tax: the shares add up to the return, a spouse whose partner earns nothing
@@ -75,17 +76,49 @@ class JointReturns:
 
     combined: TaxSchedule
     earner: TaxSchedule
-    partner: Tensor | None = None  # (N,) once resolved: each worker's working spouse, -1 for none
+    units: TaxUnits | None = None
 
-    def taxes(self, z: Tensor) -> Tensor:
-        """(..., N) each spouse's share of its return plus its payroll tax (couples only; others' entries unused)."""
-        other = z[..., self.partner.clamp(min=0)]
-        j = self.combined.tax
-        return self.earner.tax(z) + 0.5 * (j(z + other) + j(z) - j(other))
+    def _spouses(self, chunk: slice | None = None) -> tuple[Tensor, TaxSchedule]:
+        """Positions of (a chunk of) the spouses, and their returns' schedules."""
+        spouses = torch.nonzero(self.units.couples).squeeze(-1)
+        spouses = spouses if chunk is None else spouses[chunk]
+        filing = self.units.filing[spouses]
+        return spouses, TaxSchedule.derived(self.combined.cutoffs[..., filing, :], self.combined.rates[..., filing, :])
 
-    def faced_by_spouses(self, expected_partner: Tensor) -> TaxSchedule:
-        """Per agent (..., N, K): the return's schedule above the partner's expected earnings plus payroll tax."""
-        return combined(shifted(self.combined, expected_partner), self.earner)
+    def taxes(self, z: Tensor, taxes: Tensor) -> Tensor:
+        """`taxes` (..., N) with each spouse's entry its share of its return plus its payroll tax."""
+        spouses, returns = self._spouses()
+        own, other = z[..., spouses], z[..., self.units.partner[spouses]]
+        taxes = taxes.clone()
+        taxes[..., spouses] = self.earner.tax(own) + 0.5 * (returns.tax(own + other) + returns.tax(own) - returns.tax(other))
+        return taxes
+
+    @property
+    def width(self) -> int:
+        """Brackets of a spouse's schedule: the return's and the payroll tax's, merged."""
+        return self.combined.n_brackets + self.earner.n_brackets - 1
+
+    def faced_by_spouses(self, cutoffs: Tensor, rates: Tensor, earnings: Tensor | None) -> TaxSchedule:
+        """Every agent's schedule from its rows (..., N, K) (K at least `width`, written over), each
+        spouse's row the return's schedule above what its partner is expected to earn (its entry in
+        `earnings` (..., N); none: nothing) plus payroll tax, `tax.AGENT_CHUNK` spouses at a time
+        so each pass stays in cache."""
+        batch = torch.broadcast_shapes(cutoffs.shape[:-2], rates.shape[:-2], self.combined.cutoffs.shape[:-2],
+                                       () if earnings is None else earnings.shape[:-1])
+        if cutoffs.shape[:-2] != batch:
+            cutoffs = cutoffs.expand(*batch, *cutoffs.shape[-2:]).clone()
+        if rates.shape[:-2] != batch:
+            rates = rates.expand(*batch, *rates.shape[-2:]).clone()
+        for start in range(0, int(self.units.couples.sum()), tax.AGENT_CHUNK):
+            spouses, returns = self._spouses(slice(start, start + tax.AGENT_CHUNK))
+            if earnings is None:
+                expected = torch.zeros(len(spouses), dtype=rates.dtype, device=rates.device)
+            else:
+                expected = earnings[..., self.units.partner[spouses]].to(rates.dtype)
+            faced = widened(combined(shifted(returns, expected), self.earner), cutoffs.shape[-1])
+            cutoffs[..., spouses, :] = faced.cutoffs
+            rates[..., spouses, :] = faced.rates
+        return TaxSchedule.derived(cutoffs, rates)
 
 
 @dataclass(frozen=True)
@@ -111,25 +144,11 @@ class Policy:
             return self
         if units is None:
             raise ValueError("policy: this mechanism taxes by filing status, and the population's filing groups are unknown")
-        s, filing = self.schedule, units.filing
-        own = TaxSchedule(s.cutoffs[..., filing, :], s.rates[..., filing, :])
-        if self.joint is None or not bool(units.couples.any()):
-            return replace(self, schedule=own, by_filing=False, joint=None)
-        j, couples = self.joint, torch.nonzero(units.couples).squeeze(-1)
-        returns = TaxSchedule(j.combined.cutoffs[..., filing, :], j.combined.rates[..., filing, :])
-        if earnings is None:
-            expected = torch.zeros(len(couples), dtype=own.rates.dtype, device=own.rates.device)
-        else:
-            expected = earnings[..., units.partner[couples]].to(own.rates.dtype)
-        spouses = replace(j, combined=returns.for_agent(couples)).faced_by_spouses(expected)
-        width = max(own.n_brackets, spouses.n_brackets)
-        own, spouses = widened(own, width), widened(spouses, width)
-        batch = torch.broadcast_shapes(own.cutoffs.shape[:-2], spouses.cutoffs.shape[:-2])
-        cutoffs = own.cutoffs.expand(*batch, *own.cutoffs.shape[-2:]).clone()
-        rates = own.rates.expand(*torch.broadcast_shapes(batch, own.rates.shape[:-2]), *own.rates.shape[-2:]).clone()
-        cutoffs[..., couples, :] = spouses.cutoffs
-        rates[..., couples, :] = spouses.rates
-        return replace(self, schedule=TaxSchedule(cutoffs, rates), by_filing=False, joint=replace(j, combined=returns, partner=units.partner))
+        joint = None if self.joint is None or not bool(units.couples.any()) else replace(self.joint, units=units)
+        rows = widened(self.schedule, max(self.schedule.n_brackets, joint.width if joint else 0))
+        cutoffs, rates = rows.cutoffs[..., units.filing, :], rows.rates[..., units.filing, :]  # fresh copies
+        schedule = TaxSchedule.derived(cutoffs, rates) if joint is None else joint.faced_by_spouses(cutoffs, rates, earnings)
+        return replace(self, schedule=schedule, by_filing=False, joint=joint)
 
     def for_agent(self, i: int) -> Policy:
         """Agent i's rules: the policy with its own schedule (itself when all share one)."""
@@ -148,8 +167,8 @@ class Policy:
     def levy(self, income: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Taxes (..., N), transfer (..., 1) and funding rate (..., 1) for everyone's incomes (..., N)."""
         taxes = self.schedule.tax(income)
-        if self.joint is not None and self.joint.partner is not None:
-            taxes = torch.where(self.joint.partner >= 0, self.joint.taxes(income), taxes)
+        if self.joint is not None and self.joint.units is not None:
+            taxes = self.joint.taxes(income, taxes)
         if self.funding == "rebate":
             transfer = self.transfer(taxes)
             return taxes, transfer, torch.zeros_like(transfer)

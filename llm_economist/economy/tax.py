@@ -17,6 +17,8 @@ import torch
 
 Tensor = torch.Tensor
 
+AGENT_CHUNK = 8192  # agents per pass where each agent's work is a table of its own (chosen with benchmarks/env_throughput.py)
+
 # A cutoff at or beyond this income is never reached: a mechanism's way to say a bracket has no
 # end (a negative income tax with no phase-out). Prompts and plots leave such cutoffs out.
 NEVER_REACHED_INCOME = 1e12
@@ -105,6 +107,15 @@ class TaxSchedule:
             raise ValueError(f"tax schedule: marginal rates must lie in [-1, 1], got {bad.flatten()[:5].tolist()}")
 
     @classmethod
+    def derived(cls, cutoffs: Tensor, rates: Tensor) -> "TaxSchedule":
+        """A schedule made from checked ones by taking some agents' rows, shifting or padding
+        brackets: checking it again would only repeat their checks, on every agent every period."""
+        schedule = object.__new__(cls)
+        object.__setattr__(schedule, "cutoffs", cutoffs)
+        object.__setattr__(schedule, "rates", rates)
+        return schedule
+
+    @classmethod
     def from_lists(cls, cutoffs, rates, dtype=torch.float64) -> "TaxSchedule":
         return cls(torch.as_tensor(cutoffs, dtype=dtype), torch.as_tensor(rates, dtype=dtype))
 
@@ -134,7 +145,7 @@ class TaxSchedule:
         """Agent i's own schedule, or some agents' (a slice or positions; the schedule itself when all share one)."""
         if self.per_agent and self.cutoffs.ndim > 2 and isinstance(i, int):
             raise ValueError("tax schedule: one agent's schedule out of a batch whose cutoffs differ by schedule")
-        return TaxSchedule(self.cutoffs[..., i, :], self.rates[..., i, :]) if self.per_agent else self
+        return TaxSchedule.derived(self.cutoffs[..., i, :], self.rates[..., i, :]) if self.per_agent else self
 
     @property
     def widths(self) -> Tensor:
@@ -166,7 +177,14 @@ class TaxSchedule:
         return torch.gather(values, -1, idx)
 
     def tax(self, z: Tensor) -> Tensor:
-        """T(z) for incomes (..., N); differentiable in the rates and in z."""
+        """T(z) for incomes (..., N); differentiable in the rates and in z. Schedules of many
+        agents go AGENT_CHUNK agents at a time, so each pass's tables stay in cache."""
+        n = z.shape[-1]
+        if self.per_agent and n > AGENT_CHUNK:
+            return torch.cat([self.for_agent(s)._tax(z[..., s]) for s in (slice(i, i + AGENT_CHUNK) for i in range(0, n, AGENT_CHUNK))], dim=-1)
+        return self._tax(z)
+
+    def _tax(self, z: Tensor) -> Tensor:
         idx = self.bracket_index(z)
         base = self._per_bracket(self.tax_at_cutoffs(), idx)
         rate = self._per_bracket(self.rates, idx)
@@ -253,7 +271,7 @@ def shifted(schedule: TaxSchedule, offset: Tensor) -> TaxSchedule:
     moved = torch.where(inside, torch.gather(cutoffs, -1, idx) - offset.expand(*batch, offset.shape[-1]).unsqueeze(-1).to(cutoffs.dtype),
                         _beyond(cutoffs, k))
     moved = torch.cat([torch.zeros_like(moved[..., :1]), moved[..., 1:]], dim=-1)
-    return TaxSchedule(moved, torch.gather(rates, -1, idx))
+    return TaxSchedule.derived(moved, torch.gather(rates, -1, idx))
 
 
 def combined(first: TaxSchedule, second: TaxSchedule) -> TaxSchedule:
@@ -270,4 +288,4 @@ def widened(schedule: TaxSchedule, width: int) -> TaxSchedule:
     if extra <= 0:
         return schedule
     c, r = schedule.cutoffs, schedule.rates
-    return TaxSchedule(torch.cat([c, _beyond(c, extra)], dim=-1), torch.cat([r, r[..., -1:].expand(*r.shape[:-1], extra)], dim=-1))
+    return TaxSchedule.derived(torch.cat([c, _beyond(c, extra)], dim=-1), torch.cat([r, r[..., -1:].expand(*r.shape[:-1], extra)], dim=-1))

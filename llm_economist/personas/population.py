@@ -9,8 +9,9 @@ One agent is one wage earner. ``sample_population(n, seed)`` draws, all vectoris
    the CPS age distribution within the band;
 4. marital status, filing status, household size, children and whether the spouse works
    from the CPS tax-unit table given state and age band;
-5. two-earner households: married agents whose spouse works are paired within their state,
-   woman with man, by age rank.
+5. two-earner households: married agents whose spouse works are paired woman with man within
+   their state, by rank of a key of age, wage and noise weighted so spouses' ages and wages
+   correlate as in CPS couples (`SPOUSE_CORRELATIONS`).
 
 ``income_model="gb2"`` keeps all of that and replaces the wages with draws from the GB2 fit to
 ACS 2023 annual income divided by 2080 hours, assigned by the rank of the census wage (a rank
@@ -52,6 +53,13 @@ DATA_DIR = Path(__file__).resolve().parent / "data"
 REBUILD_COMMAND = "python scripts/rebuild_persona_tables.py"
 
 INCOME_MODELS = ("census", "gb2")
+# Couples in the CPS (taxcalc's cps.csv.gz, married filing jointly, both earning; weighted):
+# spouses' ages correlate 0.886 and their log wage earnings 0.114 (`scripts/cps_spouse_moments.py`).
+SPOUSE_CORRELATIONS = {"age": 0.886, "log_earnings": 0.114}
+# Weights of the standardised log wage and of noise against the standardised age in the key
+# spouses are matched on (`spouse_key`), found by grid search to give those correlations (with
+# hourly wages standing for earnings) on large samples.
+SPOUSE_MATCHING = (0.25, 0.15)
 MIN_HOURLY_WAGE = 7.25  # federal minimum wage, $/h
 HOURS_PER_YEAR = 2080.0  # 52 weeks x 40 hours, the OEWS annual <-> hourly convention
 OEWS_TOP_CODE = 115.0  # $/h; state percentiles at or above it are not published
@@ -479,12 +487,12 @@ def _check_seed(seed) -> int:
     return _check_integer("seed", seed, 0)
 
 
-def _pair_spouses(state: np.ndarray, female: np.ndarray, age: np.ndarray, eligible: np.ndarray,
+def _pair_spouses(state: np.ndarray, female: np.ndarray, key: np.ndarray, eligible: np.ndarray,
                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Pair eligible agents woman-with-man inside each state, closest in age rank.
+    """Pair eligible agents woman-with-man inside each state, closest in `key` rank.
 
     In each state the larger sex is thinned at random to the size of the smaller one, then
-    both are sorted by age and matched rank to rank. Returns (women, men) agent positions.
+    both are sorted by key and matched rank to rank. Returns (women, men) agent positions.
     """
     cand = np.flatnonzero(eligible)
     tie = rng.random(len(cand))
@@ -500,9 +508,18 @@ def _pair_spouses(state: np.ndarray, female: np.ndarray, age: np.ndarray, eligib
     per_state = np.minimum(counts[0::2], counts[1::2])
     keep = rank < per_state[s]
     cand, s, f, tie = cand[keep], s[keep], f[keep], tie[keep]
-    order = np.lexsort((tie, age[cand], f, s))
+    order = np.lexsort((tie, key[cand], f, s))
     ordered, fo = cand[order], f[order]
     return ordered[fo == 1], ordered[fo == 0]
+
+
+def spouse_key(age: np.ndarray, wage: np.ndarray, noise: np.ndarray) -> np.ndarray:
+    """What spouses are matched on: age, log wage and noise, standardised and weighted so that
+    spouses' ages and log wages correlate as in the CPS (`SPOUSE_MATCHING`)."""
+    wage_weight, noise_weight = SPOUSE_MATCHING
+    log_wage = np.log(wage)
+    return ((age - age.mean()) / max(age.std(), 1e-12) + wage_weight * (log_wage - log_wage.mean()) / max(log_wage.std(), 1e-12)
+            + noise_weight * noise)
 
 
 def sample_population(n: int, seed: int, income_model: str = "census") -> Population:
@@ -543,7 +560,8 @@ def sample_population(n: int, seed: int, income_model: str = "census") -> Popula
 
     # 5. Two-earner households; the pair shares the household facts of its lower agent id.
     female = sex == SEXES.index("female")
-    women, men = _pair_spouses(state, female, age, fr.cps_spouse_works[row], rng)
+    key = spouse_key(age.astype(np.float64), wage, rng.standard_normal(n))
+    women, men = _pair_spouses(state, female, key, fr.cps_spouse_works[row], rng)
     household = np.arange(n)
     first, second = np.minimum(women, men), np.maximum(women, men)
     household[second] = first
