@@ -51,6 +51,12 @@ class EconomyConfig(Section):
         0.25, gt=0.0, le=2.0,
         description="extensive margin: elasticity of participation with respect to the net-of-tax rate that the spread "
         "of fixed costs is calibrated to; 0.25 is Chetty (2012)'s Hicksian extensive-margin elasticity")
+    disutility_spread: float = Field(
+        0.0, ge=0.0, le=3.0,
+        description="log-sd of each worker's own taste for leisure (a multiple of psi, log-normal); 0 = one taste for all")
+    disutility_wage_slope: float = Field(
+        0.0, ge=-2.0, le=2.0,
+        description="how each worker's taste for leisure moves with its wage: taste proportional to wage^slope; 0 = not at all")
     dtype: Literal["float64", "float32"] = Field(
         "float64", description="floating-point precision of the simulation; float32 halves memory for very large populations")
 

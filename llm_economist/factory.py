@@ -43,6 +43,7 @@ CALIBRATION_ROUNDS = 50
 CALIBRATION_TOLERANCE = 1.0  # $/year of rebate, and of a spouse's earnings
 PARTICIPATION_STEP = 0.05  # +-5% take-home pay from work measures the extensive-margin elasticity
 MIN_COST_SPREAD, MAX_COST_SPREAD = 1e-3, 20.0  # log-sd of the fixed costs of working
+TASTE_SEED_OFFSET = 7919  # the tastes' draws come from their own stream, apart from the fixed costs'
 
 
 def calibration_policy(units: TaxUnits | None = None, dtype=torch.float64) -> Policy:
@@ -86,7 +87,7 @@ def calibrated_preferences(economy: EconomyConfig, wage: torch.Tensor, seed: int
     spouses' earnings are solved together (a fixed point, one pass when utility is quasi-linear,
     there is no extensive margin and no couple files jointly)."""
     e = economy
-    base = Preferences(eta=e.eta, elasticity=e.elasticity, max_hours=e.max_hours)
+    base = Preferences(eta=e.eta, elasticity=e.elasticity, max_hours=e.max_hours, disutility=tastes(e, wage, seed))
     policy = calibration_policy(units, wage.dtype)
     draws = torch.randn(wage.shape, generator=torch.Generator().manual_seed(seed), dtype=wage.dtype) if e.share_not_working else None
     rebate, costs, participation, earnings, spouses_still, psi = 0.0, 0.0, {}, None, False, None
@@ -113,6 +114,16 @@ def calibrated_preferences(economy: EconomyConfig, wage: torch.Tensor, seed: int
     working = hours[hours > 0]
     return prefs, {"psi": prefs.psi, "median_hours_us_2024": float(working.median()), "rebate_us_2024": rebate,
                    "intensive_elasticity": e.elasticity, **participation, **shares}
+
+
+def tastes(economy: EconomyConfig, wage: torch.Tensor, seed: int) -> torch.Tensor | float:
+    """Each worker's taste for leisure, a multiple of psi: exp(slope (log w - mean log w) + spread x)
+    with x standard normal (drawn apart from the fixed costs' draws); 1 for all without a spread or slope."""
+    if not (economy.disutility_spread or economy.disutility_wage_slope):
+        return 1.0
+    x = torch.randn(wage.shape, generator=torch.Generator().manual_seed(seed + TASTE_SEED_OFFSET), dtype=wage.dtype)
+    log_wage = torch.log(wage)
+    return torch.exp(economy.disutility_wage_slope * (log_wage - log_wage.mean()) + economy.disutility_spread * x)
 
 
 def participation_costs(wage: torch.Tensor, schedule: TaxSchedule, transfer: float, prefs: Preferences, draws: torch.Tensor,

@@ -51,11 +51,11 @@ def _transfer_per_choice(transfer, like: Tensor) -> Tensor:
 def _segment_optimum(a: Tensor, b: Tensor, lo: Tensor, hi: Tensor, prefs: Preferences) -> Tensor:
     """Hours maximising u(a h + b) - v(h) on [lo, hi]; the objective is strictly concave in h."""
     if prefs.eta == 0.0:
-        return torch.minimum(torch.maximum((a / prefs.psi).pow(prefs.elasticity), lo), hi)
+        return torch.minimum(torch.maximum((a / prefs.weight(-2)).pow(prefs.elasticity), lo), hi)
     inv_eps = 1.0 / prefs.elasticity
 
     def foc(h: Tensor) -> Tensor:  # decreasing in h
-        return a * marginal_consumption_utility(a * h + b, prefs.eta) - prefs.psi * h.pow(inv_eps)
+        return a * marginal_consumption_utility(a * h + b, prefs.eta) - prefs.weight(-2) * h.pow(inv_eps)
 
     left, right = lo.clone(), hi.clone()
     for _ in range(_BISECTION_STEPS):
@@ -77,7 +77,7 @@ def _quasi_linear_convex_hours(wage: Tensor, schedule: TaxSchedule, prefs: Prefe
     """
     per_hour = WEEKS_PER_YEAR * wage  # (N,)
     keep = (1.0 - schedule.agent_rates).clamp(min=0.0).pow(prefs.elasticity)  # (..., 1 or N, K)
-    desired = (per_hour * (per_hour / prefs.psi).pow(prefs.elasticity)).unsqueeze(-1) * keep  # (..., N, K)
+    desired = (per_hour * (per_hour / prefs.weight()).pow(prefs.elasticity)).unsqueeze(-1) * keep  # (..., N, K)
     z = torch.maximum(desired, schedule.cutoffs).min(dim=-1).values
     return (z / per_hour).clamp(max=prefs.max_hours)
 

@@ -1,8 +1,9 @@
 """Worker utility: isoelastic consumption utility minus isoelastic labour disutility.
 
-    u(c, h) = ((c - F 1[h > 0])^(1-eta) - 1) / (1 - eta) - psi * h^(1 + 1/eps) / (1 + 1/eps)
+    u(c, h) = ((c - F 1[h > 0])^(1-eta) - 1) / (1 - eta) - psi d * h^(1 + 1/eps) / (1 + 1/eps)
 
-F is a fixed cost of working at all ($/year: travel, childcare, the job search), one per worker
+d is each worker's own taste for leisure, a multiple of psi (1 for all unless the population says
+otherwise: `Preferences.disutility`). F is a fixed cost of working at all ($/year: travel, childcare, the job search), one per worker
 when the population has an extensive margin (`Preferences.fixed_cost`), so that some workers
 choose 0 h and participation responds to taxes (Cogan 1981; Saez 2002). eta is the curvature of consumption utility (eta = 1 is log; eta = 0 is quasi-linear, where the
 elasticity of taxable income is exactly eps and there are no income effects). Hours are per week,
@@ -34,6 +35,7 @@ class Preferences:
     psi: float = 1.0
     max_hours: float = 80.0
     fixed_cost: Tensor | float = 0.0  # $/year given up by working any hours, per worker or one for all
+    disutility: Tensor | float = 1.0  # each worker's multiple of psi, or one for all
 
     def __post_init__(self) -> None:
         checks = {
@@ -49,15 +51,21 @@ class Preferences:
         cost = torch.as_tensor(self.fixed_cost)
         if not (torch.isfinite(cost).all() and (cost >= 0).all()):
             raise ValueError("preferences: fixed_cost must be finite and non-negative")
+        taste = torch.as_tensor(self.disutility)
+        if not (torch.isfinite(taste).all() and (taste > 0).all()):
+            raise ValueError("preferences: disutility must be finite and positive")
 
     def with_psi(self, psi: float) -> "Preferences":
         return replace(self, psi=float(psi))
 
     def for_agent(self, i: int | slice) -> "Preferences":
-        """Agent i's preferences, or a slice of agents': their own fixed costs where each worker has one."""
-        if not torch.is_tensor(self.fixed_cost):
-            return self
-        return replace(self, fixed_cost=self.fixed_cost[i] if isinstance(i, slice) else float(self.fixed_cost[i]))
+        """Agent i's preferences, or a slice of agents': their own fixed costs and tastes where each worker has one."""
+        def own(value: Tensor | float) -> Tensor | float:
+            if not torch.is_tensor(value):
+                return value
+            return value[i] if isinstance(i, slice) else float(value[i])
+
+        return replace(self, fixed_cost=own(self.fixed_cost), disutility=own(self.disutility))
 
     @property
     def has_fixed_cost(self) -> bool:
@@ -65,9 +73,18 @@ class Preferences:
 
     def cost(self, agent_axis: int = -1) -> Tensor | float:
         """The fixed cost shaped so agents sit on `agent_axis` (-1: (..., N); -2: (..., N, choices))."""
-        if not torch.is_tensor(self.fixed_cost):
-            return float(self.fixed_cost)
-        return self.fixed_cost.reshape(-1, *([1] * (-agent_axis - 1)))
+        return _on_agent_axis(self.fixed_cost, agent_axis)
+
+    def weight(self, agent_axis: int = -1) -> Tensor | float:
+        """psi times each worker's taste for leisure, shaped as `cost`: the weight of its disutility of work."""
+        return self.psi * _on_agent_axis(self.disutility, agent_axis)
+
+
+def _on_agent_axis(value: Tensor | float, agent_axis: int) -> Tensor | float:
+    """A per-worker value (N,) shaped so agents sit on `agent_axis`; a number as it is."""
+    if not torch.is_tensor(value):
+        return float(value)
+    return value.reshape(-1, *([1] * (-agent_axis - 1)))
 
 
 def annual_income(wage: Tensor, hours: Tensor) -> Tensor:
@@ -90,7 +107,7 @@ def marginal_consumption_utility(c: Tensor, eta: float) -> Tensor:
     return c.clamp(min=MIN_CONSUMPTION).pow(-eta)
 
 
-def labour_disutility(h: Tensor, psi: float, elasticity: float) -> Tensor:
+def labour_disutility(h: Tensor, psi: Tensor | float, elasticity: float) -> Tensor:
     """psi * h^(1 + 1/eps) / (1 + 1/eps)."""
     k = 1.0 + 1.0 / elasticity
     return psi * h.clamp(min=0.0).pow(k) / k
@@ -100,7 +117,7 @@ def utility(c: Tensor, h: Tensor, prefs: Preferences, agent_axis: int = -1) -> T
     """u(c, h), the fixed cost paid where h > 0; agents on `agent_axis` of c (see `Preferences.cost`)."""
     if prefs.has_fixed_cost:
         c = c - prefs.cost(agent_axis) * (h > 0)
-    return consumption_utility(c, prefs.eta) - labour_disutility(h, prefs.psi, prefs.elasticity)
+    return consumption_utility(c, prefs.eta) - labour_disutility(h, prefs.weight(agent_axis), prefs.elasticity)
 
 
 def utility_scale(wage: Tensor, eta: float) -> Tensor:
