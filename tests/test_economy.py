@@ -313,14 +313,20 @@ def test_best_response_with_fixed_costs_of_working_beats_a_brute_force_grid(eta)
     base = calibrate_psi(wage, TaxSchedule.us_federal_2024(), Preferences(eta=eta, elasticity=0.33))
     prefs = replace(base, fixed_cost=costs)
     for schedule in (TaxSchedule.us_federal_2024(), TaxSchedule(t([0.0, 15_000.0]), t([0.5, 0.2]))):
-        hours = best_response_hours(wage, schedule, 8_000.0, prefs)
-        grid = torch.arange(0.0, 80.0 + 1e-9, 0.01, dtype=D)
-        z = 52.0 * wage.unsqueeze(-1) * grid
-        brute = utility(z - schedule.tax(z) + 8_000.0, grid.expand_as(z), prefs, agent_axis=-2).max(dim=-1).values
-        chosen = 52.0 * wage * hours
-        mine = utility(chosen - schedule.tax(chosen) + 8_000.0, hours, prefs)
-        assert (mine >= brute - 1e-6 * brute.abs().clamp(min=1.0)).all()
+        hours = _no_grid_point_beats(wage, schedule, 8_000.0, prefs)
         assert 0 < int((hours == 0).sum()) < 80  # some work and some do not
+
+
+def _no_grid_point_beats(wage, schedule, transfer, prefs):
+    """The best response, after checking that no hours on a 0.01 h grid give any worker more utility."""
+    hours = best_response_hours(wage, schedule, transfer, prefs)
+    grid = torch.arange(0.0, 80.0 + 1e-9, 0.01, dtype=D)
+    z = 52.0 * wage.unsqueeze(-1) * grid
+    brute = utility(z - schedule.tax(z) + transfer, grid.expand_as(z), prefs, agent_axis=-2).max(dim=-1).values
+    chosen = 52.0 * wage * hours
+    mine = utility(chosen - schedule.tax(chosen) + transfer, hours, prefs)
+    assert (mine >= brute - 1e-6 * brute.abs().clamp(min=1.0)).all()
+    return hours
 
 
 @pytest.mark.parametrize("eta", [0.0, 1.0])
@@ -335,13 +341,7 @@ def test_best_response_with_each_workers_own_taste_for_leisure_beats_a_brute_for
     base = calibrate_psi(wage, TaxSchedule.us_federal_2024(), Preferences(eta=eta, elasticity=0.33))
     prefs = replace(base, disutility=taste, fixed_cost=5_000.0 * torch.rand(60, generator=g, dtype=D) if with_costs else 0.0)
     schedule = TaxSchedule.us_federal_2024()
-    hours = best_response_hours(wage, schedule, 8_000.0, prefs)
-    grid = torch.arange(0.0, 80.0 + 1e-9, 0.01, dtype=D)
-    z = 52.0 * wage.unsqueeze(-1) * grid
-    brute = utility(z - schedule.tax(z) + 8_000.0, grid.expand_as(z), prefs, agent_axis=-2).max(dim=-1).values
-    chosen = 52.0 * wage * hours
-    mine = utility(chosen - schedule.tax(chosen) + 8_000.0, hours, prefs)
-    assert (mine >= brute - 1e-6 * brute.abs().clamp(min=1.0)).all()
+    hours = _no_grid_point_beats(wage, schedule, 8_000.0, prefs)
     twice = best_response_hours(wage, schedule, 8_000.0, replace(prefs, disutility=2 * taste))
     working = (hours > 0) & (twice > 0)
     assert working.sum() > 30 and (twice[working] < hours[working]).all()
