@@ -22,7 +22,7 @@ from .economy.labour import best_response_hours, calibrate_psi, reservation_cost
 from .economy.outcome import hours_shares
 from .economy.policy import Policy, TaxUnits
 from .economy.tax import US_2024_AGED, US_2024_CHILDLESS_EITC_AGES, TaxSchedule
-from .economy.utility import WEEKS_PER_YEAR, Preferences, annual_income
+from .economy.utility import Preferences, annual_income
 from .llm import LLMClient, LLMSettings, open_client
 from .llm.adapter import WorkerAdapter, load_worker_adapter
 from .llm.server import EMBEDDED_GGUF
@@ -90,25 +90,23 @@ def calibrated_preferences(economy: EconomyConfig, wage: torch.Tensor, seed: int
     base = Preferences(eta=e.eta, elasticity=e.elasticity, max_hours=e.max_hours, disutility=tastes(e, wage, seed))
     policy = calibration_policy(units, wage.dtype)
     draws = torch.randn(wage.shape, generator=torch.Generator().manual_seed(seed), dtype=wage.dtype) if e.share_not_working else None
-    rebate, costs, participation, earnings, spouses_still, psi = 0.0, 0.0, {}, None, False, None
+    rebate, costs, participation, earnings, hours, spouses_still, psi = 0.0, 0.0, {}, None, None, False, None
     for turn in range(CALIBRATION_ROUNDS):
         resolved = policy.for_agents(units, earnings)
-        us = TaxSchedule(resolved.schedule.cutoffs.to(wage.dtype), resolved.schedule.rates)
+        joint = resolved.joint is not None
+        us = TaxSchedule.derived(resolved.schedule.cutoffs.to(wage.dtype), resolved.schedule.rates)
         prefs = calibrate_psi(wage, us, replace(base, fixed_cost=costs), e.target_median_hours, rebate, near=psi)
         psi = prefs.psi
         if draws is not None:
             costs, participation = participation_costs(wage, us, rebate, prefs, draws, e.share_not_working, e.extensive_elasticity)
             prefs = replace(prefs, fixed_cost=costs)
-        hours = best_response_hours(wage, us, rebate, prefs)
+        chosen = best_response_hours(wage, us, rebate, prefs)
+        hours = units.take_turn(turn, hours, chosen) if joint else chosen  # spouses take turns, as in `PopulationModel.respond`
         earned = annual_income(wage, hours)
-        if resolved.joint is not None and earnings is not None:  # spouses take turns, as in `PopulationModel.respond`
-            earned = torch.where(units.waiting(turn), earnings, earned)
-            hours = earned / (WEEKS_PER_YEAR * wage)
-        still = resolved.joint is None or earnings is not None and float((earned - earnings).abs().max()) < CALIBRATION_TOLERANCE
+        still = earnings is not None and float((earned - earnings).abs().max()) < CALIBRATION_TOLERANCE
+        spouses_settled, spouses_still = not joint or (still and spouses_still), still
         previous_rebate, rebate, earnings = rebate, float(resolved.levy(earned)[0].mean()), earned
-        settled = still and (resolved.joint is None or spouses_still)
-        spouses_still = still
-        if abs(rebate - previous_rebate) < CALIBRATION_TOLERANCE and settled:
+        if abs(rebate - previous_rebate) < CALIBRATION_TOLERANCE and spouses_settled:
             break
     shares = {f"{name}_us_2024": value for name, value in hours_shares(hours, e.max_hours).items()}
     working = hours[hours > 0]

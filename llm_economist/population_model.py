@@ -70,8 +70,8 @@ class PopulationModel:
                 resolved = self.resolve(policy, outcome)
             faced, transfer = resolved.faced(expected)
             hours = self.workers.expected_hours(self.wage, faced, transfer)
-            if joint and outcome is not None:
-                hours = torch.where(self.units.waiting(turn), outcome.hours, hours)
+            if joint:
+                hours = self.units.take_turn(turn, None if outcome is None else outcome.hours, hours)
             previous, outcome = outcome, settle(self.wage, hours, resolved, self.prefs)
             converged = bool((resolved.expectation(outcome) - expected).abs().max() < tolerance)
             if joint:  # both spouses' turns without a change

@@ -22,6 +22,7 @@ the rebate form every worker population understands.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import torch
 
@@ -55,11 +56,21 @@ class TaxUnits:
         """(N,) bool: workers who file one return with a working spouse."""
         return self.partner >= 0
 
+    @cached_property
+    def spouses(self) -> Tensor:
+        """Positions of the workers who file one return with a working spouse."""
+        return torch.nonzero(self.couples).squeeze(-1)
+
     def waiting(self, turn: int) -> Tensor:
         """(N,) the spouses who keep their hours on this turn when spouses take turns to respond
         to each other: the first of each couple on odd turns, the second on even ones."""
         first = self.partner > torch.arange(len(self.partner), device=self.partner.device)
         return self.couples & (first if turn % 2 else ~first)
+
+    def take_turn(self, turn: int, previous: Tensor | None, chosen: Tensor) -> Tensor:
+        """Hours (..., N) on this turn: `chosen`, but `previous` for the spouses `waiting`
+        (everyone's `chosen` on the first turn, with nothing before it)."""
+        return chosen if previous is None else torch.where(self.waiting(turn), previous, chosen)
 
 
 @dataclass(frozen=True)
@@ -80,8 +91,7 @@ class JointReturns:
 
     def _spouses(self, chunk: slice | None = None) -> tuple[Tensor, TaxSchedule]:
         """Positions of (a chunk of) the spouses, and their returns' schedules."""
-        spouses = torch.nonzero(self.units.couples).squeeze(-1)
-        spouses = spouses if chunk is None else spouses[chunk]
+        spouses = self.units.spouses if chunk is None else self.units.spouses[chunk]
         filing = self.units.filing[spouses]
         return spouses, TaxSchedule.derived(self.combined.cutoffs[..., filing, :], self.combined.rates[..., filing, :])
 
@@ -109,7 +119,7 @@ class JointReturns:
             cutoffs = cutoffs.expand(*batch, *cutoffs.shape[-2:]).clone()
         if rates.shape[:-2] != batch:
             rates = rates.expand(*batch, *rates.shape[-2:]).clone()
-        for start in range(0, int(self.units.couples.sum()), tax.AGENT_CHUNK):
+        for start in range(0, len(self.units.spouses), tax.AGENT_CHUNK):
             spouses, returns = self._spouses(slice(start, start + tax.AGENT_CHUNK))
             if earnings is None:
                 expected = torch.zeros(len(spouses), dtype=rates.dtype, device=rates.device)
@@ -145,7 +155,7 @@ class Policy:
         if units is None:
             raise ValueError("policy: this mechanism taxes by filing status, and the population's filing groups are unknown")
         joint = None if self.joint is None or not bool(units.couples.any()) else replace(self.joint, units=units)
-        rows = widened(self.schedule, max(self.schedule.n_brackets, joint.width if joint else 0))
+        rows = widened(self.schedule, joint.width if joint else 0)
         cutoffs, rates = rows.cutoffs[..., units.filing, :], rows.rates[..., units.filing, :]  # fresh copies
         schedule = TaxSchedule.derived(cutoffs, rates) if joint is None else joint.faced_by_spouses(cutoffs, rates, earnings)
         return replace(self, schedule=schedule, by_filing=False, joint=joint)

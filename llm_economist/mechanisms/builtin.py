@@ -279,8 +279,8 @@ class USTax2024(Mechanism):
         # return on their combined earnings; payroll tax on each spouse's wages.
         self.others = _fixed_schedule([_return_changes(s, k, payroll, eitc) + _earner_changes(payroll) for s, k, _ in groups])
         self.return_others = _fixed_schedule([_return_changes(s, k, payroll, eitc) for s, k, _ in groups])
-        earner = _fixed_schedule([_earner_changes(payroll)])
-        self.earner = TaxSchedule(earner.cutoffs[0], earner.rates[0])
+        earner_cutoffs, _, earner_rates = _table(_earner_changes(payroll))
+        self.earner = TaxSchedule(earner_cutoffs, earner_rates)
         self.rebate_share = rebate_share
         self.components = ["income tax"] + (["standard deduction"] if standard_deduction else []) + \
             (["child tax credit"] if self.credit else []) + (["payroll tax"] if payroll else []) + (["EITC"] if eitc else [])
@@ -311,7 +311,8 @@ class USTax2024(Mechanism):
 
     @staticmethod
     def _to(schedule: TaxSchedule, theta: Tensor) -> TaxSchedule:
-        return TaxSchedule(schedule.cutoffs.to(theta.device), schedule.rates.to(theta))
+        """A fixed schedule of the mechanism on the parameters' device and dtype."""
+        return TaxSchedule.derived(schedule.cutoffs.to(theta.device), schedule.rates.to(theta))
 
     def describe(self) -> str:
         use = "all revenue is paid back to every worker as an equal lump sum" if self.rebate_share == 1 else (
