@@ -31,6 +31,11 @@ class PopulationConfig(Section):
     income_model: Literal["census", "gb2"] = Field(
         "census",
         description="wages from census tables (BLS OEWS), or GB2 incomes fit to ACS 2023 handed out by the rank of the census wage")
+    planning_agents: int | None = Field(
+        None, ge=100, le=10_000_000,
+        description="planners optimise against a stratified sample of about this many workers (whole households, "
+        "drawn along the wage distribution), and their mechanisms are played on the whole population; "
+        "null = against all of them")
 
 
 class EconomyConfig(Section):
@@ -57,8 +62,20 @@ class EconomyConfig(Section):
     disutility_wage_slope: float = Field(
         0.0, ge=-2.0, le=2.0,
         description="how each worker's taste for leisure moves with its wage: taste proportional to wage^slope; 0 = not at all")
+    disutility_types: list[list[float]] = Field(
+        [], description="further types of worker, as [share, multiple] pairs: that share of workers (drawn at random) "
+        "has that multiple of the others' taste for leisure (structural labour models' unobserved types); [] = one type")
     dtype: Literal["float64", "float32"] = Field(
         "float64", description="floating-point precision of the simulation; float32 halves memory for very large populations")
+
+    @field_validator("disutility_types")
+    @classmethod
+    def _types_are_shares_and_multiples(cls, types: list[list[float]]) -> list[list[float]]:
+        if (any(len(t) != 2 or not 0 < t[0] < 1 or not 0 < t[1] <= 100 for t in types)
+                or sum(t[0] for t in types) >= 1):
+            raise ValueError(f"each [share, multiple] needs a share in (0, 1) and a multiple in (0, 100], the shares "
+                             f"summing to under 1; got {types}")
+        return types
 
     @model_validator(mode="after")
     def _median_below_cap(self) -> "EconomyConfig":

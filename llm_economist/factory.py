@@ -29,7 +29,7 @@ from .llm.server import EMBEDDED_GGUF
 from .mechanisms.base import Mechanism
 from .mechanisms.builtin import USTax2024, us_filing_groups
 from .mechanisms.registry import available_mechanisms, make_mechanism
-from .personas import Population, SocialGraph, population_graph, sample_population
+from .personas import Population, SocialGraph, household_sample, population_graph, sample_population
 from .surrogate.model import SurrogatePopulation
 from .planners.fixed import BASELINE
 from .workers.base import Workers
@@ -91,6 +91,7 @@ def calibrated_preferences(economy: EconomyConfig, wage: torch.Tensor, seed: int
     policy = calibration_policy(units, wage.dtype)
     draws = torch.randn(wage.shape, generator=torch.Generator().manual_seed(seed), dtype=wage.dtype) if e.share_not_working else None
     rebate, costs, participation, earnings, hours, spouses_still, psi = 0.0, 0.0, {}, None, None, False, None
+    earlier = None  # the earnings two rounds back: a worker indifferent between two hours can flip for ever
     for turn in range(CALIBRATION_ROUNDS):
         resolved = policy.for_agents(units, earnings)
         joint = resolved.joint is not None
@@ -104,24 +105,35 @@ def calibrated_preferences(economy: EconomyConfig, wage: torch.Tensor, seed: int
         hours = units.take_turn(turn, hours, chosen) if joint else chosen  # spouses take turns, as in `PopulationModel.respond`
         earned = annual_income(wage, hours)
         still = earnings is not None and float((earned - earnings).abs().max()) < CALIBRATION_TOLERANCE
+        repeating = earlier is not None and float((earned - earlier).abs().max()) < CALIBRATION_TOLERANCE
         spouses_settled, spouses_still = not joint or (still and spouses_still), still
-        previous_rebate, rebate, earnings = rebate, float(resolved.levy(earned)[0].mean()), earned
-        if abs(rebate - previous_rebate) < CALIBRATION_TOLERANCE and spouses_settled:
+        previous_rebate, rebate, earlier, earnings = rebate, float(resolved.levy(earned)[0].mean()), earnings, earned
+        if (abs(rebate - previous_rebate) < CALIBRATION_TOLERANCE and spouses_settled) or repeating:
             break
     shares = {f"{name}_us_2024": value for name, value in hours_shares(hours, e.max_hours).items()}
     working = hours[hours > 0]
     return prefs, {"psi": prefs.psi, "median_hours_us_2024": float(working.median()), "rebate_us_2024": rebate,
-                   "intensive_elasticity": e.elasticity, **participation, **shares}
+                   "calibration_rounds": turn + 1, "intensive_elasticity": e.elasticity, **participation, **shares}
 
 
 def tastes(economy: EconomyConfig, wage: torch.Tensor, seed: int) -> torch.Tensor | float:
     """Each worker's taste for leisure, a multiple of psi: exp(slope (log w - mean log w) + spread x)
-    with x standard normal (drawn apart from the fixed costs' draws); 1 for all without a spread or slope."""
-    if not (economy.disutility_spread or economy.disutility_wage_slope):
+    with x standard normal, times each further type's multiple for its share of workers (drawn at
+    random; `economy.disutility_types`); drawn apart from the fixed costs' draws; 1 for all without
+    a spread, slope or further type."""
+    e = economy
+    if not (e.disutility_spread or e.disutility_wage_slope or e.disutility_types):
         return 1.0
-    x = torch.randn(wage.shape, generator=torch.Generator().manual_seed(seed + TASTE_SEED_OFFSET), dtype=wage.dtype)
+    generator = torch.Generator().manual_seed(seed + TASTE_SEED_OFFSET)
+    x = torch.randn(wage.shape, generator=generator, dtype=wage.dtype)
     log_wage = torch.log(wage)
-    return torch.exp(economy.disutility_wage_slope * (log_wage - log_wage.mean()) + economy.disutility_spread * x)
+    taste = torch.exp(e.disutility_wage_slope * (log_wage - log_wage.mean()) + e.disutility_spread * x)
+    if e.disutility_types:
+        u = torch.rand(wage.shape, generator=generator, dtype=wage.dtype)
+        bounds = torch.tensor([share for share, _ in e.disutility_types], dtype=wage.dtype).cumsum(0)
+        multiples = torch.tensor([multiple for _, multiple in e.disutility_types] + [1.0], dtype=wage.dtype)
+        taste = taste * multiples[torch.searchsorted(bounds, u, right=True)]  # u past every bound: the first type
+    return taste
 
 
 def participation_costs(wage: torch.Tensor, schedule: TaxSchedule, transfer: float, prefs: Preferences, draws: torch.Tensor,
@@ -246,6 +258,11 @@ class Setup:
     calibration: dict[str, float]
     client: LLMClient | None  # the language-model client of workers and planners that talk
     owns_client: bool = False
+    planning_model: PopulationModel | None = None  # what planners optimise against, when not `model` itself
+
+    def __post_init__(self) -> None:
+        if self.planning_model is None:
+            self.planning_model = self.model
 
     def close(self) -> None:
         """Close a client the builder opened (also stops the embedded server)."""
@@ -271,13 +288,32 @@ def build_setup(config: RunConfig, client: LLMClient | None = None, cache_path: 
     try:
         units = population_units(population)
         prefs, calibration = calibrated_preferences(config.economy, wage, config.seed, units)
-        workers = make_workers(config, prefs, population, graph, client)
+        model = PopulationModel(wage, prefs, make_workers(config, prefs, population, graph, client), config.welfare.name,
+                                config.welfare.params(), units=units)
+        planning = config.population.planning_agents
+        if planning is not None and planning < population.n:
+            model_for_planning = planning_model(config, population, graph is not None, model, client)
+            calibration["planning_agents"] = int(model_for_planning.wage.shape[-1])
+        else:
+            model_for_planning = model
     except BaseException:
         if owns:
             client.close()
         raise
-    model = PopulationModel(wage, prefs, workers, config.welfare.name, config.welfare.params(), units=units)
-    return Setup(config, population, graph, model, calibration, client, owns)
+    return Setup(config, population, graph, model, calibration, client, owns, model_for_planning)
+
+
+def planning_model(config: RunConfig, population: Population, reads_graph: bool, model: PopulationModel,
+                   client: LLMClient | None) -> PopulationModel:
+    """The workers of a `household_sample` of about `population.planning_agents`, with the
+    preferences calibrated on the whole population and a social graph of their own."""
+    sampled = household_sample(population, config.population.planning_agents, config.seed)
+    sub = population.subset(sampled)
+    at = torch.from_numpy(sampled)
+    prefs = model.prefs.for_agent(at)
+    graph = population_graph(sub, config.seed) if reads_graph else None
+    return PopulationModel(model.wage[at], prefs, make_workers(config, prefs, sub, graph, client), model.welfare_name,
+                           model.welfare_params, units=population_units(sub))
 
 
 # The registered name of the mechanism a planner kind sets: its own, else the config's.

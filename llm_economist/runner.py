@@ -223,7 +223,7 @@ class Runner:
         """The planner's proposal, or, in an election year, the winning platform (held until the next)."""
         g, year = self.config.governance, run.year
         if not g.every_years or run.label == BASELINE:  # the baseline is no tax, whatever a vote would say
-            return run.planner.propose(year, run.history, self.setup.model)
+            return run.planner.propose(year, run.history, self.setup.planning_model)
         if year % g.every_years:
             return run.history[-1].theta
         result = self.elect(run)
@@ -236,7 +236,7 @@ class Runner:
         status_quo = run.history[-1].theta if run.history else mechanism.initial()
         platforms = [Platform("status quo", "status_quo", status_quo)]
         if g.planner_platform:
-            platforms.append(Platform("planner", "planner", run.planner.propose(run.year, run.history, model)))
+            platforms.append(Platform("planner", "planner", run.planner.propose(run.year, run.history, self.setup.planning_model)))
         if g.platforms and sets_config_mechanism(run.label, self.config):
             platforms += config_platforms(mechanism, {p.name: p.parameters for p in g.platforms})
         if g.worker_platforms:

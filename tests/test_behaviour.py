@@ -294,7 +294,7 @@ def test_the_behaviour_command_writes_its_files_and_compare_reports_the_response
                                      "--agents", "50", "--out", str(out), "--quiet"])
     assert done.exit_code == 0, done.output
     result = json.loads((out / "behaviour.json").read_text())
-    required = ["eti", "eti_ci95", "eti_interior", "eti_interior_ci95", "eti_under_50k", "eti_50k_100k", "eti_over_100k",
+    required = ["eti", "eti_ci95", "eti_interior", "eti_interior_ci95", "eti_under_20k", "eti_20k_50k", "eti_50k_100k", "eti_over_100k",
                 "hours_elasticity", "wage_elasticity", "income_effect_hours_per_10k", "share_correct_sign", "response_sd",
                 "salience_ratio", "position_bias_js", "top_bin_probability", "n_agents", "n_decisions", "wall_s",
                 "hours_ratio_70_10", "hours_ratio_70_10_ci95", "rate_grid_slope_h_per_10pt", "rate_grid_slope_h_per_10pt_ci95",

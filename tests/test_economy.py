@@ -25,7 +25,7 @@ from llm_economist.economy import (
 from llm_economist.config import EconomyConfig
 from llm_economist.economy.labour import jensen_shannon, llm_hour_bins, reservation_cost
 from llm_economist.economy.utility import annual_income
-from llm_economist.factory import calibrated_preferences, calibration_policy
+from llm_economist.factory import CALIBRATION_ROUNDS, calibrated_preferences, calibration_policy, population_units, tastes
 from llm_economist.personas import sample_population
 
 D = torch.float64
@@ -345,6 +345,29 @@ def test_best_response_with_each_workers_own_taste_for_leisure_beats_a_brute_for
     twice = best_response_hours(wage, schedule, 8_000.0, replace(prefs, disutility=2 * taste))
     working = (hours > 0) & (twice > 0)
     assert working.sum() > 30 and (twice[working] < hours[working]).all()
+
+
+def test_further_types_of_worker_take_their_shares_and_multiples_of_the_same_log_normal_tastes():
+    """Each type's share of 200,000 workers within 4 standard errors, its taste exactly its multiple
+    of the taste the worker has without types (the log-normal draws are not moved by the types)."""
+    wage = torch.exp(2.8 + 0.6 * torch.randn(200_000, generator=torch.Generator().manual_seed(0), dtype=D))
+    one = tastes(EconomyConfig(disutility_spread=0.3, disutility_wage_slope=0.5), wage, seed=3)
+    typed = tastes(EconomyConfig(disutility_spread=0.3, disutility_wage_slope=0.5, disutility_types=[[0.2, 0.3], [0.05, 8.0]]), wage, seed=3)
+    ratio = typed / one
+    for share, multiple in ((0.2, 0.3), (0.05, 8.0), (0.75, 1.0)):
+        found = float(((ratio - multiple).abs() < 1e-9).double().mean())
+        assert abs(found - share) < 4 * (share * (1 - share) / len(wage)) ** 0.5
+    assert tastes(EconomyConfig(), wage, seed=3) == 1.0
+
+
+def test_calibration_stops_when_a_worker_flips_between_two_equally_good_hours():
+    """On this sample one worker sits where two hours are equally good under the EITC, and flips
+    between them as psi moves in its last digit: the calibration ends on the repeat, not after
+    every round it may take."""
+    population = sample_population(4000, seed=0)
+    prefs, figures = calibrated_preferences(EconomyConfig(), population.wage(), 0, population_units(population))
+    assert figures["calibration_rounds"] < CALIBRATION_ROUNDS / 2
+    assert figures["median_hours_us_2024"] == pytest.approx(40.0, abs=0.1)
 
 
 @pytest.mark.parametrize("eta", [0.0, 1.0])

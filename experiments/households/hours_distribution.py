@@ -1,13 +1,18 @@
-"""How the distribution of weekly hours moves with the workers' tastes for leisure
-(`economy.disutility_spread`, `economy.disutility_wage_slope`), against UCI Adult's
-(`scripts/adult_hours_moments.py`); prints one JSON line per setting.
+"""How the distribution of weekly hours moves with the workers' tastes for leisure, against UCI
+Adult's (`llm_economist/studies/hours.py`), and the tastes fitted to it; prints JSON lines.
 
-    python experiments/households/hours_distribution.py [N_AGENTS] [SEED]
+    python experiments/households/hours_distribution.py grid [N_AGENTS] [SEED]
+    python experiments/households/hours_distribution.py fit [N_AGENTS] [SEED]
+    python experiments/households/hours_distribution.py check [N_AGENTS] [SEEDS]
 
-Rational workers on a census sample, psi calibrated (median 40 h) under the 2024 US taxes,
-as a run calibrates them. Moments among those who work: the share under 35 h, the share at
-50 h or more, and the mean hours of the top quarter of earners (Adult's over-$50k share, 24.65%)
-over the others'.
+Rational workers on a census sample, psi and the fixed costs of working calibrated jointly as a
+run calibrates them, with the README's participation settings (19% not working, participation
+elasticity 0.25). `grid` prints log-normal tastes (`economy.disutility_spread`,
+`economy.disutility_wage_slope`) on a grid; `fit` finds those two and two further types of worker
+(`economy.disutility_types`: a long-hours and a short-hours type) that bring the targeted moments
+within their tolerances, by Nelder-Mead on the squared misses in tolerances with the sample's
+random numbers held fixed, starting from the shipped fit; `check` measures one taste and the
+shipped fit (`experiments/configs/adult_hours.yaml`) on fresh samples, seeds 1 to SEEDS.
 """
 
 from __future__ import annotations
@@ -16,40 +21,62 @@ import json
 import sys
 from itertools import product
 
-import torch
+import numpy as np
+from scipy.optimize import minimize
 
 from llm_economist.config import EconomyConfig
-from llm_economist.factory import calibrated_preferences, population_units
-from llm_economist.mechanisms import make_mechanism
-from llm_economist.personas import sample_population
-from llm_economist.population_model import PopulationModel
-from llm_economist.workers import RationalWorkers
+from llm_economist.planner_factory import load_config
+from llm_economist.studies.hours import ADULT_HOURS, TOLERANCES, hours_moments, misses
 
-ADULT = {"share_under_35_hours": 0.155, "share_50_hours_or_more": 0.1996, "income_over_50k_hours_ratio": 1.1635,
-         "share_income_over_50k": 0.2465}
+FITTED = "experiments/configs/adult_hours.yaml"
+PARTICIPATION = {"share_not_working": 0.19, "extensive_elasticity": 0.25}
+TASTES = ("disutility_spread", "disutility_wage_slope", "disutility_types")
 
 
-def moments(economy: EconomyConfig, n: int = 4_000, seed: int = 0) -> dict[str, float]:
-    population = sample_population(n, seed=seed)
-    units, wage = population_units(population), population.wage()
-    prefs, _ = calibrated_preferences(economy, wage, seed, units)
-    model = PopulationModel(wage, prefs, RationalWorkers(prefs), units=units)
-    us = make_mechanism("us_tax_2024")
-    outcome = model.respond(us.compile(us.initial()))
-    working = outcome.hours > 0
-    hours, income = outcome.hours[working], outcome.income[working]
-    top = income >= torch.quantile(income, 1 - ADULT["share_income_over_50k"])
-    return {"share_under_35_hours": round(float((hours < 35).double().mean()), 4),
-            "share_50_hours_or_more": round(float((hours >= 50).double().mean()), 4),
-            "income_over_50k_hours_ratio": round(float(hours[top].mean() / hours[~top].mean()), 4)}
+def miss(found: dict[str, float]) -> float:
+    """Sum of squared misses, each in its tolerance: under 8 means every moment within it on average."""
+    return sum(m * m for m in misses(found).values())
 
 
-def main(n: int = 4_000, seed: int = 0) -> None:
-    print(json.dumps({"adult": ADULT}))
+def economy_of(x: np.ndarray) -> EconomyConfig:
+    """Tastes from (spread, slope, then each further type's share and log multiple)."""
+    spread, slope, *types = (float(v) for v in x)
+    pairs = [[float(np.clip(share, 1e-3, 0.45)), float(np.exp(log_multiple))] for share, log_multiple in zip(types[::2], types[1::2])]
+    return EconomyConfig(**PARTICIPATION, disutility_spread=abs(spread), disutility_wage_slope=slope, disutility_types=pairs)
+
+
+def shipped() -> EconomyConfig:
+    return load_config(FITTED).economy
+
+
+def grid(n: int = 4_000, seed: int = 0) -> None:
     for slope, spread in product((0.0, 0.2, 0.4, 0.6), (0.0, 0.1, 0.2, 0.3)):
-        economy = EconomyConfig(disutility_wage_slope=slope, disutility_spread=spread)
-        print(json.dumps({"disutility_wage_slope": slope, "disutility_spread": spread, **moments(economy, n, seed)}), flush=True)
+        economy = EconomyConfig(**PARTICIPATION, disutility_wage_slope=slope, disutility_spread=spread)
+        print(json.dumps({"disutility_wage_slope": slope, "disutility_spread": spread, **hours_moments(economy, n, seed)}), flush=True)
+
+
+def fit(n: int = 2_000, seed: int = 0) -> None:
+    def objective(x: np.ndarray) -> float:
+        found = hours_moments(economy_of(x), n, seed)
+        print(json.dumps({"x": [round(float(v), 4) for v in x], "miss": round(miss(found), 3), **found}), flush=True)
+        return miss(found)
+
+    e = shipped()
+    start = np.array([e.disutility_spread, e.disutility_wage_slope,
+                      *(v for share, multiple in e.disutility_types for v in (share, np.log(multiple)))])
+    simplex = start + np.vstack([np.zeros(len(start)), np.diag([0.05, 0.1, 0.05, 0.3, 0.02, 0.3][:len(start)])])
+    best = minimize(objective, start, method="Nelder-Mead", options={"maxfev": 150, "xatol": 0.005, "fatol": 0.05, "initial_simplex": simplex})
+    print(json.dumps({"fitted": economy_of(best.x).model_dump(include=set(TASTES)), "miss": round(float(best.fun), 3)}))
+
+
+def check(n: int = 4_000, seeds: int = 3) -> None:
+    print(json.dumps({"adult": ADULT_HOURS, "tolerances": TOLERANCES}))
+    for economy, name in ((EconomyConfig(**PARTICIPATION), "one taste"), (shipped(), "fitted")):
+        for seed in range(1, seeds + 1):
+            found = hours_moments(economy, n, seed)
+            print(json.dumps({"tastes": name, "seed": seed, "miss": round(miss(found), 3), **found}), flush=True)
 
 
 if __name__ == "__main__":
-    main(*(int(x) for x in sys.argv[1:]))
+    mode, *rest = sys.argv[1:] or ["grid"]
+    {"grid": grid, "fit": fit, "check": check}[mode](*(int(x) for x in rest))

@@ -23,6 +23,7 @@ from dataclasses import replace
 
 import numpy as np
 import torch
+from scipy.optimize import brentq
 
 from . import tax
 from .tax import TaxSchedule
@@ -38,6 +39,7 @@ from .utility import (
 
 Tensor = torch.Tensor
 _BISECTION_STEPS = 60
+CALIBRATION_XTOL = 1e-12  # log psi
 
 
 def _transfer_per_choice(transfer, like: Tensor) -> Tensor:
@@ -227,25 +229,22 @@ def calibrate_psi(
     """Preferences whose psi makes the median worker's best response `target_median_hours`, the
     median over those who work (all of them without a fixed cost of working).
 
-    Median hours fall monotonically as psi rises, so bisection on log psi finds it: over
-    [e^-40, e^40], or within a factor e of `near` (a psi found for nearly the same question),
-    widened to the whole range if the answer is not there.
+    Median hours fall monotonically as psi rises (as psi^-elasticity between kinks), so Brent's
+    method on log psi finds it in a few best responses, falling back on bisection where the median
+    jumps across a kink: over [-40, 40], or within 1 of log `near` (a psi found for nearly the same
+    question) when the answer lies there.
     """
     if not 0 < target_median_hours < prefs.max_hours:
         raise ValueError(f"calibration: target median hours must lie in (0, {prefs.max_hours}), got {target_median_hours}")
 
-    def too_many_hours(log_psi: float) -> bool:
+    def excess_hours(log_psi: float) -> float:
         hours = best_response_hours(wage, schedule, transfer, prefs.with_psi(math.exp(log_psi)))
         working = hours[hours > 0]
-        return bool(working.numel() and working.median() > target_median_hours)
+        return float(working.median()) - target_median_hours if working.numel() else -target_median_hours
 
-    lo, hi, steps = -40.0, 40.0, 80  # log psi
-    if near is not None and too_many_hours(math.log(near) - 1.0) and not too_many_hours(math.log(near) + 1.0):
-        lo, hi, steps = math.log(near) - 1.0, math.log(near) + 1.0, 46
-    for _ in range(steps):
-        mid = 0.5 * (lo + hi)
-        if too_many_hours(mid):
-            lo = mid
-        else:
-            hi = mid
-    return prefs.with_psi(math.exp(0.5 * (lo + hi)))
+    lo, hi = -40.0, 40.0
+    if near is not None:
+        below, above = excess_hours(math.log(near) - 1.0), excess_hours(math.log(near) + 1.0)
+        if below > 0 >= above:
+            lo, hi = math.log(near) - 1.0, math.log(near) + 1.0
+    return prefs.with_psi(math.exp(brentq(excess_hours, lo, hi, xtol=CALIBRATION_XTOL)))

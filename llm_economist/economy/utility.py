@@ -58,12 +58,13 @@ class Preferences:
     def with_psi(self, psi: float) -> "Preferences":
         return replace(self, psi=float(psi))
 
-    def for_agent(self, i: int | slice) -> "Preferences":
-        """Agent i's preferences, or a slice of agents': their own fixed costs and tastes where each worker has one."""
+    def for_agent(self, i: int | slice | Tensor) -> "Preferences":
+        """Agent i's preferences, or some agents' (a slice or positions): their own fixed costs and
+        tastes where each worker has one."""
         def own(value: Tensor | float) -> Tensor | float:
             if not torch.is_tensor(value):
                 return value
-            return value[i] if isinstance(i, slice) else float(value[i])
+            return float(value[i]) if isinstance(i, int) else value[i]
 
         return replace(self, fixed_cost=own(self.fixed_cost), disutility=own(self.disutility))
 

@@ -465,6 +465,21 @@ class Population:
         return Population(self.table.iloc[np.asarray(idx)].reset_index(drop=True))
 
 
+def household_sample(population: Population, agents: int, seed: int) -> np.ndarray:
+    """Positions of about `agents` workers in whole households, every household (so every worker)
+    drawn with the same chance, `agents` / N: households sorted by their mean log wage, one taken
+    every N / `agents` from a random start (systematic sampling, a stratified sample along the wage
+    distribution). A spouse is never left out, so couples file as in the population."""
+    _, member_of = np.unique(population.table["household_id"].to_numpy(), return_inverse=True)
+    sizes = np.bincount(member_of)
+    mean_log_wage = np.bincount(member_of, weights=np.log(population.table["hourly_wage"].to_numpy())) / sizes
+    order = np.argsort(mean_log_wage, kind="stable")
+    every = population.n / agents
+    taken = (np.random.default_rng(seed).random() + np.arange(math.ceil(len(order) / every))) * every
+    picked = order[taken[taken < len(order)].astype(np.int64)]
+    return np.flatnonzero(np.isin(member_of, picked))
+
+
 def _check_integer(name: str, value, minimum: int) -> int:
     """`value` as an int >= minimum (bools refused), or ValueError naming the argument."""
     message = f"{name} must be an integer >= {minimum}, got {value!r}"

@@ -60,7 +60,7 @@ RATE_GRID = (0.1, 0.3, 0.5, 0.7)  # own-bracket marginal rates: the large-change
 GRID_LOG_NET = math.log((1 - RATE_GRID[-1]) / (1 - RATE_GRID[0]))  # ln(0.3 / 0.9), the net-of-tax change across the grid
 PANEL_ROUNDS = 2  # decisions per agent with randomised last hours
 PANEL_HOURS = 9  # the randomised last hours take this many values from 0 to the cap
-INCOME_GROUPS = {"under_50k": (0.0, 50_000.0), "50k_100k": (50_000.0, 100_000.0), "over_100k": (100_000.0, math.inf)}
+INCOME_GROUPS = {"under_20k": (0.0, 20_000.0), "20k_50k": (20_000.0, 50_000.0), "50k_100k": (50_000.0, 100_000.0), "over_100k": (100_000.0, math.inf)}
 KINK_DOLLARS = 1.0  # a baseline income this close to a cutoff is bunching at the kink
 CORNER_HOURS = 0.5  # expected hours this close to 0 or the cap are a corner
 BOOTSTRAP_RESAMPLES = 999
@@ -499,7 +499,8 @@ ROWS = (  # figure, what it is
     ("log_hours_ratio_predicted", "the same predicted by their local hours elasticity"),
     ("eti", "elasticity of taxable income, all agents"),
     ("eti_interior", "elasticity of taxable income, agents not at a corner"),
-    ("eti_under_50k", "elasticity of taxable income, income under $50k"),
+    ("eti_under_20k", "elasticity of taxable income, income under $20k (where the EITC phases in and out)"),
+    ("eti_20k_50k", "elasticity of taxable income, $20k-$50k"),
     ("eti_50k_100k", "elasticity of taxable income, $50k-$100k"),
     ("eti_over_100k", "elasticity of taxable income, over $100k"),
     ("hours_elasticity", "hours elasticity w.r.t. the net-of-tax rate"),

@@ -1,0 +1,67 @@
+"""The distribution of weekly hours against UCI Adult's, the only shipped source of hours
+(`scripts/adult_hours_moments.py`): the moments a calibration of the workers' tastes for leisure
+targets (`economy.disutility_spread`, `disutility_wage_slope`, `disutility_types`), each with the
+tolerance it is fitted within, and the measurement a fit and its test share.
+
+Rational workers on a census sample, psi and the fixed costs of working calibrated as a run
+calibrates them, respond to the 2024 US taxes. Moments among those who work: the shares under 35 h,
+under 20 h and at 50 h or more, the mean hours of the top quarter of earners (Adult's over-$50k
+share) over the others', and mean hours by schooling over all (the personas and Adult record the
+same schooling; a stand-in for hours by wage quintile, which Adult cannot give).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..config import EconomyConfig
+from ..factory import calibrated_preferences, population_units
+from ..mechanisms import make_mechanism
+from ..personas import sample_population
+from ..population_model import PopulationModel
+from ..workers import RationalWorkers
+
+SCHOOLING = {"less than high school": "less_than_high_school", "high school": "high_school",
+             "some college": "some_college_or_associate", "associate degree": "some_college_or_associate"}  # the rest: bachelor's or more
+# UCI Adult (1994 CPS extract), weighted by fnlwgt, records with an occupation.
+ADULT_HOURS = {"share_under_35_hours": 0.155, "share_under_20_hours": 0.0426, "share_50_hours_or_more": 0.1996,
+               "income_over_50k_hours_ratio": 1.1635, "hours_ratio_less_than_high_school": 0.9137,
+               "hours_ratio_high_school": 1.0023, "hours_ratio_some_college_or_associate": 0.9773,
+               "hours_ratio_bachelors_or_more": 1.0691, "share_under_35_hours_less_than_high_school": 0.2528}
+TOP_SHARE = 0.2465  # Adult's share of workers with income over $50k
+TOLERANCES = {"share_under_35_hours": 0.02, "share_under_20_hours": 0.015, "share_50_hours_or_more": 0.02,
+              "income_over_50k_hours_ratio": 0.05, "hours_ratio_less_than_high_school": 0.04, "hours_ratio_high_school": 0.04,
+              "hours_ratio_some_college_or_associate": 0.04, "hours_ratio_bachelors_or_more": 0.04}
+PAYROLL_RATE = 0.0765
+PHASE_IN_MARGIN = 0.05  # a marginal rate this far below the payroll tax: a credit is phasing in
+
+
+def hours_moments(economy: EconomyConfig, n_agents: int, seed: int) -> dict[str, float]:
+    """The targeted moments, and beside them the share not working, the share under 35 h without a
+    high-school diploma and the share of workers in a credit's phase-in, on `n_agents` census workers."""
+    population = sample_population(n_agents, seed=seed)
+    units, wage = population_units(population), population.wage()
+    prefs, calibration = calibrated_preferences(economy, wage, seed, units)
+    model = PopulationModel(wage, prefs, RationalWorkers(prefs), units=units)
+    us = make_mechanism("us_tax_2024")
+    policy = us.compile(us.initial())
+    outcome = model.respond(policy)
+    rates = model.resolve(policy, outcome).schedule.marginal_rate(outcome.income)
+    working = outcome.hours > 0
+    hours, income = outcome.hours[working], outcome.income[working]
+    top = income >= torch.quantile(income, 1 - TOP_SHARE)
+    schooling = population.table.education.map(lambda e: SCHOOLING.get(e, "bachelors_or_more")).to_numpy()[working.numpy()]
+    share = lambda mask: float(mask.double().mean())  # noqa: E731
+    found = {"share_not_working": share(~working), "share_under_35_hours": share(hours < 35), "share_under_20_hours": share(hours < 20),
+             "share_50_hours_or_more": share(hours >= 50), "income_over_50k_hours_ratio": float(hours[top].mean() / hours[~top].mean())}
+    for group in ("less_than_high_school", "high_school", "some_college_or_associate", "bachelors_or_more"):
+        found[f"hours_ratio_{group}"] = float(hours[torch.from_numpy(schooling == group)].mean() / hours.mean())
+    found["share_under_35_hours_less_than_high_school"] = share(hours[torch.from_numpy(schooling == "less_than_high_school")] < 35)
+    found["credit_phase_in_share"] = share(rates[working] < PAYROLL_RATE - PHASE_IN_MARGIN)
+    found["psi"] = calibration["psi"]
+    return {k: round(v, 4) for k, v in found.items()}
+
+
+def misses(found: dict[str, float]) -> dict[str, float]:
+    """Each targeted moment's miss from Adult in its tolerance (within it: at most 1 in size)."""
+    return {k: (found[k] - ADULT_HOURS[k]) / tolerance for k, tolerance in TOLERANCES.items()}
