@@ -255,14 +255,10 @@ class Setup:
     population: Population
     graph: SocialGraph | None  # the typed social graph, for workers that read their contacts
     model: PopulationModel  # the workers, their preferences and the welfare they are judged by
+    planning_model: PopulationModel  # what model-based planners query: `model`, or a sample of its workers
     calibration: dict[str, float]
     client: LLMClient | None  # the language-model client of workers and planners that talk
     owns_client: bool = False
-    planning_model: PopulationModel | None = None  # what planners optimise against, when not `model` itself
-
-    def __post_init__(self) -> None:
-        if self.planning_model is None:
-            self.planning_model = self.model
 
     def close(self) -> None:
         """Close a client the builder opened (also stops the embedded server)."""
@@ -290,28 +286,28 @@ def build_setup(config: RunConfig, client: LLMClient | None = None, cache_path: 
         prefs, calibration = calibrated_preferences(config.economy, wage, config.seed, units)
         model = PopulationModel(wage, prefs, make_workers(config, prefs, population, graph, client), config.welfare.name,
                                 config.welfare.params(), units=units)
-        planning = config.population.planning_agents
-        if planning is not None and planning < population.n:
-            model_for_planning = planning_model(config, population, graph is not None, model, client)
-            calibration["planning_agents"] = int(model_for_planning.wage.shape[-1])
-        else:
-            model_for_planning = model
+        planning = planning_model(config, population, model, client)
     except BaseException:
         if owns:
             client.close()
         raise
-    return Setup(config, population, graph, model, calibration, client, owns, model_for_planning)
+    if planning is not model:
+        calibration["planning_agents"] = int(planning.wage.shape[-1])
+    return Setup(config, population, graph, model, planning, calibration, client, owns)
 
 
-def planning_model(config: RunConfig, population: Population, reads_graph: bool, model: PopulationModel,
-                   client: LLMClient | None) -> PopulationModel:
-    """The workers of a `household_sample` of about `population.planning_agents`, with the
-    preferences calibrated on the whole population and a social graph of their own."""
-    sampled = household_sample(population, config.population.planning_agents, config.seed)
+def planning_model(config: RunConfig, population: Population, model: PopulationModel, client: LLMClient | None) -> PopulationModel:
+    """What planners query: `model`, or, with fewer `population.planning_agents` than workers, the
+    workers of a `household_sample` of about that many, with the preferences calibrated on the
+    whole population and a social graph of their own."""
+    agents = config.population.planning_agents
+    if agents is None or agents >= population.n:
+        return model
+    sampled = household_sample(population, agents, config.seed)
     sub = population.subset(sampled)
     at = torch.from_numpy(sampled)
     prefs = model.prefs.for_agent(at)
-    graph = population_graph(sub, config.seed) if reads_graph else None
+    graph = population_graph(sub, config.seed) if reads_contacts(config.workers) else None
     return PopulationModel(model.wage[at], prefs, make_workers(config, prefs, sub, graph, client), model.welfare_name,
                            model.welfare_params, units=population_units(sub))
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -237,6 +238,7 @@ def calibrate_psi(
     if not 0 < target_median_hours < prefs.max_hours:
         raise ValueError(f"calibration: target median hours must lie in (0, {prefs.max_hours}), got {target_median_hours}")
 
+    @lru_cache(maxsize=None)  # Brent evaluates the bracket's ends again
     def excess_hours(log_psi: float) -> float:
         hours = best_response_hours(wage, schedule, transfer, prefs.with_psi(math.exp(log_psi)))
         working = hours[hours > 0]

@@ -475,8 +475,7 @@ def household_sample(population: Population, agents: int, seed: int) -> np.ndarr
     mean_log_wage = np.bincount(member_of, weights=np.log(population.table["hourly_wage"].to_numpy())) / sizes
     order = np.argsort(mean_log_wage, kind="stable")
     every = population.n / agents
-    taken = (np.random.default_rng(seed).random() + np.arange(math.ceil(len(order) / every))) * every
-    picked = order[taken[taken < len(order)].astype(np.int64)]
+    picked = order[np.arange(np.random.default_rng(seed).random() * every, len(order), every).astype(np.int64)]
     return np.flatnonzero(np.isin(member_of, picked))
 
 
