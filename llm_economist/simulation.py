@@ -45,11 +45,45 @@ class Period:
     expected_transfer: Tensor  # (1,) the transfer the workers expected
     decisions: Decisions
     outcome: Outcome
+    policy: Policy  # the rules the period settled under
     shown_last: Outcome | None = None  # the last period as the workers were shown it (None in the first)
 
     def metrics(self, model: PopulationModel) -> dict[str, float]:
-        """Welfare and the population aggregates of this period."""
-        return {"welfare": float(model.welfare(self.outcome)), **aggregates(self.outcome, model.prefs.max_hours)}
+        """Welfare and the population aggregates of this period, and the welfare expected over the
+        workers' stated hour distributions where they state them."""
+        expected = expected_welfare(model, self.policy, self.decisions, self.outcome.hours, self.step)
+        return {"welfare": float(model.welfare(self.outcome)), **aggregates(self.outcome, model.prefs.max_hours),
+                **({"expected_welfare": expected} if expected is not None else {})}
+
+
+EXPECTATION_DRAWS = 256
+EXPECTATION_MAX_AGENTS = 10_000  # beyond, one draw's sampling noise in welfare is already small
+
+
+def expected_welfare(model: PopulationModel, policy: Policy, decisions: Decisions, hours: Tensor, step: int) -> float | None:
+    """The period's welfare averaged over draws of everyone's hours from the distributions the
+    workers stated (a worker that fell back keeps the hours it got), or None where they state none.
+
+    One sampled answer per worker makes a period's welfare noisy in a small population; averaging
+    over the draws integrates that noise out while keeping what the workers were shown. The draws
+    are inverse-CDF draws of random numbers fixed by the step, so two mechanisms are compared on
+    common random numbers.
+    """
+    stated, bins = decisions.columns.get("hour_distribution"), getattr(model.workers, "bins", None)
+    n = hours.shape[-1]
+    if stated is None or bins is None or n > EXPECTATION_MAX_AGENTS:
+        return None
+    grid = torch.as_tensor(bins, dtype=hours.dtype)
+    if isinstance(stated, Tensor):
+        probs = stated.to(hours.dtype)
+    else:
+        own = torch.nn.functional.one_hot((hours.unsqueeze(-1) - grid).abs().argmin(dim=-1), len(grid)).to(hours.dtype)
+        probs = torch.stack([own[i] if row is None else torch.as_tensor(row, dtype=hours.dtype) for i, row in enumerate(stated)])
+    cumulative = (probs / probs.sum(dim=-1, keepdim=True)).cumsum(dim=-1)
+    uniforms = torch.rand(EXPECTATION_DRAWS, n, generator=torch.Generator().manual_seed(step), dtype=hours.dtype)
+    index = torch.searchsorted(cumulative.expand(EXPECTATION_DRAWS, -1, -1).contiguous(), uniforms.unsqueeze(-1)).squeeze(-1)
+    drawn = grid[index.clamp(max=len(grid) - 1)].clamp(0.0, model.prefs.max_hours)
+    return float(model.welfare(settle(model.wage, drawn, policy, model.prefs)).mean())
 
 
 Show = Callable[[Outcome, Policy], Outcome]  # (last period, policy in force) -> the last period as shown
@@ -69,7 +103,7 @@ def play_period(model: PopulationModel, policy: Policy, carried: Carried, year: 
     decisions = model.workers.act(seen, generator)
     # A learned population may stray outside the feasible hours.
     outcome = settle(model.wage, decisions.hours.clamp(0.0, model.prefs.max_hours), policy, model.prefs)
-    period = Period(year, step, step_in_year, transfer, decisions, outcome, seen.last)
+    period = Period(year, step, step_in_year, transfer, decisions, outcome, policy, seen.last)
     return period, Carried((carried.recent + (outcome,))[-model.workers.memory :], decisions)
 
 

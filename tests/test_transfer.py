@@ -22,6 +22,10 @@ def test_a_planner_trained_on_the_distilled_surrogate_reaches_95_percent_of_the_
     rows = summary["mechanisms"]
     assert set(rows) == {f"{source}.{planner}" for source in ("rational", "surrogate", "workers") for planner in ("search", "gradient")}
     assert "| surrogate | gradient |" in (tmp_path / "table.md").read_text()
+    # Bounded workers state their distributions: mechanisms are judged on the welfare expected over
+    # them, the gain on the sampled hours given beside it.
+    assert summary["judged_on"] == "expected_welfare" and "on sampled answers (%)" in (tmp_path / "table.md").read_text()
+    assert all(len(row["per_seed_sampled_gain"]) == 2 for row in rows.values())
     # The reference is the best mechanism optimised on the workers themselves, seed by seed.
     for i in range(2):
         assert max(rows[k]["per_seed_gain"][i] for k in ("workers.search", "workers.gradient")) == pytest.approx(100.0)

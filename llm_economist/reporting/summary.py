@@ -34,7 +34,7 @@ BOUNDS = {"gini_income": (0.0, 1.0), "gini_consumption": (0.0, 1.0), "share_zero
           "share_at_cap": (0.0, 1.0), "fallback_share": (0.0, 1.0), "gain_captured": (-math.inf, 100.0)}
 # Per-seed figures of a planner that the combined summary carries as a mean with an interval.
 HEADLINE_METRICS = (
-    "mean_hours", "output", "revenue", "transfer", "gini_income", "gini_consumption", "share_zero_hours", "share_at_cap",
+    "expected_welfare", "mean_hours", "output", "revenue", "transfer", "gini_income", "gini_consumption", "share_zero_hours", "share_at_cap",
     "fallback_share",
 )
 

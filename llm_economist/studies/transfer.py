@@ -170,40 +170,62 @@ def mean_of(seconds: list[float | None]) -> float | None:
 
 
 def transfer_summary(combined: dict, sources: tuple[str, ...]) -> dict:
-    """Each mechanism's welfare and gain captured on the real workers, with 95% intervals over seeds."""
+    """Each mechanism's welfare and gain captured on the real workers, with 95% intervals over seeds.
+
+    Where the workers state the distributions their hours are drawn from, mechanisms are judged on
+    the welfare expected over them (the sampling noise of one answer a worker integrated out), and
+    the gain on the sampled answers is given beside it."""
     planners = {k: v for k, v in combined["planners"].items() if k != BASELINE}
-    no_tax = combined["planners"][BASELINE]["per_seed"]["welfare"]
+    everyone = list(combined["planners"].values())
+    expected = all(None not in p["per_seed"]["expected_welfare"] for p in everyone)
+    judged_on = "expected_welfare" if expected else "welfare"
     reference = [k for k in planners if k.startswith(f"{TRUTH}.")] if TRUTH in sources else list(planners)
-    best = [max(planners[k]["per_seed"]["welfare"][i] for k in reference) for i in range(len(no_tax))]
+
+    def gains_on(metric: str) -> dict[str, list[float | None]]:
+        no_tax = combined["planners"][BASELINE]["per_seed"][metric]
+        best = [max(planners[k]["per_seed"][metric][i] for k in reference) for i in range(len(no_tax))]
+        return {label: [gain_captured(w, w0, b) for w, w0, b in zip(p["per_seed"][metric], no_tax, best)]
+                for label, p in planners.items()}
+
+    judged, sampled = gains_on(judged_on), gains_on("welfare")
     rows = {}
     for label, p in planners.items():
         source, planner = label.split(".", 1)
-        gains = [gain_captured(w, w0, b) for w, w0, b in zip(p["per_seed"]["welfare"], no_tax, best)]
-        gain = interval(gains)
+        gain, sampled_gain = interval(judged[label]), interval(sampled[label])
+        welfare = p[judged_on] if expected else {"mean": p["welfare_mean"], "ci95": p["welfare_ci95"]}
         rows[label] = {
-            "source": source, "planner": planner, "welfare_mean": p["welfare_mean"], "welfare_ci95": p["welfare_ci95"],
+            "source": source, "planner": planner, "welfare_mean": welfare["mean"], "welfare_ci95": welfare["ci95"],
             "gain_mean": gain.mean if gain else None, "gain_ci95": gain.as_dict()["ci95"] if gain else None,
-            "per_seed_gain": gains, "parameters": {k: v["mean"] for k, v in p["parameters"].items()},
+            "per_seed_gain": judged[label], "parameters": {k: v["mean"] for k, v in p["parameters"].items()},
             "mean_hours": p["mean_hours"]["mean"],
+            **({"sampled_gain_mean": sampled_gain.mean if sampled_gain else None,
+                "sampled_gain_ci95": sampled_gain.as_dict()["ci95"] if sampled_gain else None,
+                "per_seed_sampled_gain": sampled[label]} if expected else {}),
         }
     return {
         "seeds": combined["seeds"], "population": combined["population"], "sources": list(sources),
         "reference": "the best mechanism optimised on the workers themselves" if TRUTH in sources
-        else "the best mechanism judged", "no_tax_welfare_mean": interval(no_tax).mean, "mechanisms": rows,
+        else "the best mechanism judged", "judged_on": judged_on,
+        "no_tax_welfare_mean": interval(combined["planners"][BASELINE]["per_seed"][judged_on]).mean, "mechanisms": rows,
         "timings": {"created": combined["timings"]["created"]},
     }
 
 
 def transfer_table(summary: dict) -> str:
     """Markdown: one row per mechanism, gain captured on the real workers with its interval."""
+    expected = summary["judged_on"] == "expected_welfare"
     lines = [f"Gain captured on the real workers, against {summary['reference']}; means over seeds "
              f"{summary['seeds']} with 95% intervals. Planned against {summary['plan_agents']:,} agents of each source "
-             f"model, judged on {summary['population']['n_agents']:,} workers.", "",
-             "| optimised on | planner | gain captured (%) | welfare | mean hours | parameters |", "|---|---|---:|---:|---:|---|"]
+             f"model, judged on {summary['population']['n_agents']:,} workers"
+             + (" by the welfare expected over the hour distributions they state (the gain on their sampled answers "
+                "beside it)." if expected else "."), "",
+             "| optimised on | planner | gain captured (%) |" + (" on sampled answers (%) |" if expected else "")
+             + " welfare | mean hours | parameters |", "|---|---|---:|" + ("---:|" if expected else "") + "---:|---:|---|"]
     for row in summary["mechanisms"].values():
         gain = format_estimate({"mean": row["gain_mean"], "ci95": row["gain_ci95"]})
+        sampled = f" {format_estimate({'mean': row['sampled_gain_mean'], 'ci95': row['sampled_gain_ci95']})} |" if expected else ""
         welfare = format_estimate({"mean": row["welfare_mean"], "ci95": row["welfare_ci95"]})
         parameters = ", ".join(f"{k} {v:.3g}" for k, v in row["parameters"].items())
-        lines.append(f"| {row['source']} | {row['planner']} | {gain} | {welfare} | {row['mean_hours']:.1f} | {parameters} |")
+        lines.append(f"| {row['source']} | {row['planner']} | {gain} |{sampled} {welfare} | {row['mean_hours']:.1f} | {parameters} |")
     walls = ", ".join(f"{stage} {seconds:,.0f} s" for stage, seconds in summary["timings"]["stages_s_mean"].items() if seconds is not None)
     return "\n".join(lines) + f"\n\nWall time per seed (mean): {walls}.\n"
