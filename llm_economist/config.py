@@ -65,6 +65,10 @@ class EconomyConfig(Section):
     disutility_types: list[list[float]] = Field(
         [], description="further types of worker, as [share, multiple] pairs: that share of workers (drawn at random) "
         "has that multiple of the others' taste for leisure (structural labour models' unobserved types); [] = one type")
+    disutility_by_schooling: dict[Literal["less_than_high_school", "high_school", "some_college_or_associate",
+                                          "bachelors_or_more"], float] = Field(
+        {}, description="a multiple of the taste for leisure for each schooling group named (structural labour models' "
+        "taste shifters by observed characteristics; groups not named keep 1); {} = the same for all")
     dtype: Literal["float64", "float32"] = Field(
         "float64", description="floating-point precision of the simulation; float32 halves memory for very large populations")
 
@@ -76,6 +80,13 @@ class EconomyConfig(Section):
             raise ValueError(f"each [share, multiple] needs a share in (0, 1) and a multiple in (0, 100], the shares "
                              f"summing to under 1; got {types}")
         return types
+
+    @field_validator("disutility_by_schooling")
+    @classmethod
+    def _positive_multiples(cls, multiples: dict[str, float]) -> dict[str, float]:
+        if any(not 0 < m <= 100 for m in multiples.values()):
+            raise ValueError(f"each schooling group's multiple must be in (0, 100]; got {multiples}")
+        return multiples
 
     @model_validator(mode="after")
     def _median_below_cap(self) -> "EconomyConfig":

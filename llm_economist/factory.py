@@ -29,7 +29,7 @@ from .llm.server import EMBEDDED_GGUF
 from .mechanisms.base import Mechanism
 from .mechanisms.builtin import USTax2024, us_filing_groups
 from .mechanisms.registry import available_mechanisms, make_mechanism
-from .personas import Population, SocialGraph, household_sample, population_graph, sample_population
+from .personas import Population, SocialGraph, household_sample, population_graph, sample_population, schooling_groups
 from .surrogate.model import SurrogatePopulation
 from .planners.fixed import BASELINE
 from .workers.base import Workers
@@ -76,8 +76,8 @@ def population_units(population: Population) -> TaxUnits:
     return TaxUnits(filing, torch.from_numpy(partner))
 
 
-def calibrated_preferences(economy: EconomyConfig, wage: torch.Tensor, seed: int = 0,
-                           units: TaxUnits | None = None) -> tuple[Preferences, dict[str, float]]:
+def calibrated_preferences(economy: EconomyConfig, wage: torch.Tensor, seed: int = 0, units: TaxUnits | None = None,
+                           schooling: np.ndarray | None = None) -> tuple[Preferences, dict[str, float]]:
     """Preferences with psi set so the median worker works `target_median_hours` under the 2024 US
     taxes on earnings (`calibration_policy`, by filing group, couples on joint returns) with their
     revenue rebated equally, as every mechanism in a run rebates it; with an extensive margin
@@ -85,9 +85,10 @@ def calibrated_preferences(economy: EconomyConfig, wage: torch.Tensor, seed: int
     income effects (eta > 0) the rebate moves hours, the fixed costs move who works, and spouses
     on one return face rates set by each other's earnings, so psi, the costs, the rebate and the
     spouses' earnings are solved together (a fixed point, one pass when utility is quasi-linear,
-    there is no extensive margin and no couple files jointly)."""
+    there is no extensive margin and no couple files jointly). `schooling`: the workers' schooling
+    groups, which tastes by schooling need."""
     e = economy
-    base = Preferences(eta=e.eta, elasticity=e.elasticity, max_hours=e.max_hours, disutility=tastes(e, wage, seed))
+    base = Preferences(eta=e.eta, elasticity=e.elasticity, max_hours=e.max_hours, disutility=tastes(e, wage, seed, schooling))
     policy = calibration_policy(units, wage.dtype)
     draws = torch.randn(wage.shape, generator=torch.Generator().manual_seed(seed), dtype=wage.dtype) if e.share_not_working else None
     rebate, costs, participation, earnings, hours, spouses_still, psi = 0.0, 0.0, {}, None, None, False, None
@@ -116,13 +117,14 @@ def calibrated_preferences(economy: EconomyConfig, wage: torch.Tensor, seed: int
                    "calibration_rounds": turn + 1, "intensive_elasticity": e.elasticity, **participation, **shares}
 
 
-def tastes(economy: EconomyConfig, wage: torch.Tensor, seed: int) -> torch.Tensor | float:
+def tastes(economy: EconomyConfig, wage: torch.Tensor, seed: int, schooling: np.ndarray | None = None) -> torch.Tensor | float:
     """Each worker's taste for leisure, a multiple of psi: exp(slope (log w - mean log w) + spread x)
     with x standard normal, times each further type's multiple for its share of workers (drawn at
-    random; `economy.disutility_types`); drawn apart from the fixed costs' draws; 1 for all without
-    a spread, slope or further type."""
+    random; `economy.disutility_types`) and its schooling group's multiple (`schooling`, the
+    workers' `SCHOOLING_GROUPS`); drawn apart from the fixed costs' draws; 1 for all without a
+    spread, slope, further type or schooling multiple."""
     e = economy
-    if not (e.disutility_spread or e.disutility_wage_slope or e.disutility_types):
+    if not (e.disutility_spread or e.disutility_wage_slope or e.disutility_types or e.disutility_by_schooling):
         return 1.0
     generator = torch.Generator().manual_seed(seed + TASTE_SEED_OFFSET)
     x = torch.randn(wage.shape, generator=generator, dtype=wage.dtype)
@@ -133,6 +135,11 @@ def tastes(economy: EconomyConfig, wage: torch.Tensor, seed: int) -> torch.Tenso
         bounds = torch.tensor([share for share, _ in e.disutility_types], dtype=wage.dtype).cumsum(0)
         multiples = torch.tensor([multiple for _, multiple in e.disutility_types] + [1.0], dtype=wage.dtype)
         taste = taste * multiples[torch.searchsorted(bounds, u, right=True)]  # u past every bound: the first type
+    if e.disutility_by_schooling:
+        if schooling is None:
+            raise ConfigError("economy.disutility_by_schooling: the workers' schooling is not known here")
+        by_group = np.vectorize(lambda group: e.disutility_by_schooling.get(group, 1.0), otypes=[float])(schooling)
+        taste = taste * torch.as_tensor(by_group, dtype=wage.dtype)
     return taste
 
 
@@ -283,7 +290,8 @@ def build_setup(config: RunConfig, client: LLMClient | None = None, cache_path: 
         client = open_client(llm_settings(config, cache_path))
     try:
         units = population_units(population)
-        prefs, calibration = calibrated_preferences(config.economy, wage, config.seed, units)
+        prefs, calibration = calibrated_preferences(config.economy, wage, config.seed, units,
+                                                    schooling_groups(population.table.education))
         model = PopulationModel(wage, prefs, make_workers(config, prefs, population, graph, client), config.welfare.name,
                                 config.welfare.params(), units=units)
         planning = planning_model(config, population, model, client)

@@ -22,11 +22,12 @@ from llm_economist.economy import (
     social_welfare,
     utility,
 )
-from llm_economist.config import EconomyConfig
+from llm_economist.config import ConfigError, EconomyConfig
 from llm_economist.economy.labour import jensen_shannon, llm_hour_bins, reservation_cost
 from llm_economist.economy.utility import annual_income
 from llm_economist.factory import CALIBRATION_ROUNDS, calibrated_preferences, calibration_policy, population_units, tastes
-from llm_economist.personas import sample_population
+from llm_economist.personas import SCHOOLING_GROUPS, sample_population, schooling_groups
+from llm_economist.planner_factory import load_config
 
 D = torch.float64
 
@@ -358,6 +359,23 @@ def test_further_types_of_worker_take_their_shares_and_multiples_of_the_same_log
         found = float(((ratio - multiple).abs() < 1e-9).double().mean())
         assert abs(found - share) < 4 * (share * (1 - share) / len(wage)) ** 0.5
     assert tastes(EconomyConfig(), wage, seed=3) == 1.0
+
+
+def test_a_schooling_group_s_taste_is_its_multiple_and_a_config_without_schooling_is_refused():
+    population = sample_population(3000, seed=2)
+    wage, groups = population.wage(), schooling_groups(population.table.education)
+    base = EconomyConfig(disutility_spread=0.3, disutility_wage_slope=0.5)
+    shifted = base.model_copy(update={"disutility_by_schooling": {"less_than_high_school": 1.8, "bachelors_or_more": 0.7}})
+    ratio = (tastes(shifted, wage, 3, groups) / tastes(base, wage, 3, groups)).numpy()
+    for group in SCHOOLING_GROUPS:
+        expected = {"less_than_high_school": 1.8, "bachelors_or_more": 0.7}.get(group, 1.0)
+        assert (groups == group).any() and np.allclose(ratio[groups == group], expected, rtol=1e-12)
+    with pytest.raises(ConfigError, match="economy.disutility_by_schooling"):
+        tastes(shifted, wage, 3)
+    with pytest.raises(ConfigError, match="disutility_by_schooling"):
+        load_config(None, ["economy.disutility_by_schooling={high_school: 0}"])
+    with pytest.raises(ConfigError, match="disutility_by_schooling"):
+        load_config(None, ["economy.disutility_by_schooling={graduate: 1.2}"])
 
 
 def test_calibration_stops_when_a_worker_flips_between_two_equally_good_hours():

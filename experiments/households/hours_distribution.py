@@ -8,8 +8,9 @@ Adult's (`llm_economist/studies/hours.py`), and the tastes fitted to it; prints 
 Rational workers on a census sample, psi and the fixed costs of working calibrated jointly as a
 run calibrates them, with the README's participation settings (19% not working, participation
 elasticity 0.25). `grid` prints log-normal tastes (`economy.disutility_spread`,
-`economy.disutility_wage_slope`) on a grid; `fit` finds those two and two further types of worker
-(`economy.disutility_types`: a long-hours and a short-hours type) that bring the targeted moments
+`economy.disutility_wage_slope`) on a grid; `fit` finds those two, two further types of worker
+(`economy.disutility_types`: a long-hours and a short-hours type) and a multiple of the taste for
+each schooling group but high school (`economy.disutility_by_schooling`) that bring the targeted moments
 within their tolerances, by Nelder-Mead on the squared misses in tolerances with the sample's
 random numbers held fixed, starting from the shipped fit; `check` measures one taste and the
 shipped fit (`experiments/configs/adult_hours.yaml`) on fresh samples, seeds 1 to SEEDS.
@@ -30,7 +31,9 @@ from llm_economist.studies.hours import ADULT_HOURS, TOLERANCES, hours_moments, 
 
 FITTED = "experiments/configs/adult_hours.yaml"
 PARTICIPATION = {"share_not_working": 0.19, "extensive_elasticity": 0.25}
-TASTES = ("disutility_spread", "disutility_wage_slope", "disutility_types")
+TASTES = ("disutility_spread", "disutility_wage_slope", "disutility_types", "disutility_by_schooling")
+SHIFTED = ("less_than_high_school", "some_college_or_associate", "bachelors_or_more")  # high school keeps 1
+N_TYPES = 2
 
 
 def miss(found: dict[str, float]) -> float:
@@ -39,10 +42,13 @@ def miss(found: dict[str, float]) -> float:
 
 
 def economy_of(x: np.ndarray) -> EconomyConfig:
-    """Tastes from (spread, slope, then each further type's share and log multiple)."""
-    spread, slope, *types = (float(v) for v in x)
+    """Tastes from (spread, slope, each further type's share and log multiple, then each shifted
+    schooling group's log multiple)."""
+    spread, slope, *rest = (float(v) for v in x)
+    types, schooling = rest[: 2 * N_TYPES], rest[2 * N_TYPES:]
     pairs = [[float(np.clip(share, 1e-3, 0.45)), float(np.exp(log_multiple))] for share, log_multiple in zip(types[::2], types[1::2])]
-    return EconomyConfig(**PARTICIPATION, disutility_spread=abs(spread), disutility_wage_slope=slope, disutility_types=pairs)
+    return EconomyConfig(**PARTICIPATION, disutility_spread=abs(spread), disutility_wage_slope=slope, disutility_types=pairs,
+                         disutility_by_schooling={g: float(np.exp(v)) for g, v in zip(SHIFTED, schooling)})
 
 
 def shipped() -> EconomyConfig:
@@ -63,9 +69,10 @@ def fit(n: int = 2_000, seed: int = 0) -> None:
 
     e = shipped()
     start = np.array([e.disutility_spread, e.disutility_wage_slope,
-                      *(v for share, multiple in e.disutility_types for v in (share, np.log(multiple)))])
-    simplex = start + np.vstack([np.zeros(len(start)), np.diag([0.05, 0.1, 0.05, 0.3, 0.02, 0.3][:len(start)])])
-    best = minimize(objective, start, method="Nelder-Mead", options={"maxfev": 150, "xatol": 0.005, "fatol": 0.05, "initial_simplex": simplex})
+                      *(v for share, multiple in e.disutility_types for v in (share, np.log(multiple))),
+                      *(np.log(e.disutility_by_schooling.get(g, 1.0)) for g in SHIFTED)])
+    simplex = start + np.vstack([np.zeros(len(start)), np.diag([0.05, 0.1, 0.05, 0.3, 0.02, 0.3, 0.15, 0.1, 0.1])])
+    best = minimize(objective, start, method="Nelder-Mead", options={"maxfev": 400, "xatol": 0.005, "fatol": 0.05, "initial_simplex": simplex})
     print(json.dumps({"fitted": economy_of(best.x).model_dump(include=set(TASTES)), "miss": round(float(best.fun), 3)}))
 
 

@@ -4,6 +4,7 @@ from .population import (
     GB2_ACS_2023,
     INCOME_MODELS,
     MIN_HOURLY_WAGE,
+    SCHOOLING_GROUPS,
     GB2Params,
     PersonaTables,
     Population,
@@ -12,6 +13,7 @@ from .population import (
     household_sample,
     load_tables,
     sample_population,
+    schooling_groups,
     state_name,
 )
 from .text import occupation_phrase, persona_text, persona_texts
@@ -26,6 +28,8 @@ __all__ = [
     "GB2_ACS_2023",
     "INCOME_MODELS",
     "MIN_HOURLY_WAGE",
+    "SCHOOLING_GROUPS",
+    "schooling_groups",
     "PersonaTables",
     "load_tables",
     "state_name",

@@ -1,6 +1,7 @@
 """The distribution of weekly hours against UCI Adult's, the only shipped source of hours
 (`scripts/adult_hours_moments.py`): the moments a calibration of the workers' tastes for leisure
-targets (`economy.disutility_spread`, `disutility_wage_slope`, `disutility_types`), each with the
+targets (`economy.disutility_spread`, `disutility_wage_slope`, `disutility_types`,
+`disutility_by_schooling`), each with the
 tolerance it is fitted within, and the measurement a fit and its test share.
 
 Rational workers on a census sample, psi and the fixed costs of working calibrated as a run
@@ -17,12 +18,10 @@ import torch
 from ..config import EconomyConfig
 from ..factory import calibrated_preferences, population_units
 from ..mechanisms import make_mechanism
-from ..personas import sample_population
+from ..personas import SCHOOLING_GROUPS, sample_population, schooling_groups
 from ..population_model import PopulationModel
 from ..workers import RationalWorkers
 
-SCHOOLING = {"less than high school": "less_than_high_school", "high school": "high_school",
-             "some college": "some_college_or_associate", "associate degree": "some_college_or_associate"}  # the rest: bachelor's or more
 # UCI Adult (1994 CPS extract), weighted by fnlwgt, records with an occupation.
 ADULT_HOURS = {"share_under_35_hours": 0.155, "share_under_20_hours": 0.0426, "share_50_hours_or_more": 0.1996,
                "income_over_50k_hours_ratio": 1.1635, "hours_ratio_less_than_high_school": 0.9137,
@@ -41,7 +40,8 @@ def hours_moments(economy: EconomyConfig, n_agents: int, seed: int) -> dict[str,
     high-school diploma and the share of workers in a credit's phase-in, on `n_agents` census workers."""
     population = sample_population(n_agents, seed=seed)
     units, wage = population_units(population), population.wage()
-    prefs, calibration = calibrated_preferences(economy, wage, seed, units)
+    groups = schooling_groups(population.table.education)
+    prefs, calibration = calibrated_preferences(economy, wage, seed, units, groups)
     model = PopulationModel(wage, prefs, RationalWorkers(prefs), units=units)
     us = make_mechanism("us_tax_2024")
     policy = us.compile(us.initial())
@@ -50,11 +50,11 @@ def hours_moments(economy: EconomyConfig, n_agents: int, seed: int) -> dict[str,
     working = outcome.hours > 0
     hours, income = outcome.hours[working], outcome.income[working]
     top = income >= torch.quantile(income, 1 - TOP_SHARE)
-    schooling = population.table.education.map(lambda e: SCHOOLING.get(e, "bachelors_or_more")).to_numpy()[working.numpy()]
+    schooling = groups[working.numpy()]
     share = lambda mask: float(mask.double().mean())  # noqa: E731
     found = {"share_not_working": share(~working), "share_under_35_hours": share(hours < 35), "share_under_20_hours": share(hours < 20),
              "share_50_hours_or_more": share(hours >= 50), "income_over_50k_hours_ratio": float(hours[top].mean() / hours[~top].mean())}
-    for group in ("less_than_high_school", "high_school", "some_college_or_associate", "bachelors_or_more"):
+    for group in SCHOOLING_GROUPS:
         found[f"hours_ratio_{group}"] = float(hours[torch.from_numpy(schooling == group)].mean() / hours.mean())
     found["share_under_35_hours_less_than_high_school"] = share(hours[torch.from_numpy(schooling == "less_than_high_school")] < 35)
     found["credit_phase_in_share"] = share(rates[working] < PAYROLL_RATE - PHASE_IN_MARGIN)
