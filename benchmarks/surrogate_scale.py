@@ -11,6 +11,12 @@ process's peak RSS (everything above included) and the peak RSS sampled during t
     python benchmarks/surrogate_scale.py [--sizes 10000,100000] [--repeats 5] [--threads 2]
         [--device cuda] [--llm-agents 20]
 
+The roofline of a period: the floating-point operations and the bytes an agent's step needs at
+least (`roofline`: its inputs, its outputs, its neighbours' keys and values, the keys and values
+it writes), beside this machine's copy bandwidth and matrix-multiply rate measured in the same
+run, give the shortest a period could take (``*_roofline_step_s``, the larger of the two
+bounds) and how close the step gets (``*_share_of_roofline``).
+
 In the same run, ``--llm-agents`` census workers (0 skips it) each make one sequential call to
 the embedded language-model server, as a loop over agents would (``llm_throughput.decide``);
 ``ratio_vs_llm_call_per_agent`` is the surrogate's agent-steps per second at the largest size
@@ -85,6 +91,40 @@ def surrogate_inputs(population, levels: dict, bins: torch.Tensor) -> dict:
     return {"persona_num": persona_num, "persona_cat": persona_cat, "context": context.float()}
 
 
+def roofline(config, width: int) -> tuple[int, int]:
+    """(FLOPs, bytes) one agent's period needs at least in float32: every matrix product and
+    element-wise step of the model once, and every input, output and neighbour row moved once."""
+    d, de, h, k = config.d_model, config.d_expression, config.n_heads, width
+    token = 2 * config.n_context * d + 2 * d * d + 2 * d  # context and memory into the token, the wage in force
+    block = (2 * d * 2 * d + 2 * de * d + 2 * d * d  # keys and values, the expression's value, the query
+             + k * (4 * d + 2 * d + 6 * h)  # scores with the tie key, the weighted values, softmax
+             + 2 * d * d + 2 * (2 * d * 4 * d) + 4 * d * 10 + 2 * 8 * d)  # out, MLP with its GELU, two layer norms
+    heads = 2 * d * (config.n_hour_bins + config.n_channels + de) + 8 * d + 2 * (2 * 3 * d * d) + 3 * d * 10  # heads, GRU
+    flops = token + config.n_layers * block + heads
+    floats = (d + config.n_context + d + de  # persona, context, memory, expression in
+              + config.n_layers * (2 * 2 * d + k * 2 * d)  # keys and values out and back, the neighbours' rows
+              + config.n_hour_bins + config.n_channels + de + d)  # what the period returns
+    return flops, 4 * floats + config.n_layers * k * 9  # and the graph row: an index and a tie type a slot
+
+
+def machine_rates() -> tuple[float, float]:
+    """(bytes/s of a large copy, FLOP/s of a (1M x 16) by (16 x 64) float32 product), best of several."""
+    a = torch.ones(2**26, dtype=torch.float32)
+    b = torch.empty_like(a)
+    x, w = torch.randn(1_000_000, 16), torch.randn(16, 64)
+    out = torch.empty(1_000_000, 64)
+    copy, product = [], []
+    for _ in range(5):
+        s0 = time.perf_counter()
+        b.copy_(a)
+        s1 = time.perf_counter()
+        torch.mm(x, w, out=out)
+        s2 = time.perf_counter()
+        copy.append(s1 - s0)
+        product.append(s2 - s1)
+    return 2 * a.numel() * 4 / min(copy), 2 * 1_000_000 * 16 * 64 / min(product)
+
+
 def measure(n: int, repeats: int, device_name: str, threads: int | None, model_path: str | None) -> dict:
     """One size, in this process."""
     if threads:
@@ -138,6 +178,7 @@ def measure(n: int, repeats: int, device_name: str, threads: int | None, model_p
         prepare_s = time.perf_counter() - p0
         steps, cpu = timed(lambda: model.step(population, inputs["context"], inputs["neighbour_expression_input"], inputs["memory"]))
     step = statistics.median(steps)
+    flops, moved = roofline(model.config, graph.width)
     result = {
         f"{key}_population_s": round(t1 - t0, 3),
         f"{key}_graph_build_s": round(t2 - t1, 3),
@@ -151,6 +192,8 @@ def measure(n: int, repeats: int, device_name: str, threads: int | None, model_p
         f"{key}_step_min_s": round(min(steps), 4),
         f"{key}_step_cpu_s": round(statistics.median(cpu), 4),
         f"{key}_agent_steps_per_s": round(n / step),
+        f"{key}_flops_per_agent": flops,
+        f"{key}_min_bytes_per_agent": moved,
         f"{key}_peak_rss_gb": round(max_rss_gb(), 3),
         f"{key}_forward_peak_rss_gb": round(rss.peak_gb, 3),
     }
@@ -194,6 +237,15 @@ def main() -> None:
         config = measured.pop("config")
         result.update({name: config[name] for name in ("d_model", "n_layers", "n_heads", "chunk_size")})
         result.update(measured)
+    if args.device == "cpu":  # this machine's rates, after the sizes: a child's peak memory would include this process's
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        bandwidth, flop_rate = machine_rates()
+        result.update({"copy_bandwidth_bytes_per_s": round(bandwidth), "matmul_flops_per_s": round(flop_rate)})
+        for n in sizes:
+            key = f"n{n}"
+            bound = n * max(result[f"{key}_min_bytes_per_agent"] / bandwidth, result[f"{key}_flops_per_agent"] / flop_rate)
+            result.update({f"{key}_roofline_step_s": round(bound, 4), f"{key}_share_of_roofline": round(bound / result[f"{key}_step_s"], 3)})
     result["load_avg_1m_end"] = round(os.getloadavg()[0], 2)
     if args.llm_agents > 0:
         from llm_throughput import decide  # the sibling benchmark's one-call-per-agent loop

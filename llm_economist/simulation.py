@@ -80,9 +80,9 @@ def expected_welfare(model: PopulationModel, policy: Policy, decisions: Decision
         own = torch.nn.functional.one_hot((hours.unsqueeze(-1) - grid).abs().argmin(dim=-1), len(grid)).to(hours.dtype)
         probs = torch.stack([own[i] if row is None else torch.as_tensor(row, dtype=hours.dtype) for i, row in enumerate(stated)])
     cumulative = (probs / probs.sum(dim=-1, keepdim=True)).cumsum(dim=-1)
-    uniforms = torch.rand(EXPECTATION_DRAWS, n, generator=torch.Generator().manual_seed(step), dtype=hours.dtype)
-    index = torch.searchsorted(cumulative.expand(EXPECTATION_DRAWS, -1, -1).contiguous(), uniforms.unsqueeze(-1)).squeeze(-1)
-    drawn = grid[index.clamp(max=len(grid) - 1)].clamp(0.0, model.prefs.max_hours)
+    uniforms = torch.rand(n, EXPECTATION_DRAWS, generator=torch.Generator().manual_seed(step), dtype=hours.dtype)
+    index = torch.searchsorted(cumulative, uniforms).clamp(max=len(grid) - 1)  # (N, draws)
+    drawn = grid[index.t()].clamp(0.0, model.prefs.max_hours)  # (draws, N)
     return float(model.welfare(settle(model.wage, drawn, policy, model.prefs)).mean())
 
 
