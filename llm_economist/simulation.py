@@ -62,7 +62,7 @@ EXPECTATION_MAX_AGENTS = 10_000  # beyond, one draw's sampling noise in welfare 
 
 def expected_welfare(model: PopulationModel, policy: Policy, decisions: Decisions, hours: Tensor, step: int) -> float | None:
     """The period's welfare averaged over draws of everyone's hours from the distributions the
-    workers stated (a worker that fell back keeps the hours it got), or None where they state none.
+    workers stated (a worker that fell back keeps the hours it got), or None where none states one.
 
     One sampled answer per worker makes a period's welfare noisy in a small population; averaging
     over the draws integrates that noise out while keeping what the workers were shown. The draws
@@ -71,7 +71,8 @@ def expected_welfare(model: PopulationModel, policy: Policy, decisions: Decision
     """
     stated, bins = decisions.columns.get("hour_distribution"), getattr(model.workers, "bins", None)
     n = hours.shape[-1]
-    if stated is None or bins is None or n > EXPECTATION_MAX_AGENTS:
+    if (stated is None or bins is None or n > EXPECTATION_MAX_AGENTS
+            or (not isinstance(stated, Tensor) and all(row is None for row in stated))):
         return None
     grid = torch.as_tensor(bins, dtype=hours.dtype)
     if isinstance(stated, Tensor):

@@ -49,3 +49,4 @@ def test_point_masses_and_fallbacks_give_the_realised_welfare():
     found = expected_welfare(model, period.policy, Decisions(hours, {"hour_distribution": rows}), hours, step=0)
     assert abs(found - realised) <= 1e-9 * abs(realised)
     assert expected_welfare(model, period.policy, Decisions(hours), hours, step=0) is None
+    assert expected_welfare(model, period.policy, Decisions(hours, {"hour_distribution": [None] * len(hours)}), hours, step=0) is None
