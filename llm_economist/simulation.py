@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .economy.labour import nearest_bin
 from .economy.outcome import Outcome, aggregates, settle
 from .economy.policy import Policy
 from .population_model import PopulationModel
@@ -56,8 +57,11 @@ class Period:
                 **({"expected_welfare": expected} if expected is not None else {})}
 
 
-EXPECTATION_DRAWS = 256
-EXPECTATION_MAX_AGENTS = 10_000  # beyond, one draw's sampling noise in welfare is already small
+EXPECTATION_DRAWS = 256  # draws of everyone's hours in a small population
+# Agents times draws at most: as precise as 256 draws of 1,000 agents at every size, for about the
+# cost of settling a period a few times; past EXPECTATION_MAX_AGENTS one draw's noise is small.
+EXPECTATION_AGENT_DRAWS = 256_000
+EXPECTATION_MAX_AGENTS = 10_000
 
 
 def expected_welfare(model: PopulationModel, policy: Policy, decisions: Decisions, hours: Tensor, step: int) -> float | None:
@@ -78,10 +82,11 @@ def expected_welfare(model: PopulationModel, policy: Policy, decisions: Decision
     if isinstance(stated, Tensor):
         probs = stated.to(hours.dtype)
     else:
-        own = torch.nn.functional.one_hot((hours.unsqueeze(-1) - grid).abs().argmin(dim=-1), len(grid)).to(hours.dtype)
+        own = nearest_bin(hours, grid)
         probs = torch.stack([own[i] if row is None else torch.as_tensor(row, dtype=hours.dtype) for i, row in enumerate(stated)])
     cumulative = (probs / probs.sum(dim=-1, keepdim=True)).cumsum(dim=-1)
-    uniforms = torch.rand(n, EXPECTATION_DRAWS, generator=torch.Generator().manual_seed(step), dtype=hours.dtype)
+    draws = min(EXPECTATION_DRAWS, EXPECTATION_AGENT_DRAWS // n)
+    uniforms = torch.rand(n, draws, generator=torch.Generator().manual_seed(step), dtype=hours.dtype)
     index = torch.searchsorted(cumulative, uniforms).clamp(max=len(grid) - 1)  # (N, draws)
     drawn = grid[index.t()].clamp(0.0, model.prefs.max_hours)  # (draws, N)
     return float(model.welfare(settle(model.wage, drawn, policy, model.prefs)).mean())

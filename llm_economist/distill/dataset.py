@@ -39,7 +39,7 @@ import pandas as pd
 import torch
 
 from ..config import RunConfig, config_fingerprint, dump_config
-from ..economy.labour import hour_bins, llm_hour_bins
+from ..economy.labour import hour_bins, llm_hour_bins, nearest_bin
 from ..economy.outcome import Outcome
 from ..economy.policy import Policy
 from ..economy.tax import TaxSchedule
@@ -284,8 +284,7 @@ def _sequence(episode: int, planner: str, rows: pd.DataFrame, bins: torch.Tensor
     ]
     stated = torch.tensor(rows["stated_hours"].to_numpy(float)).view(t, n)
     decided = ~torch.tensor(rows["fallback"].to_numpy(bool)).view(t, n)
-    one_hot = (stated.unsqueeze(-1) - bins).abs().argmin(-1)
-    target = torch.nn.functional.one_hot(one_hot, b).double()
+    target = nearest_bin(stated, bins)
     for k, dist in enumerate(rows["hour_distribution"]):
         if dist is not None and len(dist) == b:
             target[k // n, k % n] = torch.tensor(np.array(dist, float))

@@ -176,6 +176,13 @@ def hour_bins(max_hours: float, n_bins: int, dtype=torch.float64) -> Tensor:
     return torch.linspace(0.0, max_hours, n_bins, dtype=dtype)
 
 
+def nearest_bin(hours: Tensor, bins: Tensor) -> Tensor:
+    """(..., B) each hours value as a one-hot row on its nearest bin: a choice stated exactly, as a
+    distribution over the bins."""
+    nearest = (hours.unsqueeze(-1) - bins.to(hours.dtype)).abs().argmin(dim=-1)
+    return torch.nn.functional.one_hot(nearest, len(bins)).to(hours.dtype)
+
+
 # Language-model workers answer in whole tens of hours.
 LLM_HOURS_PER_BIN = 10
 LLM_MAX_BIN = 90  # the last multiple of 10 whose first digit is its own

@@ -79,11 +79,6 @@ MARITAL_STATUSES = ("married", "single")
 SCHOOLING_GROUPS = ("less_than_high_school", "high_school", "some_college_or_associate", "bachelors_or_more")
 _SCHOOLING_OF = {"less than high school": "less_than_high_school", "high school": "high_school",
                  "some college": "some_college_or_associate", "associate degree": "some_college_or_associate"}
-
-
-def schooling_groups(education: pd.Series) -> np.ndarray:
-    """(N,) each worker's schooling group (`SCHOOLING_GROUPS`) from its education level."""
-    return education.astype(str).map(lambda e: _SCHOOLING_OF.get(e, "bachelors_or_more")).to_numpy()
 FILING_STATUSES = ("single", "married_joint", "married_separate", "head_of_household")
 PERCENTILE_COLUMNS = ("p10", "p25", "p50", "p75", "p90")
 # Standard-normal scores of the published percentiles: Phi^-1(0.10, 0.25, 0.50, 0.75, 0.90).
@@ -472,6 +467,11 @@ class Population:
         the subset shows as a household with one member present.
         """
         return Population(self.table.iloc[np.asarray(idx)].reset_index(drop=True))
+
+
+def schooling_groups(education: pd.Series) -> np.ndarray:
+    """(N,) each worker's schooling group (`SCHOOLING_GROUPS`) from its education level."""
+    return education.astype(str).map(lambda e: _SCHOOLING_OF.get(e, "bachelors_or_more")).to_numpy()
 
 
 def household_sample(population: Population, agents: int, seed: int) -> np.ndarray:

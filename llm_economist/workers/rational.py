@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..economy.labour import best_response_hours, hour_bins, logit_hour_probabilities
+from ..economy.labour import best_response_hours, hour_bins, logit_hour_probabilities, nearest_bin
 from ..economy.policy import Policy
 from ..economy.utility import Preferences
 from ..personas import SocialGraph
@@ -65,14 +65,9 @@ class BoundedRationalWorkers(Workers):
         probs = self.logit(wage, policy, transfer)
         if last_hours is None or not (self.persistence or self.social_pull):
             return probs
-        own = self._one_hot(last_hours)
+        own = nearest_bin(last_hours, self.bins)
         contacts = self._contacts_mean(own)
         return (1 - self.persistence - self.social_pull) * probs + self.persistence * own + self.social_pull * contacts
-
-    def _one_hot(self, hours: Tensor) -> Tensor:
-        """(N, B) each worker's hours as its nearest bin."""
-        nearest = (hours.unsqueeze(-1) - self.bins.to(hours.dtype)).abs().argmin(dim=-1)
-        return torch.nn.functional.one_hot(nearest, len(self.bins)).to(hours.dtype)
 
     def _contacts_mean(self, rows: Tensor) -> Tensor:
         """(N, ...) the mean of `rows` over each worker's contacts (its own row where it has none)."""
