@@ -13,7 +13,7 @@ process's peak RSS (everything above included) and the peak RSS sampled during t
 
 The roofline of a period: the floating-point operations and the bytes an agent's step needs at
 least (`roofline`: its inputs, its outputs, its neighbours' keys and values, the keys and values
-it writes), beside this machine's copy bandwidth and matrix-multiply rate measured in the same
+it writes), beside the device's copy bandwidth and matrix-multiply rate measured in the same
 run, give the shortest a period could take (``*_roofline_step_s``, the larger of the two
 bounds) and how close the step gets (``*_share_of_roofline``).
 
@@ -107,22 +107,28 @@ def roofline(config, width: int) -> tuple[int, int]:
     return flops, 4 * floats + config.n_layers * k * 9  # and the graph row: an index and a tie type a slot
 
 
-def machine_rates() -> tuple[float, float]:
-    """(bytes/s of a large copy, FLOP/s of a (1M x 16) by (16 x 64) float32 product), best of several."""
-    a = torch.ones(2**26, dtype=torch.float32)
+def machine_rates(device: torch.device) -> tuple[float, float]:
+    """(bytes/s of a large copy, FLOP/s of an (n x 16) by (16 x 64) float32 product) on ``device``,
+    best of several; n is 1M on the CPU and 16M on a GPU, so the GPU's caches do not hold it."""
+    n = 1_000_000 if device.type == "cpu" else 16_000_000
+    a = torch.ones(2**26 if device.type == "cpu" else 2**28, dtype=torch.float32, device=device)
     b = torch.empty_like(a)
-    x, w = torch.randn(1_000_000, 16), torch.randn(16, 64)
-    out = torch.empty(1_000_000, 64)
+    x, w = torch.randn(n, 16, device=device), torch.randn(16, 64, device=device)
+    out = torch.empty(n, 64, device=device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     copy, product = [], []
     for _ in range(5):
+        sync()
         s0 = time.perf_counter()
         b.copy_(a)
+        sync()
         s1 = time.perf_counter()
         torch.mm(x, w, out=out)
+        sync()
         s2 = time.perf_counter()
         copy.append(s1 - s0)
         product.append(s2 - s1)
-    return 2 * a.numel() * 4 / min(copy), 2 * 1_000_000 * 16 * 64 / min(product)
+    return 2 * a.numel() * 4 / min(copy), 2 * n * 16 * 64 / min(product)
 
 
 def measure(n: int, repeats: int, device_name: str, threads: int | None, model_path: str | None) -> dict:
@@ -237,15 +243,15 @@ def main() -> None:
         config = measured.pop("config")
         result.update({name: config[name] for name in ("d_model", "n_layers", "n_heads", "chunk_size")})
         result.update(measured)
-    if args.device == "cpu":  # this machine's rates, after the sizes: a child's peak memory would include this process's
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        bandwidth, flop_rate = machine_rates()
-        result.update({"copy_bandwidth_bytes_per_s": round(bandwidth), "matmul_flops_per_s": round(flop_rate)})
-        for n in sizes:
-            key = f"n{n}"
-            bound = n * max(result[f"{key}_min_bytes_per_agent"] / bandwidth, result[f"{key}_flops_per_agent"] / flop_rate)
-            result.update({f"{key}_roofline_step_s": round(bound, 4), f"{key}_share_of_roofline": round(bound / result[f"{key}_step_s"], 3)})
+    # The device's rates, after the sizes: a child's peak memory would include this process's.
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    bandwidth, flop_rate = machine_rates(torch.device(args.device))
+    result.update({"copy_bandwidth_bytes_per_s": round(bandwidth), "matmul_flops_per_s": round(flop_rate)})
+    for n in sizes:
+        key = f"n{n}"
+        bound = n * max(result[f"{key}_min_bytes_per_agent"] / bandwidth, result[f"{key}_flops_per_agent"] / flop_rate)
+        result.update({f"{key}_roofline_step_s": round(bound, 4), f"{key}_share_of_roofline": round(bound / result[f"{key}_step_s"], 3)})
     result["load_avg_1m_end"] = round(os.getloadavg()[0], 2)
     if args.llm_agents > 0:
         from llm_throughput import decide  # the sibling benchmark's one-call-per-agent loop

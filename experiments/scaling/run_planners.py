@@ -4,6 +4,7 @@ what the sample costs: at the size where both run, each planner also plans on th
 population, and both mechanisms are played on the whole population.
 
     python experiments/scaling/run_planners.py [--sizes 10000,100000,1000000] [--sample 10000] [--full-at 100000]
+        [--device cuda]
 
 Workers: the shipped `bounded_social` surrogate (distilled from bounded workers with habit and
 imitation, which respond to taxes), three rebated brackets, two tax years of one period. Planners:
@@ -33,9 +34,9 @@ SETTINGS = ["workers.kind=surrogate", f"workers.surrogate_model={shipped_model_p
             "economy.years=2", "economy.steps_per_year=1", f"planners={PLANNERS}"]
 
 
-def cells_for(n: int, sample: int, full: bool, done: dict, out: Path) -> None:
+def cells_for(n: int, sample: int, full: bool, device: str, done: dict, out: Path) -> None:
     """Plan with every planner at size n (on the sample, and on everyone when `full`), each cell saved as it ends."""
-    config = load_config(None, [*SETTINGS, f"population.n_agents={n}", f"population.planning_agents={sample}"])
+    config = load_config(None, [*SETTINGS, f"population.n_agents={n}", f"population.planning_agents={sample}", f"workers.device={device}"])
     if all(f"{n}/{p.name}/{on}" in done for p in config.planners for on in ("sample", *(("all",) if full else ()))):
         return
     started = time.perf_counter()
@@ -54,7 +55,7 @@ def cells_for(n: int, sample: int, full: bool, done: dict, out: Path) -> None:
             theta = make_planner(planner, config).propose(0, [], model)
             plan_s = time.perf_counter() - started
             welfare = float(whole.evaluate(mechanism, theta.unsqueeze(0))[0])
-            done[key] = {"n_agents": n, "planner": planner.name, "planned_on": int(model.wage.shape[0]),
+            done[key] = {"n_agents": n, "planner": planner.name, "device": device, "planned_on": int(model.wage.shape[0]),
                          "plan_s": round(plan_s, 1), "build_s": round(build_s, 1), "welfare": welfare, "no_tax_welfare": no_tax,
                          "theta": [round(float(x), 4) for x in theta]}
             (out / "cells.json").write_text(json.dumps(done, indent=1))
@@ -79,12 +80,13 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--sample", type=int, default=10_000, help="population.planning_agents")
     parser.add_argument("--full-at", type=int, default=100_000, help="the size at which every planner also plans on everyone")
+    parser.add_argument("--device", default="cpu", help="workers.device: where the surrogate workers run (cpu or cuda)")
     parser.add_argument("--out", type=Path, default=Path("runs/scaling_planners"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     done = json.loads((args.out / "cells.json").read_text()) if (args.out / "cells.json").is_file() else {}
     for n in (int(x) for x in args.sizes.split(",")):
-        cells_for(n, args.sample, n == args.full_at, done, args.out)
+        cells_for(n, args.sample, n == args.full_at, args.device, done, args.out)
     text = table(done, args.full_at)
     (args.out / "table.md").write_text(text + "\n")
     print(text)

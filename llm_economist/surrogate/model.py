@@ -44,6 +44,8 @@ import torch.nn.functional as F
 from llm_economist.economy.labour import LLM_HOURS_PER_BIN as HOURS_PER_BIN  # the LLM workers' bins: 0, 10, ...
 from llm_economist.personas.graph import EDGE_TYPES, SocialGraph
 
+GPU_CHUNK_SIZE = 1 << 20  # agents per chunk on a GPU: 1M agents' gathered neighbour rows take about 1.7 GB
+
 __all__ = [
     "HOURS_PER_BIN",
     "SurrogateConfig",
@@ -72,7 +74,7 @@ class SurrogateConfig:
     n_hour_bins: int = 9
     n_channels: int = 3  # fairness, trust, stress
     dropout: float = 0.0
-    chunk_size: int = 8192  # agents per chunk when no gradient is recorded; changes no number
+    chunk_size: int = 8192  # agents per chunk on the CPU when no gradient is recorded; changes no number
 
     def __post_init__(self) -> None:
         self.n_categories = tuple(int(c) for c in self.n_categories)
@@ -288,16 +290,18 @@ class SurrogatePopulation(nn.Module):
             any(p.requires_grad for p in self.parameters())
             or any(t.requires_grad for t in (persona_num, context, expression, memory))
         )
-        population = self.prepare(persona_num, persona_cat, graph, graph.n if recording else self.config.chunk_size)
+        population = self.prepare(persona_num, persona_cat, graph, graph.n if recording else None)
         return self.step(population, context, expression, memory)
 
     def prepare(self, persona_num: torch.Tensor, persona_cat: torch.Tensor | None, graph: SocialGraph,
                 chunk_size: int | None = None) -> PreparedPopulation:
         """What stays the same from period to period for one population: its persona embedding and
-        its graph rows, chunk by chunk (``chunk_size`` agents, default the config's)."""
+        its graph rows, chunk by chunk (``chunk_size`` agents; by default the config's, sized for a
+        CPU's caches, or `GPU_CHUNK_SIZE` on a CUDA GPU, where a chunk's kernel launches would
+        cost more than its arithmetic)."""
         graph = graph.to(persona_num.device)
         cat = persona_cat if persona_cat is not None else persona_num[:, :0].long()  # (N, 0) when no fields
-        size = chunk_size or self.config.chunk_size
+        size = chunk_size or (GPU_CHUNK_SIZE if persona_num.device.type == "cuda" else self.config.chunk_size)
         slices = [slice(start, min(start + size, graph.n)) for start in range(0, graph.n, size)] or [slice(0, 0)]
         n_types = self.config.n_edge_types
         rows = [GraphRows.of(graph.neighbours[s], graph.edge_type[s], n_types) for s in slices]
