@@ -69,6 +69,13 @@ class EconomyConfig(Section):
                                           "bachelors_or_more"], float] = Field(
         {}, description="a multiple of the taste for leisure for each schooling group named (structural labour models' "
         "taste shifters by observed characteristics; groups not named keep 1); {} = the same for all")
+    disutility_by_age: dict[Literal["16-24", "25-34", "35-44", "45-54", "55-64", "65+"], float] = Field(
+        {}, description="a multiple of the taste for leisure for each age band named (the young and the old work "
+        "part time far more often than the prime-aged; bands not named keep 1); {} = the same for all")
+    disutility_type_shares_by_age: dict[Literal["16-24", "25-34", "35-44", "45-54", "55-64", "65+"], list[float]] = Field(
+        {}, description="for each age band named, the shares of the further types (`disutility_types`, in their order) "
+        "among its workers, in place of the shares for all (students and the retired work short hours far more "
+        "often); {} = the same shares at every age")
     dtype: Literal["float64", "float32"] = Field(
         "float64", description="floating-point precision of the simulation; float32 halves memory for very large populations")
 
@@ -81,12 +88,20 @@ class EconomyConfig(Section):
                              f"summing to under 1; got {types}")
         return types
 
-    @field_validator("disutility_by_schooling")
+    @field_validator("disutility_by_schooling", "disutility_by_age")
     @classmethod
     def _positive_multiples(cls, multiples: dict[str, float]) -> dict[str, float]:
         if any(not 0 < m <= 100 for m in multiples.values()):
-            raise ValueError(f"each schooling group's multiple must be in (0, 100]; got {multiples}")
+            raise ValueError(f"each group's multiple must be in (0, 100]; got {multiples}")
         return multiples
+
+    @model_validator(mode="after")
+    def _shares_by_age_name_every_type(self) -> "EconomyConfig":
+        for band, shares in self.disutility_type_shares_by_age.items():
+            if len(shares) != len(self.disutility_types) or any(not 0 < share < 1 for share in shares) or sum(shares) >= 1:
+                raise ValueError(f"disutility_type_shares_by_age: {band} needs one share in (0, 1) for each of the "
+                                 f"{len(self.disutility_types)} disutility_types, summing to under 1; got {shares}")
+        return self
 
     @model_validator(mode="after")
     def _median_below_cap(self) -> "EconomyConfig":

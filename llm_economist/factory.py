@@ -29,7 +29,7 @@ from .llm.server import EMBEDDED_GGUF
 from .mechanisms.base import Mechanism
 from .mechanisms.builtin import USTax2024, us_filing_groups
 from .mechanisms.registry import available_mechanisms, make_mechanism
-from .personas import Population, SocialGraph, household_sample, population_graph, sample_population, schooling_groups
+from .personas import Population, SocialGraph, household_sample, population_graph, sample_population, taste_groups
 from .surrogate.model import SurrogatePopulation
 from .planners.fixed import BASELINE
 from .workers.base import Workers
@@ -77,7 +77,7 @@ def population_units(population: Population) -> TaxUnits:
 
 
 def calibrated_preferences(economy: EconomyConfig, wage: torch.Tensor, seed: int = 0, units: TaxUnits | None = None,
-                           schooling: np.ndarray | None = None) -> tuple[Preferences, dict[str, float]]:
+                           groups: dict[str, np.ndarray] | None = None) -> tuple[Preferences, dict[str, float]]:
     """Preferences with psi set so the median worker works `target_median_hours` under the 2024 US
     taxes on earnings (`calibration_policy`, by filing group, couples on joint returns) with their
     revenue rebated equally, as every mechanism in a run rebates it; with an extensive margin
@@ -85,10 +85,10 @@ def calibrated_preferences(economy: EconomyConfig, wage: torch.Tensor, seed: int
     income effects (eta > 0) the rebate moves hours, the fixed costs move who works, and spouses
     on one return face rates set by each other's earnings, so psi, the costs, the rebate and the
     spouses' earnings are solved together (a fixed point, one pass when utility is quasi-linear,
-    there is no extensive margin and no couple files jointly). `schooling`: the workers' schooling
-    groups, which tastes by schooling need."""
+    there is no extensive margin and no couple files jointly). `groups`: the workers' observed
+    groups (`taste_groups`), which tastes by schooling or age need."""
     e = economy
-    base = Preferences(eta=e.eta, elasticity=e.elasticity, max_hours=e.max_hours, disutility=tastes(e, wage, seed, schooling))
+    base = Preferences(eta=e.eta, elasticity=e.elasticity, max_hours=e.max_hours, disutility=tastes(e, wage, seed, groups))
     policy = calibration_policy(units, wage.dtype)
     draws = torch.randn(wage.shape, generator=torch.Generator().manual_seed(seed), dtype=wage.dtype) if e.share_not_working else None
     rebate, costs, participation, earnings, hours, spouses_still, psi = 0.0, 0.0, {}, None, None, False, None
@@ -117,14 +117,16 @@ def calibrated_preferences(economy: EconomyConfig, wage: torch.Tensor, seed: int
                    "calibration_rounds": turn + 1, "intensive_elasticity": e.elasticity, **participation, **shares}
 
 
-def tastes(economy: EconomyConfig, wage: torch.Tensor, seed: int, schooling: np.ndarray | None = None) -> torch.Tensor | float:
+def tastes(economy: EconomyConfig, wage: torch.Tensor, seed: int, groups: dict[str, np.ndarray] | None = None) -> torch.Tensor | float:
     """Each worker's taste for leisure, a multiple of psi: exp(slope (log w - mean log w) + spread x)
     with x standard normal, times each further type's multiple for its share of workers (drawn at
-    random; `economy.disutility_types`) and its schooling group's multiple (`schooling`, the
-    workers' `SCHOOLING_GROUPS`); drawn apart from the fixed costs' draws; 1 for all without a
-    spread, slope, further type or schooling multiple."""
+    random; `economy.disutility_types`, their shares set by age band where
+    `economy.disutility_type_shares_by_age` names it) and the multiples of its schooling group and age band
+    (`groups`, from `taste_groups`); drawn apart from the fixed costs' draws; 1 for all without a
+    spread, slope, further type or group multiple."""
     e = economy
-    if not (e.disutility_spread or e.disutility_wage_slope or e.disutility_types or e.disutility_by_schooling):
+    shifters = {"schooling": e.disutility_by_schooling, "age_band": e.disutility_by_age}
+    if not (e.disutility_spread or e.disutility_wage_slope or e.disutility_types or any(shifters.values())):
         return 1.0
     generator = torch.Generator().manual_seed(seed + TASTE_SEED_OFFSET)
     x = torch.randn(wage.shape, generator=generator, dtype=wage.dtype)
@@ -132,15 +134,27 @@ def tastes(economy: EconomyConfig, wage: torch.Tensor, seed: int, schooling: np.
     taste = torch.exp(e.disutility_wage_slope * (log_wage - log_wage.mean()) + e.disutility_spread * x)
     if e.disutility_types:
         u = torch.rand(wage.shape, generator=generator, dtype=wage.dtype)
-        bounds = torch.tensor([share for share, _ in e.disutility_types], dtype=wage.dtype).cumsum(0)
+        shares = torch.tensor([share for share, _ in e.disutility_types], dtype=wage.dtype).expand(*wage.shape, -1)
+        if e.disutility_type_shares_by_age:
+            band = _groups_for(groups, "age_band", "disutility_type_shares_by_age")
+            shares = shares.clone()
+            for name, by_band in e.disutility_type_shares_by_age.items():
+                shares[torch.from_numpy(band == name)] = torch.tensor(by_band, dtype=wage.dtype)
         multiples = torch.tensor([multiple for _, multiple in e.disutility_types] + [1.0], dtype=wage.dtype)
-        taste = taste * multiples[torch.searchsorted(bounds, u, right=True)]  # u past every bound: the first type
-    if e.disutility_by_schooling:
-        if schooling is None:
-            raise ConfigError("economy.disutility_by_schooling: the workers' schooling is not known here")
-        by_group = np.vectorize(lambda group: e.disutility_by_schooling.get(group, 1.0), otypes=[float])(schooling)
-        taste = taste * torch.as_tensor(by_group, dtype=wage.dtype)
+        kind = (u.unsqueeze(-1) >= shares.cumsum(-1)).sum(-1)  # u past every bound: none of the further types
+        taste = taste * multiples[kind]
+    for (trait, multiples), field in zip(shifters.items(), ("disutility_by_schooling", "disutility_by_age")):
+        if multiples:
+            by_group = np.vectorize(lambda group: multiples.get(group, 1.0), otypes=[float])(_groups_for(groups, trait, field))
+            taste = taste * torch.as_tensor(by_group, dtype=wage.dtype)
     return taste
+
+
+def _groups_for(groups: dict[str, np.ndarray] | None, trait: str, field: str) -> np.ndarray:
+    """The workers' `trait` groups, which `economy.<field>` needs."""
+    if groups is None or trait not in groups:
+        raise ConfigError(f"economy.{field}: the workers' {trait.replace('_', ' ')} is not known here")
+    return groups[trait]
 
 
 def participation_costs(wage: torch.Tensor, schedule: TaxSchedule, transfer: float, prefs: Preferences, draws: torch.Tensor,
@@ -290,8 +304,7 @@ def build_setup(config: RunConfig, client: LLMClient | None = None, cache_path: 
         client = open_client(llm_settings(config, cache_path))
     try:
         units = population_units(population)
-        prefs, calibration = calibrated_preferences(config.economy, wage, config.seed, units,
-                                                    schooling_groups(population.table.education))
+        prefs, calibration = calibrated_preferences(config.economy, wage, config.seed, units, taste_groups(population))
         model = PopulationModel(wage, prefs, make_workers(config, prefs, population, graph, client), config.welfare.name,
                                 config.welfare.params(), units=units)
         planning = planning_model(config, population, model, client)

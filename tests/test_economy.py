@@ -26,7 +26,7 @@ from llm_economist.config import ConfigError, EconomyConfig
 from llm_economist.economy.labour import jensen_shannon, llm_hour_bins, reservation_cost
 from llm_economist.economy.utility import annual_income
 from llm_economist.factory import CALIBRATION_ROUNDS, calibrated_preferences, calibration_policy, population_units, tastes
-from llm_economist.personas import SCHOOLING_GROUPS, sample_population, schooling_groups
+from llm_economist.personas import AGE_BANDS, SCHOOLING_GROUPS, sample_population, taste_groups
 from llm_economist.planner_factory import load_config
 
 D = torch.float64
@@ -361,21 +361,46 @@ def test_further_types_of_worker_take_their_shares_and_multiples_of_the_same_log
     assert tastes(EconomyConfig(), wage, seed=3) == 1.0
 
 
-def test_a_schooling_group_s_taste_is_its_multiple_and_a_config_without_schooling_is_refused():
+def test_an_age_band_s_own_type_shares_are_drawn_there_and_the_others_keep_the_shares_for_all():
+    population = sample_population(60_000, seed=5)
+    wage, groups = population.wage(), taste_groups(population)
+    types = [[0.2, 0.3], [0.05, 8.0]]
+    base = EconomyConfig(disutility_spread=0.3, disutility_types=types)
+    by_age = base.model_copy(update={"disutility_type_shares_by_age": {"16-24": [0.1, 0.3], "65+": [0.2, 0.4]}})
+    ratio = tastes(by_age, wage, 3, groups) / tastes(EconomyConfig(disutility_spread=0.3), wage, 3, groups)
+    for band in AGE_BANDS:
+        members = torch.from_numpy(groups["age_band"] == band)
+        shares = {"16-24": (0.1, 0.3), "65+": (0.2, 0.4)}.get(band, (0.2, 0.05))
+        for share, (_, multiple) in zip(shares, types):
+            found = float(((ratio[members] - multiple).abs() < 1e-9).double().mean())
+            assert abs(found - share) < 4 * (share * (1 - share) / int(members.sum())) ** 0.5, (band, multiple, found)
+    with pytest.raises(ConfigError, match="economy.disutility_type_shares_by_age"):
+        tastes(by_age, wage, 3, {"schooling": groups["schooling"]})
+    for bad in ("{16-24: [0.1]}", "{16-24: [0.6, 0.5]}", "{16-24: [0.0, 0.1]}"):
+        with pytest.raises(ConfigError, match="disutility_type_shares_by_age"):
+            load_config(None, ["economy.disutility_types=[[0.2, 0.3], [0.05, 8.0]]", f"economy.disutility_type_shares_by_age={bad}"])
+
+
+def test_a_schooling_group_s_and_an_age_band_s_tastes_are_their_multiples_and_a_config_without_them_is_refused():
     population = sample_population(3000, seed=2)
-    wage, groups = population.wage(), schooling_groups(population.table.education)
+    wage, groups = population.wage(), taste_groups(population)
     base = EconomyConfig(disutility_spread=0.3, disutility_wage_slope=0.5)
-    shifted = base.model_copy(update={"disutility_by_schooling": {"less_than_high_school": 1.8, "bachelors_or_more": 0.7}})
+    by_schooling, by_age = {"less_than_high_school": 1.8, "bachelors_or_more": 0.7}, {"16-24": 1.6, "65+": 2.5}
+    shifted = base.model_copy(update={"disutility_by_schooling": by_schooling, "disutility_by_age": by_age})
     ratio = (tastes(shifted, wage, 3, groups) / tastes(base, wage, 3, groups)).numpy()
     for group in SCHOOLING_GROUPS:
-        expected = {"less_than_high_school": 1.8, "bachelors_or_more": 0.7}.get(group, 1.0)
-        assert (groups == group).any() and np.allclose(ratio[groups == group], expected, rtol=1e-12)
+        for band in AGE_BANDS:
+            members = (groups["schooling"] == group) & (groups["age_band"] == band)
+            expected = by_schooling.get(group, 1.0) * by_age.get(band, 1.0)
+            assert members.any() and np.allclose(ratio[members], expected, rtol=1e-12), (group, band)
     with pytest.raises(ConfigError, match="economy.disutility_by_schooling"):
         tastes(shifted, wage, 3)
-    with pytest.raises(ConfigError, match="disutility_by_schooling"):
-        load_config(None, ["economy.disutility_by_schooling={high_school: 0}"])
-    with pytest.raises(ConfigError, match="disutility_by_schooling"):
-        load_config(None, ["economy.disutility_by_schooling={graduate: 1.2}"])
+    with pytest.raises(ConfigError, match="economy.disutility_by_age"):
+        tastes(base.model_copy(update={"disutility_by_age": by_age}), wage, 3, {"schooling": groups["schooling"]})
+    for field, bad in (("disutility_by_schooling", "{high_school: 0}"), ("disutility_by_schooling", "{graduate: 1.2}"),
+                       ("disutility_by_age", "{16-24: 0}"), ("disutility_by_age", "{18-24: 1.2}")):
+        with pytest.raises(ConfigError, match=field):
+            load_config(None, [f"economy.{field}={bad}"])
 
 
 def test_calibration_stops_when_a_worker_flips_between_two_equally_good_hours():

@@ -1,6 +1,7 @@
 """Census-calibrated worker personas: population sampler, shipped source tables, persona text."""
 
 from .population import (
+    AGE_BANDS,
     GB2_ACS_2023,
     INCOME_MODELS,
     MIN_HOURLY_WAGE,
@@ -13,8 +14,8 @@ from .population import (
     household_sample,
     load_tables,
     sample_population,
-    schooling_groups,
     state_name,
+    taste_groups,
 )
 from .text import occupation_phrase, persona_text, persona_texts
 
@@ -29,7 +30,8 @@ __all__ = [
     "INCOME_MODELS",
     "MIN_HOURLY_WAGE",
     "SCHOOLING_GROUPS",
-    "schooling_groups",
+    "AGE_BANDS",
+    "taste_groups",
     "PersonaTables",
     "load_tables",
     "state_name",

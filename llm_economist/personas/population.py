@@ -474,6 +474,12 @@ def schooling_groups(education: pd.Series) -> np.ndarray:
     return education.astype(str).map(lambda e: _SCHOOLING_OF.get(e, "bachelors_or_more")).to_numpy()
 
 
+def taste_groups(population: Population) -> dict[str, np.ndarray]:
+    """(N,) arrays of each worker's observed groups that tastes for leisure may shift with: its
+    schooling group (`SCHOOLING_GROUPS`) and its age band (`AGE_BANDS`)."""
+    return {"schooling": schooling_groups(population.table.education), "age_band": population.table.age_band.astype(str).to_numpy()}
+
+
 def household_sample(population: Population, agents: int, seed: int) -> np.ndarray:
     """Positions of about `agents` workers in whole households, every household (so every worker)
     drawn with the same chance, `agents` / N: households sorted by their mean log wage, one taken

@@ -1,14 +1,14 @@
 """The distribution of weekly hours against UCI Adult's, the only shipped source of hours
 (`scripts/adult_hours_moments.py`): the moments a calibration of the workers' tastes for leisure
 targets (`economy.disutility_spread`, `disutility_wage_slope`, `disutility_types`,
-`disutility_by_schooling`), each with the
-tolerance it is fitted within, and the measurement a fit and its test share.
+`disutility_by_schooling`, `disutility_by_age`), each with the tolerance it is fitted within,
+and the measurement a fit and its test share.
 
 Rational workers on a census sample, psi and the fixed costs of working calibrated as a run
 calibrates them, respond to the 2024 US taxes. Moments among those who work: the shares under 35 h,
 under 20 h and at 50 h or more, the mean hours of the top quarter of earners (Adult's over-$50k
-share) over the others', and mean hours by schooling over all (the personas and Adult record the
-same schooling; a stand-in for hours by wage quintile, which Adult cannot give).
+share) over the others', and mean hours by schooling and by age band over all (the personas and
+Adult record both; a stand-in for hours by wage quintile, which Adult cannot give).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import torch
 from ..config import EconomyConfig
 from ..factory import calibrated_preferences, population_units
 from ..mechanisms import make_mechanism
-from ..personas import SCHOOLING_GROUPS, sample_population, schooling_groups
+from ..personas import AGE_BANDS, SCHOOLING_GROUPS, sample_population, taste_groups
 from ..population_model import PopulationModel
 from ..workers import RationalWorkers
 
@@ -26,11 +26,16 @@ from ..workers import RationalWorkers
 ADULT_HOURS = {"share_under_35_hours": 0.155, "share_under_20_hours": 0.0426, "share_50_hours_or_more": 0.1996,
                "income_over_50k_hours_ratio": 1.1635, "hours_ratio_less_than_high_school": 0.9137,
                "hours_ratio_high_school": 1.0023, "hours_ratio_some_college_or_associate": 0.9773,
-               "hours_ratio_bachelors_or_more": 1.0691, "share_under_35_hours_less_than_high_school": 0.2528}
+               "hours_ratio_bachelors_or_more": 1.0691, "hours_ratio_16-24": 0.8193, "hours_ratio_25-34": 1.0356,
+               "hours_ratio_35-44": 1.0661, "hours_ratio_45-54": 1.0622, "hours_ratio_55-64": 1.0065, "hours_ratio_65+": 0.7595,
+               "share_under_35_hours_less_than_high_school": 0.2528, "share_under_35_hours_16-24": 0.4064,
+               "share_under_35_hours_65+": 0.5049}
 TOP_SHARE = 0.2465  # Adult's share of workers with income over $50k
 TOLERANCES = {"share_under_35_hours": 0.02, "share_under_20_hours": 0.015, "share_50_hours_or_more": 0.02,
               "income_over_50k_hours_ratio": 0.05, "hours_ratio_less_than_high_school": 0.04, "hours_ratio_high_school": 0.04,
-              "hours_ratio_some_college_or_associate": 0.04, "hours_ratio_bachelors_or_more": 0.04}
+              "hours_ratio_some_college_or_associate": 0.04, "hours_ratio_bachelors_or_more": 0.04,
+              **{f"hours_ratio_{band}": 0.04 for band in AGE_BANDS},
+              "share_under_35_hours_16-24": 0.04, "share_under_35_hours_65+": 0.05}
 PAYROLL_RATE = 0.0765
 PHASE_IN_MARGIN = 0.05  # a marginal rate this far below the payroll tax: a credit is phasing in
 
@@ -40,7 +45,7 @@ def hours_moments(economy: EconomyConfig, n_agents: int, seed: int) -> dict[str,
     high-school diploma and the share of workers in a credit's phase-in, on `n_agents` census workers."""
     population = sample_population(n_agents, seed=seed)
     units, wage = population_units(population), population.wage()
-    groups = schooling_groups(population.table.education)
+    groups = taste_groups(population)
     prefs, calibration = calibrated_preferences(economy, wage, seed, units, groups)
     model = PopulationModel(wage, prefs, RationalWorkers(prefs), units=units)
     us = make_mechanism("us_tax_2024")
@@ -50,13 +55,17 @@ def hours_moments(economy: EconomyConfig, n_agents: int, seed: int) -> dict[str,
     working = outcome.hours > 0
     hours, income = outcome.hours[working], outcome.income[working]
     top = income >= torch.quantile(income, 1 - TOP_SHARE)
-    schooling = groups[working.numpy()]
+    schooling, age_band = (groups[trait][working.numpy()] for trait in ("schooling", "age_band"))
     share = lambda mask: float(mask.double().mean())  # noqa: E731
     found = {"share_not_working": share(~working), "share_under_35_hours": share(hours < 35), "share_under_20_hours": share(hours < 20),
              "share_50_hours_or_more": share(hours >= 50), "income_over_50k_hours_ratio": float(hours[top].mean() / hours[~top].mean())}
     for group in SCHOOLING_GROUPS:
         found[f"hours_ratio_{group}"] = float(hours[torch.from_numpy(schooling == group)].mean() / hours.mean())
+    for band in AGE_BANDS:
+        found[f"hours_ratio_{band}"] = float(hours[torch.from_numpy(age_band == band)].mean() / hours.mean())
     found["share_under_35_hours_less_than_high_school"] = share(hours[torch.from_numpy(schooling == "less_than_high_school")] < 35)
+    for band in ("16-24", "65+"):
+        found[f"share_under_35_hours_{band}"] = share(hours[torch.from_numpy(age_band == band)] < 35)
     found["credit_phase_in_share"] = share(rates[working] < PAYROLL_RATE - PHASE_IN_MARGIN)
     found["psi"] = calibration["psi"]
     return {k: round(v, 4) for k, v in found.items()}
