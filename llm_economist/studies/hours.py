@@ -1,14 +1,15 @@
 """The distribution of weekly hours against UCI Adult's, the only shipped source of hours
 (`scripts/adult_hours_moments.py`): the moments a calibration of the workers' tastes for leisure
 targets (`economy.disutility_spread`, `disutility_wage_slope`, `disutility_types`,
-`disutility_by_schooling`, `disutility_by_age`), each with the tolerance it is fitted within,
-and the measurement a fit and its test share.
+`disutility_by_schooling`, `disutility_by_age`, `disutility_type_shares_by_age`), each with the
+tolerance it is fitted within, and the measurement a fit and its test share.
 
 Rational workers on a census sample, psi and the fixed costs of working calibrated as a run
 calibrates them, respond to the 2024 US taxes. Moments among those who work: the shares under 35 h,
 under 20 h and at 50 h or more, the mean hours of the top quarter of earners (Adult's over-$50k
-share) over the others', and mean hours by schooling and by age band over all (the personas and
-Adult record both; a stand-in for hours by wage quintile, which Adult cannot give).
+share) over the others', mean hours by schooling and by age band over all (the personas and
+Adult record both; a stand-in for hours by wage quintile, which Adult cannot give), and the shares
+under 35 h without a high-school diploma, among the young (16-24) and among the old (65+).
 """
 
 from __future__ import annotations
@@ -35,14 +36,14 @@ TOLERANCES = {"share_under_35_hours": 0.02, "share_under_20_hours": 0.015, "shar
               "income_over_50k_hours_ratio": 0.05, "hours_ratio_less_than_high_school": 0.04, "hours_ratio_high_school": 0.04,
               "hours_ratio_some_college_or_associate": 0.04, "hours_ratio_bachelors_or_more": 0.04,
               **{f"hours_ratio_{band}": 0.04 for band in AGE_BANDS},
-              "share_under_35_hours_16-24": 0.04, "share_under_35_hours_65+": 0.05}
+              "share_under_35_hours_16-24": 0.04, "share_under_35_hours_65+": 0.05, "share_under_35_hours_less_than_high_school": 0.04}
 PAYROLL_RATE = 0.0765
 PHASE_IN_MARGIN = 0.05  # a marginal rate this far below the payroll tax: a credit is phasing in
 
 
 def hours_moments(economy: EconomyConfig, n_agents: int, seed: int) -> dict[str, float]:
-    """The targeted moments, and beside them the share not working, the share under 35 h without a
-    high-school diploma and the share of workers in a credit's phase-in, on `n_agents` census workers."""
+    """The targeted moments, and beside them the share not working and the share of workers in a
+    credit's phase-in, on `n_agents` census workers."""
     population = sample_population(n_agents, seed=seed)
     units, wage = population_units(population), population.wage()
     groups = taste_groups(population)
