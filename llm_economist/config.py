@@ -20,6 +20,7 @@ from .llm.types import LLMOptions
 
 # Values as written: a boolean is not a number, NaN and infinity are no values (ints fill float fields).
 STRICT = ConfigDict(strict=True, allow_inf_nan=False)
+AgeBand = Literal["16-24", "25-34", "35-44", "45-54", "55-64", "65+"]  # the personas' AGE_BANDS
 
 
 class Section(BaseModel):
@@ -69,10 +70,10 @@ class EconomyConfig(Section):
                                           "bachelors_or_more"], float] = Field(
         {}, description="a multiple of the taste for leisure for each schooling group named (structural labour models' "
         "taste shifters by observed characteristics; groups not named keep 1); {} = the same for all")
-    disutility_by_age: dict[Literal["16-24", "25-34", "35-44", "45-54", "55-64", "65+"], float] = Field(
+    disutility_by_age: dict[AgeBand, float] = Field(
         {}, description="a multiple of the taste for leisure for each age band named (the young and the old work "
         "part time far more often than the prime-aged; bands not named keep 1); {} = the same for all")
-    disutility_type_shares_by_age: dict[Literal["16-24", "25-34", "35-44", "45-54", "55-64", "65+"], list[float]] = Field(
+    disutility_type_shares_by_age: dict[AgeBand, list[float]] = Field(
         {}, description="for each age band named, the shares of the further types (`disutility_types`, in their order) "
         "among its workers, in place of the shares for all (students and the retired work short hours far more "
         "often); {} = the same shares at every age")

@@ -125,8 +125,8 @@ def tastes(economy: EconomyConfig, wage: torch.Tensor, seed: int, groups: dict[s
     (`groups`, from `taste_groups`); drawn apart from the fixed costs' draws; 1 for all without a
     spread, slope, further type or group multiple."""
     e = economy
-    shifters = {"schooling": e.disutility_by_schooling, "age_band": e.disutility_by_age}
-    if not (e.disutility_spread or e.disutility_wage_slope or e.disutility_types or any(shifters.values())):
+    shifters = {"disutility_by_schooling": "schooling", "disutility_by_age": "age_band"}  # config field: the group it reads
+    if not (e.disutility_spread or e.disutility_wage_slope or e.disutility_types or any(getattr(e, f) for f in shifters)):
         return 1.0
     generator = torch.Generator().manual_seed(seed + TASTE_SEED_OFFSET)
     x = torch.randn(wage.shape, generator=generator, dtype=wage.dtype)
@@ -143,8 +143,8 @@ def tastes(economy: EconomyConfig, wage: torch.Tensor, seed: int, groups: dict[s
         multiples = torch.tensor([multiple for _, multiple in e.disutility_types] + [1.0], dtype=wage.dtype)
         kind = (u.unsqueeze(-1) >= shares.cumsum(-1)).sum(-1)  # u past every bound: none of the further types
         taste = taste * multiples[kind]
-    for (trait, multiples), field in zip(shifters.items(), ("disutility_by_schooling", "disutility_by_age")):
-        if multiples:
+    for field, trait in shifters.items():
+        if multiples := getattr(e, field):
             by_group = np.vectorize(lambda group: multiples.get(group, 1.0), otypes=[float])(_groups_for(groups, trait, field))
             taste = taste * torch.as_tensor(by_group, dtype=wage.dtype)
     return taste

@@ -18,27 +18,23 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from rebuild_persona_tables import ADULT_COLUMNS, EDUCATION_LEVELS, age_band  # how the persona tables read Adult
 
-COLUMNS = ["age", "workclass", "fnlwgt", "education", "education_num", "marital_status", "occupation", "relationship",
-           "race", "sex", "capital_gain", "capital_loss", "hours_per_week", "native_country", "income"]
-
-
-SCHOOLING = {"less_than_high_school": ("Preschool", "1st-4th", "5th-6th", "7th-8th", "9th", "10th", "11th", "12th"),
-             "high_school": ("HS-grad",), "some_college_or_associate": ("Some-college", "Assoc-acdm", "Assoc-voc"),
-             "bachelors_or_more": ("Bachelors", "Masters", "Prof-school", "Doctorate")}
-AGE_BANDS = {"16-24": (16, 24), "25-34": (25, 34), "35-44": (35, 44), "45-54": (45, 54), "55-64": (55, 64), "65+": (65, 200)}
+from llm_economist.personas import AGE_BANDS, SCHOOLING_GROUPS
+from llm_economist.personas.population import schooling_groups
 
 
 def main(folder: str) -> None:
-    frames = [pd.read_csv(Path(folder) / name, names=COLUMNS, skipinitialspace=True, comment="|") for name in ("adult.data", "adult.test")]
+    frames = [pd.read_csv(Path(folder) / name, names=ADULT_COLUMNS, skipinitialspace=True, comment="|") for name in ("adult.data", "adult.test")]
     adult = pd.concat(frames)
     workers = adult[adult.occupation != "?"]
     hours, weight = workers.hours_per_week.to_numpy(float), workers.fnlwgt.to_numpy(float)
     high = workers.income.str.startswith(">50K").to_numpy()
     share = lambda mask, within=slice(None): round(float(np.average(mask[within], weights=weight[within])), 4)  # noqa: E731
     ratio = lambda group: round(float(np.average(hours[group], weights=weight[group]) / np.average(hours, weights=weight)), 4)  # noqa: E731
-    schooling = {name: workers.education.isin(levels).to_numpy() for name, levels in SCHOOLING.items()}
-    ages = {band: workers.age.between(*span).to_numpy() for band, span in AGE_BANDS.items()}
+    groups, bands = schooling_groups(workers.education.map(EDUCATION_LEVELS)), age_band(workers.age).to_numpy()
+    schooling = {name: groups == name for name in SCHOOLING_GROUPS}
+    ages = {band: bands == band for band in AGE_BANDS}
     print(json.dumps({
         "workers": len(workers),
         "share_under_35_hours": share(hours < 35),

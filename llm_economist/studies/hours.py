@@ -56,17 +56,16 @@ def hours_moments(economy: EconomyConfig, n_agents: int, seed: int) -> dict[str,
     working = outcome.hours > 0
     hours, income = outcome.hours[working], outcome.income[working]
     top = income >= torch.quantile(income, 1 - TOP_SHARE)
-    schooling, age_band = (groups[trait][working.numpy()] for trait in ("schooling", "age_band"))
+    working_groups = {trait: groups[trait][working.numpy()] for trait in ("schooling", "age_band")}
+    among = lambda trait, group: hours[torch.from_numpy(working_groups[trait] == group)]  # noqa: E731
     share = lambda mask: float(mask.double().mean())  # noqa: E731
     found = {"share_not_working": share(~working), "share_under_35_hours": share(hours < 35), "share_under_20_hours": share(hours < 20),
              "share_50_hours_or_more": share(hours >= 50), "income_over_50k_hours_ratio": float(hours[top].mean() / hours[~top].mean())}
-    for group in SCHOOLING_GROUPS:
-        found[f"hours_ratio_{group}"] = float(hours[torch.from_numpy(schooling == group)].mean() / hours.mean())
-    for band in AGE_BANDS:
-        found[f"hours_ratio_{band}"] = float(hours[torch.from_numpy(age_band == band)].mean() / hours.mean())
-    found["share_under_35_hours_less_than_high_school"] = share(hours[torch.from_numpy(schooling == "less_than_high_school")] < 35)
-    for band in ("16-24", "65+"):
-        found[f"share_under_35_hours_{band}"] = share(hours[torch.from_numpy(age_band == band)] < 35)
+    for trait, named in (("schooling", SCHOOLING_GROUPS), ("age_band", AGE_BANDS)):
+        for group in named:
+            found[f"hours_ratio_{group}"] = float(among(trait, group).mean() / hours.mean())
+    for trait, group in (("schooling", "less_than_high_school"), ("age_band", "16-24"), ("age_band", "65+")):
+        found[f"share_under_35_hours_{group}"] = share(among(trait, group) < 35)
     found["credit_phase_in_share"] = share(rates[working] < PAYROLL_RATE - PHASE_IN_MARGIN)
     found["psi"] = calibration["psi"]
     return {k: round(v, 4) for k, v in found.items()}
