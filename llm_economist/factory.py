@@ -56,8 +56,8 @@ def calibration_policy(units: TaxUnits | None = None, dtype=torch.float64) -> Po
 
 
 def population_units(population: Population) -> TaxUnits:
-    """Every worker's filing group for the 2024 US taxes (status, children, the childless EITC's
-    age test), and its spouse where both are workers in the population (a spouse left out of a
+    """Every worker's filing group for the 2024 US taxes (status, children, those under 17 for the
+    child tax credit, other dependants, the childless EITC's age test, filers aged 65 or more), and its spouse where both are workers in the population (a spouse left out of a
     subset files as if it earned nothing)."""
     t = population.table
     partner = np.full(len(t), -1, dtype=np.int64)
@@ -72,7 +72,9 @@ def population_units(population: Population) -> TaxUnits:
     of_age |= (partner >= 0) & of_age[np.maximum(partner, 0)]  # either spouse on a joint return
     aged = (age >= US_2024_AGED).astype(np.int64)
     aged += (partner >= 0) & (aged[np.maximum(partner, 0)] > 0)  # a spouse not in the population counts as younger
-    filing = us_filing_groups(t["filing_status"], t["children"], t["earners"], of_age, aged)
+    adults = np.where(t["marital_status"].to_numpy() == "married", 2, 1)
+    others = np.maximum(t["household_size"].to_numpy() - adults - t["credit_children"].to_numpy(), 0)  # a child of 17, an adult dependant
+    filing = us_filing_groups(t["filing_status"], t["children"], t["earners"], of_age, aged, t["credit_children"], others)
     return TaxUnits(filing, torch.from_numpy(partner))
 
 

@@ -318,7 +318,7 @@ def age_band(age: pd.Series) -> pd.Series:
 def build_cps(sdist: Path) -> tuple[dict[str, pd.DataFrame], dict]:
     with tarfile.open(sdist) as tf:
         raw = tf.extractfile(CPS_MEMBER).read()
-    cols = ["age_head", "age_spouse", "MARS", "XTOT", "nu18", "e00200p", "e00200s", "s006", "fips", "FLPDYR"]
+    cols = ["age_head", "age_spouse", "MARS", "XTOT", "nu18", "n24", "e00200p", "e00200s", "s006", "fips", "FLPDYR"]
     cps = pd.read_csv(io.BytesIO(raw), compression="gzip", usecols=cols)
     stats = {"tax_units": int(len(cps)), "tax_years": sorted(int(y) for y in cps.FLPDYR.unique())}
 
@@ -327,6 +327,8 @@ def build_cps(sdist: Path) -> tuple[dict[str, pd.DataFrame], dict]:
     married = cps.MARS.isin([2, 3])
     # nu18 counts everyone under 18 in the unit, a 16- or 17-year-old filer included.
     children = np.maximum(cps.nu18 - (cps.age_head < 18) - ((cps.MARS == 2) & (cps.age_spouse < 18)), 0)
+    # n24 counts the children the child tax credit can be claimed for (under 17), never filers.
+    credit_children = np.minimum(cps.n24, children)
     adults = np.where(married, 2, 1)
     common = pd.DataFrame({
         "state": cps.fips.map(FIPS_TO_USPS),
@@ -335,6 +337,7 @@ def build_cps(sdist: Path) -> tuple[dict[str, pd.DataFrame], dict]:
         # Married filing separately does not count the spouse; the household still holds two adults.
         "household_size": np.maximum(cps.XTOT, adults + children),
         "children": children,
+        "credit_children": credit_children,
         "weight": cps.s006 / 100.0,  # taxdata stores weights x 100
     })
     head = common.assign(age=cps.age_head, spouse_works=(cps.MARS == 2) & (cps.e00200s > 0))[cps.e00200p > 0]
@@ -347,7 +350,10 @@ def build_cps(sdist: Path) -> tuple[dict[str, pd.DataFrame], dict]:
     stats["weighted_wage_earners"] = round(float(people.weight.sum()), 0)
     people["age_band"] = age_band(people.age)
 
-    keys = ["state", "age_band", "marital_status", "filing_status", "household_size", "children", "spouse_works"]
+    # credit_children is the last key: each row of a table without it splits in place into rows that
+    # add up to it, so a draw from the cumulative weights lands in the same household as without it.
+    keys = ["state", "age_band", "marital_status", "filing_status", "household_size", "children", "spouse_works",
+            "credit_children"]
     workers = (people.groupby(keys, observed=True)
                .agg(weight=("weight", "sum"), records=("weight", "size")).reset_index())
     workers["spouse_works"] = workers.spouse_works.astype("int8")
@@ -503,8 +509,10 @@ All tables are tidy CSV (one row per cell), UTF-8, comma separated, gzipped wher
   ({', '.join(AGE_BANDS)}), `marital_status` (`married` for `MARS` 2 or 3, else `single`),
   `filing_status` (`MARS`: single, married_joint, married_separate, head_of_household),
   `children` (`nu18`, people under 18 in the unit, less the filers themselves when they are
-  16 or 17), `household_size` (`XTOT`, raised where needed to the adults (2 for married
-  people, since married-separate filers do not count the spouse; else 1) plus the children),
+  16 or 17), `credit_children` (`n24`, the children among them under 17, whom the child tax
+  credit counts; never more than `children`), `household_size` (`XTOT`, raised where needed
+  to the adults (2 for married people, since married-separate filers do not count the spouse;
+  else 1) plus the children),
   `spouse_works` (1 when the joint filer's spouse also has wages).
   - `cps_workers.csv.gz`: weighted joint table over those fields ({c['worker_cells']:,} cells;
     `weight` = sum of weights, `records` = unweighted count).
@@ -548,12 +556,12 @@ knot below. Sex, education and age band come from Adult given the SOC major grou
 raking the Adult joint so that its age-band margin equals the CPS wage earners' and its
 occupation-group margin equals OEWS employment (the law of sex and education within each group
 and band is Adult's); the single-year age comes from the CPS age distribution within the band.
-Marital status, filing status, household size, children and whether the spouse works come from
-the CPS table given state and age band. Married agents whose spouse works are paired, woman with
-man, within their state by the rank of a key of age, log wage and noise weighted so that spouses'
-ages and log wages correlate as those of CPS couples who both earn (0.886 and 0.114, from
-`cps.csv.gz` by `scripts/cps_spouse_moments.py`, at 50,000 agents); the pair shares one
-household's size and children.
+Marital status, filing status, household size, children (and how many are under 17) and whether
+the spouse works come from the CPS table given state and age band. Married agents whose spouse
+works are paired, woman with man, within their state by the rank of a key of age, log wage and
+noise weighted so that spouses' ages and log wages correlate as those of CPS couples who both
+earn (0.886 and 0.114, from `cps.csv.gz` by `scripts/cps_spouse_moments.py`, at 50,000 agents);
+the pair shares one household's size and children.
 
 `sample_population(..., income_model="gb2")` reads no table for income: it replaces the
 wages by draws from the GB2 fit to ACS 2023 annual income (mu = 72402.78, sigma = 2.07211,

@@ -241,16 +241,20 @@ def test_us_taxes_by_filing_status_by_hand():
 
 
 def test_the_child_tax_credit_follows_schedule_8812_under_any_rates():
-    """Income tax after the credit is max(L - credit, -refundable) at every income, with credit
-    $2,000 a child less 5% above the filer's threshold and refundable min($1,700 a child, 15% of
-    earnings above $2,500, or with three children the payroll tax less the EITC if more): the
-    mechanism's schedules (without the EITC) against that formula evaluated pointwise,
-    under random statutory rates that move where the credit stops being refunded."""
+    """Income tax after the credits is max(L - credit, -refundable) at every income, with credit
+    $2,000 a child under 17 and $500 an other dependant (a child of 17, an adult dependant) less 5%
+    above the filer's threshold, and refundable min($1,700 a child under 17, 15% of earnings above
+    $2,500, or with three such children the payroll tax less the EITC if more): the mechanism's
+    schedules (without the EITC) against that formula evaluated pointwise, under random
+    statutory rates that move where the credit stops being refunded."""
     from llm_economist.economy.tax import US_2024_FILERS
 
     statuses = ["single", "married_separate", "head_of_household", "married_joint"]
-    cases = [(s, k) for s in statuses for k in (1, 2, 3)]
-    units = TaxUnits(us_filing_groups([s for s, _ in cases], [k for _, k in cases], [1] * len(cases)), torch.full((len(cases),), -1))
+    dependants = [(1, 1, 0), (2, 2, 0), (3, 3, 0), (2, 1, 1), (0, 0, 1), (4, 3, 2), (7, 7, 0)]  # children, under 17, others
+    cases = [(s, *d) for s in statuses for d in dependants]
+    status, children, under_17, others = (list(column) for column in zip(*cases))
+    units = TaxUnits(us_filing_groups(status, children, [1] * len(cases), credit_children=under_17, other_dependants=others),
+                     torch.full((len(cases),), -1))
     thetas = 0.6 * torch.rand(16, 7, generator=torch.Generator().manual_seed(8), dtype=D)
     z = torch.linspace(0.0, 600_000.0, 3001, dtype=D).expand(len(cases), -1)
 
@@ -259,10 +263,13 @@ def test_the_child_tax_credit_follows_schedule_8812_under_any_rates():
         return mechanism.compile(thetas).for_agents(units).schedule.tax_of_choices(z)  # (16, cases, points)
 
     before = income_tax(child_tax_credit=False)
-    kids = torch.tensor([k for _, k in cases], dtype=D).unsqueeze(-1)
-    start = torch.tensor([US_2024_FILERS[s].ctc_phase_out for s, _ in cases], dtype=D).unsqueeze(-1)
-    credit = (2_000.0 * kids - 0.05 * (z - start).clamp(min=0)).clamp(min=0)
+    kids = torch.tensor(under_17, dtype=D).clamp(max=6).unsqueeze(-1)  # the credit counts up to six
+    other = torch.tensor(others, dtype=D).unsqueeze(-1)
+    start = torch.tensor([US_2024_FILERS[s].ctc_phase_out for s in status], dtype=D).unsqueeze(-1)
+    credit = (2_000.0 * kids + 500.0 * other - 0.05 * (z - start).clamp(min=0)).clamp(min=0)
     earned = 0.15 * (z - 2_500.0).clamp(min=0)
     earned = torch.where(kids >= 3, torch.maximum(earned, 0.0765 * z), earned)  # part II-B: payroll tax less the EITC, here none
     refundable = torch.minimum(1_700.0 * kids, earned)
     torch.testing.assert_close(income_tax(), torch.maximum(before - credit, -refundable), rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="credit_children"):
+        us_filing_groups(["single"], [1], [1], credit_children=[2])

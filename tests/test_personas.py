@@ -72,7 +72,7 @@ def test_table_has_documented_columns_and_types(pop, people):
         "agent_id": "int64", "age": "int16", "sex": "category", "education": "category",
         "occupation_code": "category", "occupation": "category", "occupation_group": "category",
         "state": "category", "household_id": "int64", "household_size": "int8",
-        "marital_status": "category", "children": "int8", "hourly_wage": "float64",
+        "marital_status": "category", "children": "int8", "credit_children": "int8", "hourly_wage": "float64",
     }
     for col, dtype in expected.items():
         assert str(people[col].dtype) == dtype, col
@@ -225,13 +225,28 @@ def test_married_share_matches_cps_given_state_and_age_band(people, tables):
         assert abs(got - expected) <= binomial_tol(expected, weights.sum()), band
 
 
-def test_children_match_cps_given_state_and_age_band(people, tables):
+@pytest.mark.parametrize("column", ["children", "credit_children"])
+def test_children_match_cps_given_state_and_age_band(people, tables, column):
     cps = tables.cps_workers
-    mean_kids = (cps.assign(k=cps.children * cps.weight).groupby(["state", "age_band"]).k.sum()
+    mean_kids = (cps.assign(k=cps[column] * cps.weight).groupby(["state", "age_band"]).k.sum()
                  / cps.groupby(["state", "age_band"]).weight.sum())
     mix = people.groupby(["state", "age_band"], observed=True).size()
     expected = float((mix * mean_kids.reindex(mix.index)).sum() / mix.sum())
-    assert people.children.mean() == pytest.approx(expected, rel=0.03)
+    assert people[column].mean() == pytest.approx(expected, rel=0.03)
+
+
+def test_children_under_17_are_fewer_where_parents_are_older(people, tables):
+    """The child tax credit's children (under 17) are a share of all children that falls with the
+    parent's age, as in the CPS: a 50-year-old's children are more often 17 than a 30-year-old's."""
+    cps = tables.cps_workers
+    share = lambda t, w: (t.credit_children * w).sum() / (t.children * w).sum()  # noqa: E731
+    assert (people.credit_children <= people.children).all()
+    got = {}
+    for band in ("25-34", "45-54"):
+        rows = cps[cps.age_band == band]
+        got[band] = share(people[people.age_band == band], 1.0)
+        assert got[band] == pytest.approx(share(rows, rows.weight), abs=0.02), band
+    assert got["45-54"] < got["25-34"] - 0.05
 
 
 def test_households_are_consistent(people):
@@ -246,6 +261,7 @@ def test_households_are_consistent(people):
     assert (a.state == b.state).all()
     assert (a.sex != b.sex).all()
     assert (a.household_size == b.household_size).all() and (a.children == b.children).all()
+    assert (a.credit_children == b.credit_children).all()
     assert (people.household_size[people.marital_status == "married"] >= 2).all()
     adults = np.where(people.marital_status == "married", 2, 1)
     assert (people.household_size >= adults + people.children).all()

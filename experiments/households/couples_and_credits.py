@@ -6,7 +6,7 @@ at its calibrated hours (rational workers, the default economy); prints one JSON
 - Couples: the tax of each two-earner couple on one joint return against the rule it replaced
   (each spouse on its own earnings under the joint schedule halved, ½ J(2 z_i) each), and the
   secondary earner's marginal rate under each.
-- Child tax credit: its mean per worker, the share of workers whose unit gets it, and the share
+- Child tax credit, with the credit for other dependants: its mean per worker, the share of workers whose unit gets it, and the share
   whose marginal rate the credit moves (down 15 points in the refundable phase-in, up 5 in the
   phase-out).
 - Spouses' likeness: the correlations of spouses' ages and log wages.

@@ -59,6 +59,9 @@ US_2024_AGED = 65
 # of which up to $1,700 is refundable as 15% of earnings above $2,500; the credit falls by 5% of
 # income above the filer's threshold.
 US_2024_CTC = (2_000.0, 1_700.0, 0.15, 2_500.0, 0.05)
+# Credit for other dependants (IRC sec. 24(h)(4)): $500 for each dependant the child tax credit does
+# not count (a child of 17, an adult dependant), not refundable, phased out with the child tax credit.
+US_2024_ODC = 500.0
 # EITC by qualifying children (0, 1, 2, 3 or more): phase-in rate, maximum credit, phase-out rate,
 # and where the phase-out starts for unmarried filers (married filing jointly: $6,920 later). The
 # credit reaches its maximum at max / phase-in rate ($8,261, $12,391, $17,400, $17,400; the table

@@ -13,6 +13,7 @@ from ..economy.policy import JointReturns, Policy
 from ..economy.tax import (
     NEVER_REACHED_INCOME,
     US_2024_CTC,
+    US_2024_ODC,
     USFiler2024,
     US_2024_ADDITIONAL_MEDICARE,
     US_2024_EITC,
@@ -96,27 +97,50 @@ class BracketTax(Mechanism):
 
 
 # Filing groups of the 2024 US taxes: status (a married couple whose spouses are both workers in
-# the population files one joint return on their combined earnings) x children (0, 1, 2, 3 or
-# more qualifying children, or none and outside the childless EITC's ages: no EITC) x filers on
-# the return aged 65 or more (0, 1, 2).
+# the population files one joint return on their combined earnings) x dependants (`CHILD_GROUPS`)
+# x filers on the return aged 65 or more (0, 1, 2).
 US_2024_STATUSES = ("single", "married_separate", "head_of_household", "married_joint", "married_joint_two_earners")
-CHILD_GROUPS = len(US_2024_EITC) + 1
-NO_EITC = CHILD_GROUPS - 1
+NO_EITC = len(US_2024_EITC)  # no children, and outside the childless EITC's ages
+CREDIT_CHILDREN_MAX = 6  # the child tax credit counts up to six children (fewer than 0.05% of workers have more)
+OTHER_DEPENDANTS_MAX = 2  # and up to two other dependants (fewer than 0.03% of workers have more)
+# Dependants: children as the EITC counts them (0, 1, 2, 3 or more, or NO_EITC) x those of them
+# under 17, whom the child tax credit counts (never more than the EITC's children; with three or
+# more, up to CREDIT_CHILDREN_MAX) x other dependants, whom the credit for other dependants counts.
+CHILD_GROUPS = tuple((k, c, d) for k in range(NO_EITC + 1)
+                     for c in range({NO_EITC: 0, NO_EITC - 1: CREDIT_CHILDREN_MAX}.get(k, k) + 1)
+                     for d in range(OTHER_DEPENDANTS_MAX + 1))
+_CHILD_GROUP = torch.full((NO_EITC + 1, CREDIT_CHILDREN_MAX + 1, OTHER_DEPENDANTS_MAX + 1), -1, dtype=torch.long)
+for _i, _group in enumerate(CHILD_GROUPS):
+    _CHILD_GROUP[_group] = _i
 AGED_GROUPS = 3
 
 
-def us_filing_groups(filing_status, children, earners, childless_eitc_age=None, aged=None) -> torch.Tensor:
-    """(N,) each worker's filing group of `USTax2024` from its persona: filing status, children,
-    how many of the household's members are workers in the population, whether the return meets
-    the childless EITC's age test (either spouse aged 25-64; all do when not given) and how many
-    of its filers are aged 65 or more (none when not given)."""
+def _counts(values, like: torch.Tensor | None = None) -> torch.Tensor:
+    return torch.zeros_like(like) if values is None else torch.as_tensor(list(values), dtype=torch.long)
+
+
+def us_filing_groups(filing_status, children, earners, childless_eitc_age=None, aged=None, credit_children=None,
+                     other_dependants=None) -> torch.Tensor:
+    """(N,) each worker's filing group of `USTax2024` from its persona: filing status, children
+    (the EITC's qualifying children), how many of the household's members are workers in the
+    population, whether the return meets the childless EITC's age test (either spouse aged 25-64;
+    all do when not given), how many of its filers are aged 65 or more, how many of the children
+    the child tax credit counts (under 17; all when not given) and the other dependants (none when
+    not given)."""
     status = [("married_joint_two_earners" if f == "married_joint" and e == 2 else str(f)) for f, e in zip(filing_status, earners)]
     index = torch.tensor([US_2024_STATUSES.index(s) for s in status], dtype=torch.long)
-    kids = torch.as_tensor(list(children), dtype=torch.long).clamp(max=len(US_2024_EITC) - 1)
+    count = _counts(children)
+    credit = count if credit_children is None else _counts(credit_children)
+    others = _counts(other_dependants, like=count)
+    if (credit > count).any() or (credit < 0).any() or (others < 0).any():
+        raise ValueError("us_filing_groups: credit_children must lie between 0 and children, and other_dependants "
+                         "be at least 0, for every worker")
+    kids = count.clamp(max=NO_EITC - 1)
     if childless_eitc_age is not None:
         kids = torch.where((kids == 0) & ~torch.as_tensor(childless_eitc_age, dtype=torch.bool), NO_EITC, kids)
-    old = torch.zeros_like(index) if aged is None else torch.as_tensor(aged, dtype=torch.long).clamp(0, AGED_GROUPS - 1)
-    return (index * CHILD_GROUPS + kids) * AGED_GROUPS + old
+    child = _CHILD_GROUP[kids, credit.clamp(max=CREDIT_CHILDREN_MAX), others.clamp(max=OTHER_DEPENDANTS_MAX)]
+    old = _counts(aged, like=index).clamp(0, AGED_GROUPS - 1)
+    return (index * len(CHILD_GROUPS) + child) * AGED_GROUPS + old
 
 
 Changes = list[tuple[float, "int | None", float]]  # (earnings, statutory bracket that starts there or None, fixed rate added there)
@@ -190,9 +214,10 @@ def _fixed_schedule(groups: list[Changes]) -> TaxSchedule:
 
 @dataclass(frozen=True)
 class ChildTaxCredit:
-    """The 2024 child tax credit of each filing group (IRC sec. 24): `US_2024_CTC` per qualifying
-    child, the refundable part (15% of earnings above $2,500, up to $1,700 a child) as two
-    schedules of earnings, and the credit's phase-out (5% above the filer's threshold) as one
+    """The 2024 child tax credit and credit for other dependants of each filing group (IRC sec.
+    24, Schedule 8812): `US_2024_CTC` per qualifying child and `US_2024_ODC` per other dependant,
+    the refundable part (15% of earnings above $2,500, up to $1,700 a qualifying child) as two
+    schedules of earnings, and the credits' phase-out (5% above the filer's threshold) as one
     more, so that the credit is `credit - phase_out(E)`.
 
     Income tax after the credit is max(L(E) - credit + phase_out(E), -refundable(E)): the credit
@@ -207,27 +232,27 @@ class ChildTaxCredit:
     phase_out: TaxSchedule  # (G, S)
 
     @classmethod
-    def for_groups(cls, groups: list[tuple[str, int, int]], eitc: bool) -> "ChildTaxCredit":
+    def for_groups(cls, groups: list[tuple[str, int, int, int, int]], eitc: bool) -> "ChildTaxCredit":
         """A group without children gets zero rates at harmless places, so that all groups stack.
-        With three or more children the refundable part is at least the payroll tax less the EITC
-        (Schedule 8812 part II-B), which only a return without the EITC (married filing
-        separately) reaches, below $5,102 of earnings; the payroll tax withheld counts there
+        With three or more qualifying children the refundable part is at least the payroll tax
+        less the EITC (Schedule 8812 part II-B), which only a return without the EITC (married
+        filing separately) reaches, below $5,102 of earnings; the payroll tax withheld counts there
         whether or not the mechanism charges it."""
         per_child, refundable, rate, floor, phase_out = US_2024_CTC
         payroll_rate = US_2024_SOCIAL_SECURITY[0] + US_2024_MEDICARE
         paid, falls, credit = [], [], []
-        for status, k, _ in groups:
-            kids = 0 if k == NO_EITC else k
+        for status, _, kids, others, _ in groups:
             cap = floor + max(kids, 1) * refundable / rate
-            if kids >= len(US_2024_EITC) - 1 and (not eitc or _filer(status).eitc_shift is None):
+            if kids >= 3 and (not eitc or _filer(status).eitc_shift is None):
                 meet = floor * rate / (rate - payroll_rate)  # where 15% above $2,500 overtakes the payroll tax
                 paid.append([(0.0, None, payroll_rate), (meet, None, rate - payroll_rate), (cap, None, -rate)])
             else:
                 paid.append([(0.0, None, 0.0), (floor, None, rate if kids else 0.0), (cap, None, -rate if kids else 0.0)])
+            total = per_child * kids + US_2024_ODC * others
             start = _filer(status).ctc_phase_out
-            falls.append([(0.0, None, 0.0), (start, None, phase_out if kids else 0.0),
-                          (start + max(kids, 1) * per_child / phase_out, None, -phase_out if kids else 0.0)])
-            credit.append(per_child * kids)
+            falls.append([(0.0, None, 0.0), (start, None, phase_out if total else 0.0),
+                          (start + (total or per_child) / phase_out, None, -phase_out if total else 0.0)])
+            credit.append(total)
         return cls(torch.tensor(credit, dtype=torch.float64), _fixed_schedule(paid), _fixed_schedule(falls))
 
     def after(self, income_tax: TaxSchedule) -> TaxSchedule:
@@ -251,7 +276,8 @@ class USTax2024(Mechanism):
     deduction, and as options the employee payroll tax and the EITC.
 
     The parameters are the seven statutory income-tax rates, the same for every filer. Each
-    filing group (status x qualifying children, `us_filing_groups`) has its own brackets,
+    filing group (status x dependants for the EITC and for the child tax credits x filers aged 65
+    or more, `us_filing_groups`) has its own brackets,
     deduction, EITC and Additional Medicare threshold, merged into one piecewise-linear schedule
     of gross earnings (marginal rates fall where the Social Security wage base ends; the EITC's
     phase-in is a subsidy). A married worker whose spouse is not a worker in the population files
@@ -271,14 +297,14 @@ class USTax2024(Mechanism):
         if filing not in ("persona", "single"):
             raise ValueError(f"us_tax_2024: filing must be 'persona' or 'single', got {filing!r}")
         self.by_filing = filing == "persona"
-        groups = [(s, k, a) for s in US_2024_STATUSES for k in range(CHILD_GROUPS) for a in range(AGED_GROUPS)] \
-            if self.by_filing else [("single", 0, 0)]
-        self.bracket_starts, self.exposure, _ = _stack([_bracket_changes(s, a, standard_deduction) for s, _, a in groups])
+        groups = [(s, k, c, d, a) for s in US_2024_STATUSES for k, c, d in CHILD_GROUPS for a in range(AGED_GROUPS)] \
+            if self.by_filing else [("single", 0, 0, 0, 0)]
+        self.bracket_starts, self.exposure, _ = _stack([_bracket_changes(s, a, standard_deduction) for s, *_, a in groups])
         self.credit = ChildTaxCredit.for_groups(groups, eitc) if child_tax_credit and self.by_filing else None
         # The rest of a worker's taxes (a couple's: as if the spouse earned nothing); of a couple's
         # return on their combined earnings; payroll tax on each spouse's wages.
-        self.others = _fixed_schedule([_return_changes(s, k, payroll, eitc) + _earner_changes(payroll) for s, k, _ in groups])
-        self.return_others = _fixed_schedule([_return_changes(s, k, payroll, eitc) for s, k, _ in groups])
+        self.others = _fixed_schedule([_return_changes(s, k, payroll, eitc) + _earner_changes(payroll) for s, k, *_ in groups])
+        self.return_others = _fixed_schedule([_return_changes(s, k, payroll, eitc) for s, k, *_ in groups])
         earner_cutoffs, _, earner_rates = _table(_earner_changes(payroll))
         self.earner = TaxSchedule(earner_cutoffs, earner_rates)
         self.rebate_share = rebate_share

@@ -7,8 +7,8 @@ One agent is one wage earner. ``sample_population(n, seed)`` draws, all vectoris
 3. age band, sex and education from UCI Adult given the SOC major group, raked so the
    age-band margin equals the CPS wage earners' (see ``rake``), then single-year age from
    the CPS age distribution within the band;
-4. marital status, filing status, household size, children and whether the spouse works
-   from the CPS tax-unit table given state and age band;
+4. marital status, filing status, household size, children (and how many are under 17) and
+   whether the spouse works from the CPS tax-unit table given state and age band;
 5. two-earner households: married agents whose spouse works are paired woman with man within
    their state, by rank of a key of age, wage and noise weighted so spouses' ages and wages
    correlate as in CPS couples (`SPOUSE_CORRELATIONS`).
@@ -152,7 +152,7 @@ TABLE_DTYPES = {
     "groups": {"state": "str", "group_code": "str", "employment": "int64"} | _WAGE_DTYPES,
     "cps_workers": {"state": "str", "age_band": "str", "marital_status": "str", "filing_status": "str",
                     "household_size": "int64", "children": "int64", "spouse_works": "int8",
-                    "weight": "float64", "records": "int64"},
+                    "credit_children": "int64", "weight": "float64", "records": "int64"},
     "cps_worker_ages": {"age": "int64", "age_band": "str", "weight": "float64", "records": "int64"},
     "adult_workers": {"adult_occupation": "str", "sex": "str", "education": "str", "age_band": "str",
                       "weight": "float64", "records": "int64"},
@@ -337,6 +337,7 @@ class _Frame:
     cps_filing: np.ndarray
     cps_household: np.ndarray
     cps_children: np.ndarray
+    cps_credit_children: np.ndarray
     cps_spouse_works: np.ndarray
 
 
@@ -434,6 +435,7 @@ def _frame(data_dir: str) -> _Frame:
         cps_filing=_index(cw.filing_status, FILING_STATUSES, "cps_workers.filing_status"),
         cps_household=cw.household_size.to_numpy(),
         cps_children=cw.children.to_numpy(),
+        cps_credit_children=cw.credit_children.to_numpy(),
         cps_spouse_works=cw.spouse_works.to_numpy().astype(bool),
     )
 
@@ -446,7 +448,8 @@ class Population:
 
     Columns: agent_id, age, age_band, sex, education, occupation_code, occupation,
     occupation_group_code, occupation_group, state, household_id, earners (agents in the
-    household, 1 or 2), household_size, marital_status, filing_status, children,
+    household, 1 or 2), household_size, marital_status, filing_status, children (under 18),
+    credit_children (those of them under 17, whom the child tax credit counts),
     hourly_wage ($/h).
     """
 
@@ -586,6 +589,7 @@ def sample_population(n: int, seed: int, income_model: str = "census") -> Popula
     filing = fr.cps_filing[row]
     household_size = fr.cps_household[row].copy()
     children = fr.cps_children[row].copy()
+    credit_children = fr.cps_credit_children[row].copy()
 
     # 5. Two-earner households; the pair shares the household facts of its lower agent id.
     female = sex == SEXES.index("female")
@@ -596,6 +600,7 @@ def sample_population(n: int, seed: int, income_model: str = "census") -> Popula
     household[second] = first
     household_size[second] = household_size[first]
     children[second] = children[first]
+    credit_children[second] = credit_children[first]
     filing[second] = filing[first]
     household_id = np.unique(household, return_inverse=True)[1]
     earners = np.ones(n, np.int8)
@@ -629,6 +634,7 @@ def sample_population(n: int, seed: int, income_model: str = "census") -> Popula
         "marital_status": cat("marital_status", marital),
         "filing_status": cat("filing_status", filing),
         "children": np.minimum(children, np.iinfo(np.int8).max).astype(np.int8),
+        "credit_children": np.minimum(credit_children, np.iinfo(np.int8).max).astype(np.int8),
         "hourly_wage": wage.astype(np.float64),
     })
     return Population(table)
