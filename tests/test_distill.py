@@ -40,7 +40,7 @@ OVERRIDES = [
     "population.n_agents=40", "economy.years=3", "economy.steps_per_year=1", "workers.kind=bounded",
     "workers.hour_bins=9", "workers.temperature=0.05", "mechanism.name=three_bracket", "planners=[{kind: random}]",
 ]
-EPISODES = 12
+EPISODES = 16  # with 12, the held-out error of the small surrogate swung from 0.9 to 3.0 h/week with the seed
 SETTINGS = TrainSettings(epochs=150, patience=30, lr=1e-2, batch_sequences=4, model={"d_model": 16, "n_heads": 2, "n_layers": 1})
 
 

@@ -29,7 +29,7 @@ from llm_economist.personas import (
     persona_texts,
     sample_population,
 )
-from llm_economist.personas.population import EDUCATION_LEVELS, SPOUSE_CORRELATIONS, category_levels
+from llm_economist.personas.population import EDUCATION_LEVELS, MARRIED_EARNERS_ALONE, SPOUSE_CORRELATIONS, category_levels
 from llm_economist.personas import population as population_module
 from llm_economist.personas.population import PERCENTILE_Z, TABLE_FILES, cell_log_wage, wage_from_score
 
@@ -269,10 +269,11 @@ def test_households_are_consistent(people):
 
 
 def test_spouses_are_as_alike_as_cps_couples():
-    """At 50,000 agents (about 6,600 couples), spouses' ages and log wages correlate as those of
+    """At 50,000 agents (about 10,000 couples), spouses' ages and log wages correlate as those of
     CPS couples who both earn (`SPOUSE_CORRELATIONS`, from scripts/cps_spouse_moments.py), within
-    about two standard errors; pairing by age alone gave 0.98 and 0.04. (A small population has
-    few couples in each state to choose among, so its spouses are less alike.)"""
+    about two standard errors, and as many joint filers earn alone as in the CPS; pairing by age
+    alone gave 0.98 and 0.04. (A small population has few couples in each state to choose among,
+    so its spouses are less alike.)"""
     table = sample_population(50_000, seed=11).table
     pairs = table[table.earners == 2].sort_values(["household_id", "agent_id"])
     a, b = pairs.iloc[0::2], pairs.iloc[1::2]
@@ -281,33 +282,39 @@ def test_spouses_are_as_alike_as_cps_couples():
     wage = np.corrcoef(np.log(a.hourly_wage.to_numpy()), np.log(b.hourly_wage.to_numpy()))[0, 1]
     assert age == pytest.approx(SPOUSE_CORRELATIONS["age"], abs=0.015)
     assert wage == pytest.approx(SPOUSE_CORRELATIONS["log_earnings"], abs=0.03)
+    joint = table[table.filing_status == "married_joint"]
+    assert (joint.earners == 1).mean() == pytest.approx(MARRIED_EARNERS_ALONE, abs=0.015)
 
 
 # ----------------------------------------------------------------------------- Adult
 
-def _expected_given_group_and_band(people, tables, column, value):
-    """P(column == value | group, band) from Adult, mixed with the sample's band mix per group."""
+def test_women_in_each_bls_occupation_group_match_the_bls_table(people, tables):
+    """Each BLS occupation group's share of women is the table's (BLS CPS 2022), not Adult's 1994
+    one; within a group, how women spread over its SOC major groups follows Adult."""
+    bls = tables.bls_sex_by_group.set_index("group_code")
+    group = people.occupation_group_code.astype(str).map(bls.bls_group)
+    got = (people.sex == "female").groupby(group).mean()
+    expected = bls.groupby("bls_group").bls_group_women_share.first().reindex(got.index)
+    count = group.value_counts().reindex(got.index)
+    assert (np.abs(got - expected) <= binomial_tol(expected, count)).all()
+    assert got.max() - got.min() > 0.6  # office support against construction
+    assert (people.sex == "female").mean() == pytest.approx(0.47, abs=0.02)  # BLS: 46.8% of the employed
+    adult = tables.adult_workers
+    assert (adult.weight * (adult.sex == "female")).sum() / adult.weight.sum() < 0.33  # Adult's 1994 records
+
+
+def test_education_within_occupation_group_sex_and_band_matches_adult(people, tables):
+    """P(bachelor's | group, sex, band) is Adult's, mixed with the sample's own cells."""
+    keys = ["group_code", "sex", "age_band"]
     adult = adult_by_group(tables)
-    cell = adult.groupby(["group_code", "age_band"]).weight.sum()
-    hit = adult[adult[column] == value].groupby(["group_code", "age_band"]).weight.sum()
-    p = (hit / cell).fillna(0.0)
-    mix = people.groupby(["occupation_group_code", "age_band"], observed=True).size()
-    mix.index = mix.index.set_levels([mix.index.levels[0].astype(str), mix.index.levels[1].astype(str)])
-    num = (mix * p.reindex(mix.index).to_numpy()).groupby(level=0).sum()
-    return num / mix.groupby(level=0).sum(), mix.groupby(level=0).sum()
-
-
-def test_sex_within_occupation_group_matches_adult(people, tables):
-    expected, count = _expected_given_group_and_band(people, tables, "sex", "female")
-    got = (people.sex == "female").groupby(people.occupation_group_code.astype(str)).mean()
-    assert (np.abs(got.reindex(expected.index) - expected) <= binomial_tol(expected, count)).all()
-    # Sex differs sharply across groups in the source; the sample keeps that.
-    assert got[expected.idxmax()] - got[expected.idxmin()] > 0.4
-
-
-def test_education_within_occupation_group_matches_adult(people, tables):
-    expected, count = _expected_given_group_and_band(people, tables, "education", "bachelor's degree")
-    got = (people.education == "bachelor's degree").groupby(people.occupation_group_code.astype(str)).mean()
+    cell = adult.groupby(keys).weight.sum()
+    p = (adult[adult.education == "bachelor's degree"].groupby(keys).weight.sum() / cell).fillna(0.0)
+    sample = people.assign(group_code=people.occupation_group_code.astype(str), sex=people.sex.astype(str),
+                           age_band=people.age_band.astype(str))
+    expected_each = p.reindex(pd.MultiIndex.from_frame(sample[keys])).fillna(0.0).to_numpy()
+    expected = pd.Series(expected_each).groupby(sample.group_code.to_numpy()).mean()
+    got = (sample.education == "bachelor's degree").groupby(sample.group_code).mean()
+    count = sample.group_code.value_counts().reindex(expected.index)
     assert (np.abs(got.reindex(expected.index) - expected) <= binomial_tol(expected, count)).all()
 
 

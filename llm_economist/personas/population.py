@@ -56,6 +56,8 @@ INCOME_MODELS = ("census", "gb2")
 # Couples in the CPS (taxcalc's cps.csv.gz, married filing jointly, both earning; weighted):
 # spouses' ages correlate 0.886 and their log wage earnings 0.114 (`scripts/cps_spouse_moments.py`).
 SPOUSE_CORRELATIONS = {"age": 0.886, "log_earnings": 0.114}
+# Of the earners married filing jointly, 25.9% have a spouse who earns nothing (the same source).
+MARRIED_EARNERS_ALONE = 0.259
 # Weights of the standardised log wage and of noise against the standardised age in the key
 # spouses are matched on (`spouse_key`), found by grid search to give those correlations (with
 # hourly wages standing for earnings) on large samples.
@@ -139,6 +141,7 @@ TABLE_FILES = {
     "cps_worker_ages": "cps_worker_ages.csv",
     "adult_workers": "adult_workers.csv.gz",
     "adult_soc_map": "adult_soc_map.csv",
+    "bls_sex_by_group": "bls_sex_by_group.csv",
 }
 
 _WAGE_DTYPES = {p: "float64" for p in PERCENTILE_COLUMNS} | {"wage_from_annual": "int8", "topcoded": "int8"}
@@ -157,6 +160,7 @@ TABLE_DTYPES = {
     "adult_workers": {"adult_occupation": "str", "sex": "str", "education": "str", "age_band": "str",
                       "weight": "float64", "records": "int64"},
     "adult_soc_map": {"group_code": "str", "adult_occupation": "str"},
+    "bls_sex_by_group": {"group_code": "str", "bls_group": "str", "bls_group_women_share": "float64"},
 }
 
 
@@ -174,6 +178,7 @@ class PersonaTables:
     cps_worker_ages: pd.DataFrame
     adult_workers: pd.DataFrame
     adult_soc_map: pd.DataFrame
+    bls_sex_by_group: pd.DataFrame
 
 
 def _sha256(path: Path) -> str:
@@ -279,23 +284,22 @@ def fill_topcoded(state_pct: np.ndarray, national_pct: np.ndarray) -> np.ndarray
 
 # ----------------------------------------------------------------------------- compiled frame
 
-def rake(joint: np.ndarray, row_target: np.ndarray, col_group: np.ndarray, col_target: np.ndarray,
-         iters: int = 200, tol: float = 1e-12) -> np.ndarray:
-    """Iterative proportional fitting of a (R, K) joint to two margins.
+def rake(joint: np.ndarray, margins: list[tuple[np.ndarray, np.ndarray]], iters: int = 500, tol: float = 1e-12) -> np.ndarray:
+    """Iterative proportional fitting of a joint table (any shape) to margins.
 
-    Rows must sum to ``row_target``; columns grouped by ``col_group`` (values 0..B-1) must sum
-    to ``col_target``. The conditional law within each (row, column group) cell is unchanged.
+    Each margin is (the class 0..M-1 of every cell of ``joint``, the M classes' target totals).
+    The result's cells in each class sum to its target; the conditional law within each
+    intersection of classes is unchanged.
     """
-    joint = joint / joint.sum()
+    flat = (joint / joint.sum()).ravel()
     for _ in range(iters):
-        by_group = np.bincount(col_group, weights=joint.sum(axis=0), minlength=len(col_target))
-        joint = joint * np.where(by_group > 0, col_target / np.where(by_group > 0, by_group, 1), 0)[col_group]
-        rows = joint.sum(axis=1)
-        joint = joint * (row_target / np.where(rows > 0, rows, 1))[:, None]
-        by_group = np.bincount(col_group, weights=joint.sum(axis=0), minlength=len(col_target))
-        if np.abs(by_group - col_target).max() < tol:
+        for cls, target in margins:
+            total = np.bincount(cls.ravel(), weights=flat, minlength=len(target))
+            flat = flat * np.where(total > 0, target / np.where(total > 0, total, 1), 0)[cls.ravel()]
+        if max(np.abs(np.bincount(cls.ravel(), weights=flat, minlength=len(target)) - target).max()
+               for cls, target in margins) < tol:
             break
-    return joint
+    return flat.reshape(joint.shape)
 
 
 def _stacked_cdf(weights: np.ndarray, group: np.ndarray) -> np.ndarray:
@@ -389,8 +393,19 @@ def _frame(data_dir: str) -> _Frame:
     ages = t.cps_worker_ages
     age_band_idx = _index(ages.age_band, AGE_BANDS, "cps_worker_ages.age_band")
     band_share = np.bincount(age_band_idx, weights=ages.weight, minlength=B) / ages.weight.sum()
-    col_band = np.repeat(np.arange(B), S * E)
-    joint = rake(group_share[:, None] * cond, group_share, col_band, band_share)
+    # Margins: each group's employment, each band's share of the CPS wage earners, and the women
+    # and men of each BLS occupation group, its employment times its share of women.
+    bls = t.bls_sex_by_group.set_index("group_code").reindex(list(groups))
+    if bls.bls_group_women_share.isna().any() or not bls.bls_group_women_share.between(0, 1).all():
+        raise ValueError(f"persona table bls_sex_by_group.csv has no share of women in [0, 1] for some SOC major group; "
+                         f"rebuild with `{REBUILD_COMMAND}`")
+    bls_group = pd.factorize(bls.bls_group)[0]
+    women = np.bincount(bls_group, weights=group_share * bls.bls_group_women_share.to_numpy())
+    men = np.bincount(bls_group, weights=group_share) - women
+    sex_target = np.stack([women, men], axis=1).ravel()  # (BLS group, sex) in SEXES order
+    cell_group, cell_band, cell_sex, _ = np.indices((G, B, S, E)).reshape(4, G, B * S * E)
+    joint = rake(group_share[:, None] * cond, [(cell_band, band_share), (cell_group, group_share),
+                                                (bls_group[cell_group] * S + cell_sex, sex_target)])
     demo_w = joint.ravel()
     demo_cdf = _stacked_cdf(np.where(demo_w > 0, demo_w, 0.0), np.repeat(np.arange(G), B * S * E))
 
@@ -519,28 +534,32 @@ def _check_seed(seed) -> int:
     return _check_integer("seed", seed, 0)
 
 
-def _pair_spouses(state: np.ndarray, female: np.ndarray, key: np.ndarray, eligible: np.ndarray,
+def _pair_spouses(state: np.ndarray, female: np.ndarray, key: np.ndarray, flagged: np.ndarray, married: np.ndarray,
                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Pair eligible agents woman-with-man inside each state, closest in `key` rank.
+    """Pair married agents woman with man inside each state, closest in `key` rank.
 
-    In each state the larger sex is thinned at random to the size of the smaller one, then
-    both are sorted by key and matched rank to rank. Returns (women, men) agent positions.
+    Each state gets as many couples as half its agents whose CPS tax unit has a working spouse
+    (`flagged`): the CPS counts both earners of a couple, one of each sex. Sex is drawn apart
+    from the household, so a state may hold fewer flagged women than flagged men (or the
+    reverse); its couples then take the flagged of each sex first and married agents of the
+    scarcer sex at random after them. Returns (women, men) agent positions.
     """
-    cand = np.flatnonzero(eligible)
-    tie = rng.random(len(cand))
+    cand = np.flatnonzero(married)
     if len(cand) == 0:
         return cand, cand
     s, f = state[cand], female[cand].astype(np.int64)
     cell = s * 2 + f
-    order = np.lexsort((tie, cell))
+    first = flagged[cand].astype(np.int64)
+    order = np.lexsort((rng.random(len(cand)), -first, cell))  # flagged first within (state, sex)
     counts = np.bincount(cell, minlength=2 * (state.max() + 1))
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     rank = np.empty(len(cand), np.int64)
     rank[order] = np.arange(len(cand)) - starts[cell[order]]
-    per_state = np.minimum(counts[0::2], counts[1::2])
-    keep = rank < per_state[s]
-    cand, s, f, tie = cand[keep], s[keep], f[keep], tie[keep]
-    order = np.lexsort((tie, key[cand], f, s))
+    wanted = np.bincount(s, weights=first, minlength=state.max() + 1) / 2
+    couples = np.minimum(np.round(wanted).astype(np.int64), np.minimum(counts[0::2], counts[1::2]))
+    keep = rank < couples[s]
+    cand, s, f = cand[keep], s[keep], f[keep]
+    order = np.lexsort((cand, key[cand], f, s))
     ordered, fo = cand[order], f[order]
     return ordered[fo == 1], ordered[fo == 0]
 
@@ -594,7 +613,8 @@ def sample_population(n: int, seed: int, income_model: str = "census") -> Popula
     # 5. Two-earner households; the pair shares the household facts of its lower agent id.
     female = sex == SEXES.index("female")
     key = spouse_key(age.astype(np.float64), wage, rng.standard_normal(n))
-    women, men = _pair_spouses(state, female, key, fr.cps_spouse_works[row], rng)
+    married_joint = filing == FILING_STATUSES.index("married_joint")
+    women, men = _pair_spouses(state, female, key, fr.cps_spouse_works[row], married_joint, rng)
     household = np.arange(n)
     first, second = np.minimum(women, men), np.maximum(women, men)
     household[second] = first
