@@ -57,8 +57,9 @@ def calibration_policy(units: TaxUnits | None = None, dtype=torch.float64) -> Po
 
 def population_units(population: Population) -> TaxUnits:
     """Every worker's filing group for the 2024 US taxes (status, children, those under 17 for the
-    child tax credit, other dependants, the childless EITC's age test, filers aged 65 or more), and its spouse where both are workers in the population (a spouse left out of a
-    subset files as if it earned nothing)."""
+    child tax credit, other dependants, the childless EITC's age test, filers aged 65 or more),
+    and its spouse where both are workers in the population (a spouse left out of a subset files
+    as if it earned nothing)."""
     t = population.table
     partner = np.full(len(t), -1, dtype=np.int64)
     order = np.argsort(t["household_id"].to_numpy(), kind="stable")

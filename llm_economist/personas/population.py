@@ -292,12 +292,12 @@ def rake(joint: np.ndarray, margins: list[tuple[np.ndarray, np.ndarray]], iters:
     intersection of classes is unchanged.
     """
     flat = (joint / joint.sum()).ravel()
+    margins = [(cls.ravel(), target) for cls, target in margins]
     for _ in range(iters):
         for cls, target in margins:
-            total = np.bincount(cls.ravel(), weights=flat, minlength=len(target))
-            flat = flat * np.where(total > 0, target / np.where(total > 0, total, 1), 0)[cls.ravel()]
-        if max(np.abs(np.bincount(cls.ravel(), weights=flat, minlength=len(target)) - target).max()
-               for cls, target in margins) < tol:
+            total = np.bincount(cls, weights=flat, minlength=len(target))
+            flat = flat * np.where(total > 0, target / np.where(total > 0, total, 1), 0)[cls]
+        if max(np.abs(np.bincount(cls, weights=flat, minlength=len(target)) - target).max() for cls, target in margins) < tol:
             break
     return flat.reshape(joint.shape)
 
