@@ -12,11 +12,16 @@ last earnings, and an extensive margin: 19% not working). Each prints the bytes 
 at least (every agent's wage, filing group and partner read, hours, income, tax, consumption and
 utility written) beside the machine's memory bandwidth, measured in the same run by a
 STREAM-like copy, so `*_share_of_bandwidth` says how close the step is to the memory-bound limit.
+Each case runs twice: with the C library's default allocator settings, and with glibc told to
+keep the memory it frees (`KEEP_FREED_MEMORY`, keys `*_kept_memory_*`). By default glibc hands
+large freed arrays back to the system and faults fresh pages in for the next period's, which
+can double a three-bracket step; the environment variables are how a user turns that off.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -79,6 +84,9 @@ CASES = {  # mechanism and extensive margin (share of workers at 0 h under the 2
 CASE_AGENTS = 1_000_000
 CALIBRATION_AGENTS = 20_000  # preferences are calibrated on the first agents, as in `_setup`
 COPY_BYTES = 2**28  # 256 MiB each way: far beyond any cache
+# glibc: serve every allocation from the heap and never trim it, so a period's arrays reuse the
+# pages the last period's freed (mallopt(3): M_MMAP_THRESHOLD, M_TRIM_THRESHOLD, M_TOP_PAD).
+KEEP_FREED_MEMORY = {"MALLOC_MMAP_THRESHOLD_": str(2**32), "MALLOC_TRIM_THRESHOLD_": str(2**36), "MALLOC_TOP_PAD_": str(2**30)}
 
 
 def copy_bandwidth() -> float:
@@ -149,6 +157,13 @@ def measure_naive(n: int = 1_000) -> dict[str, float]:
     return {f"naive_n{n}_float64_agent_steps_per_s": round(n / seconds)}
 
 
+def _child(case, dtype_name: str, env: dict[str, str] | None = None) -> dict[str, float]:
+    """One size or case in a fresh process (so its peak memory is its own), with `env` added."""
+    out = subprocess.run([sys.executable, __file__, str(case), dtype_name], capture_output=True, text=True, check=True,
+                         env={**os.environ, **(env or {})})
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     if len(sys.argv) == 3:  # child process: one size or case
         child = measure_case(sys.argv[1], sys.argv[2]) if sys.argv[1] in CASES else measure(int(sys.argv[1]), sys.argv[2])
@@ -157,11 +172,13 @@ def main() -> None:
     result: dict[str, float] = {"torch_threads": torch.get_num_threads(), "copy_bandwidth_bytes_per_s": round(copy_bandwidth())}
     for dtype_name in DTYPES:
         for case in (*SIZES, *CASES):
-            out = subprocess.run([sys.executable, __file__, str(case), dtype_name], capture_output=True, text=True, check=True)
-            result.update(json.loads(out.stdout.strip().splitlines()[-1]))
+            result.update(_child(case, dtype_name))
         for case in CASES:
             key = f"n{CASE_AGENTS}_{case}_{dtype_name}"
-            result[f"{key}_share_of_bandwidth"] = round(result[f"{key}_min_bytes_per_s"] / result["copy_bandwidth_bytes_per_s"], 4)
+            kept = {name.replace(key, f"{key}_kept_memory"): value for name, value in _child(case, dtype_name, KEEP_FREED_MEMORY).items()}
+            result.update(kept)
+            for variant in (key, f"{key}_kept_memory"):
+                result[f"{variant}_share_of_bandwidth"] = round(result[f"{variant}_min_bytes_per_s"] / result["copy_bandwidth_bytes_per_s"], 4)
     result.update(measure_naive())
     vectorised = result["n1000_float64_agent_steps_per_s"]
     result["n1000_float64_speedup_vs_naive"] = round(vectorised / result["naive_n1000_float64_agent_steps_per_s"], 1)

@@ -69,6 +69,22 @@ def test_tax_equals_sum_of_bracket_exposures():
     assert torch.allclose(s.tax(z), (s.exposure(z) * s.rates).sum(-1))
 
 
+def test_a_shared_schedule_taxes_as_each_agent_s_own_copy_of_it_does():
+    """One schedule for all goes bracket by bracket; a schedule per agent searches each agent's
+    bracket: the same taxes and the same gradient in the rates (the income in each bracket),
+    under rising and falling rates, negative incomes and incomes exactly at a cutoff."""
+    cut = t([0.0, 8_000.0, 30_000.0, 90_000.0])
+    rates = (torch.rand(5, 4, dtype=D) * 1.6 - 0.6).requires_grad_(True)  # subsidies and falling rates too
+    z = torch.cat([torch.rand(5, 40, dtype=D) * 200_000 - 20_000, cut.expand(5, 4)], dim=-1)  # (5, 44)
+    shared = TaxSchedule(cut, rates).tax(z)
+    own = TaxSchedule(cut.expand(44, 4), rates.unsqueeze(-2).expand(5, 44, 4)).tax(z)
+    assert torch.allclose(shared, own, rtol=0, atol=1e-8)
+    (grad,) = torch.autograd.grad(shared.sum(), rates)
+    below_zero = (z < 0).unsqueeze(-1) & (torch.arange(4) == 0)  # a negative income is taxed at the first rate
+    exposure = torch.where(below_zero, z.unsqueeze(-1), TaxSchedule(cut, rates.detach()).exposure(z))
+    assert torch.allclose(grad, exposure.sum(dim=-2), rtol=0, atol=1e-6)
+
+
 @pytest.mark.parametrize(
     "cutoffs, rates, field",
     [

@@ -80,8 +80,11 @@ def _quasi_linear_convex_hours(wage: Tensor, schedule: TaxSchedule, prefs: Prefe
     """
     per_hour = WEEKS_PER_YEAR * wage  # (N,)
     keep = (1.0 - schedule.agent_rates).clamp(min=0.0).pow(prefs.elasticity)  # (..., 1 or N, K)
-    desired = (per_hour * (per_hour / prefs.weight()).pow(prefs.elasticity)).unsqueeze(-1) * keep  # (..., N, K)
-    z = torch.maximum(desired, schedule.cutoffs).min(dim=-1).values
+    untaxed = per_hour * (per_hour / prefs.weight()).pow(prefs.elasticity)  # (N,) desired income at a zero rate
+    # Bracket by bracket over (..., N) rows: no (..., N, K) table to fill and reduce.
+    z = untaxed * keep[..., 0]  # the first bracket starts at 0
+    for j in range(1, schedule.n_brackets):
+        z = torch.minimum(z, torch.maximum(untaxed * keep[..., j], schedule.cutoffs[..., j]))
     return (z / per_hour).clamp(max=prefs.max_hours)
 
 
@@ -108,7 +111,7 @@ def _or_idle(wage: Tensor, schedule: TaxSchedule, transfer: Tensor, prefs: Prefe
 
 def _best_of_segments(wage: Tensor, schedule: TaxSchedule, transfer, prefs: Preferences) -> Tensor:
     """The general case: optimise on every bracket's linear segment, keep the best. A large
-    population goes `tax.AGENT_CHUNK` agents at a time: its (..., agents, 2K) candidates then stay in
+    population goes `tax.AGENT_CHUNK` agents at a time: its (..., agents, K + 1) candidates then stay in
     blocks the allocator reuses, instead of fresh pages of memory every period."""
     n = wage.shape[-1]
     if n <= tax.AGENT_CHUNK:
@@ -132,15 +135,24 @@ def _best_of_segments_chunk(wage: Tensor, schedule: TaxSchedule, transfer, prefs
     a = income_per_hour * (1.0 - rates)  # (..., N, K)
     b = _transfer_per_choice(transfer, rates) - owed + rates * cut  # (..., 1 or N, K)
     a, b, lo, hi = torch.broadcast_tensors(a, b, lo, hi)
-    # Below the consumption floor utility no longer rises with income, so a segment's objective
-    # is concave only where consumption clears the floor: its lower end is a candidate too. A
-    # fixed cost of working lowers consumption at every positive hour, 0 h (bracket 0's lower
-    # end) excepted.
-    interior = _segment_optimum(a, b - prefs.cost(-2), lo, hi, prefs)
-    h = torch.cat([interior, lo], dim=-1)  # (..., N, 2K): each segment's optimum, then its lower end
-    a, b, reachable = torch.cat([a, a], dim=-1), torch.cat([b, b], dim=-1), torch.cat([reachable, reachable], dim=-1)
+    h = _segment_optimum(a, b - prefs.cost(-2), lo, hi, prefs)  # (..., N, K) each segment's optimum
     u = utility(a * h + b, h, prefs, agent_axis=-2)
-    u = u.masked_fill(~reachable, float("-inf"))
+    # Below the consumption floor utility no longer rises with income, so a segment's objective
+    # is concave only where consumption clears the floor. Consumption rises with hours on every
+    # segment (rates are at most 1), so where the floor binds at a segment's lower end, that end
+    # may beat the segment's optimum: it is weighed there, for those few (agent, segment) pairs.
+    binds = (a * lo + b - prefs.cost(-2) < MIN_CONSUMPTION) & reachable
+    binds[..., 0] = False  # bracket 0's lower end is 0 h, a candidate of its own
+    if bool(binds.any()):
+        pair = binds.nonzero(as_tuple=True)
+        h_end, agent = lo[pair], pair[-2]
+        u_end = utility(a[pair] * h_end + b[pair], h_end, prefs.for_agent(agent))
+        better = u_end > u[pair]
+        h, u = h.index_put(pair, torch.where(better, h_end, h[pair])), u.index_put(pair, torch.where(better, u_end, u[pair]))
+    # 0 h pays no fixed cost of working: it is a candidate apart from bracket 0's optimum.
+    idle = utility(b[..., :1], torch.zeros_like(b[..., :1]), prefs, agent_axis=-2)
+    h, u = torch.cat([h, torch.zeros_like(h[..., :1])], dim=-1), torch.cat([u, idle], dim=-1)  # (..., N, K + 1)
+    u = u.masked_fill(~torch.cat([reachable, reachable[..., :1]], dim=-1), float("-inf"))
     best = u.argmax(dim=-1, keepdim=True)
     return torch.gather(h, -1, best).squeeze(-1)
 
