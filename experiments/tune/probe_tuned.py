@@ -1,7 +1,7 @@
 """The shipped worker adapter judged by the behavioural probe: the tuned model, the base model on the
 same prompts, and the target population it was tuned toward, all on one fresh census sample.
 
-    python experiments/tune/probe_tuned.py [AGENTS]        # default 120 agents; about 25 min on two cores
+    python experiments/tune/probe_tuned.py [AGENTS]        # default 120 agents; about an hour on two cores
 
 Each probe is `llm-economist behaviour` (its language-model replies cached, so a rerun is free);
 the table goes to runs/tune_probe/table.md with 95% bootstrap intervals over agents.
