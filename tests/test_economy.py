@@ -197,23 +197,6 @@ def test_welfare_functions_against_their_definitions():
         social_welfare(o, "nope")
 
 
-def test_ability_weights_are_worked_out_once_per_wage_vector_and_again_when_it_changes():
-    """Kept per wage vector and aversion: the same values as worked out afresh, again after the
-    vector is changed in place, and, kept from inference mode, usable in a gradient later."""
-    from llm_economist.economy.welfare import _ability_weights, ability_weights
-
-    wage = torch.rand(50, dtype=D) * 40 + 8
-    with torch.inference_mode():
-        first = ability_weights(wage, 1.5)
-    assert ability_weights(wage, 1.5) is first and torch.equal(first, _ability_weights(wage, 1.5))
-    assert torch.equal(ability_weights(wage, 0.5), _ability_weights(wage, 0.5))
-    wage[:10] *= 2.0
-    assert torch.equal(ability_weights(wage, 1.5), _ability_weights(wage, 1.5)) and not torch.equal(ability_weights(wage, 1.5), first)
-    utility_ = torch.rand(50, dtype=D, requires_grad=True)
-    (grad,) = torch.autograd.grad((ability_weights(wage, 1.5) * utility_).mean(), utility_)
-    assert torch.allclose(grad, _ability_weights(wage, 1.5) / 50)
-
-
 def test_gini_matches_the_pairwise_definition():
     x = torch.rand(200, dtype=D) * 1000
     pairwise = (x.unsqueeze(0) - x.unsqueeze(1)).abs().sum() / (2 * len(x) ** 2 * x.mean())

@@ -17,7 +17,6 @@ from dataclasses import replace
 from typing import Callable
 
 import torch
-from torch.utils.weak import WeakIdKeyDictionary
 
 from .inequality import gini
 from .outcome import Outcome
@@ -31,33 +30,11 @@ def utilitarian(outcome: Outcome) -> Tensor:
     return outcome.utility.mean(dim=-1)
 
 
-# A population's ability weights, by its wage vector: they are the same every period, and at a
-# million agents working them out took a third of a three-bracket period's welfare.
-_WEIGHTS_OF_WAGES = WeakIdKeyDictionary()  # wage tensor -> {(its version, aversion): weights}
-
-
 def ability_weights(wage: Tensor, inequality_aversion: float = 1.0) -> Tensor:
     """w_i = (wage_i / mean wage)^(-inequality_aversion), normalised to mean 1: more weight on
-    lower-ability workers, fixed by who they are, not by what they earn under a policy.
-
-    Worked out once per wage vector and aversion (again if the vector is changed in place), as
-    constants: plain tensors outside autograd, usable in any mode, inference mode included. A
-    vector that carries gradients or no version counter (made in inference mode) is not kept."""
+    lower-ability workers, fixed by who they are, not by what they earn under a policy."""
     if not inequality_aversion >= 0:
         raise ValueError(f"ability_weighted: inequality_aversion must be non-negative, got {inequality_aversion}")
-    if wage.requires_grad or wage.is_inference():
-        return _ability_weights(wage, inequality_aversion)
-    key = (wage._version, float(inequality_aversion))
-    known = _WEIGHTS_OF_WAGES.setdefault(wage, {})
-    if key not in known:
-        if any(version != wage._version for version, _ in known):
-            known.clear()  # changed in place: its older weights are wrong
-        with torch.inference_mode(False), torch.no_grad():
-            known[key] = _ability_weights(wage, inequality_aversion)
-    return known[key]
-
-
-def _ability_weights(wage: Tensor, inequality_aversion: float) -> Tensor:
     weights = (wage / wage.mean()).pow(-inequality_aversion)
     return weights / weights.mean()
 
