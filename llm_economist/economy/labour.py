@@ -151,8 +151,8 @@ def _best_of_segments_chunk(wage: Tensor, schedule: TaxSchedule, transfer, prefs
         h, u = h.index_put(pair, torch.where(better, h_end, h[pair])), u.index_put(pair, torch.where(better, u_end, u[pair]))
     # 0 h pays no fixed cost of working: it is a candidate apart from bracket 0's optimum.
     idle = utility(b[..., :1], torch.zeros_like(b[..., :1]), prefs, agent_axis=-2)
-    h, u = torch.cat([h, torch.zeros_like(h[..., :1])], dim=-1), torch.cat([u, idle], dim=-1)  # (..., N, K + 1)
-    u = u.masked_fill(~torch.cat([reachable, reachable[..., :1]], dim=-1), float("-inf"))
+    h = torch.cat([h, torch.zeros_like(h[..., :1])], dim=-1)  # (..., N, K + 1)
+    u = torch.cat([u.masked_fill(~reachable, float("-inf")), idle], dim=-1)
     best = u.argmax(dim=-1, keepdim=True)
     return torch.gather(h, -1, best).squeeze(-1)
 

@@ -21,6 +21,7 @@ the rebate form every worker population understands.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from functools import cached_property
 
@@ -89,18 +90,18 @@ class JointReturns:
     earner: TaxSchedule
     units: TaxUnits | None = None
 
-    def _spouses(self, chunk: slice | None = None) -> tuple[Tensor, TaxSchedule]:
-        """Positions of (a chunk of) the spouses, and their returns' schedules."""
-        spouses = self.units.spouses if chunk is None else self.units.spouses[chunk]
-        filing = self.units.filing[spouses]
-        return spouses, TaxSchedule.derived(self.combined.cutoffs[..., filing, :], self.combined.rates[..., filing, :])
+    def _spouse_chunks(self) -> Iterator[tuple[Tensor, TaxSchedule]]:
+        """The spouses `tax.AGENT_CHUNK` at a time, each chunk's positions and its returns'
+        schedules, so that a chunk's rows stay in cache."""
+        for start in range(0, len(self.units.spouses), tax.AGENT_CHUNK):
+            spouses = self.units.spouses[start:start + tax.AGENT_CHUNK]
+            filing = self.units.filing[spouses]
+            yield spouses, TaxSchedule.derived(self.combined.cutoffs[..., filing, :], self.combined.rates[..., filing, :])
 
     def taxes(self, z: Tensor, taxes: Tensor) -> Tensor:
-        """`taxes` (..., N) with each spouse's entry its share of its return plus its payroll tax,
-        `tax.AGENT_CHUNK` spouses at a time so their returns' rows stay in cache."""
+        """`taxes` (..., N) with each spouse's entry its share of its return plus its payroll tax."""
         taxes = taxes.clone()
-        for start in range(0, len(self.units.spouses), tax.AGENT_CHUNK):
-            spouses, returns = self._spouses(slice(start, start + tax.AGENT_CHUNK))
+        for spouses, returns in self._spouse_chunks():
             own, other = z[..., spouses], z[..., self.units.partner[spouses]]
             taxes[..., spouses] = self.earner.tax(own) + 0.5 * (returns.tax(own + other) + returns.tax(own) - returns.tax(other))
         return taxes
@@ -113,16 +114,14 @@ class JointReturns:
     def faced_by_spouses(self, cutoffs: Tensor, rates: Tensor, earnings: Tensor | None) -> TaxSchedule:
         """Every agent's schedule from its rows (..., N, K) (K at least `width`, written over), each
         spouse's row the return's schedule above what its partner is expected to earn (its entry in
-        `earnings` (..., N); none: nothing) plus payroll tax, `tax.AGENT_CHUNK` spouses at a time
-        so each pass stays in cache."""
+        `earnings` (..., N); none: nothing) plus payroll tax."""
         batch = torch.broadcast_shapes(cutoffs.shape[:-2], rates.shape[:-2], self.combined.cutoffs.shape[:-2],
                                        () if earnings is None else earnings.shape[:-1])
         if cutoffs.shape[:-2] != batch:
             cutoffs = cutoffs.expand(*batch, *cutoffs.shape[-2:]).clone()
         if rates.shape[:-2] != batch:
             rates = rates.expand(*batch, *rates.shape[-2:]).clone()
-        for start in range(0, len(self.units.spouses), tax.AGENT_CHUNK):
-            spouses, returns = self._spouses(slice(start, start + tax.AGENT_CHUNK))
+        for spouses, returns in self._spouse_chunks():
             if earnings is None:
                 expected = torch.zeros(len(spouses), dtype=rates.dtype, device=rates.device)
             else:
