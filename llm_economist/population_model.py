@@ -19,7 +19,7 @@ import torch
 from .economy.outcome import Outcome, settle
 from .economy.policy import Policy, TaxUnits
 from .economy.utility import Preferences
-from .economy.welfare import DEFAULT_WELFARE, social_welfare
+from .economy.welfare import DEFAULT_WELFARE, bind_welfare
 from .mechanisms.base import Mechanism
 from .workers.base import Workers
 
@@ -41,6 +41,10 @@ class PopulationModel:
     welfare_params: dict = field(default_factory=dict)
     evaluations: int = 0  # policies evaluated through `respond`, for reporting planner cost
     units: TaxUnits | None = None  # who files with whom, for mechanisms that tax by filing status
+    _score: Callable[[Outcome], Tensor] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._score = bind_welfare(self.welfare_name, self.wage, **self.welfare_params)
 
     def resolve(self, policy: Policy, last: Outcome | None = None) -> Policy:
         """The policy as these workers face it: each with its own filing group's schedule, spouses
@@ -84,7 +88,7 @@ class PopulationModel:
         return outcome
 
     def welfare(self, outcome: Outcome) -> Tensor:
-        return social_welfare(outcome, self.welfare_name, self.wage, **self.welfare_params)
+        return self._score(outcome)
 
     def measure(self, mechanism: Mechanism, thetas: Tensor, quantity: Callable[[Outcome], Tensor]) -> Tensor:
         """(G, ...) `quantity` of the outcome of each parameter vector in thetas (G, P), batched

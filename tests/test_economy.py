@@ -223,14 +223,28 @@ def test_settle_balances_the_budget_when_revenue_is_rebated(wages):
 
 
 def test_convex_quasi_linear_shortcut_agrees_with_the_segment_search(wages):
-    from llm_economist.economy.labour import _best_of_segments, _quasi_linear_convex_hours
+    from llm_economist.economy.labour import _best_of_segments, _quasi_linear_convex_hours, zero_tax_income
 
     prefs = calibrate_psi(wages, TaxSchedule.us_federal_2024(), Preferences())
     g = torch.Generator().manual_seed(5)
     cutoffs = torch.tensor([0.0, 30_000.0, 70_000.0, 150_000.0], dtype=D)
     rates = torch.sort(torch.rand(32, 4, generator=g, dtype=D), dim=-1).values  # non-decreasing: convex
     schedule = TaxSchedule(cutoffs, rates)
-    assert torch.allclose(_quasi_linear_convex_hours(wages, schedule, prefs), _best_of_segments(wages, schedule, 0.0, prefs), atol=1e-9)
+    shortcut = _quasi_linear_convex_hours(wages, schedule, prefs, zero_tax_income(wages, prefs))
+    assert torch.allclose(shortcut, _best_of_segments(wages, schedule, 0.0, prefs), atol=1e-9)
+
+
+def test_rational_workers_keep_a_populations_zero_tax_income_but_answer_new_wages_anew(wages):
+    from llm_economist.workers import RationalWorkers
+
+    prefs = calibrate_psi(wages, TaxSchedule.us_federal_2024(), Preferences())
+    policy = Policy(TaxSchedule(torch.tensor([0.0, 40_000.0], dtype=D), torch.tensor([0.1, 0.3], dtype=D)), rebate_share=1.0)
+    workers = RationalWorkers(prefs)
+    others = wages.flip(0) * 1.5
+    for wage in (wages, others, wages):  # the kept value follows the wages asked about
+        expected = best_response_hours(wage, policy.schedule, 0.0, prefs)
+        assert torch.equal(workers.expected_hours(wage, policy, 0.0), expected)
+    assert not torch.equal(best_response_hours(others, policy.schedule, 0.0, prefs), best_response_hours(wages, policy.schedule, 0.0, prefs))
 
 
 def test_llm_hour_bins_are_tens_whose_first_digit_names_the_bin():

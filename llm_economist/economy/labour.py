@@ -70,29 +70,38 @@ def _segment_optimum(a: Tensor, b: Tensor, lo: Tensor, hi: Tensor, prefs: Prefer
     return torch.where(foc(lo) <= 0, lo, torch.where(foc(hi) >= 0, hi, interior))
 
 
-def _quasi_linear_convex_hours(wage: Tensor, schedule: TaxSchedule, prefs: Preferences) -> Tensor:
+def zero_tax_income(wage: Tensor, prefs: Preferences) -> Tensor:
+    """(N,) what each worker earns untaxed when utility is quasi-linear, 52 w (52 w / (psi d))^eps:
+    the convex best response's one power, fixed by who the workers are, so a population's
+    workers keep it (`RationalWorkers`) instead of raising every wage to it each period."""
+    per_hour = WEEKS_PER_YEAR * wage
+    return per_hour * (per_hour / prefs.weight()).pow(prefs.elasticity)
+
+
+def _quasi_linear_convex_hours(wage: Tensor, schedule: TaxSchedule, prefs: Preferences, untaxed: Tensor) -> Tensor:
     """Best response when eta = 0 and rates never fall: the budget set is convex, so
 
-        z = min_j max(z*(tau_j), c_j),   z*(tau) = 52 w (52 w (1 - tau) / psi)^eps,
+        z = min_j max(z*(tau_j), c_j),   z*(tau) = z*(0) (1 - tau)^eps,
 
     (desired income at each bracket's rate, pushed up to the bracket's floor: the first bracket
-    whose floor binds is a kink where the worker bunches), then hours are capped.
+    whose floor binds is a kink where the worker bunches), then hours are capped. z*(0) is
+    ``untaxed`` (`zero_tax_income`).
     """
-    per_hour = WEEKS_PER_YEAR * wage  # (N,)
     keep = (1.0 - schedule.agent_rates).clamp(min=0.0).pow(prefs.elasticity)  # (..., 1 or N, K)
-    untaxed = per_hour * (per_hour / prefs.weight()).pow(prefs.elasticity)  # (N,) desired income at a zero rate
-    # Bracket by bracket over (..., N) rows: no (..., N, K) table to fill and reduce.
+    # Bracket by bracket over (..., N) rows: no (..., N, K) table to fill and reduce, and each row
+    # is changed in place while it is still in the cache.
     z = untaxed * keep[..., 0]  # the first bracket starts at 0
     for j in range(1, schedule.n_brackets):
-        z = torch.minimum(z, torch.maximum(untaxed * keep[..., j], schedule.cutoffs[..., j]))
-    return (z / per_hour).clamp(max=prefs.max_hours)
+        z = z.clamp_(max=(untaxed * keep[..., j]).clamp_(min=schedule.cutoffs[..., j]))
+    return z.div_(wage).div_(WEEKS_PER_YEAR).clamp_(max=prefs.max_hours)
 
 
-def best_response_hours(wage: Tensor, schedule: TaxSchedule, transfer, prefs: Preferences) -> Tensor:
-    """Utility-maximising weekly hours (..., N) for wages (N,) under rates (..., K)."""
+def best_response_hours(wage: Tensor, schedule: TaxSchedule, transfer, prefs: Preferences, untaxed: Tensor | None = None) -> Tensor:
+    """Utility-maximising weekly hours (..., N) for wages (N,) under rates (..., K); ``untaxed`` is
+    `zero_tax_income(wage, prefs)` where the caller keeps it."""
     convex = bool((schedule.rates[..., 1:] >= schedule.rates[..., :-1]).all())
     if prefs.eta == 0.0 and convex and not prefs.has_fixed_cost:
-        hours = _quasi_linear_convex_hours(wage, schedule, prefs)
+        hours = _quasi_linear_convex_hours(wage, schedule, prefs, zero_tax_income(wage, prefs) if untaxed is None else untaxed)
         t = torch.as_tensor(transfer, dtype=wage.dtype, device=wage.device)
         return _or_idle(wage, schedule, t, prefs, hours) if bool((t < MIN_CONSUMPTION).any()) else hours
     return _best_of_segments(wage, schedule, transfer, prefs)

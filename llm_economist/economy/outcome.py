@@ -36,7 +36,7 @@ def settle(wage: Tensor, hours: Tensor, policy: Policy, prefs: Preferences) -> O
     """z = 52 w h, taxes and the transfer as the policy levies them, c = z - T + transfer, u(c, h)."""
     z = annual_income(wage, hours)
     taxes, transfer, funding_rate = policy.levy(z)
-    c = z - taxes + transfer
+    c = (z - taxes).add_(transfer)
     return Outcome(hours, z, taxes, transfer, c, utility(c, hours, prefs), funding_rate)
 
 

@@ -202,7 +202,7 @@ class TaxSchedule:
         rates = self.rates.unsqueeze(-1)  # (..., K, 1) against incomes (..., N)
         owed = z * rates[..., 0, :]
         for j in range(1, self.n_brackets):
-            owed = owed + (z - self.cutoffs[j]).clamp(min=0.0) * (rates[..., j, :] - rates[..., j - 1, :])
+            owed = owed.addcmul_((z - self.cutoffs[j]).clamp_(min=0.0), rates[..., j, :] - rates[..., j - 1, :])
         return owed
 
     def tax_of_choices(self, z: Tensor) -> Tensor:

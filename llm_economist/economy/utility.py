@@ -90,14 +90,14 @@ def _on_agent_axis(value: Tensor | float, agent_axis: int) -> Tensor | float:
 
 def annual_income(wage: Tensor, hours: Tensor) -> Tensor:
     """z = 52 * wage * weekly hours."""
-    return WEEKS_PER_YEAR * wage * hours
+    return (wage * hours).mul_(WEEKS_PER_YEAR)
 
 
 def consumption_utility(c: Tensor, eta: float) -> Tensor:
     """(c^(1-eta) - 1) / (1 - eta), log c at eta = 1, with c floored at MIN_CONSUMPTION."""
     c = c.clamp(min=MIN_CONSUMPTION)
     if eta == 0.0:
-        return c - 1.0
+        return c.sub_(1.0)
     if abs(eta - 1.0) < 1e-12:
         return torch.log(c)
     return (c.pow(1.0 - eta) - 1.0) / (1.0 - eta)
@@ -111,14 +111,26 @@ def marginal_consumption_utility(c: Tensor, eta: float) -> Tensor:
 def labour_disutility(h: Tensor, psi: Tensor | float, elasticity: float) -> Tensor:
     """psi * h^(1 + 1/eps) / (1 + 1/eps)."""
     k = 1.0 + 1.0 / elasticity
-    return psi * h.clamp(min=0.0).pow(k) / k
+    power = h.clamp(min=0.0).pow_(k)
+    return power.mul_(psi / k) if _holds(power, psi) else power * (psi / k)
 
 
 def utility(c: Tensor, h: Tensor, prefs: Preferences, agent_axis: int = -1) -> Tensor:
     """u(c, h), the fixed cost paid where h > 0; agents on `agent_axis` of c (see `Preferences.cost`)."""
     if prefs.has_fixed_cost:
         c = c - prefs.cost(agent_axis) * (h > 0)
-    return consumption_utility(c, prefs.eta) - labour_disutility(h, prefs.weight(agent_axis), prefs.elasticity)
+    pleasure = consumption_utility(c, prefs.eta)
+    pain = labour_disutility(h, prefs.weight(agent_axis), prefs.elasticity)
+    return pleasure.sub_(pain) if _holds(pleasure, pain) else pleasure - pain
+
+
+def _holds(fresh: Tensor, other: Tensor | float) -> bool:
+    """Whether ``fresh``, a tensor just made, can take its product or difference with ``other`` in
+    place (the result's shape and dtype are its own): at a million agents a step is bound by how
+    many arrays it touches, not by its arithmetic."""
+    if not torch.is_tensor(other):
+        return True
+    return torch.broadcast_shapes(fresh.shape, other.shape) == fresh.shape and torch.result_type(fresh, other) == fresh.dtype
 
 
 def utility_scale(wage: Tensor, eta: float) -> Tensor:

@@ -14,6 +14,7 @@ sources.
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import partial
 from typing import Callable
 
 import torch
@@ -42,7 +43,11 @@ def ability_weights(wage: Tensor, inequality_aversion: float = 1.0) -> Tensor:
 def ability_weighted(outcome: Outcome, wage: Tensor, inequality_aversion: float = 1.0) -> Tensor:
     """W = mean_i w_i u_i with the ability weights w_i of `ability_weights` (Paretian; weights
     independent of the policy). inequality_aversion = 0 is the utilitarian mean."""
-    return (ability_weights(wage, inequality_aversion) * outcome.utility).mean(dim=-1)
+    return _weighted_utility(ability_weights(wage, inequality_aversion), outcome)
+
+
+def _weighted_utility(weights: Tensor, outcome: Outcome) -> Tensor:
+    return (outcome.utility @ weights) / weights.shape[-1]  # one pass, no (..., N) product
 
 
 def inverse_income_weighted(outcome: Outcome, income_floor: float = 10_000.0) -> Tensor:
@@ -88,7 +93,8 @@ SOCIAL_WELFARE_FUNCTIONS: dict[str, Callable[..., Tensor]] = {
 }
 
 
-WAGE_WEIGHTED = ("ability_weighted",)  # welfare functions that weigh workers by their hourly wage
+# Welfare functions that weigh workers by their hourly wage, and the weights they give.
+WAGE_WEIGHTS: dict[str, Callable[..., Tensor]] = {"ability_weighted": ability_weights}
 CONSUMPTION_MEASURES = ("atkinson", "equality_productivity")  # welfare functions whose W is an amount of consumption or income
 DEFAULT_WELFARE = "ability_weighted"
 
@@ -107,15 +113,21 @@ def welfare_unit(name: str, eta: float | None = None) -> str:
 
 def social_welfare(outcome: Outcome, name: str, wage: Tensor | None = None, **params) -> Tensor:
     """Look up a welfare function by name and apply it; `wage` (N,) feeds the wage-weighted ones."""
+    return bind_welfare(name, wage, **params)(outcome)
+
+
+def bind_welfare(name: str, wage: Tensor | None = None, **params) -> Callable[[Outcome], Tensor]:
+    """`social_welfare` for one population, as a function of its outcomes: the weights of a
+    wage-weighted function are worked out here, once, instead of with every outcome scored."""
     try:
         fn = SOCIAL_WELFARE_FUNCTIONS[name]
     except KeyError:
         raise ValueError(f"welfare: unknown function {name!r}; choose one of {sorted(SOCIAL_WELFARE_FUNCTIONS)}") from None
-    if name in WAGE_WEIGHTED:
+    if name in WAGE_WEIGHTS:
         if wage is None:
             raise ValueError(f"welfare {name!r} weighs workers by their wage: pass wage")
-        return fn(outcome, wage, **params)
-    return fn(outcome, **params)
+        return partial(_weighted_utility, WAGE_WEIGHTS[name](wage, **params))
+    return partial(fn, **params)
 
 
 def marginal_welfare_weights(outcome: Outcome, prefs: Preferences, name: str, wage: Tensor | None = None, **params) -> Tensor:

@@ -93,14 +93,14 @@ class PlannerEnv(gym.Env):
         if not isinstance(workers, Workers):
             raise ValueError(f"workers: expected a Workers or None, got {type(workers).__name__}")
         self.workers = workers
-        # `units`: who files with whom (`factory.population_units`), for mechanisms that tax by filing status.
-        self.model = PopulationModel(self.wage, self.prefs, workers, welfare_name, dict(welfare_params or {}), units=units)
         self.steps_per_year = check_count("steps_per_year", steps_per_year)
         self.years = check_count("years", years)
         self.welfare_name = welfare_name
         self.welfare_params = dict(welfare_params or {})
         self.render_mode = check_render_mode(render_mode, self.metadata)
         _, self.welfare_scale = reward_scales(self.wage, self.prefs, self.welfare_name, self.welfare_params)
+        # `units`: who files with whom (`factory.population_units`), for mechanisms that tax by filing status.
+        self.model = PopulationModel(self.wage, self.prefs, workers, welfare_name, dict(welfare_params or {}), units=units)
 
         self.money_scale = money_scale(self.wage, self.prefs)
         # Off-the-shelf algorithms expect [-1, 1]; `parameters_of` maps it onto the mechanism's box.

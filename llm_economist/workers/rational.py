@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..economy.labour import best_response_hours, hour_bins, logit_hour_probabilities, nearest_bin
+from ..economy.labour import best_response_hours, hour_bins, logit_hour_probabilities, nearest_bin, zero_tax_income
 from ..economy.policy import Policy
 from ..economy.utility import Preferences
 from ..personas import SocialGraph
@@ -20,12 +20,20 @@ class RationalWorkers(Workers):
 
     def __init__(self, prefs: Preferences) -> None:
         self.prefs = prefs
+        self._untaxed: tuple[Tensor, Tensor] | None = None  # a wage tensor and its `zero_tax_income`
 
     def act(self, obs: Observation, generator: torch.Generator) -> Decisions:
-        return Decisions(best_response_hours(obs.wage, obs.policy.schedule, obs.expected_transfer, self.prefs))
+        return Decisions(self.expected_hours(obs.wage, obs.policy, obs.expected_transfer))
 
     def expected_hours(self, wage: Tensor, policy: Policy, transfer) -> Tensor:
-        return best_response_hours(wage, policy.schedule, transfer, self.prefs)
+        return best_response_hours(wage, policy.schedule, transfer, self.prefs, self._zero_tax_income(wage))
+
+    def _zero_tax_income(self, wage: Tensor) -> Tensor:
+        """Worked out once for the population whose wages come back period after period (the same
+        tensor; nothing changes a population's wages in place)."""
+        if self._untaxed is None or self._untaxed[0] is not wage:
+            self._untaxed = (wage, zero_tax_income(wage, self.prefs))
+        return self._untaxed[1]
 
 
 class BoundedRationalWorkers(Workers):
