@@ -95,6 +95,13 @@ def expected_welfare(model: PopulationModel, policy: Policy, decisions: Decision
 Show = Callable[[Outcome, Policy], Outcome]  # (last period, policy in force) -> the last period as shown
 
 
+def feasible_hours(hours: Tensor, max_hours: float) -> Tensor:
+    """``hours`` held to [0, max_hours]: a learned population may stray outside. One pass reads
+    them; a copy is made only where some stray (exact best responses never do)."""
+    low, high = torch.aminmax(hours)
+    return hours.clamp(0.0, max_hours) if bool(low < 0.0) or bool(high > max_hours) else hours
+
+
 def play_period(model: PopulationModel, policy: Policy, carried: Carried, year: int, step: int, step_in_year: int,
                 generator: torch.Generator, show: Show | None = None) -> tuple[Period, Carried]:
     """The workers act, the period settles (hours held to the feasible range), the memory moves on."""
@@ -107,8 +114,7 @@ def play_period(model: PopulationModel, policy: Policy, carried: Carried, year: 
         recent = recent[:-1] + (show(last, policy),)
     seen = Observation(model.wage, faced, transfer, recent, carried.last_decisions, year, step)
     decisions = model.workers.act(seen, generator)
-    # A learned population may stray outside the feasible hours.
-    outcome = settle(model.wage, decisions.hours.clamp(0.0, model.prefs.max_hours), policy, model.prefs)
+    outcome = settle(model.wage, feasible_hours(decisions.hours, model.prefs.max_hours), policy, model.prefs)
     period = Period(year, step, step_in_year, transfer, decisions, outcome, policy, seen.last)
     return period, Carried((carried.recent + (outcome,))[-model.workers.memory :], decisions)
 

@@ -50,3 +50,13 @@ def test_point_masses_and_fallbacks_give_the_realised_welfare():
     assert abs(found - realised) <= 1e-9 * abs(realised)
     assert expected_welfare(model, period.policy, Decisions(hours), hours, step=0) is None
     assert expected_welfare(model, period.policy, Decisions(hours, {"hour_distribution": [None] * len(hours)}), hours, step=0) is None
+
+
+def test_hours_outside_the_feasible_range_are_held_to_it_and_feasible_hours_are_kept_as_they_are():
+    from llm_economist.simulation import feasible_hours
+
+    strays = torch.tensor([-3.0, 0.0, 41.5, 80.0, 95.0], dtype=torch.float64)
+    assert torch.equal(feasible_hours(strays, 80.0), torch.tensor([0.0, 0.0, 41.5, 80.0, 80.0], dtype=torch.float64))
+    inside = torch.tensor([[0.0, 12.0], [80.0, 79.5]], dtype=torch.float64)
+    assert torch.equal(feasible_hours(inside, 80.0), inside)
+    assert torch.equal(feasible_hours(inside, 79.0), torch.tensor([[0.0, 12.0], [79.0, 79.0]], dtype=torch.float64))
