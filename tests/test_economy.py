@@ -195,6 +195,15 @@ def test_welfare_functions_against_their_definitions():
     assert social_welfare(o, "equality_productivity").item() == pytest.approx((1 - gini_c) * 100_000.0 / 3)
     with pytest.raises(ValueError, match="unknown function 'nope'"):
         social_welfare(o, "nope")
+    wage = t([10.0, 20.0, 40.0])  # ability weights (w / mean w)^-1 normalised to mean 1: 1/w over the mean of 1/w
+    inverse = [1 / 10.0, 1 / 20.0, 1 / 40.0]
+    weights = [x / (sum(inverse) / 3) for x in inverse]
+    by_ability = (weights[0] * 1 + weights[1] * 2 + weights[2] * 6) / 3
+    assert social_welfare(o, "ability_weighted", wage).item() == pytest.approx(by_ability)
+    # A float32 population whose utilities came out in float64 (a float64 fixed cost) is scored the same.
+    assert social_welfare(o, "ability_weighted", wage.float()).item() == pytest.approx(by_ability)
+    batch = replace(o, utility=torch.stack([o.utility, 2 * o.utility]))
+    assert social_welfare(batch, "ability_weighted", wage).tolist() == pytest.approx([by_ability, 2 * by_ability])
 
 
 def test_gini_matches_the_pairwise_definition():

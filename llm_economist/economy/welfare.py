@@ -47,7 +47,7 @@ def ability_weighted(outcome: Outcome, wage: Tensor, inequality_aversion: float 
 
 
 def _weighted_utility(weights: Tensor, outcome: Outcome) -> Tensor:
-    return (outcome.utility @ weights) / weights.shape[-1]  # one pass, no (..., N) product
+    return (outcome.utility @ weights.to(outcome.utility.dtype)) / weights.shape[-1]  # one pass, no (..., N) product
 
 
 def inverse_income_weighted(outcome: Outcome, income_floor: float = 10_000.0) -> Tensor:
