@@ -148,7 +148,11 @@ class TaxSchedule:
         """Agent i's own schedule, or some agents' (a slice or positions; the schedule itself when all share one)."""
         if self.per_agent and self.cutoffs.ndim > 2 and isinstance(i, int):
             raise ValueError("tax schedule: one agent's schedule out of a batch whose cutoffs differ by schedule")
-        return TaxSchedule.derived(self.cutoffs[..., i, :], self.rates[..., i, :]) if self.per_agent else self
+        if not self.per_agent:
+            return self
+        if torch.is_tensor(i):  # a row gather, not advanced indexing: a tenth of the time
+            return TaxSchedule.derived(self.cutoffs.index_select(-2, i), self.rates.index_select(-2, i))
+        return TaxSchedule.derived(self.cutoffs[..., i, :], self.rates[..., i, :])
 
     @property
     def widths(self) -> Tensor:
