@@ -95,15 +95,15 @@ class JointReturns:
         schedules, so that a chunk's rows stay in cache."""
         for start in range(0, len(self.units.spouses), tax.AGENT_CHUNK):
             spouses = self.units.spouses[start:start + tax.AGENT_CHUNK]
-            filing = self.units.filing[spouses]
-            yield spouses, TaxSchedule.derived(self.combined.cutoffs[..., filing, :], self.combined.rates[..., filing, :])
+            yield spouses, self.combined.for_agent(self.units.filing.index_select(0, spouses))
 
     def taxes(self, z: Tensor, taxes: Tensor) -> Tensor:
         """`taxes` (..., N) with each spouse's entry its share of its return plus its payroll tax."""
         taxes = taxes.clone()
         for spouses, returns in self._spouse_chunks():
-            own, other = z[..., spouses], z[..., self.units.partner[spouses]]
-            taxes[..., spouses] = self.earner.tax(own) + 0.5 * (returns.tax(own + other) + returns.tax(own) - returns.tax(other))
+            own, other = z.index_select(-1, spouses), z.index_select(-1, self.units.partner.index_select(0, spouses))
+            shares = self.earner.tax(own) + 0.5 * (returns.tax(own + other) + returns.tax(own) - returns.tax(other))
+            taxes.index_copy_(-1, spouses, shares.expand(*taxes.shape[:-1], shares.shape[-1]))
         return taxes
 
     @property
@@ -127,8 +127,8 @@ class JointReturns:
             else:
                 expected = earnings[..., self.units.partner[spouses]].to(rates.dtype)
             faced = widened(combined(shifted(returns, expected), self.earner), cutoffs.shape[-1])
-            cutoffs[..., spouses, :] = faced.cutoffs
-            rates[..., spouses, :] = faced.rates
+            cutoffs.index_copy_(-2, spouses, faced.cutoffs.expand(*cutoffs.shape[:-2], *faced.cutoffs.shape[-2:]))
+            rates.index_copy_(-2, spouses, faced.rates.expand(*rates.shape[:-2], *faced.rates.shape[-2:]))
         return TaxSchedule.derived(cutoffs, rates)
 
 
@@ -157,7 +157,7 @@ class Policy:
             raise ValueError("policy: this mechanism taxes by filing status, and the population's filing groups are unknown")
         joint = None if self.joint is None or not bool(units.couples.any()) else replace(self.joint, units=units)
         rows = widened(self.schedule, joint.width if joint else 0)
-        cutoffs, rates = rows.cutoffs[..., units.filing, :], rows.rates[..., units.filing, :]  # fresh copies
+        cutoffs, rates = rows.cutoffs.index_select(-2, units.filing), rows.rates.index_select(-2, units.filing)  # fresh copies
         schedule = TaxSchedule.derived(cutoffs, rates) if joint is None else joint.faced_by_spouses(cutoffs, rates, earnings)
         return replace(self, schedule=schedule, by_filing=False, joint=joint)
 
