@@ -133,10 +133,10 @@ def _best_of_segments(wage: Tensor, schedule: TaxSchedule, transfer, prefs: Pref
     reach = reach.reshape(-1, n).amax(dim=0)  # (N,) the most over a batch of schedules
     parts, positions = [], []
     for brackets in reach.unique().tolist():
-        first = TaxSchedule.derived(schedule.cutoffs[..., :brackets], schedule.rates[..., :brackets])
+        within_reach = TaxSchedule.derived(schedule.cutoffs[..., :brackets], schedule.rates[..., :brackets])
         group = (reach == brackets).nonzero().squeeze(-1)
         for at in group.split(tax.AGENT_CHUNK):
-            parts.append(_best_of_segments_chunk(wage[at], first.for_agent(at), transfer, prefs.for_agent(at)))
+            parts.append(_best_of_segments_chunk(wage[at], within_reach.for_agent(at), transfer, prefs.for_agent(at)))
             positions.append(at)
     hours = torch.cat(parts, dim=-1)
     return hours.new_empty(hours.shape).index_copy(-1, torch.cat(positions), hours)

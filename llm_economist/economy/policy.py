@@ -125,7 +125,7 @@ class JointReturns:
             if earnings is None:
                 expected = torch.zeros(len(spouses), dtype=rates.dtype, device=rates.device)
             else:
-                expected = earnings[..., self.units.partner[spouses]].to(rates.dtype)
+                expected = earnings.index_select(-1, self.units.partner.index_select(0, spouses)).to(rates.dtype)
             faced = widened(combined(shifted(returns, expected), self.earner), cutoffs.shape[-1])
             cutoffs.index_copy_(-2, spouses, faced.cutoffs.expand(*cutoffs.shape[:-2], *faced.cutoffs.shape[-2:]))
             rates.index_copy_(-2, spouses, faced.rates.expand(*rates.shape[:-2], *faced.rates.shape[-2:]))

@@ -40,14 +40,17 @@ def ability_weights(wage: Tensor, inequality_aversion: float = 1.0) -> Tensor:
     return weights / weights.mean()
 
 
-def ability_weighted(outcome: Outcome, wage: Tensor, inequality_aversion: float = 1.0) -> Tensor:
+def ability_weighted(wage: Tensor, inequality_aversion: float = 1.0) -> Callable[[Outcome], Tensor]:
     """W = mean_i w_i u_i with the ability weights w_i of `ability_weights` (Paretian; weights
-    independent of the policy). inequality_aversion = 0 is the utilitarian mean."""
-    return _weighted_utility(ability_weights(wage, inequality_aversion), outcome)
+    independent of the policy). inequality_aversion = 0 is the utilitarian mean. Made for one
+    population's wages (`bind_welfare`): the weights are worked out once, and each outcome costs
+    one product of its utilities with them."""
+    weights = ability_weights(wage, inequality_aversion)
 
+    def welfare(outcome: Outcome) -> Tensor:
+        return (outcome.utility @ weights.to(outcome.utility.dtype)) / weights.shape[-1]
 
-def _weighted_utility(weights: Tensor, outcome: Outcome) -> Tensor:
-    return (outcome.utility @ weights.to(outcome.utility.dtype)) / weights.shape[-1]  # one pass, no (..., N) product
+    return welfare
 
 
 def inverse_income_weighted(outcome: Outcome, income_floor: float = 10_000.0) -> Tensor:
@@ -83,7 +86,8 @@ def equality_times_productivity(outcome: Outcome) -> Tensor:
     return (1.0 - gini(outcome.consumption)) * outcome.income.mean(dim=-1)
 
 
-SOCIAL_WELFARE_FUNCTIONS: dict[str, Callable[..., Tensor]] = {
+# Functions of an outcome, except those in WAGE_WEIGHTED: they are first made for a population's wages.
+SOCIAL_WELFARE_FUNCTIONS: dict[str, Callable] = {
     "ability_weighted": ability_weighted,
     "utilitarian": utilitarian,
     "inverse_income": inverse_income_weighted,
@@ -93,8 +97,7 @@ SOCIAL_WELFARE_FUNCTIONS: dict[str, Callable[..., Tensor]] = {
 }
 
 
-# Welfare functions that weigh workers by their hourly wage, and the weights they give.
-WAGE_WEIGHTS: dict[str, Callable[..., Tensor]] = {"ability_weighted": ability_weights}
+WAGE_WEIGHTED = ("ability_weighted",)  # welfare functions made for a population's hourly wages, then given outcomes
 CONSUMPTION_MEASURES = ("atkinson", "equality_productivity")  # welfare functions whose W is an amount of consumption or income
 DEFAULT_WELFARE = "ability_weighted"
 
@@ -123,10 +126,10 @@ def bind_welfare(name: str, wage: Tensor | None = None, **params) -> Callable[[O
         fn = SOCIAL_WELFARE_FUNCTIONS[name]
     except KeyError:
         raise ValueError(f"welfare: unknown function {name!r}; choose one of {sorted(SOCIAL_WELFARE_FUNCTIONS)}") from None
-    if name in WAGE_WEIGHTS:
+    if name in WAGE_WEIGHTED:
         if wage is None:
             raise ValueError(f"welfare {name!r} weighs workers by their wage: pass wage")
-        return partial(_weighted_utility, WAGE_WEIGHTS[name](wage, **params))
+        return fn(wage, **params)
     return partial(fn, **params)
 
 
