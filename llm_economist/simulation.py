@@ -64,6 +64,13 @@ EXPECTATION_AGENT_DRAWS = 256_000
 EXPECTATION_MAX_AGENTS = 10_000
 
 
+def feasible_hours(hours: Tensor, max_hours: float) -> Tensor:
+    """``hours`` held to [0, max_hours]: a learned population may stray outside. One pass reads
+    them; a copy is made only where some stray (exact best responses never do)."""
+    low, high = torch.aminmax(hours)
+    return hours.clamp(0.0, max_hours) if bool(low < 0.0) or bool(high > max_hours) else hours
+
+
 def expected_welfare(model: PopulationModel, policy: Policy, decisions: Decisions, hours: Tensor, step: int) -> float | None:
     """The period's welfare averaged over draws of everyone's hours from the distributions the
     workers stated (a worker that fell back keeps the hours it got), or None where none states one.
@@ -88,18 +95,11 @@ def expected_welfare(model: PopulationModel, policy: Policy, decisions: Decision
     draws = min(EXPECTATION_DRAWS, EXPECTATION_AGENT_DRAWS // n)
     uniforms = torch.rand(n, draws, generator=torch.Generator().manual_seed(step), dtype=hours.dtype)
     index = torch.searchsorted(cumulative, uniforms).clamp(max=len(grid) - 1)  # (N, draws)
-    drawn = grid[index.t()].clamp(0.0, model.prefs.max_hours)  # (draws, N)
+    drawn = feasible_hours(grid[index.t()], model.prefs.max_hours)  # (draws, N)
     return float(model.welfare(settle(model.wage, drawn, policy, model.prefs)).mean())
 
 
 Show = Callable[[Outcome, Policy], Outcome]  # (last period, policy in force) -> the last period as shown
-
-
-def feasible_hours(hours: Tensor, max_hours: float) -> Tensor:
-    """``hours`` held to [0, max_hours]: a learned population may stray outside. One pass reads
-    them; a copy is made only where some stray (exact best responses never do)."""
-    low, high = torch.aminmax(hours)
-    return hours.clamp(0.0, max_hours) if bool(low < 0.0) or bool(high > max_hours) else hours
 
 
 def play_period(model: PopulationModel, policy: Policy, carried: Carried, year: int, step: int, step_in_year: int,

@@ -90,18 +90,19 @@ class JointReturns:
     earner: TaxSchedule
     units: TaxUnits | None = None
 
-    def _spouse_chunks(self) -> Iterator[tuple[Tensor, TaxSchedule]]:
-        """The spouses `tax.AGENT_CHUNK` at a time, each chunk's positions and its returns'
-        schedules, so that a chunk's rows stay in cache."""
+    def _spouse_chunks(self) -> Iterator[tuple[Tensor, Tensor, TaxSchedule]]:
+        """The spouses `tax.AGENT_CHUNK` at a time: each chunk's positions, its partners' positions
+        and its returns' schedules, so that a chunk's rows stay in cache."""
         for start in range(0, len(self.units.spouses), tax.AGENT_CHUNK):
             spouses = self.units.spouses[start:start + tax.AGENT_CHUNK]
-            yield spouses, self.combined.for_agent(self.units.filing.index_select(0, spouses))
+            partners = self.units.partner.index_select(0, spouses)
+            yield spouses, partners, self.combined.for_agent(self.units.filing.index_select(0, spouses))
 
     def taxes(self, z: Tensor, taxes: Tensor) -> Tensor:
         """`taxes` (..., N) with each spouse's entry its share of its return plus its payroll tax."""
         taxes = taxes.clone()
-        for spouses, returns in self._spouse_chunks():
-            own, other = z.index_select(-1, spouses), z.index_select(-1, self.units.partner.index_select(0, spouses))
+        for spouses, partners, returns in self._spouse_chunks():
+            own, other = z.index_select(-1, spouses), z.index_select(-1, partners)
             shares = self.earner.tax(own) + 0.5 * (returns.tax(own + other) + returns.tax(own) - returns.tax(other))
             taxes.index_copy_(-1, spouses, shares.expand(*taxes.shape[:-1], shares.shape[-1]))
         return taxes
@@ -121,11 +122,11 @@ class JointReturns:
             cutoffs = cutoffs.expand(*batch, *cutoffs.shape[-2:]).clone()
         if rates.shape[:-2] != batch:
             rates = rates.expand(*batch, *rates.shape[-2:]).clone()
-        for spouses, returns in self._spouse_chunks():
+        for spouses, partners, returns in self._spouse_chunks():
             if earnings is None:
                 expected = torch.zeros(len(spouses), dtype=rates.dtype, device=rates.device)
             else:
-                expected = earnings.index_select(-1, self.units.partner.index_select(0, spouses)).to(rates.dtype)
+                expected = earnings.index_select(-1, partners).to(rates.dtype)
             faced = widened(combined(shifted(returns, expected), self.earner), cutoffs.shape[-1])
             cutoffs.index_copy_(-2, spouses, faced.cutoffs.expand(*cutoffs.shape[:-2], *faced.cutoffs.shape[-2:]))
             rates.index_copy_(-2, spouses, faced.rates.expand(*rates.shape[:-2], *faced.rates.shape[-2:]))
